@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef KUBIA_DISCOVERY_H
+#define KUBIA_DISCOVERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * discovery: the cluster view. One event-loop thread (epoll + timerfd) owns a c-ares
+ * channel (SRV lookup of the governing Service) and a libcurl multi handle (GET /data
+ * from every peer in parallel, keep-alive connections reused). Requests are submitted
+ * from any thread and answered by a callback on the loop thread.
+ */
+
+struct discovery;
+
+struct discovery_config {
+	const char *service;              /* short name (search list) or fully qualified */
+	const char *hostname;             /* this pod's name: its entry is read locally */
+	const char *dns_server;           /* "host[:port]" or NULL for resolv.conf's servers */
+	const char *resolv_conf;          /* NULL = /etc/resolv.conf (tests point elsewhere) */
+	unsigned dns_timeout_ms;          /* total time for one SRV lookup */
+	unsigned cache_ms;                /* longest SRV cache lifetime (also capped by TTL) */
+	unsigned peer_port;               /* 0 = the SRV record's port */
+	unsigned peer_timeout_ms;         /* total time for one peer */
+	unsigned peer_connect_timeout_ms; /* connect time for one peer */
+	size_t peer_max_bytes;            /* largest /data body accepted from a peer */
+	unsigned max_peers;               /* most records used from one answer */
+	unsigned max_pending;             /* most cluster requests in flight at once */
+};
+
+/* Returns a malloc()ed copy of this pod's data (or "No data posted yet") in *out and
+ * its length in *len; false on allocation failure. Called on the loop thread. */
+typedef bool (*discovery_local_fn)(void *ctx, char **out, size_t *len);
+
+/* Receives the peer part of the cluster view (the lines after "Data stored in the
+ * cluster:\n"), malloc()ed, ownership passed to the callee. body is NULL only when
+ * memory ran out. Called once per request, on the loop thread (or, after
+ * discovery_stop(), on the thread that called it). */
+typedef void (*discovery_done_fn)(void *ctx, char *body, size_t len);
+
+/* Creates the loop thread. NULL on failure with one line in err. */
+struct discovery *discovery_create(const struct discovery_config *cfg, discovery_local_fn local,
+				   void *local_ctx, char *err, size_t errlen);
+
+/* Queues one cluster-view request; thread-safe. Returns false (done is not called)
+ * when the queue is full or the loop is stopping. */
+bool discovery_request(struct discovery *d, discovery_done_fn done, void *ctx);
+
+/* Ends every request still in flight (peers not yet answered get an
+ * "Error: shutting down" line), then stops the thread. Every accepted request's done
+ * callback has run when this returns. Idempotent. */
+void discovery_stop(struct discovery *d);
+
+/* Stops (if needed) and frees. NULL is a no-op. */
+void discovery_destroy(struct discovery *d);
+
+#endif

@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: MIT */
+#include "server/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "version.h"
+
+enum opt_kind {
+	OPT_UINT,   /* unsigned, stored in an unsigned */
+	OPT_U64,    /* byte counts, stored in a uint64_t */
+	OPT_STRING, /* validated by a check function */
+	OPT_MODE,
+	OPT_LEVEL,
+};
+
+typedef bool (*check_fn)(const char *value, const char **why);
+
+struct opt {
+	const char *flag;
+	const char *env;
+	enum opt_kind kind;
+	size_t offset;
+	uint64_t min;
+	uint64_t max;
+	const char *def; /* default as text, shown in --help; NULL: none */
+	check_fn check;
+	const char *help;
+};
+
+static bool check_path(const char *v, const char **why);
+static bool check_dns_name(const char *v, const char **why);
+static bool check_host_port(const char *v, const char **why);
+static bool check_hostname(const char *v, const char **why);
+
+#define OFF(field) offsetof(struct config, field)
+
+/* The first ten are SPEC.md's stable names; the rest are kubia's own limits. */
+static const struct opt opts[] = {
+	{"port", "KUBIA_PORT", OPT_UINT, OFF(port), 1, 65535, "8080", NULL,
+	 "TCP port to listen on (all addresses, IPv4 and IPv6)"},
+	{"data-file", "KUBIA_DATA_FILE", OPT_STRING, OFF(data_file), 0, 0, "/var/data/kubia.txt",
+	 check_path, "the pod's data; its directory is locked"},
+	{"mode", "KUBIA_MODE", OPT_MODE, OFF(mode), 0, 0, "peers", NULL,
+	 "peers (cluster view) or pet (this pod only)"},
+	{"service", "KUBIA_SERVICE", OPT_STRING, OFF(service), 0, 0, "kubia", check_dns_name,
+	 "governing Service to look up (short or fully qualified)"},
+	{"peer-port", "KUBIA_PEER_PORT", OPT_UINT, OFF(peer_port), 0, 65535, "0", NULL,
+	 "port for peers; 0 = the SRV record's port"},
+	{"peer-timeout-ms", "KUBIA_PEER_TIMEOUT_MS", OPT_UINT, OFF(peer_timeout_ms), 1, 600000,
+	 "2000", NULL, "total time allowed for one peer"},
+	{"dns-server", "KUBIA_DNS_SERVER", OPT_STRING, OFF(dns_server), 0, 0, NULL,
+	 check_host_port, "host[:port] to ask instead of the system's servers"},
+	{"dns-timeout-ms", "KUBIA_DNS_TIMEOUT_MS", OPT_UINT, OFF(dns_timeout_ms), 1, 600000, "2000",
+	 NULL, "total time allowed for the SRV lookup"},
+	{"max-body", "KUBIA_MAX_BODY", OPT_U64, OFF(max_body), 0, (uint64_t)1 << 30, "1048576",
+	 NULL, "largest POST body in bytes"},
+	{"hostname", "KUBIA_HOSTNAME", OPT_STRING, OFF(hostname), 0, 0, NULL, check_hostname,
+	 "the pod name shown in replies (default: the host name)"},
+	{"peer-connect-timeout-ms", "KUBIA_PEER_CONNECT_TIMEOUT_MS", OPT_UINT,
+	 OFF(peer_connect_timeout_ms), 1, 600000, "1000", NULL,
+	 "time allowed to connect to one peer"},
+	{"peer-max-bytes", "KUBIA_PEER_MAX_BYTES", OPT_U64, OFF(peer_max_bytes), 1,
+	 (uint64_t)1 << 30, "1048576", NULL, "largest /data reply accepted from a peer"},
+	{"max-peers", "KUBIA_MAX_PEERS", OPT_UINT, OFF(max_peers), 1, 65535, "256", NULL,
+	 "most peers listed from one SRV answer"},
+	{"max-pending", "KUBIA_MAX_PENDING", OPT_UINT, OFF(max_pending), 1, 1000000, "1024", NULL,
+	 "most cluster views being assembled at once (more get 503)"},
+	{"dns-cache-ms", "KUBIA_DNS_CACHE_MS", OPT_UINT, OFF(dns_cache_ms), 0, 3600000, "1000",
+	 NULL, "longest time an SRV answer is reused (never past its TTL); 0 = never"},
+	{"resolv-conf", "KUBIA_RESOLV_CONF", OPT_STRING, OFF(resolv_conf), 0, 0,
+	 "/etc/resolv.conf", check_path, "where the search list (and servers) are read"},
+	{"max-connections", "KUBIA_MAX_CONNECTIONS", OPT_UINT, OFF(max_connections), 1, 1000000,
+	 "1024", NULL, "most client connections at once"},
+	{"max-connections-per-ip", "KUBIA_MAX_CONNECTIONS_PER_IP", OPT_UINT,
+	 OFF(max_connections_per_ip), 0, 1000000, "0", NULL,
+	 "most connections from one client address; 0 = no limit"},
+	{"connection-memory", "KUBIA_CONNECTION_MEMORY", OPT_U64, OFF(connection_memory), 4096,
+	 (uint64_t)1 << 24, "32768", NULL, "memory per connection for the request line and headers"},
+	{"idle-timeout-s", "KUBIA_IDLE_TIMEOUT_S", OPT_UINT, OFF(idle_timeout_s), 1, 86400, "30",
+	 NULL, "seconds before an idle connection is closed"},
+	{"threads", "KUBIA_THREADS", OPT_UINT, OFF(threads), 0, 256, "0", NULL,
+	 "HTTP threads; 0 = one per CPU"},
+	{"shutdown-timeout-ms", "KUBIA_SHUTDOWN_TIMEOUT_MS", OPT_UINT, OFF(shutdown_timeout_ms), 0,
+	 600000, "500", NULL, "time requests in flight get to finish after SIGTERM"},
+	{"log-level", "KUBIA_LOG_LEVEL", OPT_LEVEL, OFF(log_level), 0, 0, "info", NULL,
+	 "error, warn, info or debug"},
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+const char *config_mode_name(enum config_mode mode)
+{
+	return mode == CONFIG_MODE_PET ? "pet" : "peers";
+}
+
+static bool check_path(const char *v, const char **why)
+{
+	size_t n = strlen(v);
+
+	if (n == 0) {
+		*why = "expected a file path";
+		return false;
+	}
+	if (v[n - 1] == '/') {
+		*why = "expected a file path, not a directory";
+		return false;
+	}
+	if (n >= PATH_MAX) {
+		*why = "path too long";
+		return false;
+	}
+	return true;
+}
+
+/* Letters, digits, '-', '_' and dots between labels of 1-63 characters. A trailing dot
+ * marks a fully qualified name. */
+static bool check_dns_name(const char *v, const char **why)
+{
+	size_t n = strlen(v), label = 0;
+
+	*why = "expected a DNS name such as kubia or kubia.default.svc.cluster.local";
+	if (n == 0 || n > 254 || v[0] == '.') {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (c == '.') {
+			if (label == 0) {
+				return false;
+			}
+			label = 0;
+			continue;
+		}
+		if (!isalnum(c) && c != '-' && c != '_') {
+			return false;
+		}
+		if (++label > 63) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool parse_port_text(const char *s, size_t len)
+{
+	unsigned long p = 0;
+
+	if (len == 0 || len > 5) {
+		return false;
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (!isdigit((unsigned char)s[i])) {
+			return false;
+		}
+		p = p * 10 + (unsigned long)(s[i] - '0');
+	}
+	return p >= 1 && p <= 65535;
+}
+
+/* host, host:port, IPv6, [IPv6] or [IPv6]:port. The host is checked as an address by
+ * the resolver; here only the shape. */
+static bool check_host_port(const char *v, const char **why)
+{
+	const char *colon;
+
+	*why = "expected host[:port], for example 10.96.0.10:53 or [fd00::a]:53";
+	if (v[0] == '\0') {
+		return false;
+	}
+	if (v[0] == '[') {
+		const char *end = strchr(v, ']');
+		if (end == NULL || end == v + 1) {
+			return false;
+		}
+		if (end[1] == '\0') {
+			return true;
+		}
+		return end[1] == ':' && parse_port_text(end + 2, strlen(end + 2));
+	}
+	colon = strchr(v, ':');
+	if (colon == NULL) {
+		return true;
+	}
+	if (strchr(colon + 1, ':') != NULL) {
+		return true; /* a bare IPv6 address */
+	}
+	return colon != v && parse_port_text(colon + 1, strlen(colon + 1));
+}
+
+static bool check_hostname(const char *v, const char **why)
+{
+	size_t n = strlen(v);
+
+	*why = "expected a host name of 1-253 printable characters without spaces";
+	if (n == 0 || n > 253) {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (c <= ' ' || c >= 0x7f || c == '/') {
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	char *end = NULL;
+	unsigned long long v;
+
+	if (!isdigit((unsigned char)s[0])) {
+		return false; /* no sign, no spaces, no empty string */
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0') {
+		return false;
+	}
+	*out = (uint64_t)v;
+	return true;
+}
+
+/* Applies one value; `source` is the flag or variable as the user wrote it. */
+static bool apply(struct config *cfg, const struct opt *o, const char *value, const char *source,
+		  bool is_flag, char *err, size_t errlen)
+{
+	char *field = (char *)cfg + o->offset;
+	const char *why = NULL;
+	uint64_t v = 0;
+
+	switch (o->kind) {
+	case OPT_UINT:
+	case OPT_U64:
+		if (!parse_u64(value, &v) || v < o->min || v > o->max) {
+			snprintf(err, errlen,
+				 "invalid value for %s%s: \"%s\" (expected an integer from %" PRIu64
+				 " to %" PRIu64 ")",
+				 is_flag ? "--" : "", source, value, o->min, o->max);
+			return false;
+		}
+		if (o->kind == OPT_UINT) {
+			*(unsigned *)(void *)field = (unsigned)v;
+		} else {
+			*(uint64_t *)(void *)field = v;
+		}
+		return true;
+	case OPT_STRING:
+		if (o->check != NULL && !o->check(value, &why)) {
+			snprintf(err, errlen, "invalid value for %s%s: \"%s\" (%s)", is_flag ? "--" : "",
+				 source, value, why);
+			return false;
+		}
+		*(const char **)(void *)field = value;
+		return true;
+	case OPT_MODE:
+		if (strcmp(value, "peers") == 0) {
+			cfg->mode = CONFIG_MODE_PEERS;
+		} else if (strcmp(value, "pet") == 0) {
+			cfg->mode = CONFIG_MODE_PET;
+		} else {
+			snprintf(err, errlen, "invalid value for %s%s: \"%s\" (expected peers or pet)",
+				 is_flag ? "--" : "", source, value);
+			return false;
+		}
+		return true;
+	case OPT_LEVEL:
+		if (!log_level_parse(value, &cfg->log_level)) {
+			snprintf(err, errlen,
+				 "invalid value for %s%s: \"%s\" (expected error, warn, info or debug)",
+				 is_flag ? "--" : "", source, value);
+			return false;
+		}
+		return true;
+	}
+	return false;
+}
+
+void config_usage(FILE *out)
+{
+	fprintf(out, "Usage: kubia [OPTION]...\n"
+		     "The stateful clustered data store of Kubernetes in Action, chapter 10.\n"
+		     "Every option can also be set by its environment variable; flags win.\n\n");
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct opt *o = &opts[i];
+		fprintf(out, "  --%-26s %-31s %s", o->flag, o->env, o->help);
+		if (o->def != NULL) {
+			fprintf(out, " [%s]", o->def);
+		}
+		fputc('\n', out);
+	}
+	fprintf(out, "  --%-26s %-31s %s\n", "help", "", "show this text and exit");
+	fprintf(out, "  --%-26s %-31s %s\n", "version", "", "show the version and exit");
+}
+
+static const struct opt *find_flag(const char *name, size_t len)
+{
+	for (size_t i = 0; i < NOPTS; i++) {
+		if (strlen(opts[i].flag) == len && strncmp(opts[i].flag, name, len) == 0) {
+			return &opts[i];
+		}
+	}
+	return NULL;
+}
+
+enum config_result config_parse(struct config *cfg, int argc, char *const argv[],
+				config_getenv_fn get_env, FILE *out, char *err, size_t errlen)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < NOPTS; i++) {
+		if (opts[i].def != NULL &&
+		    !apply(cfg, &opts[i], opts[i].def, opts[i].flag, true, err, errlen)) {
+			return CONFIG_ERROR; /* a broken default is a bug; still say so */
+		}
+	}
+	for (size_t i = 0; i < NOPTS; i++) {
+		const char *v = get_env != NULL ? get_env(opts[i].env) : NULL;
+		if (v != NULL && !apply(cfg, &opts[i], v, opts[i].env, false, err, errlen)) {
+			return CONFIG_ERROR;
+		}
+	}
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *name, *eq, *value;
+		const struct opt *o;
+		size_t len;
+
+		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+			config_usage(out);
+			return CONFIG_DONE;
+		}
+		if (strcmp(arg, "--version") == 0) {
+			fprintf(out, "kubia %s\n", KUBIA_VERSION);
+			return CONFIG_DONE;
+		}
+		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+			snprintf(err, errlen, "unexpected argument \"%s\" (see --help)", arg);
+			return CONFIG_ERROR;
+		}
+		name = arg + 2;
+		eq = strchr(name, '=');
+		len = eq != NULL ? (size_t)(eq - name) : strlen(name);
+		o = find_flag(name, len);
+		if (o == NULL) {
+			snprintf(err, errlen, "unknown option \"--%.*s\" (see --help)", (int)len, name);
+			return CONFIG_ERROR;
+		}
+		if (eq != NULL) {
+			value = eq + 1;
+		} else if (i + 1 < argc) {
+			value = argv[++i];
+		} else {
+			snprintf(err, errlen, "option --%s needs a value", o->flag);
+			return CONFIG_ERROR;
+		}
+		if (!apply(cfg, o, value, o->flag, true, err, errlen)) {
+			return CONFIG_ERROR;
+		}
+	}
+	if (cfg->peer_connect_timeout_ms > cfg->peer_timeout_ms) {
+		/* curl would give up at the total anyway; keep the two coherent. */
+		cfg->peer_connect_timeout_ms = cfg->peer_timeout_ms;
+	}
+	if (cfg->hostname == NULL) {
+		if (gethostname(cfg->hostname_buf, sizeof(cfg->hostname_buf) - 1) != 0 ||
+		    cfg->hostname_buf[0] == '\0') {
+			snprintf(err, errlen,
+				 "could not read the host name: %s (set --hostname or KUBIA_HOSTNAME)",
+				 strerror(errno));
+			return CONFIG_ERROR;
+		}
+		cfg->hostname = cfg->hostname_buf;
+	}
+	return CONFIG_RUN;
+}

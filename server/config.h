@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef KUBIA_CONFIG_H
+#define KUBIA_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "server/log.h"
+
+enum config_mode {
+	CONFIG_MODE_PEERS = 0, /* cluster view through SRV discovery (the default) */
+	CONFIG_MODE_PET,       /* this pod only, no discovery */
+};
+
+/* Strings point into argv, the environment or static defaults: nothing to free. */
+struct config {
+	unsigned port;
+	const char *data_file;
+	enum config_mode mode;
+	const char *service;
+	unsigned peer_port;
+	unsigned peer_timeout_ms;
+	unsigned peer_connect_timeout_ms;
+	uint64_t peer_max_bytes;
+	unsigned max_peers;
+	unsigned max_pending;
+	const char *dns_server; /* NULL: the servers of resolv.conf */
+	const char *resolv_conf;
+	unsigned dns_timeout_ms;
+	unsigned dns_cache_ms;
+	uint64_t max_body;
+	const char *hostname;
+	unsigned max_connections;
+	unsigned max_connections_per_ip;
+	uint64_t connection_memory;
+	unsigned idle_timeout_s;
+	unsigned threads;
+	unsigned shutdown_timeout_ms;
+	enum log_level log_level;
+	char hostname_buf[256];
+};
+
+enum config_result {
+	CONFIG_RUN = 0, /* configuration complete: start */
+	CONFIG_DONE,    /* --help or --version was printed: exit 0 */
+	CONFIG_ERROR,   /* err names the bad flag or variable and its value: exit 2 */
+};
+
+/* Looks up an environment variable; getenv() in the program, a table in tests. */
+typedef const char *(*config_getenv_fn)(const char *name);
+
+/*
+ * Fills cfg from defaults, then the KUBIA_* variables, then the flags (flags win).
+ * --help and --version print to out. The host name is read only when neither
+ * --hostname nor KUBIA_HOSTNAME gives one.
+ */
+enum config_result config_parse(struct config *cfg, int argc, char *const argv[],
+				config_getenv_fn get_env, FILE *out, char *err, size_t errlen);
+
+/* Prints the usage text (every flag with its variable and default). */
+void config_usage(FILE *out);
+
+const char *config_mode_name(enum config_mode mode);
+
+#endif

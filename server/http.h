@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef KUBIA_HTTP_H
+#define KUBIA_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/config.h"
+
+struct storage;
+struct discovery;
+
+/* The HTTP front: libmicrohttpd with its epoll internal thread(s), the routes and texts
+ * of SPEC.md. The only place that knows about HTTP. */
+struct http_server;
+
+/* Starts listening. discovery is NULL in pet mode. Neither storage nor discovery is
+ * owned; both must outlive the server. NULL on failure with one line in err. */
+struct http_server *http_start(const struct config *cfg, struct storage *st,
+			       struct discovery *disc, char *err, size_t errlen);
+
+/* The port actually bound (useful with --port 0 in tests is not offered: ports are
+ * 1-65535; this reports what was bound). */
+unsigned http_port(const struct http_server *srv);
+
+/* Shutdown, step 1: /readyz answers 503 and no new connection is accepted. */
+void http_quiesce(struct http_server *srv);
+
+/* Shutdown, step 2: waits until no request is in flight or timeout_ms passes.
+ * Returns true when none is left. */
+bool http_wait_idle(struct http_server *srv, unsigned timeout_ms);
+
+/* Number of requests being handled right now. */
+unsigned http_in_flight(struct http_server *srv);
+
+/* Shutdown, step 3: closes every connection and frees. NULL is a no-op. Every
+ * suspended request must have been resumed (discovery_stop() does that). */
+void http_stop(struct http_server *srv);
+
+#endif

@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of configuration: defaults, variables, flags, precedence and errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "server/config.h"
+
+/* A fake environment: NULL-terminated name/value pairs. */
+static const char *const *fake_env;
+
+static const char *fake_getenv(const char *name)
+{
+	for (size_t i = 0; fake_env != NULL && fake_env[i] != NULL; i += 2) {
+		if (strcmp(fake_env[i], name) == 0) {
+			return fake_env[i + 1];
+		}
+	}
+	return NULL;
+}
+
+static enum config_result parse(struct config *cfg, const char *const *env, char *err,
+				size_t errlen, int argc, ...)
+{
+	char *argv[32];
+	va_list ap;
+	FILE *out = fopen("/dev/null", "w");
+	enum config_result r;
+
+	assert_non_null(out);
+	assert_true(argc < 32);
+	argv[0] = (char *)(uintptr_t) "kubia";
+	va_start(ap, argc);
+	for (int i = 1; i < argc; i++) {
+		argv[i] = (char *)(uintptr_t)va_arg(ap, const char *);
+	}
+	va_end(ap);
+	argv[argc] = NULL;
+	fake_env = env;
+	err[0] = '\0';
+	r = config_parse(cfg, argc, argv, fake_getenv, out, err, errlen);
+	fclose(out);
+	return r;
+}
+
+static void test_defaults(void **state)
+{
+	struct config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&c, NULL, err, sizeof(err), 1), CONFIG_RUN);
+	assert_int_equal(c.port, 8080);
+	assert_string_equal(c.data_file, "/var/data/kubia.txt");
+	assert_int_equal(c.mode, CONFIG_MODE_PEERS);
+	assert_string_equal(c.service, "kubia");
+	assert_int_equal(c.peer_port, 0);
+	assert_int_equal(c.peer_timeout_ms, 2000);
+	assert_null(c.dns_server);
+	assert_int_equal(c.dns_timeout_ms, 2000);
+	assert_int_equal(c.max_body, 1048576);
+	assert_non_null(c.hostname);
+	assert_true(strlen(c.hostname) > 0);
+	assert_int_equal(c.dns_cache_ms, 1000);
+	assert_int_equal(c.shutdown_timeout_ms, 500);
+	assert_int_equal(c.log_level, LOG_LEVEL_INFO);
+	assert_string_equal(c.resolv_conf, "/etc/resolv.conf");
+}
+
+static void test_env_and_flags(void **state)
+{
+	static const char *const env[] = {"KUBIA_PORT",     "9000",    "KUBIA_MODE", "pet",
+					  "KUBIA_HOSTNAME", "kubia-7", "KUBIA_SERVICE",
+					  "kubia.default.svc.cluster.local.", NULL};
+	struct config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&c, env, err, sizeof(err), 1), CONFIG_RUN);
+	assert_int_equal(c.port, 9000);
+	assert_int_equal(c.mode, CONFIG_MODE_PET);
+	assert_string_equal(c.hostname, "kubia-7");
+	assert_string_equal(c.service, "kubia.default.svc.cluster.local.");
+	/* flags win, both spellings */
+	assert_int_equal(parse(&c, env, err, sizeof(err), 4, "--port", "9100", "--mode=peers"),
+			 CONFIG_RUN);
+	assert_int_equal(c.port, 9100);
+	assert_int_equal(c.mode, CONFIG_MODE_PEERS);
+	assert_string_equal(c.hostname, "kubia-7");
+}
+
+static void test_every_flag_parses(void **state)
+{
+	struct config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&c, NULL, err, sizeof(err), 24, "--peer-port=81",
+			       "--peer-timeout-ms=150", "--dns-server=127.0.0.1:5353",
+			       "--dns-timeout-ms=300", "--max-body=10", "--hostname=p-1",
+			       "--peer-connect-timeout-ms=100", "--peer-max-bytes=99",
+			       "--max-peers=3", "--max-pending=4", "--dns-cache-ms=0",
+			       "--resolv-conf=/tmp/r", "--max-connections=5",
+			       "--max-connections-per-ip=2", "--connection-memory=8192",
+			       "--idle-timeout-s=7", "--threads=1", "--shutdown-timeout-ms=50",
+			       "--log-level=debug", "--data-file=/tmp/x/d.txt", "--service=svc",
+			       "--mode=pet", "--port=1"),
+			 CONFIG_RUN);
+	assert_int_equal(c.peer_port, 81);
+	assert_int_equal(c.peer_timeout_ms, 150);
+	assert_string_equal(c.dns_server, "127.0.0.1:5353");
+	assert_int_equal(c.dns_timeout_ms, 300);
+	assert_int_equal(c.max_body, 10);
+	assert_string_equal(c.hostname, "p-1");
+	assert_int_equal(c.peer_connect_timeout_ms, 100);
+	assert_int_equal(c.peer_max_bytes, 99);
+	assert_int_equal(c.max_peers, 3);
+	assert_int_equal(c.max_pending, 4);
+	assert_int_equal(c.dns_cache_ms, 0);
+	assert_string_equal(c.resolv_conf, "/tmp/r");
+	assert_int_equal(c.max_connections, 5);
+	assert_int_equal(c.max_connections_per_ip, 2);
+	assert_int_equal(c.connection_memory, 8192);
+	assert_int_equal(c.idle_timeout_s, 7);
+	assert_int_equal(c.threads, 1);
+	assert_int_equal(c.shutdown_timeout_ms, 50);
+	assert_int_equal(c.log_level, LOG_LEVEL_DEBUG);
+	assert_string_equal(c.data_file, "/tmp/x/d.txt");
+	assert_string_equal(c.service, "svc");
+	assert_int_equal(c.mode, CONFIG_MODE_PET);
+	assert_int_equal(c.port, 1);
+}
+
+static void test_connect_timeout_capped(void **state)
+{
+	struct config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&c, NULL, err, sizeof(err), 2, "--peer-timeout-ms=200"),
+			 CONFIG_RUN);
+	assert_int_equal(c.peer_connect_timeout_ms, 200);
+}
+
+static void expect_error(const char *const *env, const char *needle1, const char *needle2,
+			 int argc, const char *a1, const char *a2)
+{
+	struct config c;
+	char err[256];
+
+	assert_int_equal(parse(&c, env, err, sizeof(err), argc, a1, a2), CONFIG_ERROR);
+	if (strstr(err, needle1) == NULL || (needle2 != NULL && strstr(err, needle2) == NULL)) {
+		fail_msg("error \"%s\" lacks \"%s\"/\"%s\"", err, needle1, needle2);
+	}
+}
+
+static void test_bad_values(void **state)
+{
+	static const char *const bad_port_env[] = {"KUBIA_PORT", "http", NULL};
+	static const char *const bad_mode_env[] = {"KUBIA_MODE", "cluster", NULL};
+
+	(void)state;
+	expect_error(NULL, "--port", "\"0\"", 3, "--port", "0");
+	expect_error(NULL, "--port", "\"65536\"", 2, "--port=65536", NULL);
+	expect_error(NULL, "--port", "\"-1\"", 2, "--port=-1", NULL);
+	expect_error(NULL, "--port", "\"8080x\"", 2, "--port=8080x", NULL);
+	expect_error(NULL, "--port", "\" 80\"", 2, "--port= 80", NULL);
+	expect_error(NULL, "--port", "\"\"", 2, "--port=", NULL);
+	expect_error(NULL, "--mode", "\"both\"", 2, "--mode=both", NULL);
+	expect_error(NULL, "--max-body", "\"99999999999999999999999\"", 2,
+		     "--max-body=99999999999999999999999", NULL);
+	expect_error(NULL, "--service", "\"bad name\"", 2, "--service=bad name", NULL);
+	expect_error(NULL, "--service", "\"a..b\"", 2, "--service=a..b", NULL);
+	expect_error(NULL, "--dns-server", "\"1.2.3.4:99999\"", 2, "--dns-server=1.2.3.4:99999",
+		     NULL);
+	expect_error(NULL, "--dns-server", "\"[::1\"", 2, "--dns-server=[::1", NULL);
+	expect_error(NULL, "--data-file", "\"/var/data/\"", 2, "--data-file=/var/data/", NULL);
+	expect_error(NULL, "--hostname", "\"a b\"", 2, "--hostname=a b", NULL);
+	expect_error(NULL, "--log-level", "\"loud\"", 2, "--log-level=loud", NULL);
+	expect_error(NULL, "--peer-timeout-ms", "\"0\"", 2, "--peer-timeout-ms=0", NULL);
+	expect_error(NULL, "unknown option", "--nope", 2, "--nope", NULL);
+	expect_error(NULL, "unexpected argument", "\"extra\"", 2, "extra", NULL);
+	expect_error(NULL, "--port needs a value", NULL, 2, "--port", NULL);
+	expect_error(bad_port_env, "KUBIA_PORT", "\"http\"", 1, NULL, NULL);
+	expect_error(bad_mode_env, "KUBIA_MODE", "\"cluster\"", 1, NULL, NULL);
+}
+
+static void test_dns_server_shapes(void **state)
+{
+	static const char *const ok[] = {"10.96.0.10", "10.96.0.10:53", "[fd00::a]:5353",
+					 "[::1]", "fd00::a", "dns.local:53"};
+	struct config c;
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		assert_int_equal(parse(&c, NULL, err, sizeof(err), 3, "--dns-server", ok[i]),
+				 CONFIG_RUN);
+		assert_string_equal(c.dns_server, ok[i]);
+	}
+}
+
+static void test_help_and_version(void **state)
+{
+	struct config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&c, NULL, err, sizeof(err), 2, "--help"), CONFIG_DONE);
+	assert_int_equal(parse(&c, NULL, err, sizeof(err), 2, "--version"), CONFIG_DONE);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_env_and_flags),
+		cmocka_unit_test(test_every_flag_parses),
+		cmocka_unit_test(test_connect_timeout_capped),
+		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_dns_server_shapes),
+		cmocka_unit_test(test_help_and_version),
+	};
+	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
