@@ -533,9 +533,10 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 	if (dual_stack) {
 		flags |= MHD_USE_DUAL_STACK;
 	}
+	/* The logger first, or MHD prints what it says about earlier options itself. */
+	items[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
 					     (intptr_t)on_completed, s};
-	items[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
 					     (intptr_t)cfg->max_connections, NULL};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Every test of kubia, as CI runs them: installs what is missing (test/setup.sh), then
+#   1. a release-like build (warnings are errors): unit, integration and lint suites;
+#   2. an ASan+UBSan build: unit and integration suites;
+#   3. valgrind over the unit suite;
+#   4. a clang build with libFuzzer: the fuzz suite (bounded time).
+# The last line is the summary "N passed, N failed[, N skipped]" over all of them.
+# Root is needed for the tests that mount file systems; without it they skip.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+out=${KUBIA_TEST_DIR:-$top/build-test}
+
+bash test/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+
+rm -rf "$out"
+mkdir -p "$out"
+status=0
+step() {
+    echo "== $*"
+}
+run_suites() { # build_dir, extra meson test args...
+    local dir=$1
+    shift
+    meson test -C "$dir" --print-errorlogs --num-processes 2 "$@" || status=1
+}
+
+step "build: debugoptimized, -Werror"
+if meson setup "$out/main" -Dtests=enabled >"$out/setup-main.log" 2>&1 &&
+    ninja -C "$out/main" >"$out/build-main.log" 2>&1; then
+    run_suites "$out/main" --suite unit --suite integration --suite lint
+else
+    cat "$out"/setup-main.log "$out"/build-main.log | tail -50
+    status=1
+fi
+
+step "build: ASan + UBSan"
+if meson setup "$out/asan" -Dtests=enabled -Db_sanitize=address,undefined \
+    -Db_lundef=false >"$out/setup-asan.log" 2>&1 &&
+    ninja -C "$out/asan" >"$out/build-asan.log" 2>&1; then
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        run_suites "$out/asan" --suite unit --suite integration
+else
+    cat "$out"/setup-asan.log "$out"/build-asan.log | tail -50
+    status=1
+fi
+
+step "valgrind: unit suite"
+if [ -d "$out/main" ]; then
+    meson test -C "$out/main" --suite unit --print-errorlogs --logbase valgrind \
+        --wrapper 'valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --track-fds=no' \
+        || status=1
+fi
+
+step "fuzz: libFuzzer (clang)"
+if CC=clang meson setup "$out/fuzz" -Dtests=enabled -Dfuzzers=true -Db_lundef=false \
+    >"$out/setup-fuzz.log" 2>&1 && ninja -C "$out/fuzz" >"$out/build-fuzz.log" 2>&1; then
+    run_suites "$out/fuzz" --suite fuzz
+else
+    cat "$out"/setup-fuzz.log "$out"/build-fuzz.log | tail -50
+    status=1
+fi
+
+/usr/bin/python3 "$top/test/summary.py" "$out"/main "$out"/asan "$out"/fuzz \
+    --logbase "$out/main:valgrind" || status=1
+exit $status

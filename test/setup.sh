@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building and testing kubia needs on Debian bookworm (as root), only
+# what is missing. Safe to run again.
+set -euo pipefail
+
+packages=(
+    # build
+    gcc meson ninja-build pkg-config
+    libmicrohttpd-dev libc-ares-dev libcurl4-openssl-dev
+    # tests: unit, integration (real dnsmasq, pytest), analysis, fuzzing, benchmarks
+    libcmocka-dev python3 python3-pytest dnsmasq-base iproute2 util-linux
+    curl clang clang-tidy clang-format cppcheck valgrind wrk nginx-light
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
