@@ -17,10 +17,10 @@ struct discovery;
 struct discovery_config {
 	const char *service;              /* short name (search list) or fully qualified */
 	const char *hostname;             /* this pod's name: its entry is read locally */
-	const char *dns_server;           /* "host[:port]" or NULL for resolv.conf's servers */
+	const char *dns_server;           /* IP[:port], [IPv6]:port; NULL or "": resolv.conf */
 	const char *resolv_conf;          /* NULL = /etc/resolv.conf (tests point elsewhere) */
 	unsigned dns_timeout_ms;          /* total time for one SRV lookup */
-	unsigned cache_ms;                /* longest SRV cache lifetime (also capped by TTL) */
+	unsigned cache_ms;                /* longest SRV cache life (capped by TTL); 0 = off */
 	unsigned peer_port;               /* 0 = the SRV record's port */
 	unsigned peer_timeout_ms;         /* total time for one peer */
 	unsigned peer_connect_timeout_ms; /* connect time for one peer */
@@ -35,11 +35,15 @@ typedef bool (*discovery_local_fn)(void *ctx, char **out, size_t *len);
 
 /* Receives the peer part of the cluster view (the lines after "Data stored in the
  * cluster:\n"), malloc()ed, ownership passed to the callee. body is NULL only when
- * memory ran out. Called once per request, on the loop thread (or, after
- * discovery_stop(), on the thread that called it). */
+ * memory ran out. Called exactly once per accepted request, always on the loop thread
+ * (also during discovery_stop(), which waits for it). It may call discovery_request()
+ * but must not call discovery_stop() or discovery_destroy(). */
 typedef void (*discovery_done_fn)(void *ctx, char *body, size_t len);
 
-/* Creates the loop thread. NULL on failure with one line in err. */
+/* Creates the loop thread. NULL on failure with one line in err (a bad dns_server, a
+ * zero time-out or limit, an empty service name). The first call also initialises
+ * libcurl and c-ares for the whole process (curl_global_init, ares_library_init, once,
+ * never undone). */
 struct discovery *discovery_create(const struct discovery_config *cfg, discovery_local_fn local,
 				   void *local_ctx, char *err, size_t errlen);
 
@@ -48,8 +52,10 @@ struct discovery *discovery_create(const struct discovery_config *cfg, discovery
 bool discovery_request(struct discovery *d, discovery_done_fn done, void *ctx);
 
 /* Ends every request still in flight (peers not yet answered get an
- * "Error: shutting down" line), then stops the thread. Every accepted request's done
- * callback has run when this returns. Idempotent. */
+ * "Error: shutting down" line; requests still waiting for DNS get
+ * "Could not look up DNS SRV records: shutting down"), then stops the thread. Every
+ * accepted request's done callback has run when this returns. Idempotent, and safe
+ * to call from several threads. */
 void discovery_stop(struct discovery *d);
 
 /* Stops (if needed) and frees. NULL is a no-op. */

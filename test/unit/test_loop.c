@@ -1,0 +1,990 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The discovery loop end to end on loopback: a real dnsmasq serves the SRV and A
+ * records, small HTTP peers run in a thread of this process, and the body handed to
+ * done is checked byte for byte. Skipped when dnsmasq is not installed. Every wait is
+ * bounded; only the dnsmasq started here is signalled, by its pid.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "discovery/discovery.h"
+
+#define DNSMASQ "/usr/sbin/dnsmasq"
+#define SFX ".kubia.default.svc.cluster.local"
+#define WAIT_MS 10000
+
+/* ---- HTTP peers ---------------------------------------------------------------- */
+
+enum peer_mode { PEER_BODY, PEER_500, PEER_HANG };
+
+#define NPEERS 6
+#define NCONN 64
+
+struct peer {
+	int lfd;
+	unsigned port;
+	enum peer_mode mode;
+	const char *body;
+	unsigned accepts;
+	unsigned requests;
+	char host[128]; /* Host header of the last request */
+};
+
+struct conn {
+	int fd;
+	struct peer *peer;
+	char buf[4096];
+	size_t len;
+};
+
+static struct {
+	struct peer peers[NPEERS];
+	struct conn conns[NCONN];
+	int stop_pipe[2];
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pid_t dnsmasq;
+	unsigned dns_port;
+	unsigned dead_port;
+	int silent_fd;
+	unsigned silent_port;
+	char dir[64];
+	char resolv[128];
+	bool ready;
+	bool have_v6;
+	bool thread_started;
+} g = {.dnsmasq = -1, .silent_fd = -1};
+
+/* The IPv6 peer listens on [::1]; a host without IPv6 skips that one test. */
+static int listen_on6(unsigned *port)
+{
+	struct sockaddr_in6 a;
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0) {
+		return -1;
+	}
+	memset(&a, 0, sizeof(a));
+	a.sin6_family = AF_INET6;
+	a.sin6_addr = in6addr_loopback;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 64) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &al) < 0) {
+		close(fd);
+		return -1;
+	}
+	*port = ntohs(a.sin6_port);
+	return fd;
+}
+
+static int listen_on(unsigned *port, int type)
+{
+	struct sockaddr_in a;
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+	int one = 1;
+
+	if (fd < 0) {
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    (type == SOCK_STREAM && listen(fd, 64) < 0) ||
+	    getsockname(fd, (struct sockaddr *)&a, &al) < 0) {
+		close(fd);
+		return -1;
+	}
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static void conn_close(struct conn *c)
+{
+	close(c->fd);
+	c->fd = -1;
+	c->len = 0;
+}
+
+/* Answers every complete request head in the buffer (keep-alive, no bodies). */
+static void conn_serve(struct conn *c)
+{
+	char *end;
+
+	while ((end = memmem(c->buf, c->len, "\r\n\r\n", 4)) != NULL) {
+		size_t used = (size_t)(end - c->buf) + 4;
+		struct peer *p = c->peer;
+		char head[256];
+		const char *h;
+		int n;
+
+		pthread_mutex_lock(&g.mu);
+		p->requests++;
+		h = memmem(c->buf, used, "\r\nHost: ", 8);
+		if (h != NULL) {
+			const char *e = strstr(h + 8, "\r\n");
+
+			snprintf(p->host, sizeof(p->host), "%.*s", (int)(e - h - 8), h + 8);
+		}
+		pthread_mutex_unlock(&g.mu);
+		if (p->mode == PEER_HANG) {
+			c->len = 0;
+			return;
+		}
+		if (p->mode == PEER_500) {
+			n = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\n"
+				     "Content-Length: 4\r\n\r\noops");
+		} else {
+			n = snprintf(head, sizeof(head),
+				     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+				     "Content-Length: %zu\r\n\r\n", strlen(p->body));
+		}
+		if (write(c->fd, head, (size_t)n) != n ||
+		    (p->mode == PEER_BODY &&
+		     write(c->fd, p->body, strlen(p->body)) != (ssize_t)strlen(p->body))) {
+			conn_close(c);
+			return;
+		}
+		memmove(c->buf, c->buf + used, c->len - used);
+		c->len -= used;
+	}
+}
+
+static void *peers_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct pollfd pf[1 + NPEERS + NCONN];
+		int map[1 + NPEERS + NCONN];
+		nfds_t n = 0;
+
+		pf[n].fd = g.stop_pipe[0];
+		pf[n].events = POLLIN;
+		map[n++] = -1;
+		for (int i = 0; i < NPEERS; i++) {
+			/* poll() ignores negative fds: a missing IPv6 peer is harmless. */
+			pf[n].fd = g.peers[i].lfd;
+			pf[n].events = POLLIN;
+			map[n++] = 1000 + i;
+		}
+		for (int i = 0; i < NCONN; i++) {
+			if (g.conns[i].fd >= 0) {
+				pf[n].fd = g.conns[i].fd;
+				pf[n].events = POLLIN;
+				map[n++] = i;
+			}
+		}
+		if (poll(pf, n, 1000) < 0 && errno != EINTR) {
+			return NULL;
+		}
+		if (pf[0].revents != 0) {
+			return NULL;
+		}
+		for (nfds_t k = 1; k < n; k++) {
+			if (pf[k].revents == 0) {
+				continue;
+			}
+			if (map[k] >= 1000) {
+				struct peer *p = &g.peers[map[k] - 1000];
+				int fd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+				if (fd < 0) {
+					continue;
+				}
+				pthread_mutex_lock(&g.mu);
+				p->accepts++;
+				pthread_mutex_unlock(&g.mu);
+				for (int i = 0; i < NCONN; i++) {
+					if (g.conns[i].fd < 0) {
+						g.conns[i].fd = fd;
+						g.conns[i].peer = p;
+						g.conns[i].len = 0;
+						fd = -1;
+						break;
+					}
+				}
+				if (fd >= 0) {
+					close(fd);
+				}
+			} else {
+				struct conn *c = &g.conns[map[k]];
+				ssize_t r = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+
+				if (r <= 0) {
+					conn_close(c);
+					continue;
+				}
+				c->len += (size_t)r;
+				conn_serve(c);
+				if (c->fd >= 0 && c->len == sizeof(c->buf)) {
+					conn_close(c);
+				}
+			}
+		}
+	}
+}
+
+/* ---- dnsmasq ------------------------------------------------------------------- */
+
+/* A port free for both UDP and TCP, as dnsmasq listens on both. Still a race with
+ * other programs, so the caller retries a failed start with a new port. */
+static bool pick_port(unsigned *port)
+{
+	for (int i = 0; i < 50; i++) {
+		struct sockaddr_in a;
+		int tfd = listen_on(port, SOCK_STREAM);
+		int ufd;
+
+		if (tfd < 0) {
+			return false;
+		}
+		ufd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		memset(&a, 0, sizeof(a));
+		a.sin_family = AF_INET;
+		a.sin_port = htons((uint16_t)*port);
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (ufd >= 0 && bind(ufd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+			close(ufd);
+			close(tfd);
+			return true;
+		}
+		if (ufd >= 0) {
+			close(ufd);
+		}
+		close(tfd);
+	}
+	return false;
+}
+
+static bool dns_ready(unsigned port)
+{
+	struct sockaddr_in a;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	if (fd < 0) {
+		return false;
+	}
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	return ok;
+}
+
+static bool start_dnsmasq_once(void)
+{
+	char args[40][160];
+	char *argv[41];
+	int n = 0;
+	unsigned ports[NPEERS];
+
+	if (!pick_port(&g.dns_port)) {
+		return false;
+	}
+	for (int i = 0; i < NPEERS; i++) {
+		ports[i] = g.peers[i].port;
+	}
+#define ARG(...) snprintf(args[n++], sizeof(args[0]), __VA_ARGS__)
+	ARG("%s", DNSMASQ);
+	ARG("-k");
+	ARG("--conf-file=/dev/null");
+	ARG("--no-resolv");
+	ARG("--no-hosts");
+	ARG("--port=%u", g.dns_port);
+	ARG("--listen-address=127.0.0.1");
+	ARG("--bind-interfaces");
+	ARG("--local=/cluster.local/");
+	ARG("--pid-file=");
+	/* "kubia": self, two good peers (one listed twice), a dead one, one without an
+	 * address, one answering 500; "others": not this pod; "big": an oversized body;
+	 * "hang": a peer that never answers. */
+	ARG("--srv-host=kubia.default.svc.cluster.local,kubia-0" SFX ",8080,0,100");
+	ARG("--srv-host=kubia.default.svc.cluster.local,kubia-1" SFX ",%u,0,100", ports[0]);
+	ARG("--srv-host=kubia.default.svc.cluster.local,kubia-2" SFX ",%u,0,100", ports[1]);
+	ARG("--srv-host=kubia.default.svc.cluster.local,kubia-2" SFX ",%u,9,100", ports[0]);
+	ARG("--srv-host=kubia.default.svc.cluster.local,kubia-3" SFX ",%u,0,100", g.dead_port);
+	ARG("--srv-host=kubia.default.svc.cluster.local,kubia-4" SFX ",8080,0,100");
+	ARG("--srv-host=kubia.default.svc.cluster.local,kubia-10" SFX ",%u,0,100", ports[2]);
+	ARG("--srv-host=others.default.svc.cluster.local,kubia-1" SFX ",%u,0,100", ports[0]);
+	ARG("--srv-host=big.default.svc.cluster.local,kubia-1" SFX ",%u,0,100", ports[3]);
+	ARG("--srv-host=hang.default.svc.cluster.local,kubia-1" SFX ",%u,0,100", ports[4]);
+	ARG("--host-record=kubia-0" SFX ",127.0.0.1");
+	ARG("--host-record=kubia-1" SFX ",127.0.0.1");
+	ARG("--host-record=kubia-2" SFX ",127.0.0.1");
+	ARG("--host-record=kubia-3" SFX ",127.0.0.1");
+	ARG("--host-record=kubia-10" SFX ",127.0.0.1");
+	/* "v6": a peer reached over IPv6 only. */
+	ARG("--srv-host=v6.default.svc.cluster.local,kubia-6" SFX ",%u,0,100", ports[5]);
+	ARG("--host-record=kubia-6" SFX ",::1");
+#undef ARG
+	for (int i = 0; i < n; i++) {
+		argv[i] = args[i];
+	}
+	argv[n] = NULL;
+	g.dnsmasq = fork();
+	if (g.dnsmasq < 0) {
+		return false;
+	}
+	if (g.dnsmasq == 0) {
+		/* DNSMASQ_LOG=file keeps its messages when a start fails. */
+		const char *log = getenv("DNSMASQ_LOG");
+		int nul = open(log != NULL ? log : "/dev/null",
+			       O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+		if (nul >= 0) {
+			dup2(nul, 1);
+			dup2(nul, 2);
+		}
+		execv(DNSMASQ, argv);
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++) {
+		int st;
+
+		if (dns_ready(g.dns_port)) {
+			return true;
+		}
+		if (waitpid(g.dnsmasq, &st, WNOHANG) == g.dnsmasq) {
+			g.dnsmasq = -1;
+			return false;
+		}
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+static void stop_dnsmasq(void);
+
+static bool start_dnsmasq(void)
+{
+	for (int i = 0; i < 5; i++) {
+		if (start_dnsmasq_once()) {
+			return true;
+		}
+		stop_dnsmasq();
+	}
+	return false;
+}
+
+static void stop_dnsmasq(void)
+{
+	if (g.dnsmasq > 0) {
+		int st;
+
+		kill(g.dnsmasq, SIGTERM);
+		for (int i = 0; i < 100 && waitpid(g.dnsmasq, &st, WNOHANG) == 0; i++) {
+			usleep(20 * 1000);
+		}
+		if (waitpid(g.dnsmasq, &st, WNOHANG) == 0) {
+			kill(g.dnsmasq, SIGKILL);
+			waitpid(g.dnsmasq, &st, 0);
+		}
+		g.dnsmasq = -1;
+	}
+}
+
+static int setup(void **state)
+{
+	static const enum peer_mode modes[NPEERS] = {PEER_BODY, PEER_BODY, PEER_500,
+						     PEER_BODY, PEER_HANG, PEER_BODY};
+	static const char *const bodies[NPEERS] = {
+		"one", "two\nlines", NULL,
+		"0123456789012345678901234567890123456789012345678901234567890123456789", NULL,
+		"six"};
+	FILE *f;
+	int fd;
+
+	(void)state;
+	pthread_mutex_init(&g.mu, NULL);
+	/* fd 0 is a valid descriptor: "none" is -1 everywhere. */
+	g.stop_pipe[0] = -1;
+	g.stop_pipe[1] = -1;
+	for (int i = 0; i < NCONN; i++) {
+		g.conns[i].fd = -1;
+	}
+	for (int i = 0; i < NPEERS; i++) {
+		g.peers[i].lfd = -1;
+	}
+	if (access(DNSMASQ, X_OK) != 0) {
+		return 0;
+	}
+	for (int i = 0; i < NPEERS; i++) {
+		g.peers[i].mode = modes[i];
+		g.peers[i].body = bodies[i];
+		if (i == NPEERS - 1) {
+			g.peers[i].lfd = listen_on6(&g.peers[i].port);
+			g.have_v6 = g.peers[i].lfd >= 0;
+			continue;
+		}
+		g.peers[i].lfd = listen_on(&g.peers[i].port, SOCK_STREAM);
+		if (g.peers[i].lfd < 0) {
+			return -1;
+		}
+	}
+	fd = listen_on(&g.dead_port, SOCK_STREAM);
+	if (fd < 0) {
+		return -1;
+	}
+	close(fd);
+	g.silent_fd = listen_on(&g.silent_port, SOCK_DGRAM);
+	if (g.silent_fd < 0 || pipe2(g.stop_pipe, O_CLOEXEC) < 0) {
+		return -1;
+	}
+	snprintf(g.dir, sizeof(g.dir), "/tmp/kubia-loop-XXXXXX");
+	if (mkdtemp(g.dir) == NULL) {
+		return -1;
+	}
+	snprintf(g.resolv, sizeof(g.resolv), "%s/resolv.conf", g.dir);
+	f = fopen(g.resolv, "w");
+	if (f == NULL) {
+		return -1;
+	}
+	fprintf(f, "search default.svc.cluster.local svc.cluster.local cluster.local\n"
+		   "nameserver 127.0.0.1\noptions ndots:5\n");
+	fclose(f);
+	if (pthread_create(&g.thread, NULL, peers_main, NULL) != 0) {
+		return -1;
+	}
+	g.thread_started = true;
+	/* Installed but not starting is a failure, not a reason to skip. */
+	if (!start_dnsmasq()) {
+		print_error("dnsmasq did not start (set DNSMASQ_LOG=file to see why)\n");
+		return -1;
+	}
+	g.ready = true;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	stop_dnsmasq();
+	if (g.stop_pipe[1] >= 0) {
+		if (g.thread_started && write(g.stop_pipe[1], "x", 1) == 1) {
+			pthread_join(g.thread, NULL);
+		}
+		close(g.stop_pipe[0]);
+		close(g.stop_pipe[1]);
+	}
+	for (int i = 0; i < NCONN; i++) {
+		if (g.conns[i].fd >= 0) {
+			close(g.conns[i].fd);
+		}
+	}
+	for (int i = 0; i < NPEERS; i++) {
+		if (g.peers[i].lfd >= 0) {
+			close(g.peers[i].lfd);
+		}
+	}
+	if (g.silent_fd >= 0) {
+		close(g.silent_fd);
+	}
+	if (g.resolv[0] != '\0') {
+		unlink(g.resolv);
+	}
+	if (g.dir[0] != '\0') {
+		rmdir(g.dir);
+	}
+	pthread_mutex_destroy(&g.mu);
+	return 0;
+}
+
+/* ---- the discovery side ------------------------------------------------------ */
+
+struct result {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int calls;
+	char *body;
+	size_t len;
+};
+
+static bool local_data(void *ctx, char **out, size_t *len)
+{
+	(void)ctx;
+	*out = strdup("mine");
+	*len = 4;
+	return *out != NULL;
+}
+
+static void on_done(void *ctx, char *body, size_t len)
+{
+	struct result *r = ctx;
+
+	pthread_mutex_lock(&r->mu);
+	free(r->body);
+	r->body = body;
+	r->len = len;
+	r->calls++;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void result_init(struct result *r)
+{
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+}
+
+static void result_finish(struct result *r)
+{
+	free(r->body);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+}
+
+/* Waits (bounded) for the next done call and returns the body (owned by r). */
+static const char *wait_done(struct result *r, int calls)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += WAIT_MS / 1000;
+	pthread_mutex_lock(&r->mu);
+	while (r->calls < calls) {
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) != 0) {
+			break;
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+	assert_int_equal(r->calls, calls);
+	assert_non_null(r->body);
+	assert_int_equal(strlen(r->body), r->len);
+	return r->body;
+}
+
+static void base_config(struct discovery_config *c, char *server, size_t len, unsigned port)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(server, len, "127.0.0.1:%u", port);
+	c->service = "kubia";
+	c->hostname = "kubia-0";
+	c->dns_server = server;
+	c->resolv_conf = g.resolv;
+	c->dns_timeout_ms = 2000;
+	c->cache_ms = 5000;
+	c->peer_timeout_ms = 2000;
+	c->peer_connect_timeout_ms = 1000;
+	c->peer_max_bytes = 1024;
+	c->max_peers = 16;
+	c->max_pending = 8;
+}
+
+static struct discovery *make(const struct discovery_config *c)
+{
+	char err[256] = "";
+	struct discovery *d = discovery_create(c, local_data, NULL, err, sizeof(err));
+
+	if (d == NULL) {
+		print_error("discovery_create: %s\n", err);
+	}
+	assert_non_null(d);
+	return d;
+}
+
+static const char *ask(struct discovery *d, struct result *r)
+{
+	int calls = r->calls + 1;
+
+	assert_true(discovery_request(d, on_done, r));
+	return wait_done(r, calls);
+}
+
+#define SKIP_UNLESS_READY()                                                                  \
+	do {                                                                                 \
+		if (!g.ready) {                                                              \
+			skip();                                                              \
+		}                                                                            \
+	} while (0)
+
+static void test_cluster_view(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	char want_tail[512];
+	char host[128];
+	unsigned requests;
+	unsigned accepts;
+	struct discovery *d;
+	struct result r;
+	const char *b;
+	static const char head[] = "- kubia-0" SFX ": mine\n"
+				   "- kubia-1" SFX ": one\n"
+				   "- kubia-2" SFX ": two\nlines\n"
+				   "- kubia-3" SFX ": Error: ";
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	d = make(&c);
+	b = ask(d, &r);
+	snprintf(want_tail, sizeof(want_tail),
+		 "\n- kubia-4" SFX ": Error: could not resolve kubia-4" SFX
+		 ": no such name (NXDOMAIN)\n"
+		 "- kubia-10" SFX ": Error: HTTP 500\n");
+	if (strncmp(b, head, strlen(head)) != 0 ||
+	    strcmp(b + strlen(b) - strlen(want_tail), want_tail) != 0) {
+		print_error("got:\n%s", b);
+		fail();
+	}
+	/* The dead peer's reason comes from curl and names the refused connection. */
+	assert_non_null(strstr(b, "kubia-3" SFX ": Error: Failed to connect"));
+	/* Copied out under the lock: a failed assertion must not leave it held. */
+	pthread_mutex_lock(&g.mu);
+	snprintf(host, sizeof(host), "%s", g.peers[0].host);
+	pthread_mutex_unlock(&g.mu);
+	snprintf(want_tail, sizeof(want_tail), "kubia-1" SFX ":%u", g.peers[0].port);
+	assert_string_equal(host, want_tail);
+
+	/* Again: from the cache, over the kept-alive connections. */
+	pthread_mutex_lock(&g.mu);
+	g.peers[0].accepts = 0;
+	g.peers[0].requests = 0;
+	pthread_mutex_unlock(&g.mu);
+	b = ask(d, &r);
+	assert_non_null(strstr(b, "- kubia-1" SFX ": one\n"));
+	pthread_mutex_lock(&g.mu);
+	requests = g.peers[0].requests;
+	accepts = g.peers[0].accepts;
+	pthread_mutex_unlock(&g.mu);
+	assert_int_equal(requests, 1);
+	assert_int_equal(accepts, 0);
+
+	discovery_destroy(d);
+	result_finish(&r);
+}
+
+static void test_fqdn_and_peer_port(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+	const char *b;
+	char want[256];
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "others.default.svc.cluster.local.";
+	c.peer_port = g.peers[1].port;
+	c.cache_ms = 0;
+	d = make(&c);
+	b = ask(d, &r);
+	/* DNS does not list this pod: its line is added, named like the others. */
+	snprintf(want, sizeof(want), "- kubia-0" SFX ": mine\n- kubia-1" SFX ": two\nlines\n");
+	assert_string_equal(b, want);
+	discovery_destroy(d);
+	result_finish(&r);
+}
+
+static void test_no_peers(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "nothing";
+	d = make(&c);
+	assert_string_equal(ask(d, &r), "No peers discovered.\n");
+	/* Cached: still the same. */
+	assert_string_equal(ask(d, &r), "No peers discovered.\n");
+	discovery_destroy(d);
+	result_finish(&r);
+}
+
+static void test_refused(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "kubia.example.com.";
+	d = make(&c);
+	assert_string_equal(ask(d, &r), "Could not look up DNS SRV records: kubia.example.com: "
+					"query refused (REFUSED)\n");
+	discovery_destroy(d);
+	result_finish(&r);
+}
+
+static void test_dns_down(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	base_config(&c, server, sizeof(server), g.dead_port);
+	d = make(&c);
+	assert_string_equal(ask(d, &r), "Could not look up DNS SRV records: "
+					"kubia.default.svc.cluster.local: connection refused\n");
+	discovery_destroy(d);
+	result_finish(&r);
+}
+
+static void test_dns_timeout(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+	struct timespec t0;
+	struct timespec t1;
+	const char *b;
+	static const char want[] = "Could not look up DNS SRV records: "
+				   "kubia.default.svc.cluster.local: timed out after ";
+	long ms;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	base_config(&c, server, sizeof(server), g.silent_port);
+	c.dns_timeout_ms = 300;
+	d = make(&c);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	b = ask(d, &r);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_memory_equal(b, want, strlen(want));
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_in_range(ms, 250, 1000);
+	discovery_destroy(d);
+	result_finish(&r);
+}
+
+static void test_too_large(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "big";
+	c.peer_max_bytes = 50;
+	d = make(&c);
+	assert_string_equal(ask(d, &r), "- kubia-0" SFX ": mine\n"
+					"- kubia-1" SFX ": Error: reply larger than 50 bytes\n");
+	discovery_destroy(d);
+	result_finish(&r);
+}
+
+static void test_stop_in_flight(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+	struct result r2;
+	struct timespec t0;
+	struct timespec t1;
+	long ms;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	result_init(&r2);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "hang";
+	c.peer_timeout_ms = 20000;
+	c.max_pending = 1;
+	d = make(&c);
+	assert_true(discovery_request(d, on_done, &r));
+	/* The one slot is taken. */
+	assert_false(discovery_request(d, on_done, &r2));
+	/* Let the request reach the hanging peer. */
+	for (int i = 0; i < 200; i++) {
+		unsigned n;
+
+		pthread_mutex_lock(&g.mu);
+		n = g.peers[4].requests;
+		pthread_mutex_unlock(&g.mu);
+		if (n > 0) {
+			break;
+		}
+		usleep(10 * 1000);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	discovery_stop(d);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms < 1000);
+	/* done has run before discovery_stop() returned. */
+	assert_int_equal(r.calls, 1);
+	assert_string_equal(r.body, "- kubia-0" SFX ": mine\n"
+				    "- kubia-1" SFX ": Error: shutting down\n");
+	assert_false(discovery_request(d, on_done, &r2));
+	discovery_stop(d);
+	discovery_destroy(d);
+	assert_int_equal(r2.calls, 0);
+	result_finish(&r);
+	result_finish(&r2);
+}
+
+static void test_ipv6_peer(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	char host[128];
+	char want[128];
+	struct discovery *d;
+	struct result r;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	if (!g.have_v6) {
+		skip();
+	}
+	result_init(&r);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "v6";
+	d = make(&c);
+	assert_string_equal(ask(d, &r), "- kubia-0" SFX ": mine\n- kubia-6" SFX ": six\n");
+	pthread_mutex_lock(&g.mu);
+	snprintf(host, sizeof(host), "%s", g.peers[5].host);
+	pthread_mutex_unlock(&g.mu);
+	snprintf(want, sizeof(want), "kubia-6" SFX ":%u", g.peers[5].port);
+	assert_string_equal(host, want);
+	discovery_destroy(d);
+	result_finish(&r);
+}
+
+static void test_many_concurrent(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r[6];
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "others";
+	d = make(&c);
+	/* Submitted together: they share one lookup and all get the same view. */
+	for (int i = 0; i < 6; i++) {
+		result_init(&r[i]);
+		assert_true(discovery_request(d, on_done, &r[i]));
+	}
+	for (int i = 0; i < 6; i++) {
+		assert_string_equal(wait_done(&r[i], 1), "- kubia-0" SFX ": mine\n"
+							 "- kubia-1" SFX ": one\n");
+	}
+	discovery_destroy(d);
+	for (int i = 0; i < 6; i++) {
+		result_finish(&r[i]);
+	}
+}
+
+static void test_bad_config(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	char err[256];
+	static const char *const bad[] = {"example.com", "1.2.3.4:0", "1.2.3.4:99999", "[::1",
+					  "[::1]x", "1.2.3.4:", ""};
+
+	(void)state;
+	base_config(&c, server, sizeof(server), 53);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		c.dns_server = bad[i];
+		err[0] = '\0';
+		if (bad[i][0] == '\0') {
+			/* Empty means "use resolv.conf": not an error. */
+			struct discovery *d = discovery_create(&c, local_data, NULL, err,
+							       sizeof(err));
+
+			assert_non_null(d);
+			discovery_destroy(d);
+			continue;
+		}
+		assert_null(discovery_create(&c, local_data, NULL, err, sizeof(err)));
+		assert_non_null(strstr(err, "DNS server"));
+	}
+	c.dns_server = "::1";
+	{
+		struct discovery *d = discovery_create(&c, local_data, NULL, err, sizeof(err));
+
+		assert_non_null(d);
+		discovery_destroy(d);
+	}
+	c.dns_server = "[::1]:5353";
+	{
+		struct discovery *d = discovery_create(&c, local_data, NULL, err, sizeof(err));
+
+		assert_non_null(d);
+		discovery_destroy(d);
+	}
+	c.dns_server = NULL;
+	c.service = "";
+	assert_null(discovery_create(&c, local_data, NULL, err, sizeof(err)));
+	assert_string_equal(err, "service name is empty");
+	discovery_destroy(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bad_config),
+		cmocka_unit_test(test_cluster_view),
+		cmocka_unit_test(test_fqdn_and_peer_port),
+		cmocka_unit_test(test_no_peers),
+		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_dns_down),
+		cmocka_unit_test(test_dns_timeout),
+		cmocka_unit_test(test_too_large),
+		cmocka_unit_test(test_stop_in_flight),
+		cmocka_unit_test(test_ipv6_peer),
+		cmocka_unit_test(test_many_concurrent),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	if (getenv("TEST_FILTER") != NULL) {
+		cmocka_set_test_filter(getenv("TEST_FILTER"));
+	}
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

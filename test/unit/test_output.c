@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cluster view's exact bytes: fanout_plan() decides the lines (self detection, the
+ * self line for a pod DNS does not list yet, unresolved peers), fanout_render() and
+ * fanout_render_dns_error() produce the text the server sends.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <sys/socket.h>
+
+#include "discovery/internal.h"
+
+#define SUFFIX ".kubia.default.svc.cluster.local"
+
+static struct srv_peer *add_peer(struct srv_answer *a, const char *name, uint16_t port,
+				 int family)
+{
+	struct srv_peer *p;
+	struct srv_peer *np = realloc(a->peers, (a->npeers + 1) * sizeof(*np));
+
+	assert_non_null(np);
+	a->peers = np;
+	p = &a->peers[a->npeers++];
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->port = port;
+	p->family = family;
+	if (family == AF_INET) {
+		p->addr[0] = 10;
+		p->addr[3] = (unsigned char)a->npeers;
+	}
+	return p;
+}
+
+static void set_all(struct fanout_line *lines, size_t n, const char *const *data, size_t ndata)
+{
+	assert_int_equal(n, ndata);
+	for (size_t i = 0; i < n && i < ndata; i++) {
+		if (!lines[i].done) {
+			assert_true(fanout_line_set(&lines[i], data[i], strlen(data[i])));
+		}
+	}
+}
+
+static void expect_render(const struct fanout_line *lines, size_t n, const char *want)
+{
+	size_t len = 0;
+	char *body = fanout_render(lines, n, &len);
+
+	assert_non_null(body);
+	assert_int_equal(len, strlen(want));
+	assert_memory_equal(body, want, len);
+	free(body);
+}
+
+static void test_normal(void **state)
+{
+	struct srv_answer a = {0};
+	struct fanout_line *lines;
+	size_t n;
+	static const char *const data[] = {"Data of kubia-0", "local data", "kubia-2's"};
+
+	(void)state;
+	add_peer(&a, "kubia-0" SUFFIX, 8080, AF_INET);
+	add_peer(&a, "kubia-1" SUFFIX, 8080, AF_INET);
+	add_peer(&a, "kubia-2" SUFFIX, 9090, AF_INET);
+	assert_int_equal(fanout_plan(&a, "kubia-1", 0, &lines, &n), 0);
+	assert_int_equal(n, 3);
+	assert_false(lines[0].self);
+	assert_true(lines[1].self);
+	assert_false(lines[2].self);
+	assert_int_equal(lines[0].port, 8080);
+	assert_int_equal(lines[2].port, 9090);
+	assert_int_equal(lines[2].family, AF_INET);
+	assert_int_equal(lines[2].addr[3], 3);
+	assert_false(lines[0].done);
+	set_all(lines, n, data, sizeof(data) / sizeof(data[0]));
+	expect_render(lines, n,
+		      "- kubia-0" SUFFIX ": Data of kubia-0\n"
+		      "- kubia-1" SUFFIX ": local data\n"
+		      "- kubia-2" SUFFIX ": kubia-2's\n");
+	fanout_lines_free(lines, n);
+	srv_answer_free(&a);
+}
+
+static void test_peer_port_override(void **state)
+{
+	struct srv_answer a = {0};
+	struct fanout_line *lines;
+	size_t n;
+
+	(void)state;
+	add_peer(&a, "kubia-0" SUFFIX, 80, AF_INET);
+	assert_int_equal(fanout_plan(&a, "kubia-0", 8080, &lines, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(lines[0].port, 8080);
+	fanout_lines_free(lines, n);
+	srv_answer_free(&a);
+}
+
+static void test_self_missing(void **state)
+{
+	struct srv_answer a = {0};
+	struct fanout_line *lines;
+	size_t n;
+	static const char *const data[] = {"zero", "me", "ten"};
+
+	(void)state;
+	add_peer(&a, "kubia-0" SUFFIX, 8080, AF_INET);
+	add_peer(&a, "kubia-10" SUFFIX, 8080, AF_INET);
+	assert_int_equal(fanout_plan(&a, "kubia-2", 0, &lines, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(lines[1].name, "kubia-2" SUFFIX);
+	assert_true(lines[1].self);
+	assert_false(lines[0].self);
+	assert_false(lines[2].self);
+	set_all(lines, n, data, sizeof(data) / sizeof(data[0]));
+	expect_render(lines, n,
+		      "- kubia-0" SUFFIX ": zero\n"
+		      "- kubia-2" SUFFIX ": me\n"
+		      "- kubia-10" SUFFIX ": ten\n");
+	fanout_lines_free(lines, n);
+
+	/* First and last positions; self name matching is case-insensitive. */
+	assert_int_equal(fanout_plan(&a, "a", 0, &lines, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(lines[0].name, "a" SUFFIX);
+	fanout_lines_free(lines, n);
+	assert_int_equal(fanout_plan(&a, "kubia-11", 0, &lines, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(lines[2].name, "kubia-11" SUFFIX);
+	fanout_lines_free(lines, n);
+	assert_int_equal(fanout_plan(&a, "KUBIA-10", 0, &lines, &n), 0);
+	assert_int_equal(n, 2);
+	assert_true(lines[1].self);
+	fanout_lines_free(lines, n);
+	srv_answer_free(&a);
+}
+
+static void test_self_missing_single_label(void **state)
+{
+	struct srv_answer a = {0};
+	struct fanout_line *lines;
+	size_t n;
+
+	(void)state;
+	add_peer(&a, "peer", 8080, AF_INET);
+	assert_int_equal(fanout_plan(&a, "me.example", 0, &lines, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(lines[0].name, "me");
+	assert_string_equal(lines[1].name, "peer");
+	fanout_lines_free(lines, n);
+	srv_answer_free(&a);
+}
+
+static void test_only_self(void **state)
+{
+	struct srv_answer a = {0};
+	struct fanout_line *lines;
+	size_t n;
+	static const char *const data[] = {"No data posted yet"};
+
+	(void)state;
+	/* Our own record needs no address: it is never asked over the network. */
+	add_peer(&a, "kubia-0" SUFFIX, 8080, 0);
+	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &lines, &n), 0);
+	assert_int_equal(n, 1);
+	assert_true(lines[0].self);
+	assert_false(lines[0].done);
+	set_all(lines, n, data, sizeof(data) / sizeof(data[0]));
+	expect_render(lines, n, "- kubia-0" SUFFIX ": No data posted yet\n");
+	fanout_lines_free(lines, n);
+	srv_answer_free(&a);
+}
+
+static void test_errors(void **state)
+{
+	struct srv_answer a = {0};
+	struct fanout_line *lines;
+	size_t n;
+	struct srv_peer *p;
+
+	(void)state;
+	add_peer(&a, "kubia-0" SUFFIX, 8080, AF_INET);
+	p = add_peer(&a, "kubia-1" SUFFIX, 8080, 0);
+	snprintf(p->err, sizeof(p->err), "no such name (NXDOMAIN)");
+	add_peer(&a, "kubia-2" SUFFIX, 8080, 0);
+	add_peer(&a, "kubia-3" SUFFIX, 8080, AF_INET);
+	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &lines, &n), 0);
+	assert_int_equal(n, 4);
+	assert_true(lines[1].done);
+	assert_true(lines[2].done);
+	assert_true(fanout_line_set(&lines[0], "mine", 4));
+	assert_true(fanout_line_error(&lines[3], "HTTP %d", 500));
+	expect_render(lines, n,
+		      "- kubia-0" SUFFIX ": mine\n"
+		      "- kubia-1" SUFFIX ": Error: could not resolve kubia-1" SUFFIX
+		      ": no such name (NXDOMAIN)\n"
+		      "- kubia-2" SUFFIX ": Error: could not resolve kubia-2" SUFFIX
+		      ": no address\n"
+		      "- kubia-3" SUFFIX ": Error: HTTP 500\n");
+	/* A line whose text could not be stored says so rather than vanishing. */
+	free(lines[3].data);
+	lines[3].data = NULL;
+	lines[3].len = 0;
+	expect_render(&lines[3], 1, "- kubia-3" SUFFIX ": Error: out of memory\n");
+	fanout_lines_free(lines, n);
+	srv_answer_free(&a);
+}
+
+static void test_no_peers(void **state)
+{
+	struct srv_answer a = {0};
+	struct fanout_line *lines = (struct fanout_line *)&a;
+	size_t n = 99;
+
+	(void)state;
+	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &lines, &n), 0);
+	assert_null(lines);
+	assert_int_equal(n, 0);
+	expect_render(NULL, 0, "No peers discovered.\n");
+}
+
+static void test_verbatim_data(void **state)
+{
+	struct srv_answer a = {0};
+	struct fanout_line *lines;
+	size_t n;
+	static const char bin[] = {'a', '\0', 'b'};
+
+	(void)state;
+	add_peer(&a, "kubia-0" SUFFIX, 8080, AF_INET);
+	add_peer(&a, "kubia-1" SUFFIX, 8080, AF_INET);
+	add_peer(&a, "kubia-2" SUFFIX, 8080, AF_INET);
+	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &lines, &n), 0);
+	assert_true(fanout_line_set(&lines[0], "line one\nline two\n", 18));
+	assert_true(fanout_line_set(&lines[1], "", 0));
+	assert_true(fanout_line_set(&lines[2], bin, sizeof(bin)));
+	{
+		static const char want[] = "- kubia-0" SUFFIX ": line one\nline two\n\n"
+					   "- kubia-1" SUFFIX ": \n"
+					   "- kubia-2" SUFFIX ": a\0b\n";
+		size_t len = 0;
+		char *body = fanout_render(lines, n, &len);
+
+		assert_non_null(body);
+		assert_int_equal(len, sizeof(want) - 1);
+		assert_memory_equal(body, want, len);
+		free(body);
+	}
+	fanout_lines_free(lines, n);
+	srv_answer_free(&a);
+}
+
+static void test_dns_error(void **state)
+{
+	size_t len = 0;
+	char *body = fanout_render_dns_error("kubia.default.svc.cluster.local: server failure "
+					     "(SERVFAIL)", &len);
+	static const char want[] = "Could not look up DNS SRV records: "
+				   "kubia.default.svc.cluster.local: server failure (SERVFAIL)\n";
+
+	(void)state;
+	assert_non_null(body);
+	assert_int_equal(len, strlen(want));
+	assert_memory_equal(body, want, len);
+	free(body);
+}
+
+static void test_long_error_text(void **state)
+{
+	struct fanout_line l;
+	char big[4000];
+
+	(void)state;
+	memset(&l, 0, sizeof(l));
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_true(fanout_line_error(&l, "%s", big));
+	assert_true(l.done);
+	assert_int_equal(l.len, strlen(l.data));
+	assert_memory_equal(l.data, "Error: xxx", 10);
+	free(l.data);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_normal),
+		cmocka_unit_test(test_peer_port_override),
+		cmocka_unit_test(test_self_missing),
+		cmocka_unit_test(test_self_missing_single_label),
+		cmocka_unit_test(test_only_self),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_no_peers),
+		cmocka_unit_test(test_verbatim_data),
+		cmocka_unit_test(test_dns_error),
+		cmocka_unit_test(test_long_error_text),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
