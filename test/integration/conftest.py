@@ -1,0 +1,654 @@
+# SPDX-License-Identifier: MIT
+"""Shared fixtures for the kubia integration tests.
+
+Everything here talks to loopback only (127.0.0.0/8 and ::1). Every process a test
+starts is recorded and ended by its PID in a finalizer; every wait is bounded.
+Only the system python3 and its standard library (plus Debian's pytest) are used.
+"""
+
+import errno
+import http.client
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+KUBIA = os.environ.get("KUBIA_BINARY") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "kubia")
+DNSMASQ = "/usr/sbin/dnsmasq"
+CT = "text/plain; charset=utf-8"
+NS = "default"
+DOMAIN = "kubia.default.svc.cluster.local"
+
+
+def pod_fqdn(hostname, ns=NS, service="kubia"):
+    return "%s.%s.%s.svc.cluster.local" % (hostname, service, ns)
+
+
+def is_root():
+    return os.geteuid() == 0
+
+
+def wait_until(pred, timeout, interval=0.01, what="condition"):
+    """Polls pred() until it returns a true value; fails the test after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# ports
+
+
+def _port_free(port, udp=True):
+    kinds = [socket.SOCK_STREAM] + ([socket.SOCK_DGRAM] if udp else [])
+    for kind in kinds:
+        for fam, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+            s = socket.socket(fam, kind)
+            try:
+                if fam == socket.AF_INET6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                s.bind((addr, port))
+            except OSError as e:
+                if fam == socket.AF_INET6 and e.errno == errno.EADDRNOTAVAIL:
+                    continue
+                if fam == socket.AF_INET6 and e.errno == errno.EAFNOSUPPORT:
+                    continue
+                return False
+            finally:
+                s.close()
+    return True
+
+
+_given_ports = set()
+_ports_lock = threading.Lock()
+
+
+def free_port(udp=False):
+    """A port free for TCP (and UDP when asked) on all addresses, not handed out
+    before in this session (two kubias must never be given the same port)."""
+    for _ in range(200):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        with _ports_lock:
+            if port in _given_ports:
+                continue
+        if _port_free(port, udp=udp):
+            with _ports_lock:
+                _given_ports.add(port)
+            return port
+    raise RuntimeError("no free port found")
+
+
+def ipv6_available():
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            s.bind(("::1", 0))
+        finally:
+            s.close()
+        return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------
+# minimal DNS (only what the fixtures need: build a query, read the header)
+
+
+def dns_query_packet(name, qtype, qid=None):
+    if qid is None:
+        qid = random.randrange(1, 65535)
+    hdr = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    q = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".") if p)
+    return qid, hdr + q + b"\x00" + struct.pack("!HH", qtype, 1)
+
+
+def dns_query(server, port, name, qtype=33, timeout=0.5):
+    """Returns (rcode, ancount, truncated) or None when nothing answered in time."""
+    qid, pkt = dns_query_packet(name, qtype)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    try:
+        s.sendto(pkt, (server, port))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                data, _ = s.recvfrom(4096)
+            except (socket.timeout, ConnectionRefusedError):
+                return None
+            if len(data) >= 12:
+                rid, flags, _qd, an, _ns, _ar = struct.unpack("!HHHHHH", data[:12])
+                if rid == qid:
+                    return flags & 0xF, an, bool(flags & 0x0200)
+        return None
+    finally:
+        s.close()
+
+
+class FakeDNS:
+    """A UDP DNS server on 127.0.0.1 that answers every query with a fixed rcode
+    (2 = SERVFAIL), or never answers at all (rcode None)."""
+
+    def __init__(self, rcode):
+        self.rcode = rcode
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.queries = 0
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.sock.settimeout(0.1)
+        while not self._stop:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.queries += 1
+            if self.rcode is None or len(data) < 12:
+                continue
+            qid, flags = struct.unpack("!HH", data[:4])
+            rflags = 0x8000 | (flags & 0x0100) | 0x0080 | self.rcode
+            # echo the question section only, no answers
+            i = 12
+            while i < len(data) and data[i] != 0:
+                i += 1 + data[i]
+            resp = struct.pack("!HHHHHH", qid, rflags, 1, 0, 0, 0) + data[12:i + 5]
+            try:
+                self.sock.sendto(resp, addr)
+            except OSError:
+                pass
+
+    def close(self):
+        self._stop = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------
+# process bookkeeping
+
+
+class Procs:
+    """Every process a test starts; ended by PID (TERM, then KILL) at teardown."""
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, p):
+        self.items.append(p)
+        return p
+
+    def cleanup(self):
+        for p in reversed(self.items):
+            if p.poll() is None:
+                try:
+                    p.send_signal(signal.SIGTERM)
+                    p.wait(3)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+                except ProcessLookupError:
+                    pass
+        self.items = []
+
+
+class Dnsmasq:
+    """dnsmasq serving SRV and A/AAAA records on 127.0.0.1:<port>.
+
+    srv: list of (name, target, port[, priority, weight]); hosts: list of
+    (name, ipv4 or None, ipv6 or None). SIGHUP does not reload SRV records, so a
+    change of the record set means restart()."""
+
+    def __init__(self, procs, workdir, srv=(), hosts=(), log_queries=False, extra=()):
+        if not os.access(DNSMASQ, os.X_OK):
+            pytest.skip("%s not installed" % DNSMASQ)
+        self.procs = procs
+        self.extra = list(extra)
+        self.workdir = workdir
+        self.srv = list(srv)
+        self.hosts = list(hosts)
+        self.log_queries = log_queries
+        self.port = free_port(udp=True)
+        self.proc = None
+        self.logpath = os.path.join(workdir, "dnsmasq.%d.log" % self.port)
+        self.start()
+
+    def args(self):
+        a = [DNSMASQ, "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+             "--no-poll", "--bind-interfaces", "--listen-address=127.0.0.1",
+             "--port=%d" % self.port, "--local=/cluster.local/", "--local=//",
+             "--pid-file=", "--log-facility=-"]
+        if is_root():
+            a.append("--user=root")
+        if self.log_queries:
+            a.append("--log-queries")
+        a += self.extra
+        for rec in self.srv:
+            name, target, port, prio, weight = tuple(rec) + (0, 0)[: 5 - len(rec)]
+            a.append("--srv-host=%s,%s,%d,%d,%d" % (name, target, port, prio, weight))
+        for name, v4, v6 in self.hosts:
+            a.append("--host-record=%s,%s" % (name, ",".join(x for x in (v4, v6) if x)))
+        return a
+
+    def start(self):
+        log = open(self.logpath, "ab")
+        try:
+            self.proc = self.procs.add(subprocess.Popen(
+                self.args(), stdin=subprocess.DEVNULL, stdout=log, stderr=log))
+        finally:
+            log.close()
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError("dnsmasq exited (%s): %s" % (self.proc.returncode,
+                                                                  self.log()))
+            return dns_query("127.0.0.1", self.port, "ready.cluster.local", 1, 0.2)
+
+        wait_until(ready, 10, what="dnsmasq to answer")
+        # make sure the fixture itself serves what the test asked for
+        names = {}
+        for rec in self.srv:
+            names[rec[0]] = names.get(rec[0], 0) + 1
+        for name, count in names.items():
+            r = dns_query("127.0.0.1", self.port, name, 33, 1.0)
+            assert r is not None and r[0] == 0 and (r[1] == count or r[2]), (
+                "dnsmasq fixture does not serve %s SRV x%d: %r" % (name, count, r))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def restart(self, srv=None, hosts=None):
+        self.stop()
+        if srv is not None:
+            self.srv = list(srv)
+        if hosts is not None:
+            self.hosts = list(hosts)
+        self.start()
+
+    def log(self):
+        try:
+            with open(self.logpath, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+
+# ---------------------------------------------------------------------------
+# kubia
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # http.client.HTTPMessage
+        self.body = body
+
+    def header(self, name):
+        return self.headers.get(name)
+
+    def __repr__(self):
+        return "Response(%d, %r)" % (self.status, self.body[:300])
+
+
+def http_request(host, port, method, path, body=None, headers=None, timeout=10):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        return Response(r.status, r.headers, data)
+    finally:
+        conn.close()
+
+
+class Kubia:
+    def __init__(self, procs, workdir, hostname="kubia-0", port=None, data_dir=None,
+                 args=(), env=None, mode=None, dns=None, resolv=None, wait=True,
+                 host="127.0.0.1", raw=False):
+        self.procs = procs
+        self.hostname = hostname
+        self.port = port or free_port()
+        self.host = host
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="data-%s-" % hostname,
+                                                     dir=workdir)
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.data_file = os.path.join(self.data_dir, "kubia.txt")
+        self.stderr_path = os.path.join(workdir, "kubia-%s-%d.%d.err" % (
+            hostname, self.port, len(procs.items)))
+        # raw: only the given args (configuration through the environment)
+        self.argv = [KUBIA] if raw else [KUBIA, "--port", str(self.port), "--data-file",
+                                         self.data_file, "--hostname", hostname]
+        if mode:
+            self.argv += ["--mode", mode]
+        if dns is not None:
+            self.argv += ["--dns-server", "127.0.0.1:%d" % dns]
+        if resolv is not None:
+            self.argv += ["--resolv-conf", resolv]
+        self.argv += list(args)
+        self.env = clean_env(env)
+        self.proc = None
+        self.start(wait)
+
+    def start(self, wait=True):
+        err = open(self.stderr_path, "ab")
+        try:
+            self.proc = self.procs.add(subprocess.Popen(
+                self.argv, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=err))
+        finally:
+            err.close()
+        if wait:
+            self.wait_ready()
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_ready(self, timeout=10):
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError("kubia exited with %s before ready; stderr:\n%s" % (
+                    self.proc.returncode, self.stderr()))
+            try:
+                r = http_request(self.host, self.port, "GET", "/readyz", timeout=1)
+                return r.status == 200
+            except OSError:
+                return False
+            except http.client.HTTPException:
+                return False
+
+        wait_until(ready, timeout, interval=0.01, what="kubia /readyz")
+
+    def request(self, method, path, body=None, headers=None, timeout=10, host=None):
+        return http_request(host or self.host, self.port, method, path, body, headers,
+                            timeout)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body, **kw):
+        return self.request("POST", path, body=body, **kw)
+
+    def stop(self, sig=signal.SIGTERM, timeout=5):
+        """Signals the process and returns its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise AssertionError("kubia did not exit within %ss of signal %d" % (
+                    timeout, sig))
+        return self.proc.returncode
+
+    def restart(self, wait=True):
+        rc = self.stop()
+        assert rc == 0, "kubia exited %s on SIGTERM: %s" % (rc, self.stderr())
+        self.start(wait)
+
+
+def clean_env(extra=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBIA_")}
+    env.setdefault("PATH", "/usr/bin:/bin")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_kubia(args, env=None, timeout=10):
+    """Runs kubia to completion (for --help, bad flags ...)."""
+    return subprocess.run([KUBIA] + list(args), env=clean_env(env),
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+
+
+def write_resolv(workdir, search=("default.svc.cluster.local", "svc.cluster.local",
+                                  "cluster.local"), name="resolv.conf"):
+    path = os.path.join(workdir, name)
+    with open(path, "w") as f:
+        f.write("search %s\nnameserver 127.0.0.1\noptions ndots:5\n" % " ".join(search))
+    return path
+
+
+class HungPeer:
+    """Accepts TCP connections and never answers. Counts accepted connections."""
+
+    def __init__(self, host="127.0.0.1", family=socket.AF_INET):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.sock.settimeout(0.05)
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns.append(c)
+
+    @property
+    def accepted(self):
+        return len(self.conns)
+
+    def close(self):
+        self._stop = True
+        self.thread.join(2)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+class BacklogFull:
+    """A listening socket whose accept queue is full and never drained: further
+    connection attempts hang in SYN_SENT (loopback cannot otherwise simulate an
+    unreachable host). skip()s when the kernel does not behave that way."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.fillers = []
+        for _ in range(4):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", self.port))
+            except BlockingIOError:
+                pass
+            self.fillers.append(s)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.settimeout(0.3)
+        try:
+            probe.connect(("127.0.0.1", self.port))
+        except socket.timeout:
+            pass
+        else:
+            self.close()
+            pytest.skip("a full accept queue does not stall connect() here")
+        finally:
+            probe.close()
+
+    def close(self):
+        for s in self.fillers:
+            s.close()
+        self.fillers = []
+        self.sock.close()
+
+
+class TricklePeer:
+    """An HTTP peer that answers /data with a valid head and then one byte of body
+    every interval seconds, for ever."""
+
+    def __init__(self, interval=0.1):
+        self.interval = interval
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self.threads = []
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def _accept(self):
+        self.sock.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, c):
+        try:
+            c.settimeout(2)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = c.recv(4096)
+                if not chunk:
+                    return
+                buf += chunk
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                      b"Content-Length: 100000\r\n\r\n")
+            while not self._stop.wait(self.interval):
+                c.sendall(b"t")
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self._stop.set()
+        self.sock.close()
+        for t in self.threads:
+            t.join(2)
+
+
+# ---------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _binary():
+    if not os.path.isfile(KUBIA) or not os.access(KUBIA, os.X_OK):
+        pytest.fail("kubia binary not found at %s (set KUBIA_BINARY)" % KUBIA)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+@pytest.fixture
+def workdir():
+    d = tempfile.mkdtemp(prefix="kubia-it-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def procs(request):
+    p = Procs()
+    yield p
+    p.cleanup()
+
+
+class ClusterFactory:
+    """Builds dnsmasq + kubia processes for a test."""
+
+    def __init__(self, procs, workdir):
+        self.procs = procs
+        self.workdir = workdir
+        self.kubias = []
+
+    def dns(self, srv=(), hosts=(), **kw):
+        return Dnsmasq(self.procs, self.workdir, srv, hosts, **kw)
+
+    def kubia(self, hostname="kubia-0", **kw):
+        k = Kubia(self.procs, self.workdir, hostname=hostname, **kw)
+        self.kubias.append(k)
+        return k
+
+    def resolv(self, search=None, name="resolv.conf"):
+        if search is None:
+            return write_resolv(self.workdir, name=name)
+        return write_resolv(self.workdir, search, name=name)
+
+    def cluster(self, names=("kubia-0", "kubia-1", "kubia-2"), mode=None, args=(),
+                ns=NS, service="kubia", svc_name=None, extra_srv=(), extra_hosts=()):
+        """Starts one kubia per name, each on its own port and its own loopback
+        address (127.0.0.(i+1)), and a dnsmasq publishing them as the SRV records
+        of <service>.<ns>.svc.cluster.local."""
+        ports = [free_port() for _ in names]
+        svc = svc_name or "%s.%s.svc.cluster.local" % (service, ns)
+        srv = [(svc, pod_fqdn(n, ns, service), p) for n, p in zip(names, ports)]
+        hosts = [(pod_fqdn(n, ns, service), "127.0.0.%d" % (i + 1), None)
+                 for i, n in enumerate(names)]
+        dns = self.dns(srv + list(extra_srv), hosts + list(extra_hosts))
+        rc = self.resolv(("%s.svc.cluster.local" % ns, "svc.cluster.local",
+                          "cluster.local"), name="resolv-%s.conf" % ns)
+        ks = []
+        for i, (n, p) in enumerate(zip(names, ports)):
+            ks.append(self.kubia(n, port=p, mode=mode, dns=dns.port, resolv=rc,
+                                 args=list(args), host="127.0.0.%d" % (i + 1)))
+        return dns, ks
+
+
+@pytest.fixture
+def factory(procs, workdir, request):
+    f = ClusterFactory(procs, workdir)
+    yield f
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for k in f.kubias:
+            print("---- kubia %s (port %d) stderr:\n%s" % (k.hostname, k.port,
+                                                         k.stderr()[-4000:]))
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)

@@ -1,0 +1,550 @@
+# SPDX-License-Identifier: MIT
+"""Peer discovery and fan-out: the search list, fully qualified names, NXDOMAIN versus
+failures, time-outs, dead and hung peers, SRV ports, de-duplication, sorting, the
+pod's own line, size caps, the pending-request limit and IPv6."""
+
+import concurrent.futures
+import re
+import time
+
+import pytest
+
+from conftest import (CT, DOMAIN, BacklogFull, FakeDNS, HungPeer, TricklePeer, free_port,
+                      ipv6_available, pod_fqdn, wait_until)
+
+HEAD0 = b"You've hit kubia-0\nData stored in the cluster:\n"
+NOPEERS = HEAD0 + b"No peers discovered.\n"
+LOOKUP_RE = re.compile(rb"\AYou've hit kubia-0\nData stored in the cluster:\n"
+                       rb"Could not look up DNS SRV records: [^\n]+\n\Z")
+
+
+def line(name, data):
+    return b"- " + pod_fqdn(name).encode() + b": " + data + b"\n"
+
+
+def error_line_re(name):
+    return re.compile(rb"^- " + re.escape(pod_fqdn(name).encode()) + rb": Error: [^\n]+$",
+                      re.M)
+
+
+def split_lines(body):
+    return body.split(b"\n")
+
+
+def querier(factory, dns_port, hostname="kubia-0", port=None, args=(), resolv=None,
+            **kw):
+    return factory.kubia(hostname, port=port, mode="peers", dns=dns_port,
+                         resolv=resolv or factory.resolv(), args=list(args), **kw)
+
+
+def timed_get(k, path="/", **kw):
+    t0 = time.monotonic()
+    r = k.get(path, **kw)
+    return r, time.monotonic() - t0
+
+
+# ---------------------------------------------------------------------------
+# names
+
+
+def test_short_name_uses_search_list_of_own_namespace(factory):
+    # The pods live in namespace "prod"; a decoy service of the same name exists in
+    # "default". A short name must follow the search list, never hard-code default.
+    decoy = [(DOMAIN, pod_fqdn("kubia-7"), free_port())]
+    decoy_hosts = [(pod_fqdn("kubia-7"), "127.0.0.1", None)]
+    dns, ks = factory.cluster(("kubia-0", "kubia-1"), ns="prod", mode="peers",
+                              extra_srv=decoy, extra_hosts=decoy_hosts)
+    ks[1].post("/", b"one")
+    want = (b"You've hit kubia-0\nData stored in the cluster:\n"
+            b"- kubia-0.kubia.prod.svc.cluster.local: No data posted yet\n"
+            b"- kubia-1.kubia.prod.svc.cluster.local: one\n")
+    r = ks[0].get("/")
+    assert r.status == 200 and r.body == want
+    assert r.header("Content-Type") == CT
+
+
+def test_short_custom_service_name(factory):
+    dns, ks = factory.cluster(("kubia-0", "kubia-1"), service="store", mode="peers",
+                              args=["--service", "store"])
+    ks[0].post("/", b"zero")
+    r = ks[1].get("/")
+    assert r.body == (b"You've hit kubia-1\nData stored in the cluster:\n"
+                      b"- kubia-0.store.default.svc.cluster.local: zero\n"
+                      b"- kubia-1.store.default.svc.cluster.local: No data posted yet\n")
+
+
+@pytest.mark.parametrize("service", [DOMAIN, DOMAIN + "."])
+def test_fully_qualified_name_used_as_given(factory, service):
+    p0, p1 = free_port(), free_port()
+    dns = factory.dns(srv=[(DOMAIN, pod_fqdn("kubia-0"), p0),
+                           (DOMAIN, pod_fqdn("kubia-1"), p1)],
+                      hosts=[(pod_fqdn("kubia-0"), "127.0.0.1", None),
+                             (pod_fqdn("kubia-1"), "127.0.0.2", None)],
+                      log_queries=True)
+    # a search list from another namespace: appending it would be wrong
+    rc = factory.resolv(("prod.svc.cluster.local", "svc.cluster.local", "cluster.local"))
+    k0 = querier(factory, dns.port, port=p0, resolv=rc, args=["--service", service,
+                                                              "--dns-cache-ms", "0"])
+    k1 = querier(factory, dns.port, hostname="kubia-1", port=p1, resolv=rc,
+                 args=["--service", service], host="127.0.0.2")
+    k1.post("/", b"from one")
+    r = k0.get("/")
+    assert r.body == HEAD0 + line("kubia-0", b"No data posted yet") + line("kubia-1",
+                                                                          b"from one")
+    srv_queries = re.findall(r"query\[SRV\] (\S+) from", dns.log())
+    assert srv_queries, dns.log()
+    assert set(srv_queries) == {DOMAIN}, srv_queries
+
+
+# ---------------------------------------------------------------------------
+# no peers versus lookup failures
+
+
+def test_nxdomain_means_no_peers(factory):
+    dns = factory.dns()
+    k = querier(factory, dns.port)
+    k.post("/", b"mine")
+    r, dt = timed_get(k)
+    assert r.status == 200 and r.body == NOPEERS
+    assert r.header("Content-Type") == CT
+    assert dt < 1.5
+
+
+def test_no_srv_records_means_no_peers(factory):
+    # the name exists (an A record) but has no SRV records: NOERROR, empty answer
+    dns = factory.dns(hosts=[(DOMAIN, "127.0.0.1", None)])
+    k = querier(factory, dns.port)
+    r = k.get("/")
+    assert r.status == 200 and r.body == NOPEERS
+
+
+def test_dns_down(factory):
+    dead = free_port(udp=True)
+    k = querier(factory, dead, args=["--dns-timeout-ms", "1500"])
+    r, dt = timed_get(k)
+    assert r.status == 200
+    assert LOOKUP_RE.match(r.body), r.body
+    assert dt < 1.5 + 1.0
+
+
+def test_servfail(factory):
+    fake = FakeDNS(2)
+    try:
+        k = querier(factory, fake.port)
+        r, dt = timed_get(k)
+        assert r.status == 200
+        assert LOOKUP_RE.match(r.body), r.body
+        assert fake.queries >= 1
+        assert dt < 2.0 + 1.0
+    finally:
+        fake.close()
+
+
+def test_dns_timeout_bounded(factory):
+    fake = FakeDNS(None)
+    try:
+        k = querier(factory, fake.port, args=["--dns-timeout-ms", "600"])
+        r, dt = timed_get(k)
+        assert r.status == 200
+        assert LOOKUP_RE.match(r.body), r.body
+        assert fake.queries >= 1, "kubia did not ask the configured DNS server"
+        assert dt < 0.6 + 0.9, "lookup took %.2fs with --dns-timeout-ms 600" % dt
+        # the server is still fine afterwards
+        assert k.get("/data").body == b"No data posted yet"
+    finally:
+        fake.close()
+
+
+# ---------------------------------------------------------------------------
+# peers that do not answer
+
+
+def test_dead_peer_gives_error_line_others_listed(factory):
+    dead = free_port()
+    dns, ks = factory.cluster(("kubia-0", "kubia-1"), mode="peers",
+                              extra_srv=[(DOMAIN, pod_fqdn("kubia-2"), dead)],
+                              extra_hosts=[(pod_fqdn("kubia-2"), "127.0.0.3", None)])
+    ks[0].post("/", b"zero")
+    ks[1].post("/", b"one")
+    r, dt = timed_get(ks[0])
+    assert r.status == 200
+    lines = split_lines(r.body)
+    assert lines[:4] == [b"You've hit kubia-0", b"Data stored in the cluster:",
+                         b"- kubia-0.kubia.default.svc.cluster.local: zero",
+                         b"- kubia-1.kubia.default.svc.cluster.local: one"]
+    assert error_line_re("kubia-2").match(lines[4]), lines[4]
+    assert lines[5:] == [b""]
+    assert dt < 2.0
+
+
+def test_hung_peer_bounded_and_server_stays_responsive(factory):
+    hung = HungPeer()
+    try:
+        dns, ks = factory.cluster(("kubia-0", "kubia-1"), mode="peers",
+                                  args=["--peer-timeout-ms", "1500"],
+                                  extra_srv=[(DOMAIN, pod_fqdn("kubia-2"), hung.port)],
+                                  extra_hosts=[(pod_fqdn("kubia-2"), "127.0.0.1", None)])
+        k = ks[0]
+        ks[1].post("/", b"one")
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            t0 = time.monotonic()
+            futs = [ex.submit(timed_get, k) for _ in range(3)]
+            wait_until(lambda: hung.accepted >= 1, 3, what="kubia to connect to the hung peer")
+            # while the cluster GETs wait on the hung peer, everything else is fast
+            for method, path, body, want in (
+                    ("GET", "/data", None, b"No data posted yet"),
+                    ("POST", "/", b"posted meanwhile", b"Data stored on pod kubia-0\n"),
+                    ("GET", "/data", None, b"posted meanwhile"),
+                    ("GET", "/healthz", None, b"ok\n"),
+                    ("GET", "/readyz", None, b"ready\n")):
+                t1 = time.monotonic()
+                r = k.request(method, path, body=body, timeout=5)
+                d = time.monotonic() - t1
+                assert r.status == 200 and r.body == want, (method, path, r)
+                assert d < 0.5, "%s %s took %.2fs while a peer hung" % (method, path, d)
+            results = [f.result(timeout=10) for f in futs]
+        for r, dt in results:
+            assert r.status == 200
+            lines = split_lines(r.body)
+            assert lines[:2] == [b"You've hit kubia-0", b"Data stored in the cluster:"]
+            assert lines[3] == b"- kubia-1.kubia.default.svc.cluster.local: one"
+            assert error_line_re("kubia-2").match(lines[4]), lines[4]
+            assert lines[5:] == [b""]
+            # bounded by the peer time-out, and the three ran in parallel
+            assert dt < 1.5 + 1.0, "cluster GET took %.2fs with --peer-timeout-ms 1500" % dt
+        assert time.monotonic() - t0 < 1.5 + 1.5
+    finally:
+        hung.close()
+
+
+def test_max_pending_gives_503(factory):
+    hung = HungPeer()
+    try:
+        dns = factory.dns(srv=[(DOMAIN, pod_fqdn("kubia-9"), hung.port)],
+                          hosts=[(pod_fqdn("kubia-9"), "127.0.0.1", None)])
+        k = querier(factory, dns.port, args=["--max-pending", "2", "--peer-timeout-ms",
+                                             "4000"])
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            futs = [ex.submit(timed_get, k, "/", timeout=10) for _ in range(2)]
+            wait_until(lambda: hung.accepted >= 2, 3, what="two fan-outs in flight")
+            r, dt = timed_get(k)
+            assert r.status == 503, r
+            assert r.header("Content-Type") == CT
+            assert dt < 0.5
+            # other routes are not limited
+            assert k.get("/data").status == 200
+            # let the pending ones end: the hung peer goes away
+            hung.close()
+            for f in futs:
+                r, _ = f.result(timeout=10)
+                assert r.status == 200
+                assert error_line_re("kubia-9").search(r.body), r.body
+        r = k.get("/")
+        assert r.status == 200
+        assert error_line_re("kubia-9").search(r.body), r.body
+    finally:
+        hung.close()
+
+
+# ---------------------------------------------------------------------------
+# SRV details
+
+
+def test_srv_port_is_used(factory):
+    # every pod has the same address: only the SRV port tells them apart
+    names = ("kubia-0", "kubia-1", "kubia-2")
+    ports = [free_port() for _ in names]
+    dns = factory.dns(srv=[(DOMAIN, pod_fqdn(n), p) for n, p in zip(names, ports)],
+                      hosts=[(pod_fqdn(n), "127.0.0.1", None) for n in names])
+    ks = [querier(factory, dns.port, hostname=n, port=p) for n, p in zip(names, ports)]
+    for k in ks:
+        k.post("/", k.hostname.encode() + b" data")
+    for k in ks:
+        r = k.get("/")
+        assert r.body == (b"You've hit " + k.hostname.encode() +
+                          b"\nData stored in the cluster:\n" +
+                          b"".join(line(n, n.encode() + b" data") for n in names))
+
+
+def test_peer_port_override(factory):
+    p0, p1 = free_port(), free_port()
+    wrong = free_port()
+    srv = [(DOMAIN, pod_fqdn("kubia-0"), wrong), (DOMAIN, pod_fqdn("kubia-1"), wrong)]
+    hosts = [(pod_fqdn("kubia-0"), "127.0.0.1", None), (pod_fqdn("kubia-1"), "127.0.0.2",
+                                                         None)]
+    dns = factory.dns(srv=srv, hosts=hosts)
+    k1 = querier(factory, dns.port, hostname="kubia-1", port=p1)
+    k1.post("/", b"one")
+    k0 = querier(factory, dns.port, port=p0, args=["--peer-port", str(p1)])
+    r = k0.get("/")
+    assert r.body == HEAD0 + line("kubia-0", b"No data posted yet") + line("kubia-1", b"one")
+    # and without the override the published (wrong) port is what kubia uses
+    r = k1.get("/")
+    lines = split_lines(r.body)
+    assert error_line_re("kubia-0").match(lines[2]), r.body
+    assert lines[3] == b"- kubia-1.kubia.default.svc.cluster.local: one"
+
+
+def test_duplicate_records_give_one_line(factory):
+    p0, p1 = free_port(), free_port()
+    srv = [(DOMAIN, pod_fqdn("kubia-0"), p0, 0, 0),
+           (DOMAIN, pod_fqdn("kubia-0"), p0, 0, 7),
+           (DOMAIN, pod_fqdn("kubia-1"), p1, 0, 0),
+           (DOMAIN, pod_fqdn("kubia-1"), p1, 0, 3),
+           (DOMAIN, pod_fqdn("kubia-1"), p1, 5, 3)]
+    hosts = [(pod_fqdn("kubia-0"), "127.0.0.1", None),
+             (pod_fqdn("kubia-1"), "127.0.0.1", None)]
+    dns = factory.dns(srv=srv, hosts=hosts)
+    k1 = querier(factory, dns.port, hostname="kubia-1", port=p1)
+    k0 = querier(factory, dns.port, port=p0)
+    k1.post("/", b"one")
+    for _ in range(3):
+        r = k0.get("/")
+        assert r.body == HEAD0 + line("kubia-0", b"No data posted yet") + line("kubia-1",
+                                                                              b"one")
+
+
+def test_duplicate_target_several_ports_one_line(factory):
+    # several named ports: one of them is where the pod listens, one goes nowhere
+    p0, p1, other = free_port(), free_port(), free_port()
+    srv = [(DOMAIN, pod_fqdn("kubia-0"), p0),
+           (DOMAIN, pod_fqdn("kubia-1"), p1),
+           (DOMAIN, pod_fqdn("kubia-1"), other)]
+    hosts = [(pod_fqdn("kubia-0"), "127.0.0.1", None),
+             (pod_fqdn("kubia-1"), "127.0.0.1", None)]
+    dns = factory.dns(srv=srv, hosts=hosts)
+    querier(factory, dns.port, hostname="kubia-1", port=p1)
+    k0 = querier(factory, dns.port, port=p0)
+    r = k0.get("/")
+    lines = split_lines(r.body)
+    assert len(lines) == 5 and lines[4] == b"", r.body
+    assert lines[2] == b"- kubia-0.kubia.default.svc.cluster.local: No data posted yet"
+    assert lines[3].startswith(b"- kubia-1.kubia.default.svc.cluster.local: "), r.body
+
+
+def test_sorted_naturally(factory):
+    names = ["kubia-10", "kubia-2", "kubia-1", "kubia-11", "kubia-9"]
+    port = free_port()
+    dead = {n: free_port() for n in names if n != "kubia-2"}
+    srv = [(DOMAIN, pod_fqdn(n), dead.get(n, port)) for n in names]
+    hosts = [(pod_fqdn(n), "127.0.0.1", None) for n in names]
+    dns = factory.dns(srv=srv, hosts=hosts)
+    k = querier(factory, dns.port, hostname="kubia-2", port=port)
+    k.post("/", b"two")
+    for _ in range(3):
+        r = k.get("/")
+        lines = split_lines(r.body)
+        assert lines[0] == b"You've hit kubia-2"
+        order = [ln.split(b":")[0][2:].decode() for ln in lines[2:-1]]
+        assert order == [pod_fqdn(n) for n in ("kubia-1", "kubia-2", "kubia-9", "kubia-10",
+                                               "kubia-11")], r.body
+        assert lines[3] == b"- kubia-2.kubia.default.svc.cluster.local: two"
+
+
+def test_self_not_in_dns_own_line_added(factory):
+    p1 = free_port()
+    dead = free_port()
+    dns = factory.dns(srv=[(DOMAIN, pod_fqdn("kubia-1"), p1),
+                           (DOMAIN, pod_fqdn("kubia-2"), dead)],
+                      hosts=[(pod_fqdn("kubia-1"), "127.0.0.1", None),
+                             (pod_fqdn("kubia-2"), "127.0.0.1", None)])
+    k1 = querier(factory, dns.port, hostname="kubia-1", port=p1)
+    k1.post("/", b"one")
+    k0 = querier(factory, dns.port)
+    k0.post("/", b"zero, not ready yet")
+    r = k0.get("/")
+    lines = split_lines(r.body)
+    assert lines[:4] == [b"You've hit kubia-0", b"Data stored in the cluster:",
+                         b"- kubia-0.kubia.default.svc.cluster.local: zero, not ready yet",
+                         b"- kubia-1.kubia.default.svc.cluster.local: one"], r.body
+    assert error_line_re("kubia-2").match(lines[4]), r.body
+    assert lines[5:] == [b""]
+
+
+def test_own_line_read_locally(factory):
+    # this pod's record points to a port where nothing listens: its own line must
+    # still show its data, read locally rather than over the network
+    p1 = free_port()
+    dns = factory.dns(srv=[(DOMAIN, pod_fqdn("kubia-0"), free_port()),
+                           (DOMAIN, pod_fqdn("kubia-1"), p1)],
+                      hosts=[(pod_fqdn("kubia-0"), "127.0.0.1", None),
+                             (pod_fqdn("kubia-1"), "127.0.0.1", None)])
+    querier(factory, dns.port, hostname="kubia-1", port=p1)
+    k0 = querier(factory, dns.port)
+    k0.post("/", b"local")
+    r = k0.get("/")
+    assert r.body == HEAD0 + line("kubia-0", b"local") + line("kubia-1",
+                                                              b"No data posted yet")
+
+
+def test_peer_reply_over_max_bytes(factory):
+    p0, p1, p2 = free_port(), free_port(), free_port()
+    names = ("kubia-0", "kubia-1", "kubia-2")
+    dns = factory.dns(srv=[(DOMAIN, pod_fqdn(n), p) for n, p in zip(names, (p0, p1, p2))],
+                      hosts=[(pod_fqdn(n), "127.0.0.1", None) for n in names])
+    k1 = querier(factory, dns.port, hostname="kubia-1", port=p1)
+    k2 = querier(factory, dns.port, hostname="kubia-2", port=p2)
+    k0 = querier(factory, dns.port, port=p0, args=["--peer-max-bytes", "1000"])
+    k0.post("/", b"L" * 5000)  # own line is local: not capped
+    k1.post("/", b"B" * 5000)
+    k2.post("/", b"s" * 500)
+    r = k0.get("/")
+    lines = split_lines(r.body)
+    assert lines[2] == b"- kubia-0.kubia.default.svc.cluster.local: " + b"L" * 5000
+    assert error_line_re("kubia-1").match(lines[3]), lines[3][:200]
+    assert lines[4] == b"- kubia-2.kubia.default.svc.cluster.local: " + b"s" * 500
+    assert lines[5:] == [b""]
+
+
+def test_ipv6(factory):
+    if not ipv6_available():
+        pytest.skip("::1 not available")
+    p0, p1 = free_port(), free_port()
+    dns = factory.dns(srv=[(DOMAIN, pod_fqdn("kubia-0"), p0),
+                           (DOMAIN, pod_fqdn("kubia-1"), p1)],
+                      hosts=[(pod_fqdn("kubia-0"), "127.0.0.1", None),
+                             (pod_fqdn("kubia-1"), None, "::1")])
+    k1 = querier(factory, dns.port, hostname="kubia-1", port=p1, host="::1")
+    k0 = querier(factory, dns.port, port=p0)
+    # both families on the same port
+    assert k0.get("/healthz", host="::1").body == b"ok\n"
+    assert k0.get("/healthz", host="127.0.0.1").body == b"ok\n"
+    assert k1.post("/", b"six", host="::1").status == 200
+    want = HEAD0 + line("kubia-0", b"No data posted yet") + line("kubia-1", b"six")
+    r = k0.get("/", host="::1")
+    assert r.body == want
+
+
+# ---------------------------------------------------------------------------
+# fan-out bounds
+
+
+def test_peers_asked_in_parallel(factory):
+    hung = [HungPeer() for _ in range(3)]
+    try:
+        names = ["kubia-1", "kubia-2", "kubia-3"]
+        dns = factory.dns(srv=[(DOMAIN, pod_fqdn(n), h.port) for n, h in zip(names, hung)],
+                          hosts=[(pod_fqdn(n), "127.0.0.1", None) for n in names])
+        k = querier(factory, dns.port, args=["--peer-timeout-ms", "1000"])
+        r, dt = timed_get(k)
+        lines = split_lines(r.body)
+        assert lines[2] == b"- kubia-0.kubia.default.svc.cluster.local: No data posted yet"
+        for i, n in enumerate(names):
+            assert error_line_re(n).match(lines[3 + i]), r.body
+        assert dt < 1.0 + 0.8, "three hung peers took %.2fs: not asked in parallel?" % dt
+    finally:
+        for h in hung:
+            h.close()
+
+
+def test_trickling_peer_bounded_by_total_timeout(factory):
+    trickle = TricklePeer(0.05)
+    try:
+        dns = factory.dns(srv=[(DOMAIN, pod_fqdn("kubia-1"), trickle.port)],
+                          hosts=[(pod_fqdn("kubia-1"), "127.0.0.1", None)])
+        k = querier(factory, dns.port, args=["--peer-timeout-ms", "800"])
+        r, dt = timed_get(k)
+        lines = split_lines(r.body)
+        assert error_line_re("kubia-1").match(lines[3]), r.body
+        assert dt < 0.8 + 0.8, "a trickling peer took %.2fs (--peer-timeout-ms 800)" % dt
+    finally:
+        trickle.close()
+
+
+def test_peer_connect_timeout(factory):
+    stalled = BacklogFull()
+    try:
+        dns = factory.dns(srv=[(DOMAIN, pod_fqdn("kubia-1"), stalled.port)],
+                          hosts=[(pod_fqdn("kubia-1"), "127.0.0.1", None)])
+        k = querier(factory, dns.port, args=["--peer-timeout-ms", "10000",
+                                             "--peer-connect-timeout-ms", "300"])
+        r, dt = timed_get(k)
+        lines = split_lines(r.body)
+        assert error_line_re("kubia-1").match(lines[3]), r.body
+        assert dt < 0.3 + 0.9, "connect to a stalled peer took %.2fs (connect time-out 300)" % dt
+    finally:
+        stalled.close()
+
+
+def test_many_records_large_answer(factory):
+    # 40 records do not fit a 512-byte UDP answer: the lookup must still see them all
+    names = ["kubia-%d" % i for i in range(40)]
+    port = free_port()
+    dead = free_port()
+    dns = factory.dns(srv=[(DOMAIN, pod_fqdn(n), port if n == "kubia-0" else dead)
+                           for n in names],
+                      hosts=[(pod_fqdn(n), "127.0.0.1", None) for n in names])
+    k = querier(factory, dns.port, port=port)
+    k.post("/", b"zero")
+    r = k.get("/")
+    lines = split_lines(r.body)
+    assert len(lines) == 2 + 40 + 1, r.body
+    assert lines[2] == b"- kubia-0.kubia.default.svc.cluster.local: zero"
+    order = [ln.split(b":")[0][2:].decode() for ln in lines[2:-1]]
+    assert order == [pod_fqdn(n) for n in names]
+    for n in names[1:]:
+        assert error_line_re(n).search(r.body), n
+
+
+# ---------------------------------------------------------------------------
+# SRV cache
+
+
+def _two_sets(factory, ttl):
+    p0, p1 = free_port(), free_port()
+    hosts = [(pod_fqdn("kubia-0"), "127.0.0.1", None), (pod_fqdn("kubia-1"), "127.0.0.1",
+                                                         None)]
+    first = [(DOMAIN, pod_fqdn("kubia-0"), p0)]
+    second = first + [(DOMAIN, pod_fqdn("kubia-1"), p1)]
+    dns = factory.dns(srv=first, hosts=hosts, extra=["--local-ttl=%d" % ttl])
+    return dns, p0, p1, second, hosts
+
+
+@pytest.mark.parametrize("cache_ms,ttl", [(0, 60), (60000, 0)])
+def test_srv_cache_off_or_past_ttl_sees_changes_at_once(factory, cache_ms, ttl):
+    dns, p0, p1, second, hosts = _two_sets(factory, ttl)
+    k1 = querier(factory, dns.port, hostname="kubia-1", port=p1)
+    k1.post("/", b"one")
+    k0 = querier(factory, dns.port, port=p0, args=["--dns-cache-ms", str(cache_ms)])
+    assert k0.get("/").body == HEAD0 + line("kubia-0", b"No data posted yet")
+    dns.restart(srv=second)
+    assert k0.get("/").body == HEAD0 + line("kubia-0", b"No data posted yet") + line(
+        "kubia-1", b"one")
+
+
+def test_srv_cache_limited_by_cache_ms(factory):
+    dns, p0, p1, second, hosts = _two_sets(factory, 60)
+    k1 = querier(factory, dns.port, hostname="kubia-1", port=p1)
+    k1.post("/", b"one")
+    k0 = querier(factory, dns.port, port=p0, args=["--dns-cache-ms", "300"])
+    assert k0.get("/").body == HEAD0 + line("kubia-0", b"No data posted yet")
+    dns.restart(srv=second)
+    t0 = time.monotonic()
+    want = HEAD0 + line("kubia-0", b"No data posted yet") + line("kubia-1", b"one")
+    wait_until(lambda: k0.get("/").body == want, 3, 0.05, "the new SRV set to be seen")
+    assert time.monotonic() - t0 < 0.3 + 0.7
+
+
+def test_many_concurrent_cluster_views(factory):
+    dns, ks = factory.cluster(("kubia-0", "kubia-1", "kubia-2"), mode="peers")
+    for k in ks:
+        k.post("/", k.hostname.encode() * 50)
+    want = HEAD0 + b"".join(line(n, n.encode() * 50) for n in ("kubia-0", "kubia-1",
+                                                               "kubia-2"))
+    with concurrent.futures.ThreadPoolExecutor(32) as ex:
+        results = list(ex.map(lambda _: ks[0].get("/", timeout=20), range(200)))
+    bad = [r for r in results if r.status != 200 or r.body != want]
+    assert not bad, "%d of 200 concurrent cluster views wrong, e.g. %r" % (len(bad), bad[0])
+
+
+def test_peer_restart_between_requests(factory):
+    # a kept-alive connection to a peer that restarted must not produce an error line
+    dns, ks = factory.cluster(("kubia-0", "kubia-1"), mode="peers")
+    ks[1].post("/", b"before")
+    want = HEAD0 + line("kubia-0", b"No data posted yet") + line("kubia-1", b"before")
+    assert ks[0].get("/").body == want
+    ks[1].restart()
+    assert ks[0].get("/").body == want
+    ks[1].post("/", b"after")
+    assert ks[0].get("/").body == HEAD0 + line("kubia-0", b"No data posted yet") + line(
+        "kubia-1", b"after")
