@@ -15,18 +15,18 @@
 struct discovery;
 
 struct discovery_config {
-	const char *service;              /* short name (search list) or fully qualified */
-	const char *hostname;             /* this pod's name: its entry is read locally */
-	const char *dns_server;           /* IP[:port], [IPv6]:port; NULL or "": resolv.conf */
-	const char *resolv_conf;          /* NULL = /etc/resolv.conf (tests point elsewhere) */
-	unsigned dns_timeout_ms;          /* total time for one SRV lookup */
-	unsigned cache_ms;                /* longest SRV cache life (capped by TTL); 0 = off */
-	unsigned peer_port;               /* 0 = the SRV record's port */
-	unsigned peer_timeout_ms;         /* total time for one peer */
+	const char *service; /* short name (search list) or fully qualified */
+	const char *hostname; /* this pod's name: its entry is read locally */
+	const char *dns_server; /* IP[:port], [IPv6]:port; NULL or "": resolv.conf */
+	const char *resolv_conf; /* NULL = /etc/resolv.conf (tests point elsewhere) */
+	unsigned dns_timeout_ms; /* total time for one SRV lookup */
+	unsigned cache_ms; /* longest SRV cache life (capped by TTL); 0 = off */
+	unsigned peer_port; /* 0 = the SRV record's port */
+	unsigned peer_timeout_ms; /* total time for one peer */
 	unsigned peer_connect_timeout_ms; /* connect time for one peer */
-	size_t peer_max_bytes;            /* largest /data body accepted from a peer */
-	unsigned max_peers;               /* most records used from one answer */
-	unsigned max_pending;             /* most cluster requests in flight at once */
+	size_t peer_max_bytes; /* largest /data body accepted from a peer */
+	unsigned max_peers; /* most records used from one answer */
+	unsigned max_pending; /* most cluster requests in flight at once */
 };
 
 /* Returns a malloc()ed copy of this pod's data (or "No data posted yet") in *out and

@@ -661,14 +661,14 @@ static void addr_cb(void *arg, int status, int timeouts, struct ares_addrinfo *r
 	if (n != NULL && n->ai_addr != NULL && n->ai_family == AF_INET &&
 	    n->ai_addrlen >= sizeof(struct sockaddr_in)) {
 		const struct sockaddr_in *sin =
-		    (const struct sockaddr_in *)(const void *)n->ai_addr;
+			(const struct sockaddr_in *)(const void *)n->ai_addr;
 
 		p->family = AF_INET;
 		memcpy(p->addr, &sin->sin_addr, 4);
 	} else if (n != NULL && n->ai_addr != NULL && n->ai_family == AF_INET6 &&
 		   n->ai_addrlen >= sizeof(struct sockaddr_in6)) {
 		const struct sockaddr_in6 *sin6 =
-		    (const struct sockaddr_in6 *)(const void *)n->ai_addr;
+			(const struct sockaddr_in6 *)(const void *)n->ai_addr;
 
 		p->family = AF_INET6;
 		memcpy(p->addr, &sin6->sin6_addr, 16);

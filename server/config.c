@@ -12,8 +12,8 @@
 #include "version.h"
 
 enum opt_kind {
-	OPT_UINT,   /* unsigned, stored in an unsigned */
-	OPT_U64,    /* byte counts, stored in a uint64_t */
+	OPT_UINT, /* unsigned, stored in an unsigned */
+	OPT_U64, /* byte counts, stored in a uint64_t */
 	OPT_STRING, /* validated by a check function */
 	OPT_MODE,
 	OPT_LEVEL,
@@ -54,8 +54,8 @@ static const struct opt opts[] = {
 	 "port for peers; 0 = the SRV record's port"},
 	{"peer-timeout-ms", "KUBIA_PEER_TIMEOUT_MS", OPT_UINT, OFF(peer_timeout_ms), 1, 600000,
 	 "2000", NULL, "total time allowed for one peer"},
-	{"dns-server", "KUBIA_DNS_SERVER", OPT_STRING, OFF(dns_server), 0, 0, NULL,
-	 check_host_port, "host[:port] to ask instead of the system's servers"},
+	{"dns-server", "KUBIA_DNS_SERVER", OPT_STRING, OFF(dns_server), 0, 0, NULL, check_host_port,
+	 "host[:port] to ask instead of the system's servers"},
 	{"dns-timeout-ms", "KUBIA_DNS_TIMEOUT_MS", OPT_UINT, OFF(dns_timeout_ms), 1, 600000, "2000",
 	 NULL, "total time allowed for the SRV lookup"},
 	{"max-body", "KUBIA_MAX_BODY", OPT_U64, OFF(max_body), 0, (uint64_t)1 << 30, "1048576",
@@ -73,15 +73,16 @@ static const struct opt opts[] = {
 	 "most cluster views being assembled at once (more get 503)"},
 	{"dns-cache-ms", "KUBIA_DNS_CACHE_MS", OPT_UINT, OFF(dns_cache_ms), 0, 3600000, "1000",
 	 NULL, "longest time an SRV answer is reused (never past its TTL); 0 = never"},
-	{"resolv-conf", "KUBIA_RESOLV_CONF", OPT_STRING, OFF(resolv_conf), 0, 0,
-	 "/etc/resolv.conf", check_path, "where the search list (and servers) are read"},
+	{"resolv-conf", "KUBIA_RESOLV_CONF", OPT_STRING, OFF(resolv_conf), 0, 0, "/etc/resolv.conf",
+	 check_path, "where the search list (and servers) are read"},
 	{"max-connections", "KUBIA_MAX_CONNECTIONS", OPT_UINT, OFF(max_connections), 1, 1000000,
 	 "1024", NULL, "most client connections at once"},
 	{"max-connections-per-ip", "KUBIA_MAX_CONNECTIONS_PER_IP", OPT_UINT,
 	 OFF(max_connections_per_ip), 0, 1000000, "0", NULL,
 	 "most connections from one client address; 0 = no limit"},
 	{"connection-memory", "KUBIA_CONNECTION_MEMORY", OPT_U64, OFF(connection_memory), 4096,
-	 (uint64_t)1 << 24, "32768", NULL, "memory per connection for the request line and headers"},
+	 (uint64_t)1 << 24, "32768", NULL,
+	 "memory per connection for the request line and headers"},
 	{"idle-timeout-s", "KUBIA_IDLE_TIMEOUT_S", OPT_UINT, OFF(idle_timeout_s), 1, 86400, "30",
 	 NULL, "seconds before an idle connection is closed"},
 	{"threads", "KUBIA_THREADS", OPT_UINT, OFF(threads), 0, 256, "0", NULL,
@@ -253,8 +254,8 @@ static bool apply(struct config *cfg, const struct opt *o, const char *value, co
 		return true;
 	case OPT_STRING:
 		if (o->check != NULL && !o->check(value, &why)) {
-			snprintf(err, errlen, "invalid value for %s%s: \"%s\" (%s)", is_flag ? "--" : "",
-				 source, value, why);
+			snprintf(err, errlen, "invalid value for %s%s: \"%s\" (%s)",
+				 is_flag ? "--" : "", source, value, why);
 			return false;
 		}
 		*(const char **)(void *)field = value;
@@ -265,7 +266,8 @@ static bool apply(struct config *cfg, const struct opt *o, const char *value, co
 		} else if (strcmp(value, "pet") == 0) {
 			cfg->mode = CONFIG_MODE_PET;
 		} else {
-			snprintf(err, errlen, "invalid value for %s%s: \"%s\" (expected peers or pet)",
+			snprintf(err, errlen,
+				 "invalid value for %s%s: \"%s\" (expected peers or pet)",
 				 is_flag ? "--" : "", source, value);
 			return false;
 		}
@@ -273,7 +275,8 @@ static bool apply(struct config *cfg, const struct opt *o, const char *value, co
 	case OPT_LEVEL:
 		if (!log_level_parse(value, &cfg->log_level)) {
 			snprintf(err, errlen,
-				 "invalid value for %s%s: \"%s\" (expected error, warn, info or debug)",
+				 "invalid value for %s%s: \"%s\" (expected error, warn, info or "
+				 "debug)",
 				 is_flag ? "--" : "", source, value);
 			return false;
 		}
@@ -348,7 +351,8 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 		len = eq != NULL ? (size_t)(eq - name) : strlen(name);
 		o = find_flag(name, len);
 		if (o == NULL) {
-			snprintf(err, errlen, "unknown option \"--%.*s\" (see --help)", (int)len, name);
+			snprintf(err, errlen, "unknown option \"--%.*s\" (see --help)", (int)len,
+				 name);
 			return CONFIG_ERROR;
 		}
 		if (eq != NULL) {
@@ -371,7 +375,8 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 		if (gethostname(cfg->hostname_buf, sizeof(cfg->hostname_buf) - 1) != 0 ||
 		    cfg->hostname_buf[0] == '\0') {
 			snprintf(err, errlen,
-				 "could not read the host name: %s (set --hostname or KUBIA_HOSTNAME)",
+				 "could not read the host name: %s (set --hostname or "
+				 "KUBIA_HOSTNAME)",
 				 strerror(errno));
 			return CONFIG_ERROR;
 		}

@@ -11,7 +11,7 @@
 
 enum config_mode {
 	CONFIG_MODE_PEERS = 0, /* cluster view through SRV discovery (the default) */
-	CONFIG_MODE_PET,       /* this pod only, no discovery */
+	CONFIG_MODE_PET, /* this pod only, no discovery */
 };
 
 /* Strings point into argv, the environment or static defaults: nothing to free. */
@@ -44,8 +44,8 @@ struct config {
 
 enum config_result {
 	CONFIG_RUN = 0, /* configuration complete: start */
-	CONFIG_DONE,    /* --help or --version was printed: exit 0 */
-	CONFIG_ERROR,   /* err names the bad flag or variable and its value: exit 2 */
+	CONFIG_DONE, /* --help or --version was printed: exit 0 */
+	CONFIG_ERROR, /* err names the bad flag or variable and its value: exit 2 */
 };
 
 /* Looks up an environment variable; getenv() in the program, a table in tests. */

@@ -35,8 +35,8 @@ enum request_kind {
 
 enum cluster_state {
 	CLUSTER_NEW = 0,
-	CLUSTER_WAITING,  /* suspended; discovery owns the answer until it resumes us */
-	CLUSTER_DONE,     /* peers holds the assembled lines */
+	CLUSTER_WAITING, /* suspended; discovery owns the answer until it resumes us */
+	CLUSTER_DONE, /* peers holds the assembled lines */
 	CLUSTER_REJECTED, /* discovery refused the job (too many in flight, stopping) */
 };
 
@@ -142,11 +142,10 @@ static enum MHD_Result queue_owned(struct MHD_Connection *conn, unsigned status,
 	return ret;
 }
 
-static enum MHD_Result queue_fmt(struct MHD_Connection *conn, unsigned status, const char *fmt,
-				 ...) __attribute__((format(printf, 3, 4)));
+static enum MHD_Result queue_fmt(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
-static enum MHD_Result queue_fmt(struct MHD_Connection *conn, unsigned status, const char *fmt,
-				 ...)
+static enum MHD_Result queue_fmt(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
 {
 	va_list ap;
 	char *buf = NULL;
@@ -319,7 +318,8 @@ static enum MHD_Result finish_post(struct http_server *s, struct request *r)
 	res = storage_replace(s->st, r->body != NULL ? r->body : "", r->len, why, sizeof(why));
 	switch (res) {
 	case STORAGE_OK:
-		log_msg(LOG_LEVEL_INFO, "new data has been received and stored (%zu bytes)", r->len);
+		log_msg(LOG_LEVEL_INFO, "new data has been received and stored (%zu bytes)",
+			r->len);
 		return queue_fixed(r->conn, MHD_HTTP_OK, s->stored_resp);
 	case STORAGE_ENOSPC:
 		log_msg(LOG_LEVEL_ERROR, "could not store %zu bytes: %s", r->len, why);
@@ -443,9 +443,8 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version,
-				  const char *upload_data, size_t *upload_data_size,
-				  void **req_cls)
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **req_cls)
 {
 	struct http_server *s = cls;
 	struct request *r;
@@ -504,6 +503,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	struct http_server *s = cls;
 	char line[512];
@@ -535,8 +537,8 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 	}
 	/* The logger first, or MHD prints what it says about earlier options itself. */
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s};
-	items[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
-					     (intptr_t)on_completed, s};
+	items[n++] =
+		(struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
 					     (intptr_t)cfg->max_connections, NULL};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
@@ -549,8 +551,8 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 						     (intptr_t)cfg->max_connections_per_ip, NULL};
 	}
 	if (threads > 1) {
-		items[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
-						     (intptr_t)threads, NULL};
+		items[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads,
+						     NULL};
 	}
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	return MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
@@ -572,8 +574,9 @@ static bool build_fixed(struct http_server *s)
 		return false;
 	}
 	s->stored_resp = owned_response(text, (size_t)n);
-	n = asprintf(&text, "Request body too large: the limit is %" PRIu64
-			    " bytes; data unchanged\n", s->cfg->max_body);
+	n = asprintf(&text,
+		     "Request body too large: the limit is %" PRIu64 " bytes; data unchanged\n",
+		     s->cfg->max_body);
 	if (n < 0) {
 		return false;
 	}
@@ -600,8 +603,8 @@ static bool build_fixed(struct http_server *s)
 
 static void destroy_responses(struct http_server *s)
 {
-	struct MHD_Response *all[] = {s->data_resp,   s->pet_resp,      s->stored_resp,
-				      s->healthz_resp, s->ready_resp,   s->stopping_resp,
+	struct MHD_Response *all[] = {s->data_resp,    s->pet_resp,       s->stored_resp,
+				      s->healthz_resp, s->ready_resp,     s->stopping_resp,
 				      s->method_resp,  s->too_large_resp, s->busy_resp};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
@@ -612,8 +615,8 @@ static void destroy_responses(struct http_server *s)
 	free(s->cluster_prefix);
 }
 
-struct http_server *http_start(const struct config *cfg, struct storage *st,
-			       struct discovery *disc, char *err, size_t errlen)
+struct http_server *http_start(const struct config *cfg, struct storage *st, struct discovery *disc,
+			       char *err, size_t errlen)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
 	const union MHD_DaemonInfo *info;

@@ -17,8 +17,8 @@ struct http_server;
 
 /* Starts listening. discovery is NULL in pet mode. Neither storage nor discovery is
  * owned; both must outlive the server. NULL on failure with one line in err. */
-struct http_server *http_start(const struct config *cfg, struct storage *st,
-			       struct discovery *disc, char *err, size_t errlen);
+struct http_server *http_start(const struct config *cfg, struct storage *st, struct discovery *disc,
+			       char *err, size_t errlen);
 
 /* The port actually bound (useful with --port 0 in tests is not offered: ports are
  * 1-65535; this reports what was bound). */

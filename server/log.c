@@ -35,6 +35,9 @@ bool log_level_parse(const char *text, enum log_level *out)
 }
 
 static void log_write(enum log_level level, int err, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static void log_write(enum log_level level, int err, const char *fmt, va_list ap)
 {
 	char line[1024];
 	struct timespec ts;

@@ -147,10 +147,9 @@ int main(int argc, char **argv)
 		log_msg(LOG_LEVEL_ERROR, "%s", err);
 		goto out;
 	}
-	log_msg(LOG_LEVEL_INFO,
-		"kubia %s listening on port %u as %s, mode %s, data file %s%s%s", KUBIA_VERSION,
-		http_port(srv), cfg.hostname, config_mode_name(cfg.mode), cfg.data_file,
-		cfg.mode == CONFIG_MODE_PEERS ? ", service " : "",
+	log_msg(LOG_LEVEL_INFO, "kubia %s listening on port %u as %s, mode %s, data file %s%s%s",
+		KUBIA_VERSION, http_port(srv), cfg.hostname, config_mode_name(cfg.mode),
+		cfg.data_file, cfg.mode == CONFIG_MODE_PEERS ? ", service " : "",
 		cfg.mode == CONFIG_MODE_PEERS ? cfg.service : "");
 
 	for (;;) {
@@ -165,7 +164,8 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (sig == SIGHUP) {
-			log_msg(LOG_LEVEL_INFO, "SIGHUP ignored: the configuration is read at start");
+			log_msg(LOG_LEVEL_INFO,
+				"SIGHUP ignored: the configuration is read at start");
 			continue;
 		}
 		log_msg(LOG_LEVEL_INFO, "%s received: shutting down",

@@ -25,8 +25,7 @@
 #define TMP_RANDOM_LEN 6
 #define TMP_ATTEMPTS 100
 
-static const char tmp_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+static const char tmp_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 struct blob {
 	struct storage_blob pub; /* first, so a public pointer is the blob's address */
@@ -40,15 +39,15 @@ struct storage {
 	char *name; /* the data file's name inside dirpath */
 	size_t max_size;
 	pthread_mutex_t write_lock; /* serialises replacements (and their temp files) */
-	pthread_mutex_t cur_lock;   /* held only to read cur and take a reference */
+	pthread_mutex_t cur_lock; /* held only to read cur and take a reference */
 	bool write_lock_init;
 	bool cur_lock_init;
 	struct blob *cur; /* changed only with both locks held */
 	_Atomic uint64_t generation;
 };
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
-							   const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+							  ...)
 {
 	va_list ap;
 
@@ -440,8 +439,7 @@ static int write_all(int fd, const char *data, size_t len)
  * value with *what naming the step. The directory is not synced here: the caller
  * decides, because a failed directory sync needs undoing the rename.
  */
-static int write_and_rename(struct storage *st, const char *data, size_t len,
-			    const char **what)
+static int write_and_rename(struct storage *st, const char *data, size_t len, const char **what)
 {
 	char tmp[NAME_MAX + 1];
 	int fd = make_tmp(st, tmp, sizeof(tmp));
@@ -559,8 +557,9 @@ enum storage_result storage_replace(struct storage *st, const void *data, size_t
 	if (e != 0) {
 		bool restored = restore_previous(st);
 
-		res = report(st, e, "fsync the data directory", restored ?
-			     " (previous contents restored)" : " (previous contents may be lost)",
+		res = report(st, e, "fsync the data directory",
+			     restored ? " (previous contents restored)"
+				      : " (previous contents may be lost)",
 			     err, errlen);
 		goto out;
 	}
@@ -622,8 +621,7 @@ bool storage_ready(struct storage *st, char *err, size_t errlen)
 	 * mount point behind, and writes through our fd would no longer reach the volume
 	 * others see. */
 	if (stat(st->dirpath, &ps) < 0) {
-		set_err(err, errlen, "data directory %s is gone: %s", st->dirpath,
-			strerror(errno));
+		set_err(err, errlen, "data directory %s is gone: %s", st->dirpath, strerror(errno));
 		return false;
 	}
 	if (ps.st_dev != fs.st_dev || ps.st_ino != fs.st_ino) {

@@ -24,17 +24,17 @@ struct storage;
 
 /* An immutable snapshot of the stored body. Never modify; release when done. */
 struct storage_blob {
-	const char *data;    /* NUL-terminated for convenience; len excludes the NUL */
+	const char *data; /* NUL-terminated for convenience; len excludes the NUL */
 	size_t len;
-	bool present;        /* false: nothing was ever stored (no data file) */
+	bool present; /* false: nothing was ever stored (no data file) */
 	uint64_t generation; /* increases with every successful replacement */
 };
 
 enum storage_result {
 	STORAGE_OK = 0,
 	STORAGE_ENOSPC, /* the volume is full (or over quota) */
-	STORAGE_EROFS,  /* the volume is read-only */
-	STORAGE_EIO,    /* any other failure: see the error text */
+	STORAGE_EROFS, /* the volume is read-only */
+	STORAGE_EIO, /* any other failure: see the error text */
 };
 
 /*

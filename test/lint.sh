@@ -31,7 +31,8 @@ cppcheck)
     ;;
 format)
     command -v clang-format >/dev/null || { echo "clang-format not installed"; exit 77; }
-    clang-format --dry-run --Werror "${sources[@]}" server/*.h storage/*.h discovery/*.h
+    clang-format --dry-run --Werror "${sources[@]}" server/*.h storage/*.h discovery/*.h \
+        test/unit/*.c test/fuzz/*.c
     ;;
 *)
     echo "usage: $0 clang-tidy|cppcheck|format BUILD_DIR" >&2

@@ -62,6 +62,5 @@ else
     status=1
 fi
 
-/usr/bin/python3 "$top/test/summary.py" "$out"/main "$out"/asan "$out"/fuzz \
-    --logbase "$out/main:valgrind" || status=1
+/usr/bin/python3 "$top/test/summary.py" "$out"/main "$out"/asan "$out"/fuzz || status=1
 exit $status

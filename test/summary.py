@@ -7,7 +7,8 @@ test(s)."). A test whose runner said nothing countable counts once, by its resul
 test that failed although its runner counted no failure (a sanitizer or valgrind
 report, a crash) counts one failure more.
 
-usage: summary.py BUILD_DIR... [--logbase BUILD_DIR:LOGBASE]...
+usage: summary.py BUILD_DIR...   (every meson-logs/*.json of each: testlog.json and the
+logs of runs with --logbase or --wrapper)
 """
 import json
 import re
@@ -52,18 +53,15 @@ def counts_from_output(text):
 
 def main(argv):
     logs = []
-    args = list(argv)
-    while args:
-        a = args.pop(0)
-        if a == "--logbase":
-            d, base = args.pop(0).split(":", 1)
-            logs.append(Path(d) / "meson-logs" / f"{base}.json")
-        else:
-            logs.append(Path(a) / "meson-logs" / "testlog.json")
+    for d in argv:
+        found = sorted((Path(d) / "meson-logs").glob("*.json"))
+        if not found:
+            print(f"summary: no test log in {d} (that stage did not run)")
+            logs.append(None)
+        logs.extend(found)
     total = {"passed": 0, "failed": 0, "skipped": 0}
     for log in logs:
-        if not log.exists():
-            print(f"summary: {log} missing (that stage did not run)")
+        if log is None:
             total["failed"] += 1
             continue
         for raw in log.read_text(errors="replace").splitlines():

@@ -458,7 +458,8 @@ def test_logs_go_to_stderr_not_stdout(workdir):
             p.kill()
             p.wait(5)
             rc = None
-    assert rc == 0
+    with open(err_path, "rb") as f:
+        assert rc == 0, "exit status %s; stderr:\n%s" % (rc, f.read().decode(errors="replace"))
     with open(out_path, "rb") as f:
         assert f.read() == b""
     with open(err_path, "rb") as f:

@@ -75,9 +75,15 @@ static void test_defaults(void **state)
 
 static void test_env_and_flags(void **state)
 {
-	static const char *const env[] = {"KUBIA_PORT",     "9000",    "KUBIA_MODE", "pet",
-					  "KUBIA_HOSTNAME", "kubia-7", "KUBIA_SERVICE",
-					  "kubia.default.svc.cluster.local.", NULL};
+	static const char *const env[] = {"KUBIA_PORT",
+					  "9000",
+					  "KUBIA_MODE",
+					  "pet",
+					  "KUBIA_HOSTNAME",
+					  "kubia-7",
+					  "KUBIA_SERVICE",
+					  "kubia.default.svc.cluster.local.",
+					  NULL};
 	struct config c;
 	char err[256];
 
@@ -101,17 +107,16 @@ static void test_every_flag_parses(void **state)
 	char err[256];
 
 	(void)state;
-	assert_int_equal(parse(&c, NULL, err, sizeof(err), 24, "--peer-port=81",
-			       "--peer-timeout-ms=150", "--dns-server=127.0.0.1:5353",
-			       "--dns-timeout-ms=300", "--max-body=10", "--hostname=p-1",
-			       "--peer-connect-timeout-ms=100", "--peer-max-bytes=99",
-			       "--max-peers=3", "--max-pending=4", "--dns-cache-ms=0",
-			       "--resolv-conf=/tmp/r", "--max-connections=5",
-			       "--max-connections-per-ip=2", "--connection-memory=8192",
-			       "--idle-timeout-s=7", "--threads=1", "--shutdown-timeout-ms=50",
-			       "--log-level=debug", "--data-file=/tmp/x/d.txt", "--service=svc",
-			       "--mode=pet", "--port=1"),
-			 CONFIG_RUN);
+	assert_int_equal(
+		parse(&c, NULL, err, sizeof(err), 24, "--peer-port=81", "--peer-timeout-ms=150",
+		      "--dns-server=127.0.0.1:5353", "--dns-timeout-ms=300", "--max-body=10",
+		      "--hostname=p-1", "--peer-connect-timeout-ms=100", "--peer-max-bytes=99",
+		      "--max-peers=3", "--max-pending=4", "--dns-cache-ms=0",
+		      "--resolv-conf=/tmp/r", "--max-connections=5", "--max-connections-per-ip=2",
+		      "--connection-memory=8192", "--idle-timeout-s=7", "--threads=1",
+		      "--shutdown-timeout-ms=50", "--log-level=debug", "--data-file=/tmp/x/d.txt",
+		      "--service=svc", "--mode=pet", "--port=1"),
+		CONFIG_RUN);
 	assert_int_equal(c.peer_port, 81);
 	assert_int_equal(c.peer_timeout_ms, 150);
 	assert_string_equal(c.dns_server, "127.0.0.1:5353");
@@ -143,13 +148,12 @@ static void test_connect_timeout_capped(void **state)
 	char err[256];
 
 	(void)state;
-	assert_int_equal(parse(&c, NULL, err, sizeof(err), 2, "--peer-timeout-ms=200"),
-			 CONFIG_RUN);
+	assert_int_equal(parse(&c, NULL, err, sizeof(err), 2, "--peer-timeout-ms=200"), CONFIG_RUN);
 	assert_int_equal(c.peer_connect_timeout_ms, 200);
 }
 
-static void expect_error(const char *const *env, const char *needle1, const char *needle2,
-			 int argc, const char *a1, const char *a2)
+static void expect_error(const char *const *env, const char *needle1, const char *needle2, int argc,
+			 const char *a1, const char *a2)
 {
 	struct config c;
 	char err[256];
@@ -194,7 +198,7 @@ static void test_bad_values(void **state)
 static void test_dns_server_shapes(void **state)
 {
 	static const char *const ok[] = {"10.96.0.10", "10.96.0.10:53", "[fd00::a]:5353",
-					 "[::1]", "fd00::a", "dns.local:53"};
+					 "[::1]",      "fd00::a",       "dns.local:53"};
 	struct config c;
 	char err[256];
 

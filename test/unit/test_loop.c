@@ -155,12 +155,14 @@ static void conn_serve(struct conn *c)
 			return;
 		}
 		if (p->mode == PEER_500) {
-			n = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\n"
+			n = snprintf(head, sizeof(head),
+				     "HTTP/1.1 500 Internal Server Error\r\n"
 				     "Content-Length: 4\r\n\r\noops");
 		} else {
 			n = snprintf(head, sizeof(head),
 				     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-				     "Content-Length: %zu\r\n\r\n", strlen(p->body));
+				     "Content-Length: %zu\r\n\r\n",
+				     strlen(p->body));
 		}
 		if (write(c->fd, head, (size_t)n) != n ||
 		    (p->mode == PEER_BODY &&
@@ -414,9 +416,9 @@ static int setup(void **state)
 	static const enum peer_mode modes[NPEERS] = {PEER_BODY, PEER_BODY, PEER_500,
 						     PEER_BODY, PEER_HANG, PEER_BODY};
 	static const char *const bodies[NPEERS] = {
-		"one", "two\nlines", NULL,
-		"0123456789012345678901234567890123456789012345678901234567890123456789", NULL,
-		"six"};
+		"one", "two\nlines",
+		NULL,  "0123456789012345678901234567890123456789012345678901234567890123456789",
+		NULL,  "six"};
 	FILE *f;
 	int fd;
 
@@ -617,11 +619,11 @@ static const char *ask(struct discovery *d, struct result *r)
 	return wait_done(r, calls);
 }
 
-#define SKIP_UNLESS_READY()                                                                  \
-	do {                                                                                 \
-		if (!g.ready) {                                                              \
-			skip();                                                              \
-		}                                                                            \
+#define SKIP_UNLESS_READY()                                                                        \
+	do {                                                                                       \
+		if (!g.ready) {                                                                    \
+			skip();                                                                    \
+		}                                                                                  \
 	} while (0)
 
 static void test_cluster_view(void **state)
@@ -925,8 +927,8 @@ static void test_bad_config(void **state)
 	struct discovery_config c;
 	char server[64];
 	char err[256];
-	static const char *const bad[] = {"example.com", "1.2.3.4:0", "1.2.3.4:99999", "[::1",
-					  "[::1]x", "1.2.3.4:", ""};
+	static const char *const bad[] = {
+		"example.com", "1.2.3.4:0", "1.2.3.4:99999", "[::1", "[::1]x", "1.2.3.4:", ""};
 
 	(void)state;
 	base_config(&c, server, sizeof(server), 53);
@@ -935,8 +937,8 @@ static void test_bad_config(void **state)
 		err[0] = '\0';
 		if (bad[i][0] == '\0') {
 			/* Empty means "use resolv.conf": not an error. */
-			struct discovery *d = discovery_create(&c, local_data, NULL, err,
-							       sizeof(err));
+			struct discovery *d =
+				discovery_create(&c, local_data, NULL, err, sizeof(err));
 
 			assert_non_null(d);
 			discovery_destroy(d);

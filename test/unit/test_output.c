@@ -20,8 +20,7 @@
 
 #define SUFFIX ".kubia.default.svc.cluster.local"
 
-static struct srv_peer *add_peer(struct srv_answer *a, const char *name, uint16_t port,
-				 int family)
+static struct srv_peer *add_peer(struct srv_answer *a, const char *name, uint16_t port, int family)
 {
 	struct srv_peer *p;
 	struct srv_peer *np = realloc(a->peers, (a->npeers + 1) * sizeof(*np));
@@ -264,7 +263,8 @@ static void test_dns_error(void **state)
 {
 	size_t len = 0;
 	char *body = fanout_render_dns_error("kubia.default.svc.cluster.local: server failure "
-					     "(SERVFAIL)", &len);
+					     "(SERVFAIL)",
+					     &len);
 	static const char want[] = "Could not look up DNS SRV records: "
 				   "kubia.default.svc.cluster.local: server failure (SERVFAIL)\n";
 

@@ -18,7 +18,6 @@
 
 #include "discovery/internal.h"
 
-
 struct dnsmsg {
 	unsigned char b[8192];
 	size_t len;
@@ -81,8 +80,8 @@ static void dm_begin(struct dnsmsg *m, unsigned rcode, const char *qname)
 }
 
 /* An SRV answer owned by the question name; returns the target's offset. */
-static size_t dm_srv(struct dnsmsg *m, unsigned prio, unsigned weight, unsigned port,
-			    uint32_t ttl, const char *target)
+static size_t dm_srv(struct dnsmsg *m, unsigned prio, unsigned weight, unsigned port, uint32_t ttl,
+		     const char *target)
 {
 	size_t rdlen_at;
 	size_t at;
@@ -105,7 +104,7 @@ static size_t dm_srv(struct dnsmsg *m, unsigned prio, unsigned weight, unsigned 
 
 /* A resource record whose owner is a pointer to owner_off. */
 static void dm_rr_ptr(struct dnsmsg *m, size_t owner_off, unsigned type, uint32_t ttl,
-			     const unsigned char *rdata, size_t rdlen)
+		      const unsigned char *rdata, size_t rdlen)
 {
 	dm_ptr(m, owner_off);
 	dm_put16(m, type);
@@ -117,7 +116,7 @@ static void dm_rr_ptr(struct dnsmsg *m, size_t owner_off, unsigned type, uint32_
 }
 
 static void dm_a(struct dnsmsg *m, size_t owner_off, uint32_t ttl, unsigned a, unsigned b,
-			unsigned c, unsigned d)
+		 unsigned c, unsigned d)
 {
 	const unsigned char ip[4] = {(unsigned char)a, (unsigned char)b, (unsigned char)c,
 				     (unsigned char)d};
@@ -126,8 +125,7 @@ static void dm_a(struct dnsmsg *m, size_t owner_off, uint32_t ttl, unsigned a, u
 	m->ar++;
 }
 
-static void dm_aaaa(struct dnsmsg *m, size_t owner_off, uint32_t ttl,
-			   const unsigned char ip[16])
+static void dm_aaaa(struct dnsmsg *m, size_t owner_off, uint32_t ttl, const unsigned char ip[16])
 {
 	dm_rr_ptr(m, owner_off, 28, ttl, ip, 16);
 	m->ar++;
@@ -143,7 +141,6 @@ static void dm_end(struct dnsmsg *m)
 	m->b[10] = (unsigned char)(m->ar >> 8);
 	m->b[11] = (unsigned char)m->ar;
 }
-
 
 #define QNAME "kubia.default.svc.cluster.local"
 #define T0 "kubia-0.kubia.default.svc.cluster.local"

@@ -340,8 +340,12 @@ static void test_stale_tmp_removed(void **state)
 	struct fixture *f = *state;
 	static const char *const removed[] = {".kubia.txt.tmp.AbC123", ".kubia.txt.tmp.zzzzzz"};
 	static const char *const kept[] = {
-		"other.txt",	      ".other.txt.tmp.AbC123", ".kubia.txt.tmp.AbC12",
-		".kubia.txt.tmp.AbC1234", "kubia.txt.tmp.AbC123", ".kubia.txt.tmp.AbC-23",
+		"other.txt",
+		".other.txt.tmp.AbC123",
+		".kubia.txt.tmp.AbC12",
+		".kubia.txt.tmp.AbC1234",
+		"kubia.txt.tmp.AbC123",
+		".kubia.txt.tmp.AbC-23",
 	};
 	char p[PATH_MAX];
 
@@ -492,8 +496,7 @@ static void test_too_large(void **state)
 	 * changes nothing. */
 	f->st = storage_open(f->path, 10, &locked, err, sizeof(err));
 	assert_non_null(f->st);
-	assert_int_equal(storage_replace(f->st, "0123456789X", 11, err, sizeof(err)),
-			 STORAGE_EIO);
+	assert_int_equal(storage_replace(f->st, "0123456789X", 11, err, sizeof(err)), STORAGE_EIO);
 	assert_non_null(strstr(err, "over the limit"));
 	b = storage_acquire(f->st);
 	assert_string_equal(b->data, "0123456789");
