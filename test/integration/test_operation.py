@@ -527,3 +527,37 @@ def test_sigterm_with_idle_keepalive_connections_exits_fast(factory):
     finally:
         for s in socks:
             s.close()
+
+
+def test_sigterm_under_connection_load(factory):
+    """SIGTERM while clients keep connecting: exit 0, promptly, every time. (An
+    intermittent abort in libmicrohttpd's quiesce path shows up here.)"""
+    for i in range(8):
+        k = factory.kubia("kubia-0", mode="pet")
+        stop = time.monotonic() + 5
+
+        def hammer():
+            n = 0
+            while time.monotonic() < stop and k.proc.poll() is None:
+                try:
+                    s = socket.create_connection(("127.0.0.1", k.port), timeout=1)
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: kubia\r\n\r\n")
+                    s.recv(100)
+                    s.close()
+                    n += 1
+                except OSError:
+                    pass
+            return n
+
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            futs = [ex.submit(hammer) for _ in range(4)]
+            wait_until(lambda: k.get("/healthz").status == 200, 2)
+            time.sleep(0.01 * i)  # vary the instant of the signal
+            t0 = time.monotonic()
+            k.proc.send_signal(signal.SIGTERM)
+            rc = k.proc.wait(5)
+            dt = time.monotonic() - t0
+            for f in futs:
+                f.result(timeout=10)
+        assert rc == 0, "iteration %d: exit status %s; stderr:\n%s" % (i, rc, k.stderr())
+        assert dt < 1.5, "iteration %d: exit took %.2fs under load" % (i, dt)
