@@ -548,3 +548,22 @@ def test_peer_restart_between_requests(factory):
     ks[1].post("/", b"after")
     assert ks[0].get("/").body == HEAD0 + line("kubia-0", b"No data posted yet") + line(
         "kubia-1", b"after")
+
+
+def test_max_peers_caps_the_list(factory):
+    # Five pods in DNS, --max-peers 3: the first three in pod order are listed (the
+    # cap is applied after sorting, so it does not depend on the server's order).
+    names = ["kubia-4", "kubia-3", "kubia-2", "kubia-1", "kubia-0"]
+    port = free_port()
+    dead = {n: free_port() for n in names if n != "kubia-0"}
+    srv = [(DOMAIN, pod_fqdn(n), dead.get(n, port)) for n in names]
+    hosts = [(pod_fqdn(n), "127.0.0.1", None) for n in names]
+    dns = factory.dns(srv=srv, hosts=hosts)
+    k = querier(factory, dns.port, port=port, args=["--max-peers", "3"])
+    r = k.get("/")
+    lines = split_lines(r.body)
+    order = [ln.split(b":")[0][2:].decode() for ln in lines[2:-1]]
+    assert order == [pod_fqdn(n) for n in ("kubia-0", "kubia-1", "kubia-2")], r.body
+    k2 = querier(factory, dns.port, hostname="kubia-1", args=["--max-peers", "5"])
+    r = k2.get("/")
+    assert len(split_lines(r.body)[2:-1]) == 5, r.body
