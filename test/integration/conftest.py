@@ -331,7 +331,7 @@ def http_request(host, port, method, path, body=None, headers=None, timeout=10):
 class Kubia:
     def __init__(self, procs, workdir, hostname="kubia-0", port=None, data_dir=None,
                  args=(), env=None, mode=None, dns=None, resolv=None, wait=True,
-                 host="127.0.0.1", raw=False):
+                 host="127.0.0.1", raw=False, wrapper=(), ready_timeout=10):
         self.procs = procs
         self.hostname = hostname
         self.port = port or free_port()
@@ -352,6 +352,9 @@ class Kubia:
         if resolv is not None:
             self.argv += ["--resolv-conf", resolv]
         self.argv += list(args)
+        # wrapper: a command the binary runs under (valgrind in test_valgrind.py)
+        self.argv = list(wrapper) + self.argv
+        self.ready_timeout = ready_timeout
         self.env = clean_env(env)
         self.proc = None
         self.start(wait)
@@ -365,7 +368,7 @@ class Kubia:
         finally:
             err.close()
         if wait:
-            self.wait_ready()
+            self.wait_ready(self.ready_timeout)
 
     def stderr(self):
         try:
