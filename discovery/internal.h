@@ -20,6 +20,9 @@
 /* Lets the compiler check printf-style formats (-Wformat=2 relies on it). */
 #define DISCOVERY_PRINTF(fmt, first) __attribute__((format(printf, fmt, first)))
 
+/* Writes one printf-formatted line into err (nothing when err is NULL or errlen 0). */
+void discovery_set_err(char *err, size_t errlen, const char *fmt, ...) DISCOVERY_PRINTF(3, 4);
+
 #define SRV_RCODE_NOERROR 0
 #define SRV_RCODE_NXDOMAIN 3
 

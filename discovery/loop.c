@@ -147,20 +147,6 @@ static void global_init(void)
 		    ares_library_init(ARES_LIB_INIT_ALL) == ARES_SUCCESS;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) DISCOVERY_PRINTF(3, 4);
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0) {
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -1069,8 +1055,8 @@ static bool parse_dns_server(const char *s, struct ares_addr_port_node *node, ch
 	} else if (inet_pton(AF_INET6, host, &node->addr.addr6) == 1) {
 		node->family = AF_INET6;
 	} else {
-		set_err(err, errlen, "DNS server '%s': '%s' is not an IPv4 or IPv6 address", s,
-			host);
+		discovery_set_err(err, errlen,
+				  "DNS server '%s': '%s' is not an IPv4 or IPv6 address", s, host);
 		return false;
 	}
 	node->udp_port = 53;
@@ -1083,7 +1069,7 @@ static bool parse_dns_server(const char *s, struct ares_addr_port_node *node, ch
 		v = strtoul(port, &end, 10);
 		if (port[0] < '0' || port[0] > '9' || errno != 0 || end == NULL || *end != '\0' ||
 		    v == 0 || v > 65535) {
-			set_err(err, errlen, "DNS server '%s': port must be 1-65535", s);
+			discovery_set_err(err, errlen, "DNS server '%s': port must be 1-65535", s);
 			return false;
 		}
 		node->udp_port = (int)v;
@@ -1092,7 +1078,8 @@ static bool parse_dns_server(const char *s, struct ares_addr_port_node *node, ch
 	return true;
 
 bad:
-	set_err(err, errlen, "DNS server '%s': expected host[:port], [IPv6]:port or IPv6", s);
+	discovery_set_err(err, errlen, "DNS server '%s': expected host[:port], [IPv6]:port or IPv6",
+			  s);
 	return false;
 }
 
@@ -1139,7 +1126,7 @@ static bool build_cands(struct discovery *d, char *err, size_t errlen)
 
 	memset(&o, 0, sizeof(o));
 	if (ares_save_options(d->channel, &o, &mask) != ARES_SUCCESS) {
-		set_err(err, errlen, "DNS: could not read the resolver options");
+		discovery_set_err(err, errlen, "DNS: could not read the resolver options");
 		return false;
 	}
 	if (!fqdn && o.ndomains > 0 && o.domains != NULL) {
@@ -1169,7 +1156,7 @@ static bool build_cands(struct discovery *d, char *err, size_t errlen)
 out:
 	ares_destroy_options(&o);
 	if (!ok) {
-		set_err(err, errlen, "DNS: out of memory");
+		discovery_set_err(err, errlen, "DNS: out of memory");
 	}
 	return ok;
 }
@@ -1197,9 +1184,9 @@ static bool setup_ares(struct discovery *d, const struct discovery_config *cfg, 
 	}
 	st = ares_init_options(&d->channel, &o, mask);
 	if (st != ARES_SUCCESS) {
-		set_err(err, errlen, "DNS: could not set up the resolver%s%s: %s",
-			d->resolv_conf != NULL ? " from " : "",
-			d->resolv_conf != NULL ? d->resolv_conf : "", ares_strerror(st));
+		discovery_set_err(err, errlen, "DNS: could not set up the resolver%s%s: %s",
+				  d->resolv_conf != NULL ? " from " : "",
+				  d->resolv_conf != NULL ? d->resolv_conf : "", ares_strerror(st));
 		return false;
 	}
 	d->channel_ok = true;
@@ -1211,8 +1198,8 @@ static bool setup_ares(struct discovery *d, const struct discovery_config *cfg, 
 		}
 		st = ares_set_servers_ports(d->channel, &node);
 		if (st != ARES_SUCCESS) {
-			set_err(err, errlen, "DNS server '%s': %s", cfg->dns_server,
-				ares_strerror(st));
+			discovery_set_err(err, errlen, "DNS server '%s': %s", cfg->dns_server,
+					  ares_strerror(st));
 			return false;
 		}
 	}
@@ -1228,7 +1215,7 @@ static bool setup_curl(struct discovery *d, char *err, size_t errlen)
 	}
 	d->multi = curl_multi_init();
 	if (d->multi == NULL) {
-		set_err(err, errlen, "HTTP client: could not create the multi handle");
+		discovery_set_err(err, errlen, "HTTP client: could not create the multi handle");
 		return false;
 	}
 	/* One multi handle for the whole life keeps idle keep-alive connections to the
@@ -1238,7 +1225,7 @@ static bool setup_curl(struct discovery *d, char *err, size_t errlen)
 	    curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb) != CURLM_OK ||
 	    curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d) != CURLM_OK ||
 	    curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, maxconn) != CURLM_OK) {
-		set_err(err, errlen, "HTTP client: could not configure the multi handle");
+		discovery_set_err(err, errlen, "HTTP client: could not configure the multi handle");
 		return false;
 	}
 	return true;
@@ -1252,8 +1239,8 @@ static bool setup_fds(struct discovery *d, char *err, size_t errlen)
 	d->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	d->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (d->epfd < 0 || d->evfd < 0 || d->tfd < 0) {
-		set_err(err, errlen, "discovery: could not create the event loop: %s",
-			strerror(errno));
+		discovery_set_err(err, errlen, "discovery: could not create the event loop: %s",
+				  strerror(errno));
 		return false;
 	}
 	memset(&ev, 0, sizeof(ev));
@@ -1268,7 +1255,7 @@ static bool setup_fds(struct discovery *d, char *err, size_t errlen)
 	}
 	return true;
 fail:
-	set_err(err, errlen, "discovery: epoll: %s", strerror(errno));
+	discovery_set_err(err, errlen, "discovery: epoll: %s", strerror(errno));
 	return false;
 }
 
@@ -1289,28 +1276,30 @@ static char *dup_or_null(const char *s, bool *ok)
 static bool check_config(const struct discovery_config *cfg, char *err, size_t errlen)
 {
 	if (cfg->service == NULL || cfg->service[0] == '\0' || strcmp(cfg->service, ".") == 0) {
-		set_err(err, errlen, "service name is empty");
+		discovery_set_err(err, errlen, "service name is empty");
 		return false;
 	}
 	if (strlen(cfg->service) > 253) {
-		set_err(err, errlen, "service name '%.40s...' is longer than 253 characters",
-			cfg->service);
+		discovery_set_err(err, errlen,
+				  "service name '%.40s...' is longer than 253 characters",
+				  cfg->service);
 		return false;
 	}
 	if (cfg->dns_timeout_ms == 0) {
-		set_err(err, errlen, "DNS time-out must be at least 1 ms");
+		discovery_set_err(err, errlen, "DNS time-out must be at least 1 ms");
 		return false;
 	}
 	if (cfg->peer_timeout_ms == 0) {
-		set_err(err, errlen, "peer time-out must be at least 1 ms");
+		discovery_set_err(err, errlen, "peer time-out must be at least 1 ms");
 		return false;
 	}
 	if (cfg->peer_port > 65535) {
-		set_err(err, errlen, "peer port %u is not in 0-65535", cfg->peer_port);
+		discovery_set_err(err, errlen, "peer port %u is not in 0-65535", cfg->peer_port);
 		return false;
 	}
 	if (cfg->max_peers == 0 || cfg->max_pending == 0) {
-		set_err(err, errlen, "max peers and max pending requests must be at least 1");
+		discovery_set_err(err, errlen,
+				  "max peers and max pending requests must be at least 1");
 		return false;
 	}
 	return true;
@@ -1324,7 +1313,7 @@ struct discovery *discovery_create(const struct discovery_config *cfg, discovery
 	int rc;
 
 	if (cfg == NULL || local == NULL) {
-		set_err(err, errlen, "discovery: no configuration");
+		discovery_set_err(err, errlen, "discovery: no configuration");
 		return NULL;
 	}
 	if (!check_config(cfg, err, errlen)) {
@@ -1332,12 +1321,12 @@ struct discovery *discovery_create(const struct discovery_config *cfg, discovery
 	}
 	pthread_once(&global_once, global_init);
 	if (!global_ok) {
-		set_err(err, errlen, "discovery: could not initialise libcurl or c-ares");
+		discovery_set_err(err, errlen, "discovery: could not initialise libcurl or c-ares");
 		return NULL;
 	}
 	d = calloc(1, sizeof(*d));
 	if (d == NULL) {
-		set_err(err, errlen, "discovery: out of memory");
+		discovery_set_err(err, errlen, "discovery: out of memory");
 		return NULL;
 	}
 	d->epfd = -1;
@@ -1346,13 +1335,13 @@ struct discovery *discovery_create(const struct discovery_config *cfg, discovery
 	d->curl_due = NEVER;
 	if (pthread_mutex_init(&d->mu, NULL) != 0) {
 		free(d);
-		set_err(err, errlen, "discovery: could not create a mutex");
+		discovery_set_err(err, errlen, "discovery: could not create a mutex");
 		return NULL;
 	}
 	if (pthread_mutex_init(&d->stop_mu, NULL) != 0) {
 		pthread_mutex_destroy(&d->mu);
 		free(d);
-		set_err(err, errlen, "discovery: could not create a mutex");
+		discovery_set_err(err, errlen, "discovery: could not create a mutex");
 		return NULL;
 	}
 	/* Nothing to stop yet: destroy must not try to join a thread. */
@@ -1363,7 +1352,7 @@ struct discovery *discovery_create(const struct discovery_config *cfg, discovery
 	d->hostname = dup_or_null(cfg->hostname, &ok);
 	d->resolv_conf = dup_or_null(cfg->resolv_conf, &ok);
 	if (!ok) {
-		set_err(err, errlen, "discovery: out of memory");
+		discovery_set_err(err, errlen, "discovery: out of memory");
 		goto fail;
 	}
 	d->dns_timeout_ms = cfg->dns_timeout_ms;
@@ -1387,8 +1376,8 @@ struct discovery *discovery_create(const struct discovery_config *cfg, discovery
 	if (rc != 0) {
 		d->stopping = true;
 		d->joined = true;
-		set_err(err, errlen, "discovery: could not start the loop thread: %s",
-			strerror(rc));
+		discovery_set_err(err, errlen, "discovery: could not start the loop thread: %s",
+				  strerror(rc));
 		goto fail;
 	}
 	d->thread_started = true;

@@ -25,9 +25,7 @@
 #define DNS_CLASS_IN 1
 #define SRV_RDATA_FIXED 6 /* priority, weight, port */
 
-static void srv_err(char *err, size_t errlen, const char *fmt, ...) DISCOVERY_PRINTF(3, 4);
-
-static void srv_err(char *err, size_t errlen, const char *fmt, ...)
+void discovery_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -183,7 +181,7 @@ static int srv_additional(const unsigned char *msg, size_t len, size_t *pos, uns
 		int fit = srv_name_at(msg, len, pos, len, name, sizeof(name));
 
 		if (fit < 0 || len - *pos < DNS_RR_FIXED) {
-			srv_err(err, errlen, "malformed additional record");
+			discovery_set_err(err, errlen, "malformed additional record");
 			return -1;
 		}
 		type = get16(msg + *pos);
@@ -192,7 +190,8 @@ static int srv_additional(const unsigned char *msg, size_t len, size_t *pos, uns
 		rdlen = get16(msg + *pos + 8);
 		*pos += DNS_RR_FIXED;
 		if (rdlen > len - *pos) {
-			srv_err(err, errlen, "additional record runs past the end of the reply");
+			discovery_set_err(err, errlen,
+					  "additional record runs past the end of the reply");
 			return -1;
 		}
 		addr = (type == DNS_TYPE_A && rdlen == 4) || (type == DNS_TYPE_AAAA && rdlen == 16);
@@ -260,16 +259,16 @@ int srv_parse(const unsigned char *msg, size_t len, unsigned max_peers, struct s
 	out->npeers = 0;
 	out->peers = NULL;
 	if (msg == NULL || len < DNS_HEADER_LEN) {
-		srv_err(err, errlen, "reply shorter than a DNS header");
+		discovery_set_err(err, errlen, "reply shorter than a DNS header");
 		return -1;
 	}
 	/* c-ares takes the length as an int; DNS messages never exceed 65535 bytes. */
 	if (len > 65535) {
-		srv_err(err, errlen, "reply longer than a DNS message can be");
+		discovery_set_err(err, errlen, "reply longer than a DNS message can be");
 		return -1;
 	}
 	if ((msg[2] & 0x80) == 0) {
-		srv_err(err, errlen, "message is a query, not a reply");
+		discovery_set_err(err, errlen, "message is a query, not a reply");
 		return -1;
 	}
 	out->rcode = msg[3] & 0x0f;
@@ -283,7 +282,7 @@ int srv_parse(const unsigned char *msg, size_t len, unsigned max_peers, struct s
 
 	for (unsigned i = 0; i < qdcount; i++) {
 		if (srv_name_at(msg, len, &pos, len, name, sizeof(name)) < 0 || len - pos < 4) {
-			srv_err(err, errlen, "malformed question");
+			discovery_set_err(err, errlen, "malformed question");
 			goto fail;
 		}
 		pos += 4;
@@ -299,7 +298,7 @@ int srv_parse(const unsigned char *msg, size_t len, unsigned max_peers, struct s
 	if (cap > 0) {
 		out->peers = calloc(cap, sizeof(*out->peers));
 		if (out->peers == NULL) {
-			srv_err(err, errlen, "out of memory");
+			discovery_set_err(err, errlen, "out of memory");
 			goto fail;
 		}
 	}
@@ -315,7 +314,7 @@ int srv_parse(const unsigned char *msg, size_t len, unsigned max_peers, struct s
 
 		if (srv_name_at(msg, len, &pos, len, name, sizeof(name)) < 0 ||
 		    len - pos < DNS_RR_FIXED) {
-			srv_err(err, errlen, "malformed answer record");
+			discovery_set_err(err, errlen, "malformed answer record");
 			goto fail;
 		}
 		type = get16(msg + pos);
@@ -324,7 +323,8 @@ int srv_parse(const unsigned char *msg, size_t len, unsigned max_peers, struct s
 		rdlen = get16(msg + pos + 8);
 		pos += DNS_RR_FIXED;
 		if (rdlen > len - pos) {
-			srv_err(err, errlen, "answer record runs past the end of the reply");
+			discovery_set_err(err, errlen,
+					  "answer record runs past the end of the reply");
 			goto fail;
 		}
 		rdend = pos + rdlen;
@@ -333,13 +333,13 @@ int srv_parse(const unsigned char *msg, size_t len, unsigned max_peers, struct s
 			continue;
 		}
 		if (rdlen < SRV_RDATA_FIXED + 1) {
-			srv_err(err, errlen, "SRV record too short");
+			discovery_set_err(err, errlen, "SRV record too short");
 			goto fail;
 		}
 		tpos = pos + SRV_RDATA_FIXED;
 		fit = srv_name_at(msg, len, &tpos, rdend, name, sizeof(name));
 		if (fit < 0 || tpos != rdend) {
-			srv_err(err, errlen, "malformed SRV target");
+			discovery_set_err(err, errlen, "malformed SRV target");
 			goto fail;
 		}
 		if (fit == 1 && name[0] != '\0') {
@@ -347,7 +347,7 @@ int srv_parse(const unsigned char *msg, size_t len, unsigned max_peers, struct s
 
 			if (out->npeers >= cap) {
 				/* Cannot happen given the size bound above; kept as a guard. */
-				srv_err(err, errlen, "too many SRV records");
+				discovery_set_err(err, errlen, "too many SRV records");
 				goto fail;
 			}
 			p = &out->peers[out->npeers++];
@@ -384,7 +384,7 @@ int srv_parse(const unsigned char *msg, size_t len, unsigned max_peers, struct s
 	}
 
 	if (srv_skip_rrs(msg, len, &pos, nscount) < 0) {
-		srv_err(err, errlen, "malformed authority record");
+		discovery_set_err(err, errlen, "malformed authority record");
 		goto fail;
 	}
 	if (srv_additional(msg, len, &pos, arcount, out, err, errlen) < 0) {
