@@ -9,7 +9,7 @@ packages=(
     libmicrohttpd-dev libc-ares-dev libcurl4-openssl-dev
     # tests: unit, integration (real dnsmasq, pytest), analysis, fuzzing, benchmarks
     libcmocka-dev python3 python3-pytest dnsmasq-base iproute2 util-linux
-    curl clang clang-tidy clang-format cppcheck valgrind wrk nginx-light
+    curl strace clang clang-tidy clang-format cppcheck valgrind wrk nginx-light
 )
 
 missing=()

@@ -1,0 +1,91 @@
+# SPDX-License-Identifier: MIT
+"""A POST is answered only after its body is durable: traced with strace, the server
+writes a temporary file in the data directory, fsyncs it, renames it over the data
+file and fsyncs the directory, and only then sends "200 ... Data stored on pod".
+A crash can only be simulated (test_storage_http kills the process mid-POST); this
+checks the order of the system calls that make the promise hold across a power cut."""
+
+import os
+import re
+import shutil
+import signal
+
+import pytest
+
+STRACE = shutil.which("strace")
+pytestmark = pytest.mark.skipif(STRACE is None, reason="strace not installed")
+
+CALL = re.compile(r"^(\d+)\s+(\w+)\((.*)\)\s+=\s+(-?\d+)")
+UNFINISHED = re.compile(r"^(\d+)\s+(\w+)\((.*) <unfinished \.\.\.>$")
+RESUMED = re.compile(r"^(\d+)\s+<\.\.\. (\w+) resumed>(.*)\)\s+=\s+(-?\d+)")
+
+
+def parse(path):
+    """System calls in order of completion: (name, args, result)."""
+    calls, pending = [], {}
+    with open(path, errors="replace") as f:
+        for raw in f:
+            ln = raw.rstrip("\n")
+            m = UNFINISHED.match(ln)
+            if m:
+                pending[(m.group(1), m.group(2))] = m.group(3)
+                continue
+            m = RESUMED.match(ln)
+            if m:
+                head = pending.pop((m.group(1), m.group(2)), "")
+                calls.append((m.group(2), head + m.group(3), int(m.group(4))))
+                continue
+            m = CALL.match(ln)
+            if m:
+                calls.append((m.group(2), m.group(3), int(m.group(4))))
+    return calls
+
+
+def first(calls, start, pred, what):
+    for i in range(start, len(calls)):
+        if pred(calls[i]):
+            return i
+    raise AssertionError("no %s after call %d in the trace:\n%s" % (
+        what, start, "\n".join(map(str, calls[start:start + 60]))))
+
+
+def test_post_is_answered_only_after_fsync_rename_fsync(factory, tmp_path):
+    trace = str(tmp_path / "trace")
+    wrapper = [STRACE, "-f", "-qq", "-s", "512", "-o", trace, "-e",
+               "trace=openat,write,fsync,fdatasync,rename,renameat,renameat2,sendto,"
+               "sendmsg,writev"]
+    k = factory.kubia("kubia-0", mode="pet", wrapper=wrapper, ready_timeout=30)
+    body = b"durable-body-0123456789"
+    r = k.post("/", body)
+    assert r.status == 200 and r.body == b"Data stored on pod kubia-0\n"
+    # Signal kubia itself, strace's child: strace passes on its exit status.
+    with open("/proc/%d/task/%d/children" % (k.proc.pid, k.proc.pid)) as f:
+        os.kill(int(f.read().split()[0]), signal.SIGTERM)
+    assert k.proc.wait(30) == 0, k.stderr()
+    with open(k.data_file, "rb") as f:
+        assert f.read() == body
+
+    calls = parse(trace)
+    data_dir = os.path.dirname(k.data_file)
+    # The directory descriptor every later step goes through.
+    i_dir = first(calls, 0, lambda c: c[0] == "openat" and '"%s"' % data_dir in c[1]
+                  and "O_DIRECTORY" in c[1] and c[2] >= 0, "open of the data directory")
+    dirfd = calls[i_dir][2]
+    i_tmp = first(calls, i_dir, lambda c: c[0] == "openat" and ".kubia.txt.tmp." in c[1]
+                  and "O_CREAT" in c[1] and c[2] >= 0, "creation of a temporary file")
+    tmpfd = calls[i_tmp][2]
+    i_write = first(calls, i_tmp, lambda c: c[0] == "write" and
+                    c[1].startswith("%d, " % tmpfd) and body.decode() in c[1],
+                    "write of the body to the temporary file")
+    i_fsync = first(calls, i_write, lambda c: c[0] in ("fsync", "fdatasync") and
+                    c[1] == str(tmpfd) and c[2] == 0, "fsync of the temporary file")
+    i_rename = first(calls, i_fsync, lambda c: c[0].startswith("rename") and
+                     ".kubia.txt.tmp." in c[1] and '"kubia.txt"' in c[1] and c[2] == 0,
+                     "rename over the data file")
+    i_dsync = first(calls, i_rename, lambda c: c[0] in ("fsync", "fdatasync") and
+                    c[1] == str(dirfd) and c[2] == 0, "fsync of the data directory")
+    i_reply = first(calls, 0, lambda c: c[0] in ("sendto", "sendmsg", "writev", "write")
+                    and "Data stored on pod kubia-0" in c[1], "the reply to the POST")
+    assert i_reply > i_dsync, (
+        "the POST was answered (call %d) before the directory fsync (call %d)" % (
+            i_reply, i_dsync))
