@@ -79,7 +79,7 @@ _ports_lock = threading.Lock()
 
 def free_port(udp=False):
     """A port free for TCP (and UDP when asked) on all addresses, not handed out
-    before in this session (two kubias must never be given the same port)."""
+    before in this test run (two kubias must never be given the same port)."""
     for _ in range(200):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind(("127.0.0.1", 0))
