@@ -55,13 +55,20 @@ def test_post_is_answered_only_after_fsync_rename_fsync(factory, tmp_path):
                "trace=openat,write,fsync,fdatasync,rename,renameat,renameat2,sendto,"
                "sendmsg,writev"]
     k = factory.kubia("kubia-0", mode="pet", wrapper=wrapper, ready_timeout=30)
-    body = b"durable-body-0123456789"
-    r = k.post("/", body)
-    assert r.status == 200 and r.body == b"Data stored on pod kubia-0\n"
-    # Signal kubia itself, strace's child: strace passes on its exit status.
+    # kubia is strace's child: the fixture ends strace, this test ends kubia.
     with open("/proc/%d/task/%d/children" % (k.proc.pid, k.proc.pid)) as f:
-        os.kill(int(f.read().split()[0]), signal.SIGTERM)
-    assert k.proc.wait(30) == 0, k.stderr()
+        child = int(f.read().split()[0])
+    body = b"durable-body-0123456789"
+    try:
+        r = k.post("/", body)
+        assert r.status == 200 and r.body == b"Data stored on pod kubia-0\n"
+        # strace passes on kubia's exit status.
+        os.kill(child, signal.SIGTERM)
+        assert k.proc.wait(30) == 0, k.stderr()
+    finally:
+        # strace lives as long as its child, so the PID is still kubia's.
+        if k.proc.poll() is None:
+            os.kill(child, signal.SIGKILL)
     with open(k.data_file, "rb") as f:
         assert f.read() == body
 
