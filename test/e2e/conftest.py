@@ -1,0 +1,245 @@
+"""Fixtures for the end-to-end tests: a simulated StatefulSet per test (kubia-sim).
+
+Each test gets its own cluster (own name, /24, API proxy port, run and data
+directories under the test's tmp_path). Whatever happens in the test, the cluster is
+taken down afterwards and the test fails if any namespace, interface, mount or
+process of it is left behind.
+"""
+
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SIM = os.path.join(HERE, "kubia-sim")
+KUBIA = os.environ.get("KUBIA_BINARY") or os.path.join(HERE, "..", "..", "build", "kubia")
+TOOLS = ("/usr/sbin/ip", "/usr/bin/unshare", "/usr/bin/nsenter", "/usr/sbin/dnsmasq",
+         "/usr/sbin/nginx", "/usr/bin/dig")
+
+
+def pytest_collection_modifyitems(config, items):
+    why = None
+    if os.geteuid() != 0:
+        why = "the simulated cluster needs root (network namespaces, mounts)"
+    else:
+        missing = [t for t in TOOLS if not os.access(t, os.X_OK)]
+        if missing:
+            why = "not installed: %s (bash test/setup.sh)" % ", ".join(missing)
+    if why:
+        for item in items:
+            item.add_marker(pytest.mark.skip(reason=why))
+
+
+def wait_until(pred, timeout, what, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def subnet_in_use(base):
+    out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    out += subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
+                          text=True).stdout
+    return (base + ".") in out or (base + ".0/") in out
+
+
+class Reply:
+    def __init__(self, status, body, headers, elapsed):
+        self.status, self.body, self.headers, self.elapsed = status, body, headers, elapsed
+
+    def __repr__(self):
+        return "<%s %r>" % (self.status, self.body)
+
+
+class Sim:
+    """One simulated cluster, driven through the kubia-sim command as a user would."""
+
+    def __init__(self, tmp_path):
+        self.name = "e%05d%s" % (os.getpid() % 100000, "".join(
+            random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(3)))
+        for _ in range(100):
+            base = "10.%d.%d" % (random.randrange(100, 250), random.randrange(0, 255))
+            if not subnet_in_use(base):
+                break
+        self.base = base
+        self.api_port = free_port()
+        self.run_dir = str(tmp_path / "run")
+        self.data_dir = str(tmp_path / "data")
+        self.refs = []  # every process the cluster ever had, checked at the end
+        self.ns = "default"
+
+    def cli(self, *args, check=True, timeout=180):
+        cmd = [SIM, "--cluster", self.name, "--run-dir", self.run_dir,
+               "--data-dir", self.data_dir] + [str(a) for a in args]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+        if check and r.returncode != 0:
+            raise AssertionError("kubia-sim %s failed (%d):\n%s\n%s" % (
+                " ".join(map(str, args)), r.returncode, r.stdout, r.stderr))
+        self.remember()
+        return r
+
+    def up(self, replicas=3, mode="peers", *extra, check=True):
+        return self.cli("up", "--replicas", replicas, "--mode", mode, "--binary", KUBIA,
+                        "--subnet", self.base + ".0/24", "--api-port", self.api_port,
+                        "--namespace", self.ns, *extra, check=check)
+
+    def status(self):
+        r = self.cli("status", "--json")
+        return json.loads(r.stdout)
+
+    def remember(self):
+        st = read_state(self)
+        if not st:
+            return
+        for key in ("dns", "nginx"):
+            if st.get(key):
+                self.refs.append(st[key])
+        for p in list(st["pods"].values()) + st["orphans"]:
+            if p.get("kubelet"):
+                self.refs.append(p["kubelet"])
+            s = read_json(os.path.join(self.run_dir, self.name, "pods",
+                                       p["netns"] + ".status.json"))
+            if s and s.get("pid"):
+                self.refs.append({"pid": s["pid"], "start": s.get("start")})
+
+    def pod(self, name):
+        return self.status()["pods"][name]
+
+    def container_pid(self, name):
+        return self.status()["pod_status"][name]["pid"]
+
+    def volume(self, ordinal):
+        return os.path.join(self.data_dir, self.name, "volumes", "data-kubia-%d" % ordinal)
+
+    # the API server's proxy, as curl sees it
+    def request(self, method, path, body=None, timeout=30):
+        conn = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=timeout)
+        t0 = time.monotonic()
+        try:
+            conn.request(method, path, body=body)
+            r = conn.getresponse()
+            data = r.read().decode()
+            return Reply(r.status, data, dict(r.getheaders()), time.monotonic() - t0)
+        finally:
+            conn.close()
+
+    def pod_path(self, pod, path="/"):
+        return "/api/v1/namespaces/%s/pods/%s/proxy%s" % (self.ns, pod, path)
+
+    def svc_path(self, path="/", svc="kubia-public"):
+        return "/api/v1/namespaces/%s/services/%s/proxy%s" % (self.ns, svc, path)
+
+    def get_pod(self, pod, path="/"):
+        return self.request("GET", self.pod_path(pod, path))
+
+    def post_pod(self, pod, body):
+        return self.request("POST", self.pod_path(pod), body)
+
+    def get_svc(self, path="/"):
+        return self.request("GET", self.svc_path(path))
+
+    def post_svc(self, body):
+        return self.request("POST", self.svc_path(), body)
+
+    def fqdn(self, pod):
+        return "%s.kubia.%s.svc.cluster.local" % (pod, self.ns)
+
+    def view(self, me, data):
+        """The exact cluster view pod `me` must give, data = {pod: text}."""
+        lines = "".join("- %s: %s\n" % (self.fqdn(p), data[p])
+                        for p in sorted(data, key=lambda p: int(p.split("-")[1])))
+        return "You've hit %s\nData stored in the cluster:\n%s" % (me, lines)
+
+    def wait_view(self, me, data, timeout=10):
+        """Pods reuse an SRV answer for up to --dns-cache-ms: wait for the new one."""
+        want = self.view(me, data)
+        last = []
+
+        def ok():
+            r = self.get_pod(me)
+            last[:] = [r]
+            return r.status == 200 and r.body == want
+        try:
+            wait_until(ok, timeout, "the view of %s" % me, interval=0.1)
+        except AssertionError:
+            assert last[0].body == want
+        return last[0]
+
+    def leftovers(self):
+        """Everything of this cluster still on the machine (should be nothing)."""
+        left = []
+        prefix = "ksim-%s-" % self.name
+        ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        left += ["netns " + n.split()[0] for n in ns.splitlines() if n.startswith(prefix)]
+        if os.path.exists("/sys/class/net/ksim-" + self.name):
+            left.append("interface ksim-" + self.name)
+        if os.path.isdir("/etc/netns"):
+            left += ["/etc/netns/" + d for d in os.listdir("/etc/netns") if d.startswith(prefix)]
+        with open("/proc/self/mountinfo") as f:
+            mounts = f.read()
+        for d in (self.run_dir, self.data_dir, "/run/netns/" + prefix):
+            if d in mounts:
+                left.append("mount under " + d)
+        for ref in self.refs:
+            if proc_alive(ref):
+                left.append("process %d" % ref["pid"])
+        return sorted(set(left))
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def read_state(sim):
+    return read_json(os.path.join(sim.run_dir, sim.name, "state.json"))
+
+
+def proc_alive(ref):
+    try:
+        with open("/proc/%d/stat" % ref["pid"]) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] not in ("Z", "X") and fields[19] == ref.get("start")
+
+
+@pytest.fixture
+def sim(tmp_path):
+    s = Sim(tmp_path)
+    try:
+        yield s
+    finally:
+        s.remember()
+        r = s.cli("down", "--delete-volumes", check=False)
+        left = s.leftovers()
+        shutil.rmtree(str(tmp_path), ignore_errors=True)
+        assert r.returncode == 0, r.stderr
+        assert left == [], "left behind: %s" % left
+
+
+def lines_of(text, pattern):
+    return [m for m in (re.search(pattern, line) for line in text.splitlines()) if m]

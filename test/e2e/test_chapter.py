@@ -1,0 +1,91 @@
+"""Chapter 10's walk-through, request by request, with the book's texts.
+
+Every expected text below is the contract (the book's, as SPEC.md states it); the test
+fails if any response changes by one byte.
+"""
+
+import re
+
+from conftest import lines_of
+
+GREETING = "Hey there! This greeting was submitted to kubia-0."
+
+
+def test_walkthrough(sim):
+    # 10.3.2: the StatefulSet with two replicas of the pet app, created one at a time
+    r = sim.up(2, "pet")
+    created = [m.group(1) for m in lines_of(r.stdout, r"^pod/(kubia-\d+) created")]
+    assert created == ["kubia-0", "kubia-1"]
+    ready = [m.group(1) for m in lines_of(r.stdout, r"^pod/(kubia-\d+) is ready")]
+    assert ready == ["kubia-0", "kubia-1"]
+    # OrderedReady: kubia-1 is created only after kubia-0 is ready
+    out = r.stdout
+    assert out.index("pod/kubia-0 is ready") < out.index("pod/kubia-1 created")
+
+    # 10.3.3: through the API server's pod proxy
+    r = sim.get_pod("kubia-0")
+    assert (r.status, r.body) == (200, "You've hit kubia-0\nData stored on this pod: "
+                                       "No data posted yet\n")
+    assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
+    r = sim.post_pod("kubia-0", GREETING)
+    assert (r.status, r.body) == (200, "Data stored on pod kubia-0\n")
+    r = sim.get_pod("kubia-0")
+    assert (r.status, r.body) == (200, "You've hit kubia-0\nData stored on this pod: %s\n"
+                                  % GREETING)
+    r = sim.get_pod("kubia-1")
+    assert (r.status, r.body) == (200, "You've hit kubia-1\nData stored on this pod: "
+                                       "No data posted yet\n")
+
+    # deleting a pod: it comes back with the same name, address and data
+    before = sim.pod("kubia-0")
+    r = sim.cli("delete", "pod", "kubia-0")
+    assert 'pod "kubia-0" deleted' in r.stdout
+    after = sim.pod("kubia-0")
+    assert after["ip"] == before["ip"]
+    assert after["netns"] != before["netns"]  # a new pod, not the old one
+    r = sim.get_pod("kubia-0")
+    assert (r.status, r.body) == (200, "You've hit kubia-0\nData stored on this pod: %s\n"
+                                  % GREETING)
+
+    # 10.4: scale to three and move to the peers app (kubectl edit statefulset kubia)
+    sim.cli("scale", 3)
+    sim.cli("rollout", "--mode", "peers")
+    posts = ["The sun is shining", "The weather is sweet", "It's raining"]
+    stored = {}
+    for body in posts:
+        r = sim.post_svc(body)
+        m = re.fullmatch(r"Data stored on pod (kubia-[0-2])\n", r.body)
+        assert r.status == 200 and m, r
+        stored[m.group(1)] = body
+    # kubia-public balances round-robin over the ready pods
+    assert sorted(stored) == ["kubia-0", "kubia-1", "kubia-2"]
+
+    want = {p: stored[p] for p in ("kubia-0", "kubia-1", "kubia-2")}
+    for pod in ("kubia-0", "kubia-1", "kubia-2"):
+        sim.wait_view(pod, want)
+    r = sim.get_svc()
+    m = re.match(r"You've hit (kubia-[0-2])\n", r.body)
+    assert r.status == 200 and m, r
+    assert r.body == sim.view(m.group(1), want)
+    # GET /data through the proxy: the data verbatim
+    r = sim.get_pod("kubia-1", "/data")
+    assert (r.status, r.body) == (200, stored["kubia-1"])
+
+
+def test_proxy_answers_like_the_api_server(sim):
+    sim.up(1, "pet")
+    r = sim.get_pod("kubia-7")
+    assert r.status == 404
+    assert r.body == ('{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+                      '"message":"pods \\"kubia-7\\" not found","reason":"NotFound",'
+                      '"details":{"name":"kubia-7","kind":"pods"},"code":404}\n')
+    # no trailing slash, and a query string, reach the pod as the API server sends them
+    assert sim.get_pod("kubia-0", "").body.startswith("You've hit kubia-0\n")
+    sim.post_pod("kubia-0", "x y")
+    assert sim.request("GET", sim.pod_path("kubia-0", "/data?a=1&b=%20")).body == "x y"
+    # a body of exactly the default limit passes the proxy; one byte more gets kubia's 413
+    big = b"a" * 1048576
+    assert sim.request("POST", sim.pod_path("kubia-0"), big).status == 200
+    r = sim.request("POST", sim.pod_path("kubia-0"), big + b"b")
+    assert r.status == 413 and r.body.startswith("Request body too large")
+    assert sim.request("GET", "/api/v1/namespaces/other/pods/kubia-0/proxy/").status == 404
