@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Every test of kubia, as CI runs them: installs what is missing (test/setup.sh), then
-#   1. a release-like build (warnings are errors): unit, integration and lint suites;
+#   1. a release-like build (warnings are errors): unit, integration, lint and e2e
+#      suites (e2e: the chapter on a simulated StatefulSet, test/e2e/kubia-sim);
 #   2. an ASan+UBSan build: unit and integration suites;
 #   3. valgrind over the unit suite;
 #   4. a clang build with libFuzzer: the fuzz suite (bounded time).
 # The last line is the summary "N passed, N failed[, N skipped]" over all of them.
-# Root is needed for the tests that mount file systems; without it they skip.
+# Root is needed for the tests that mount file systems and for the e2e suite; without
+# it they skip.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -28,7 +30,7 @@ run_suites() { # build_dir, extra meson test args...
 step "build: debugoptimized, -Werror"
 if meson setup "$out/main" -Dtests=enabled >"$out/setup-main.log" 2>&1 &&
     ninja -C "$out/main" >"$out/build-main.log" 2>&1; then
-    run_suites "$out/main" --suite unit --suite integration --suite lint
+    run_suites "$out/main" --suite unit --suite integration --suite lint --suite e2e
 else
     cat "$out"/setup-main.log "$out"/build-main.log | tail -50
     status=1

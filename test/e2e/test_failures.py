@@ -1,0 +1,142 @@
+"""Peers that die or drop off the network, cluster DNS trouble, pods that are not ready."""
+
+import os
+import re
+import signal
+import subprocess
+
+from conftest import SIM, lines_of, wait_until
+
+ERROR_LINE = r"- %s: Error: (.+)\n"
+
+
+def error_reason(sim, body, pod):
+    m = re.search(ERROR_LINE % re.escape(sim.fqdn(pod)), body)
+    assert m, body
+    return m.group(1)
+
+
+def posted(sim, n):
+    data = {}
+    for i in range(n):
+        pod = "kubia-%d" % i
+        assert sim.post_pod(pod, "data of %s" % pod).status == 200
+        data[pod] = "data of %s" % pod
+    return data
+
+
+def test_killed_peer_is_an_error_line_and_comes_back(sim):
+    # a long first back-off keeps the dead pod dead while the view is asked for
+    sim.up(3, "peers", "--restart-backoff-ms", 4000)
+    data = posted(sim, 3)
+    sim.wait_view("kubia-0", data)
+    os.kill(sim.container_pid("kubia-1"), signal.SIGKILL)
+    r = sim.get_pod("kubia-0")
+    assert r.status == 200
+    assert r.elapsed < 2.0  # --peer-timeout-ms 2000; a refused connection is immediate
+    want = sim.view("kubia-0", dict(data, **{"kubia-1": "Error: REASON"}))
+    reason = error_reason(sim, r.body, "kubia-1")
+    assert r.body == want.replace("REASON", reason)
+    assert "connect" in reason.lower()
+    # the kubelet restarts it after the back-off, with its data
+    wait_until(lambda: sim.status()["pod_status"]["kubia-1"].get("restarts") == 1 and
+               sim.get_pod("kubia-1", "/data").body == "data of kubia-1", 15,
+               "kubia-1 to be restarted")
+    sim.wait_view("kubia-0", data)
+
+
+def test_cut_off_peer_costs_at_most_the_peer_timeout(sim):
+    sim.up(3)
+    data = posted(sim, 3)
+    sim.wait_view("kubia-2", data)
+    sim.cli("cut", "kubia-1")
+    # the process still runs (a node failure, not a crash) and DNS still lists it
+    os.kill(sim.container_pid("kubia-1"), 0)
+    r = sim.get_pod("kubia-2")
+    assert r.status == 200
+    assert r.elapsed < 3.0, r.elapsed  # --peer-timeout-ms is 2000 (connect: 1000)
+    reason = error_reason(sim, r.body, "kubia-1")
+    want = sim.view("kubia-2", dict(data, **{"kubia-1": "Error: " + reason}))
+    assert r.body == want
+    assert "timeout" in reason.lower() or "timed out" in reason.lower()
+    # the other pods keep answering at full speed meanwhile
+    r = sim.get_pod("kubia-0", "/data")
+    assert r.body == "data of kubia-0" and r.elapsed < 0.5
+    sim.cli("heal", "kubia-1")
+    sim.wait_view("kubia-2", data)
+
+
+def test_cluster_dns_down_and_back(sim):
+    sim.up(2)
+    data = posted(sim, 2)
+    sim.wait_view("kubia-0", data)
+    sim.cli("dns", "stop")
+    assert sim.status()["dns"] is None
+
+    def failed():
+        r = sim.get_pod("kubia-0")
+        return r if "Could not look up" in r.body else None
+    r = wait_until(failed, 10, "the cluster view to report the DNS failure", 0.1)
+    assert r.status == 200
+    m = re.fullmatch(r"You've hit kubia-0\nData stored in the cluster:\n"
+                     r"Could not look up DNS SRV records: (.+)\n", r.body)
+    assert m, r.body
+    assert "kubia" in m.group(1)
+    assert r.elapsed < 3.0  # --dns-timeout-ms 2000
+    sim.cli("dns", "start")
+    sim.wait_view("kubia-0", data)
+
+
+def test_no_ready_pods_means_no_peers_and_no_endpoints(sim):
+    sim.up(2)
+    for pod in ("kubia-0", "kubia-1"):
+        # the volume turns read-only: /readyz fails, the pod leaves the endpoints
+        sim.cli("exec", pod, "--", "mount", "-o", "remount,bind,ro", "/var/data")
+    r = sim.cli("probe")
+    assert "endpoints kubia: <none>" in r.stdout
+    assert sim.status()["endpoints"] == []
+
+    def no_peers():
+        r = sim.get_pod("kubia-0")
+        return r if "No peers" in r.body else None
+    r = wait_until(no_peers, 10, "the view without peers", 0.1)
+    assert r.body == "You've hit kubia-0\nData stored in the cluster:\nNo peers discovered.\n"
+    # the Service has no endpoints, as the API server says it
+    r = sim.get_svc()
+    assert r.status == 503
+    assert 'no endpoints available for service \\"kubia-public\\"' in r.body
+    # cluster DNS answers NXDOMAIN, not an error
+    out = sim.cli("run", "--", "dig", "+time=2", "+tries=1", "SRV",
+                  "kubia.default.svc.cluster.local").stdout
+    assert "status: NXDOMAIN" in out
+
+
+def test_a_pod_that_is_not_ready_still_shows_itself(sim):
+    sim.up(3)
+    data = posted(sim, 3)
+    sim.cli("exec", "kubia-2", "--", "mount", "-o", "remount,bind,ro", "/var/data")
+    sim.cli("probe")
+    assert sim.status()["endpoints"] == ["kubia-0", "kubia-1"]
+    # kubia-2 is not in DNS, but its own view lists it, named like the others
+    sim.wait_view("kubia-2", data)
+    # the other pods do not list it
+    sim.wait_view("kubia-0", {p: data[p] for p in ("kubia-0", "kubia-1")})
+    st = subprocess.run([SIM, "--cluster", sim.name, "--run-dir", sim.run_dir,
+                         "--data-dir", sim.data_dir, "status"], capture_output=True,
+                        text=True).stdout
+    assert re.search(r"^kubia-2\s+0/1\s+Running", st, re.M), st
+
+
+def test_scale_down_waits_while_a_pod_is_unhealthy(sim):
+    sim.up(3, "pet", "--ready-timeout", 2)
+    sim.cli("cut", "kubia-0")
+    r = sim.cli("scale", 1, check=False)
+    assert r.returncode == 1
+    assert "does not scale down while any pod is unhealthy" in r.stderr
+    assert "kubia-0 not ready" in r.stderr
+    assert sorted(sim.status()["pods"]) == ["kubia-0", "kubia-1", "kubia-2"]
+    r = sim.cli("heal", "kubia-0")
+    # the controller goes on where it stopped: spec.replicas is already 1
+    r = sim.cli("scale", 1)
+    deleted = [m.group(1) for m in lines_of(r.stdout, r'^pod "(kubia-\d+)" deleted')]
+    assert deleted == ["kubia-2", "kubia-1"]
