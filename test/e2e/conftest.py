@@ -12,6 +12,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -23,6 +24,14 @@ SIM = os.path.join(HERE, "kubia-sim")
 KUBIA = os.environ.get("KUBIA_BINARY") or os.path.join(HERE, "..", "..", "build", "kubia")
 TOOLS = ("/usr/sbin/ip", "/usr/bin/unshare", "/usr/bin/nsenter", "/usr/sbin/dnsmasq",
          "/usr/sbin/nginx", "/usr/bin/dig")
+
+
+def pytest_configure(config):
+    # meson ends a test that runs too long with SIGTERM; as an interrupt, pytest still
+    # runs the fixtures' teardown, so the clusters are taken down.
+    def interrupt(signo, frame):
+        raise KeyboardInterrupt("SIGTERM")
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def pytest_collection_modifyitems(config, items):
