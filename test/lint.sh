@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Static analysis with the project's configuration: clang-tidy (.clang-tidy) and
-# cppcheck. Usage: test/lint.sh clang-tidy|cppcheck|format BUILD_DIR
+# cppcheck, clang-format for layout, pyflakes for the Python tests and kubia-sim.
+# Usage: test/lint.sh clang-tidy|cppcheck|format|pyflakes BUILD_DIR
 set -euo pipefail
 tool=$1
 build=$2
@@ -34,8 +35,12 @@ format)
     clang-format --dry-run --Werror "${sources[@]}" server/*.h storage/*.h discovery/*.h \
         test/unit/*.c test/fuzz/*.c
     ;;
+pyflakes)
+    /usr/bin/python3 -c 'import pyflakes' 2>/dev/null || { echo "pyflakes not installed"; exit 77; }
+    /usr/bin/python3 -m pyflakes test/e2e/kubia-sim test/*/*.py test/*.py
+    ;;
 *)
-    echo "usage: $0 clang-tidy|cppcheck|format BUILD_DIR" >&2
+    echo "usage: $0 clang-tidy|cppcheck|format|pyflakes BUILD_DIR" >&2
     exit 2
     ;;
 esac

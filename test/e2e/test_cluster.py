@@ -4,8 +4,9 @@ command's errors, and cleaning up after a failure."""
 import os
 import re
 import socket
+import subprocess
 
-from conftest import KUBIA, SIM, Sim, lines_of, subprocess
+from conftest import KUBIA, SIM, Sim, lines_of
 
 
 def dig(sim, *args):
