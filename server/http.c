@@ -23,9 +23,11 @@
 #define ALLOWED "GET, HEAD, POST"
 
 /*
- * A too-large chunked body cannot be answered until it has been read (libmicrohttpd
- * only queues responses between requests), so its remainder is read and dropped; past
- * this much extra the connection is simply closed.
+ * A too-large body is read and dropped before the 413 is queued, up to this much past
+ * the limit. libmicrohttpd closes a connection whose body it did not read right after
+ * the answer, and the unread bytes make the kernel reset it: a client or a proxy that
+ * is still sending (nginx, the API server's proxy) loses the 413 and reports a broken
+ * connection instead. A longer body is answered at once and the connection closed.
  */
 #define DISCARD_SLACK ((uint64_t)16 << 20)
 
@@ -345,7 +347,7 @@ static enum MHD_Result receive_post(struct http_server *s, struct request *r, co
 	if (r->too_large) {
 		r->discarded += n;
 		/* Stop reading an endless body: closing is the only answer left. */
-		return r->discarded > DISCARD_SLACK ? MHD_NO : MHD_YES;
+		return r->discarded > s->cfg->max_body + DISCARD_SLACK ? MHD_NO : MHD_YES;
 	}
 	if ((uint64_t)r->len + n > s->cfg->max_body) {
 		r->too_large = true;
@@ -397,15 +399,28 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		unsigned long long want = 0;
+		bool oversize = false;
 
 		if (cl != NULL) {
 			char *end = NULL;
 			errno = 0;
 			want = strtoull(cl, &end, 10);
-			if (errno != 0 || end == cl || (want > s->cfg->max_body)) {
+			if (errno != 0 || end == cl) {
 				return queue_fixed(conn, MHD_HTTP_CONTENT_TOO_LARGE,
 						   s->too_large_resp);
 			}
+		}
+		if (want > s->cfg->max_body) {
+			/* A client that waits for "100 Continue" sends nothing more: answer
+			 * now. Otherwise read the body first (see DISCARD_SLACK). */
+			if (want - s->cfg->max_body > DISCARD_SLACK ||
+			    MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							MHD_HTTP_HEADER_EXPECT) != NULL) {
+				return queue_fixed(conn, MHD_HTTP_CONTENT_TOO_LARGE,
+						   s->too_large_resp);
+			}
+			oversize = true;
+			want = 0;
 		}
 		r = calloc(1, sizeof(*r));
 		if (r == NULL) {
@@ -414,6 +429,7 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
 		r->kind = REQUEST_POST;
 		r->srv = s;
 		r->conn = conn;
+		r->too_large = oversize;
 		if (want > 0) {
 			r->body = malloc((size_t)want);
 			if (r->body == NULL) {

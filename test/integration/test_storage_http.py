@@ -75,6 +75,18 @@ def post_too_big(k, length, expect=False):
         s.close()
 
 
+def post_raw(k, body):
+    """POSTs body with a Content-Length from a raw socket that sends everything before
+    it reads, as a proxy does: (status, headers, body)."""
+    s = raw_connect(k)
+    try:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: kubia\r\nContent-Length: %d\r\n\r\n" % len(body))
+        s.sendall(body)
+        return read_response(s, timeout=5)
+    finally:
+        s.close()
+
+
 def data_is(k, expected):
     r = k.get("/data")
     assert r.status == 200
@@ -90,10 +102,22 @@ def data_is(k, expected):
 def test_413_by_content_length_before_body(factory):
     k = pet(factory)
     k.post("/", b"original")
-    # only the head: the server must answer without waiting for 100 MB
+    # only the head: the server must answer without waiting for 100 MB (a body this far
+    # over the limit is not read at all)
     status, headers, _ = post_too_big(k, 100000000)
     assert status == 413
     assert headers.get("content-type") == CT
+    data_is(k, b"original")
+
+
+def test_413_reaches_a_client_that_sends_the_whole_body(factory):
+    # Proxies (nginx, the API server's) send the body before they read the answer: the
+    # 413 must not be lost to a reset of the connection.
+    k = pet(factory, args=["--max-body", "1024"])
+    k.post("/", b"original")
+    status, _, text = post_raw(k, b"x" * (8 << 20))  # more than the socket buffers hold
+    assert status == 413
+    assert text == b"Request body too large: the limit is 1024 bytes; data unchanged\n"
     data_is(k, b"original")
 
 
@@ -150,7 +174,7 @@ def test_max_body_configurable(factory):
     k = pet(factory, args=["--max-body", "1024"])
     r = k.post("/", b"a" * 1024)
     assert r.status == 200 and r.body == b"Data stored on pod kubia-0\n"
-    status, headers, _ = post_too_big(k, 1025)
+    status, headers, _ = post_raw(k, b"a" * 1025)
     assert status == 413
     assert headers.get("content-type") == CT
     data_is(k, b"a" * 1024)
@@ -160,7 +184,7 @@ def test_default_max_body_is_1mib(factory):
     k = pet(factory)
     r = k.post("/", b"m" * 1048576)
     assert r.status == 200
-    status, _, _ = post_too_big(k, 1048577)
+    status, _, _ = post_raw(k, b"n" * 1048577)
     assert status == 413
     data_is(k, b"m" * 1048576)
 
