@@ -2,7 +2,8 @@
 # Every test of kubia, as CI runs them: installs what is missing (test/setup.sh), then
 #   1. a release-like build (warnings are errors): unit, integration, lint and e2e
 #      suites (e2e: the chapter on a simulated StatefulSet, test/e2e/kubia-sim);
-#   2. an ASan+UBSan build: unit and integration suites;
+#   2. an ASan+UBSan build: unit, integration and e2e suites (a sanitizer report from
+#      any pod of the simulated cluster fails its test);
 #   3. valgrind over the unit suite;
 #   4. a clang build with libFuzzer: the fuzz suite (bounded time).
 # The last line is the summary "N passed, N failed[, N skipped]" over all of them.
@@ -42,7 +43,7 @@ if meson setup "$out/asan" -Dtests=enabled -Db_sanitize=address,undefined \
     ninja -C "$out/asan" >"$out/build-asan.log" 2>&1; then
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-        run_suites "$out/asan" --suite unit --suite integration
+        run_suites "$out/asan" --suite unit --suite integration --suite e2e
 else
     cat "$out"/setup-asan.log "$out"/build-asan.log | tail -50
     status=1

@@ -91,6 +91,7 @@ class Sim:
                 break
         self.base = base
         self.api_port = free_port()
+        self.reports = str(tmp_path / "sanitizer-reports")
         self.run_dir = str(tmp_path / "run")
         self.data_dir = str(tmp_path / "data")
         self.refs = []  # every process the cluster ever had, checked at the end
@@ -110,7 +111,24 @@ class Sim:
     def up(self, replicas=3, mode="peers", *extra, check=True):
         return self.cli("up", "--replicas", replicas, "--mode", mode, "--binary", KUBIA,
                         "--subnet", self.base + ".0/24", "--api-port", self.api_port,
-                        "--namespace", self.ns, *extra, check=check)
+                        "--namespace", self.ns, *self.sanitizer_env(), *extra, check=check)
+
+    def sanitizer_env(self):
+        """In a sanitizer build, every pod writes its reports where the test reads them."""
+        if os.environ.get("KUBIA_SANITIZE", "none") == "none":
+            return []
+        os.makedirs(self.reports, exist_ok=True)
+        return ["--env", "ASAN_OPTIONS=detect_leaks=1:log_path=%s/asan" % self.reports,
+                "--env", "UBSAN_OPTIONS=print_stacktrace=1:log_path=%s/ubsan" % self.reports]
+
+    def sanitizer_reports(self):
+        if not os.path.isdir(self.reports):
+            return []
+        out = []
+        for name in sorted(os.listdir(self.reports)):
+            with open(os.path.join(self.reports, name), errors="replace") as f:
+                out.append("%s:\n%s" % (name, f.read()))
+        return out
 
     def status(self):
         r = self.cli("status", "--json")
@@ -245,9 +263,11 @@ def sim(tmp_path):
         s.remember()
         r = s.cli("down", "--delete-volumes", check=False)
         left = s.leftovers()
+        reports = s.sanitizer_reports()  # written as the pods exit
         shutil.rmtree(str(tmp_path), ignore_errors=True)
         assert r.returncode == 0, r.stderr
         assert left == [], "left behind: %s" % left
+        assert reports == [], "\n".join(reports)
 
 
 def lines_of(text, pattern):

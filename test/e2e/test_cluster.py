@@ -62,6 +62,7 @@ def test_other_namespace(tmp_path):
         s.remember()
         s.cli("down", "--delete-volumes", check=False)
         assert s.leftovers() == []
+        assert s.sanitizer_reports() == []
 
 
 def test_twenty_pods_in_one_view(sim):
