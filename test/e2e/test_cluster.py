@@ -86,6 +86,9 @@ def test_commands_refuse_bad_input_and_change_nothing(sim):
     assert r.returncode == 1 and "is not up" in r.stderr
     r = sim.cli("up", "--binary", "/nonexistent/kubia", check=False)
     assert r.returncode == 1 and "no kubia binary at /nonexistent/kubia" in r.stderr
+    r = sim.cli("up", "--namespace", "Bad Name", "--binary", KUBIA,
+                "--subnet", sim.base + ".0/24", "--api-port", sim.api_port, check=False)
+    assert r.returncode == 1 and "a Kubernetes namespace is a DNS label" in r.stderr
     r = sim.cli("up", "--subnet", "10.1.0.0/16", "--binary", KUBIA, check=False)
     assert r.returncode == 1 and "give an IPv4 /24" in r.stderr
     with socket.socket() as busy:
