@@ -13,6 +13,9 @@ packages=(
     python3-pyflakes
     # the simulated cluster (test/e2e/kubia-sim) and its e2e suite
     bind9-dnsutils
+    # the container image and its tests (test/image): podman with runc, CNI networking
+    # for the build's apt-get, debootstrap for the base image made without a registry
+    podman buildah runc containernetworking-plugins iptables debootstrap
 )
 
 missing=()
@@ -21,6 +24,11 @@ for p in "${packages[@]}"; do
         missing+=("$p")
     fi
 done
+# npm for the manifest tests (test/image), by command: a Node.js from elsewhere may
+# bring it, and Debian's npm package would conflict with that one.
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
