@@ -22,6 +22,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIM = os.path.join(HERE, "kubia-sim")
 KUBIA = os.environ.get("KUBIA_BINARY") or os.path.join(HERE, "..", "..", "build", "kubia")
+IMAGE = os.environ.get("KUBIA_IMAGE", "localhost/kubia:test")
 TOOLS = ("/usr/sbin/ip", "/usr/bin/unshare", "/usr/bin/nsenter", "/usr/sbin/dnsmasq",
          "/usr/sbin/nginx", "/usr/bin/dig")
 
@@ -96,6 +97,7 @@ class Sim:
         self.data_dir = str(tmp_path / "data")
         self.refs = []  # every process the cluster ever had, checked at the end
         self.ns = "default"
+        self.runtime = "process"
 
     def cli(self, *args, check=True, timeout=180):
         cmd = [SIM, "--cluster", self.name, "--run-dir", self.run_dir,
@@ -111,7 +113,13 @@ class Sim:
     def up(self, replicas=3, mode="peers", *extra, check=True):
         return self.cli("up", "--replicas", replicas, "--mode", mode, "--binary", KUBIA,
                         "--subnet", self.base + ".0/24", "--api-port", self.api_port,
-                        "--namespace", self.ns, *self.sanitizer_env(), *extra, check=check)
+                        "--namespace", self.ns, *self.runtime_args(), *self.sanitizer_env(),
+                        *extra, check=check)
+
+    def runtime_args(self):
+        if self.runtime == "process":
+            return []
+        return ["--runtime", self.runtime, "--image", IMAGE]
 
     def sanitizer_env(self):
         """In a sanitizer build, every pod writes its reports where the test reads them."""
@@ -272,3 +280,11 @@ def sim(tmp_path):
 
 def lines_of(text, pattern):
     return [m for m in (re.search(pattern, line) for line in text.splitlines()) if m]
+
+
+def image_available():
+    """The image suite builds the image; without it the container variants skip."""
+    if not os.access("/usr/bin/podman", os.X_OK):
+        return False
+    return subprocess.run(["podman", "--runtime", "runc", "image", "exists", IMAGE],
+                          capture_output=True).returncode == 0

@@ -6,12 +6,18 @@ fails if any response changes by one byte.
 
 import re
 
-from conftest import lines_of
+import pytest
+
+from conftest import IMAGE, image_available, lines_of
 
 GREETING = "Hey there! This greeting was submitted to kubia-0."
 
 
-def test_walkthrough(sim):
+@pytest.mark.parametrize("runtime", ["process", "podman"])
+def test_walkthrough(sim, runtime):
+    if runtime == "podman" and not image_available():
+        pytest.skip("no image %s (the image suite builds it)" % IMAGE)
+    sim.runtime = runtime
     # 10.3.2: the StatefulSet with two replicas of the pet app, created one at a time
     r = sim.up(2, "pet")
     created = [m.group(1) for m in lines_of(r.stdout, r"^pod/(kubia-\d+) created")]
