@@ -1,0 +1,226 @@
+"""What kubia's Kubernetes manifests (k8s/) say, for code that runs kubia the way they do.
+
+The port, the probes' paths, the environment, the volume's mount path, the grace period,
+the image and the governing Service are read from the manifests, so a harness that
+plays the cluster takes them from there instead of repeating them:
+
+    import manifests
+    s = manifests.settings()                      # kubectl kustomize k8s/
+    s = manifests.settings("k8s/kubia-statefulset.yaml")
+    s["container_port"], s["env"]["KUBIA_MODE"], s["readiness_path"], ...
+
+YAML is read with PyYAML (Debian's python3-yaml) when it is installed, as YAML 1.1 like
+Kubernetes itself; without it, kubectl converts the documents to JSON locally
+(`kubectl annotate --local`, which needs no cluster). Rendering a kustomization needs
+kubectl in any case. Standard library otherwise.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+K8S_DIR = os.path.join(TOP, "k8s")
+TIMEOUT_S = 120
+
+
+class ManifestError(ValueError):
+    """The manifests cannot be read, or do not hold what kubia's deployment needs."""
+
+
+def kubectl():
+    """The kubectl to run: $KUBECTL, else the one on PATH, else None."""
+    return os.environ.get("KUBECTL") or shutil.which("kubectl")
+
+
+def have_pyyaml():
+    return importlib.util.find_spec("yaml") is not None
+
+
+def _run_kubectl(args, stdin=None):
+    exe = kubectl()
+    if exe is None:
+        raise ManifestError("kubectl is not installed")
+    r = subprocess.run([exe, *args], input=stdin, capture_output=True, text=True,
+                       timeout=TIMEOUT_S)
+    if r.returncode != 0:
+        raise ManifestError("kubectl %s: exit %d: %s" % (" ".join(args), r.returncode,
+                                                         r.stderr.strip()))
+    return r.stdout
+
+
+def render(directory=K8S_DIR):
+    """The YAML that `kubectl kustomize DIRECTORY` renders."""
+    return _run_kubectl(["kustomize", directory])
+
+
+def _expand_lists(docs):
+    out = []
+    for doc in docs:
+        if doc is None:
+            continue  # an empty document
+        if not isinstance(doc, dict):
+            raise ManifestError("a YAML document is not a mapping: %r" % (doc,))
+        if doc.get("apiVersion") == "v1" and doc.get("kind") == "List":
+            out.extend(_expand_lists(doc.get("items") or []))
+        else:
+            out.append(doc)
+    return out
+
+
+def _parse_pyyaml(text):
+    import yaml
+    try:
+        return list(yaml.safe_load_all(text))
+    except yaml.YAMLError as e:
+        raise ManifestError("not valid YAML: %s" % e) from None
+
+
+def _parse_kubectl(text):
+    # annotate --local with the removal of an annotation nobody sets changes nothing but
+    # prints every object (Lists expanded) as JSON, one after the other.
+    out = _run_kubectl(["annotate", "--local", "-f", "-", "-o", "json",
+                        "kubia.example/unused-"], stdin=text)
+    decoder = json.JSONDecoder()
+    docs, pos = [], 0
+    while True:
+        while pos < len(out) and out[pos].isspace():
+            pos += 1
+        if pos == len(out):
+            break
+        doc, pos = decoder.raw_decode(out, pos)
+        # The annotation map that kubectl adds to objects that had none.
+        meta = doc.get("metadata")
+        if isinstance(meta, dict) and meta.get("annotations") == {}:
+            del meta["annotations"]
+        docs.append(doc)
+    return docs
+
+
+def parse(text, parser=None):
+    """Every object in the YAML documents of text, the items of a List one by one.
+
+    parser: "pyyaml" or "kubectl"; by default PyYAML when it is installed."""
+    if parser is None:
+        parser = "pyyaml" if have_pyyaml() else "kubectl"
+    if parser == "pyyaml":
+        docs = _parse_pyyaml(text)
+    elif parser == "kubectl":
+        docs = _parse_kubectl(text)
+    else:
+        raise ValueError("unknown parser %r" % (parser,))
+    return _expand_lists(docs)
+
+
+def load(source=None, parser=None):
+    """The objects of a manifest file, or of a kustomization directory rendered.
+
+    source: a file, a directory with a kustomization.yaml, or None for k8s/."""
+    if source is None:
+        source = K8S_DIR
+    if os.path.isdir(source):
+        text = render(source)
+    else:
+        with open(source, encoding="utf-8") as f:
+            text = f.read()
+    return parse(text, parser)
+
+
+def find(objects, kind, name=None):
+    """The objects of a kind (and name), in order."""
+    return [o for o in objects if o.get("kind") == kind
+            and (name is None or (o.get("metadata") or {}).get("name") == name)]
+
+
+def resolve_port(port, container):
+    """A Service's or probe's port (a number or a name) as the container's port number."""
+    if isinstance(port, int):
+        return port
+    if isinstance(port, str) and port.isdigit():
+        return int(port)
+    for p in container.get("ports") or []:
+        if p.get("name") == port:
+            return p["containerPort"]
+    raise ManifestError("container %s has no port named %r" % (container.get("name"), port))
+
+
+def _one(objects, kind, what):
+    found = find(objects, kind)
+    if len(found) != 1:
+        raise ManifestError("expected one %s in %s, found %d" % (kind, what, len(found)))
+    return found[0]
+
+
+def _http_path(container, probe):
+    p = container.get(probe)
+    if not p:
+        return None
+    get = p.get("httpGet")
+    if not get:
+        raise ManifestError("the %s of container %s is not an HTTP GET" %
+                            (probe, container.get("name")))
+    return get.get("path", "/")
+
+
+def settings(source=None, parser=None):
+    """What the manifests say about running kubia, as a dict:
+
+    statefulset_name, replicas, service_name (the StatefulSet's governing Service),
+    image, container_port (the port named http, else the first), readiness_path and
+    liveness_path (None without that probe), env (name -> value; None for a value
+    taken from elsewhere with valueFrom), volume_mount_path (where the claim "data" is
+    mounted), termination_grace_period_seconds (Kubernetes' default 30 when unset),
+    headless_service_port and headless_service_target_port: the governing Service's
+    port and the container port it targets, a number (None when source holds no such
+    headless Service). The target port is what cluster DNS puts in the SRV records.
+    """
+    what = source or "k8s/"
+    objects = load(source, parser)
+    sts = _one(objects, "StatefulSet", what)
+    spec = sts["spec"]
+    pod = spec["template"]["spec"]
+    containers = pod.get("containers") or []
+    if len(containers) != 1:
+        raise ManifestError("expected one container in StatefulSet %s, found %d" %
+                            (sts["metadata"]["name"], len(containers)))
+    c = containers[0]
+    ports = c.get("ports") or []
+    if not ports:
+        raise ManifestError("container %s declares no port" % c.get("name"))
+    http = [p for p in ports if p.get("name") == "http"]
+    container_port = (http or ports)[0]["containerPort"]
+
+    mounts = [m for m in c.get("volumeMounts") or [] if m.get("name") == "data"]
+    env = {e["name"]: e.get("value") if "valueFrom" not in e else None
+           for e in c.get("env") or []}
+
+    service_name = spec.get("serviceName")
+    headless_port = headless_target = None
+    for svc in find(objects, "Service", service_name):
+        if svc["spec"].get("clusterIP") != "None":
+            raise ManifestError("Service %s governs StatefulSet %s but is not headless" %
+                                (service_name, sts["metadata"]["name"]))
+        svc_ports = svc["spec"].get("ports") or []
+        if svc_ports:
+            first = svc_ports[0]
+            headless_port = first["port"]
+            # Without a targetPort, Kubernetes targets the Service's own port number.
+            headless_target = resolve_port(first.get("targetPort", first["port"]), c)
+
+    return {
+        "statefulset_name": sts["metadata"]["name"],
+        "replicas": spec.get("replicas", 1),
+        "service_name": service_name,
+        "image": c.get("image"),
+        "container_port": container_port,
+        "readiness_path": _http_path(c, "readinessProbe"),
+        "liveness_path": _http_path(c, "livenessProbe"),
+        "env": env,
+        "volume_mount_path": mounts[0]["mountPath"] if mounts else None,
+        "termination_grace_period_seconds": pod.get("terminationGracePeriodSeconds", 30),
+        "headless_service_port": headless_port,
+        "headless_service_target_port": headless_target,
+    }

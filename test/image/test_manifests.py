@@ -1,0 +1,528 @@
+"""kubia's Kubernetes manifests (k8s/): valid API objects, and what kubia needs of them.
+
+There is no cluster here. `kubectl kustomize k8s/` renders the deployment; every object
+it renders and every file under the book's names is checked against the Kubernetes API
+schemas by validate.mjs (the npm packages kubernetes-models and yaml, pinned in
+package.json and package-lock.json); and the tests below read the manifests and check
+what the schemas cannot know: the port the headless Service's SRV records carry, the
+probes' paths, the security context, the retention of the claims, and so on.
+
+The npm packages are installed with `npm ci` outside the source tree: in
+$KUBIA_VALIDATOR_DIR when it is set (kept and reused while package-lock.json is
+unchanged), else in a temporary directory of this run. Without node, npm or kubectl the
+tests that need them are skipped; so are the validation tests when the npm registry
+cannot be reached, except in CI (CI set in the environment), where that is a failure.
+"""
+
+import copy
+import filecmp
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import manifests
+
+HERE = manifests.HERE
+TOP = manifests.TOP
+K8S = manifests.K8S_DIR
+# The book's file names, so the chapter's `kubectl create -f` commands work as printed,
+# and the PodDisruptionBudget that is not in the book.
+BOOK_FILES = [
+    "persistent-volumes-hostpath.yaml",
+    "persistent-volumes-gcepd.yaml",
+    "kubia-service-headless.yaml",
+    "kubia-service-public.yaml",
+    "kubia-statefulset.yaml",
+    "kubia-statefulset-peers.yaml",
+]
+ALL_FILES = BOOK_FILES + ["kubia-pdb.yaml"]
+KUBIA_PORT = 8080
+KUBIA_UID = KUBIA_GID = 10001
+NPM_TIMEOUT_S = 600
+NODE_TIMEOUT_S = 120
+# What npm says when it cannot reach the registry.
+NETWORK_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT",
+                  "ENETUNREACH", "EHOSTUNREACH", "ERR_SOCKET_TIMEOUT")
+
+NODE = shutil.which("node")
+NPM = shutil.which("npm")
+KUBECTL = manifests.kubectl()
+
+if not (manifests.have_pyyaml() or KUBECTL):
+    pytest.skip("no way to read YAML: neither python3-yaml nor kubectl is installed",
+                allow_module_level=True)
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+
+
+def path(name):
+    return os.path.join(K8S, name)
+
+
+@pytest.fixture(scope="session")
+def rendered():
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed")
+    return manifests.load()
+
+
+@pytest.fixture(scope="session")
+def book():
+    return {name: manifests.load(path(name)) for name in ALL_FILES}
+
+
+def statefulset(objects):
+    [sts] = manifests.find(objects, "StatefulSet", "kubia")
+    return sts
+
+
+def container(sts):
+    [c] = sts["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def env(c):
+    return {e["name"]: e.get("value") for e in c.get("env", [])}
+
+
+def both_statefulsets(book, rendered):
+    """The StatefulSet of each file and of the kustomization, by where it comes from."""
+    return {
+        "kubia-statefulset.yaml": statefulset(book["kubia-statefulset.yaml"]),
+        "kubia-statefulset-peers.yaml": statefulset(book["kubia-statefulset-peers.yaml"]),
+        "kubectl kustomize k8s/": statefulset(rendered),
+    }
+
+
+def mebibytes(quantity):
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity)
+    assert m, "quantity %r is not in Ki, Mi or Gi" % quantity
+    return int(m.group(1)) * {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}[m.group(2)]
+
+
+# --- the validator ----------------------------------------------------------------------
+
+def _inside(child, parent):
+    child, parent = os.path.realpath(child), os.path.realpath(parent)
+    return os.path.commonpath([child, parent]) == parent
+
+
+@pytest.fixture(scope="session")
+def validator(tmp_path_factory):
+    """Runs validate.mjs with its packages installed by npm ci outside the source tree."""
+    if NODE is None or NPM is None:
+        pytest.skip("node and npm are needed to validate the manifests (bash test/setup.sh)")
+    where = os.environ.get("KUBIA_VALIDATOR_DIR") or str(tmp_path_factory.mktemp("validator"))
+    if _inside(where, TOP):
+        pytest.fail("KUBIA_VALIDATOR_DIR %s is inside the source tree" % where)
+    os.makedirs(where, exist_ok=True)
+    for name in ("package.json", "package-lock.json", "validate.mjs"):
+        shutil.copyfile(os.path.join(HERE, name), os.path.join(where, name))
+    # npm ci empties node_modules and installs the lock file's packages again; skip it
+    # when the directory already holds what this lock file says.
+    stamp = os.path.join(where, "installed-package-lock.json")
+    lock = os.path.join(where, "package-lock.json")
+    if not (os.path.exists(stamp) and filecmp.cmp(stamp, lock, shallow=False)
+            and os.path.isdir(os.path.join(where, "node_modules"))):
+        env = dict(os.environ, npm_config_update_notifier="false", npm_config_fund="false",
+                   npm_config_audit="false")
+        r = subprocess.run([NPM, "ci", "--prefer-offline", "--ignore-scripts",
+                            "--no-audit", "--no-fund"], cwd=where, env=env,
+                           capture_output=True, text=True, timeout=NPM_TIMEOUT_S)
+        if r.returncode != 0:
+            out = r.stdout + r.stderr
+            if any(code in out for code in NETWORK_ERRORS) and not os.environ.get("CI"):
+                pytest.skip("the npm registry cannot be reached: %s" % out.strip()[-500:])
+            pytest.fail("npm ci failed (exit %d):\n%s" % (r.returncode, out))
+        shutil.copyfile(lock, stamp)
+    script = os.path.join(where, "validate.mjs")
+
+    def validate(*files, stdin=None):
+        return subprocess.run([NODE, script, *files], input=stdin, capture_output=True,
+                              text=True, timeout=NODE_TIMEOUT_S, cwd=TOP)
+
+    return validate
+
+
+def test_validator_is_installed_outside_the_source_tree(validator):
+    assert not os.path.exists(os.path.join(HERE, "node_modules"))
+    assert not os.path.exists(os.path.join(TOP, "node_modules"))
+
+
+@needs_kubectl
+def test_every_rendered_object_validates(validator, rendered):
+    text = manifests.render()
+    r = validator("-", stdin=text)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(rendered) == 4, r.stdout
+    assert all(line.startswith("valid: ") for line in lines), r.stdout
+
+
+@pytest.mark.parametrize("name", ALL_FILES)
+def test_book_file_validates(validator, book, name):
+    r = validator(os.path.join("k8s", name))
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(book[name]), r.stdout
+    assert all(line.startswith("valid: k8s/%s " % name) for line in lines), r.stdout
+
+
+def _pet_text():
+    with open(path("kubia-statefulset.yaml"), encoding="utf-8") as f:
+        return f.read()
+
+
+def _broken(old, new):
+    text = _pet_text()
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+NOT_VALID = {
+    "replicas not a number": (_broken("replicas: 2", 'replicas: "three"'),
+                              "StatefulSet kubia", "spec/replicas must be integer"),
+    "selector missing": (_broken("  selector:\n    matchLabels:\n      app: kubia\n", ""),
+                         "StatefulSet kubia", "must have required property selector"),
+    "podManagementPolicy not one of its values": (
+        _broken("podManagementPolicy: OrderedReady", "podManagementPolicy: Sequential"),
+        "StatefulSet kubia", "podManagementPolicy must be equal to one of the allowed values"),
+    "container port a word": (_broken("containerPort: 8080", "containerPort: http"),
+                              "StatefulSet kubia", "containerPort must be integer"),
+    "unknown kind": ("apiVersion: v1\nkind: Serivce\nmetadata:\n  name: kubia\n",
+                     "Serivce kubia", "unknown kind Serivce"),
+    "no name": ("apiVersion: v1\nkind: Service\nmetadata: {}\nspec: {}\n",
+                "Service (no name)", "metadata.name is missing"),
+    "a List item": ("apiVersion: v1\nkind: List\nitems:\n"
+                    "- {apiVersion: v1, kind: Service, metadata: {name: a}}\n"
+                    "- {apiVersion: v1, kind: Service, metadata: {name: b}, spec: {ports: 80}}\n",
+                    "document 1 item 2: Service b", "spec/ports must be array"),
+    "not YAML": ("kind: [Service\n", "document 1", "not valid YAML"),
+    "nothing": ("# only a comment\n", "standard input", "no Kubernetes object"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_VALID)
+def test_validator_rejects(validator, case):
+    text, names, why = NOT_VALID[case]
+    r = validator(stdin=text)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert names in r.stderr and why in r.stderr, r.stderr
+
+
+def test_validator_names_the_file_that_cannot_be_read(validator, tmp_path):
+    missing = str(tmp_path / "missing.yaml")
+    r = validator(path("kubia-pdb.yaml"), missing)
+    assert r.returncode == 2 and missing in r.stderr, r.stderr
+
+
+# --- what the deployment says -----------------------------------------------------------
+
+@needs_kubectl
+def test_kustomization_deploys_the_peers_version(rendered):
+    kinds = sorted((o["kind"], o["metadata"]["name"]) for o in rendered)
+    assert kinds == [("PodDisruptionBudget", "kubia"), ("Service", "kubia"),
+                     ("Service", "kubia-public"), ("StatefulSet", "kubia")]
+    sts = statefulset(rendered)
+    assert sts["spec"]["replicas"] == 3
+    assert env(container(sts))["KUBIA_MODE"] == "peers"
+    # Volumes are provisioned by the cluster, and the namespace is the current one.
+    assert not manifests.find(rendered, "PersistentVolume")
+    assert all("namespace" not in o["metadata"] for o in rendered)
+
+
+def test_pet_and_peers_files(book):
+    pet = statefulset(book["kubia-statefulset.yaml"])
+    peers = statefulset(book["kubia-statefulset-peers.yaml"])
+    assert (pet["spec"]["replicas"], env(container(pet))["KUBIA_MODE"]) == (2, "pet")
+    assert (peers["spec"]["replicas"], env(container(peers))["KUBIA_MODE"]) == (3, "peers")
+    # Apart from those two, the peers version is the pet version: applying it is the
+    # chapter's update and nothing else.
+    same = copy.deepcopy(peers)
+    same["spec"]["replicas"] = 2
+    for e in container(same)["env"]:
+        if e["name"] == "KUBIA_MODE":
+            e["value"] = "pet"
+    assert same == pet
+
+
+@needs_kubectl
+def test_statefulset_as_the_book_names_it(book, rendered):
+    for where, sts in both_statefulsets(book, rendered).items():
+        assert sts["apiVersion"] == "apps/v1", where
+        assert sts["metadata"]["name"] == "kubia", where
+        spec = sts["spec"]
+        assert spec["serviceName"] == "kubia", where
+        assert spec["selector"] == {"matchLabels": {"app": "kubia"}}, where
+        assert spec["template"]["metadata"]["labels"]["app"] == "kubia", where
+        [claim] = spec["volumeClaimTemplates"]
+        assert claim["metadata"]["name"] == "data", where
+        assert claim["spec"]["accessModes"] == ["ReadWriteOnce"], where
+        assert claim["spec"]["resources"]["requests"]["storage"] == "1Mi", where
+        c = container(sts)
+        assert c["name"] == "kubia", where
+        assert c["ports"] == [{"name": "http", "containerPort": KUBIA_PORT,
+                               "protocol": "TCP"}], where
+        assert c["volumeMounts"] == [{"name": "data", "mountPath": "/var/data"}], where
+
+
+def _readme_variables():
+    with open(os.path.join(TOP, "README.md"), encoding="utf-8") as f:
+        return set(re.findall(r"^\| `--[a-z-]+` \| `(KUBIA_[A-Z_]+)` \|", f.read(), re.M))
+
+
+@needs_kubectl
+def test_environment(book, rendered):
+    known = _readme_variables()
+    assert "KUBIA_MODE" in known and "KUBIA_SERVICE" in known
+    for where, sts in both_statefulsets(book, rendered).items():
+        c = container(sts)
+        e = env(c)
+        assert set(e) <= known, "%s: not in README's configuration table: %s" % (
+            where, set(e) - known)
+        assert all(isinstance(v, str) for v in e.values()), where
+        # The short name: the pod's resolv.conf search list supplies its namespace.
+        assert e["KUBIA_SERVICE"] == sts["spec"]["serviceName"] == "kubia", where
+        assert not any("default" in v or "cluster.local" in v for v in e.values()), where
+        assert int(e["KUBIA_PORT"]) == c["ports"][0]["containerPort"], where
+        assert os.path.dirname(e["KUBIA_DATA_FILE"]) == c["volumeMounts"][0]["mountPath"]
+        pod = sts["spec"]["template"]["spec"]
+        # Service links would set KUBIA_PORT=tcp://... for a Service named kubia.
+        assert pod["enableServiceLinks"] is False, where
+
+
+@needs_kubectl
+def test_probes_never_ask_the_peers(book, rendered):
+    for where, sts in both_statefulsets(book, rendered).items():
+        c = container(sts)
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            if probe in c:
+                get = c[probe]["httpGet"]
+                assert get.get("path", "/") != "/", "%s: %s on /" % (where, probe)
+                assert manifests.resolve_port(get["port"], c) == KUBIA_PORT, where
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz", where
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz", where
+
+
+@needs_kubectl
+def test_headless_service_targets_the_container_port(book, rendered):
+    for where, objects in (("kubia-service-headless.yaml", book["kubia-service-headless.yaml"]),
+                           ("kubectl kustomize k8s/", rendered)):
+        [svc] = manifests.find(objects, "Service", "kubia")
+        spec = svc["spec"]
+        assert spec["clusterIP"] == "None", where
+        assert spec["selector"] == {"app": "kubia"}, where
+        # Only ready pods in DNS: a decision, so it is written out.
+        assert spec["publishNotReadyAddresses"] is False, where
+        [port] = spec["ports"]
+        assert port["name"] == "http", where
+        # The SRV records carry the target port, and kubia dials what they say.
+        c = container(statefulset(book["kubia-statefulset.yaml"]))
+        assert manifests.resolve_port(port["targetPort"], c) == KUBIA_PORT, where
+        assert port["port"] == KUBIA_PORT, where
+
+
+@needs_kubectl
+def test_public_service(book, rendered):
+    for objects in (book["kubia-service-public.yaml"], rendered):
+        [svc] = manifests.find(objects, "Service", "kubia-public")
+        spec = svc["spec"]
+        assert spec.get("type", "ClusterIP") == "ClusterIP"
+        assert spec["selector"] == {"app": "kubia"}
+        [port] = spec["ports"]
+        c = container(statefulset(book["kubia-statefulset.yaml"]))
+        assert port["port"] == 80
+        assert manifests.resolve_port(port["targetPort"], c) == KUBIA_PORT
+
+
+@needs_kubectl
+def test_security_context(book, rendered):
+    with open(os.path.join(TOP, "docker", "Dockerfile"), encoding="utf-8") as f:
+        assert re.search(r"^USER %d:%d$" % (KUBIA_UID, KUBIA_GID), f.read(), re.M), \
+            "the image's user is not the one the manifests run as"
+    for where, sts in both_statefulsets(book, rendered).items():
+        pod = sts["spec"]["template"]["spec"]
+        psc = pod["securityContext"]
+        assert psc["runAsNonRoot"] is True, where
+        assert (psc["runAsUser"], psc["runAsGroup"], psc["fsGroup"]) == \
+            (KUBIA_UID, KUBIA_GID, KUBIA_GID), where
+        assert psc["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert pod["automountServiceAccountToken"] is False, where
+        assert not pod.get("hostNetwork") and not pod.get("hostPID"), where
+        csc = container(sts)["securityContext"]
+        assert csc["readOnlyRootFilesystem"] is True, where
+        assert csc["allowPrivilegeEscalation"] is False, where
+        assert csc["capabilities"] == {"drop": ["ALL"]}, where
+        assert not csc.get("privileged"), where
+
+
+@needs_kubectl
+def test_lifecycle(book, rendered):
+    for where, sts in both_statefulsets(book, rendered).items():
+        spec = sts["spec"]
+        assert spec["persistentVolumeClaimRetentionPolicy"] == {
+            "whenDeleted": "Retain", "whenScaled": "Retain"}, where
+        assert spec["podManagementPolicy"] == "OrderedReady", where
+        assert spec["updateStrategy"] == {"type": "RollingUpdate"}, where
+        # kubia stops in milliseconds; a long grace period would only hide a hang.
+        grace = spec["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert 1 <= grace <= 10, where
+
+
+@needs_kubectl
+def test_resources(book, rendered):
+    for where, sts in both_statefulsets(book, rendered).items():
+        res = container(sts)["resources"]
+        requests, limits = res["requests"], res["limits"]
+        assert "cpu" in requests and "cpu" not in limits, where
+        # kubia is about 10 MiB resident at rest; a limit below that could never run it.
+        assert 16 <= mebibytes(requests["memory"]) <= mebibytes(limits["memory"]), where
+
+
+@needs_kubectl
+def test_disruption_budget(book, rendered):
+    for objects in (book["kubia-pdb.yaml"], rendered):
+        [pdb] = manifests.find(objects, "PodDisruptionBudget", "kubia")
+        assert pdb["apiVersion"] == "policy/v1"
+        assert pdb["spec"]["maxUnavailable"] == 1
+        assert pdb["spec"]["selector"] == {"matchLabels": {"app": "kubia"}}
+
+
+def _meson_version():
+    with open(os.path.join(TOP, "meson.build"), encoding="utf-8") as f:
+        return re.search(r"^\s*version: '([^']+)'", f.read(), re.M).group(1)
+
+
+def _kustomization():
+    return manifests.load(path("kustomization.yaml"), "pyyaml") if manifests.have_pyyaml() \
+        else None
+
+
+@needs_kubectl
+def test_image_is_set_in_one_place(book, rendered, tmp_path):
+    plain = {container(statefulset(book[n]))["image"]
+             for n in ("kubia-statefulset.yaml", "kubia-statefulset-peers.yaml")}
+    assert len(plain) == 1
+    name, _, tag = plain.pop().rpartition(":")
+    assert tag == _meson_version()
+    assert container(statefulset(rendered))["image"].endswith(":" + _meson_version())
+    k = _kustomization()
+    if k is not None:
+        [img] = k[0]["images"]
+        assert img["name"] == name
+        assert container(statefulset(rendered))["image"] == "%s:%s" % (
+            img.get("newName", name), img["newTag"])
+        assert set(k[0]["resources"]) & {"persistent-volumes-hostpath.yaml",
+                                         "persistent-volumes-gcepd.yaml"} == set()
+    # An overlay that changes the image changes it in the StatefulSet and nowhere else.
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "resources:\n- %s\nimages:\n- name: %s\n  newName: registry.example.com/kubia\n"
+        "  newTag: 9.9.9\n" % (os.path.relpath(K8S, overlay), name))
+    objects = manifests.load(str(overlay))
+    assert container(statefulset(objects))["image"] == "registry.example.com/kubia:9.9.9"
+    assert len(objects) == len(rendered)
+
+
+def test_persistent_volumes(book):
+    for name, source in (("persistent-volumes-hostpath.yaml", "hostPath"),
+                         ("persistent-volumes-gcepd.yaml", "gcePersistentDisk")):
+        pvs = book[name]
+        assert [pv["metadata"]["name"] for pv in pvs] == ["pv-a", "pv-b", "pv-c"], name
+        for pv in pvs:
+            spec = pv["spec"]
+            letter = pv["metadata"]["name"]
+            assert pv["apiVersion"] == "v1" and pv["kind"] == "PersistentVolume"
+            assert spec["capacity"] == {"storage": "1Mi"}, name
+            assert spec["accessModes"] == ["ReadWriteOnce"], name
+            assert spec["persistentVolumeReclaimPolicy"] == "Retain", name
+            assert spec["storageClassName"] == "", name
+            if source == "hostPath":
+                assert spec["hostPath"]["path"] == "/tmp/" + letter
+            else:
+                assert spec["gcePersistentDisk"] == {"pdName": letter, "fsType": "ext4"}
+
+
+# --- manifests.py -----------------------------------------------------------------------
+
+@needs_kubectl
+def test_settings_of_the_kustomization():
+    s = manifests.settings()
+    assert s == {
+        "statefulset_name": "kubia",
+        "replicas": 3,
+        "service_name": "kubia",
+        "image": "localhost/kubia:%s" % _meson_version(),
+        "container_port": KUBIA_PORT,
+        "readiness_path": "/readyz",
+        "liveness_path": "/healthz",
+        "env": s["env"],
+        "volume_mount_path": "/var/data",
+        "termination_grace_period_seconds": s["termination_grace_period_seconds"],
+        "headless_service_port": KUBIA_PORT,
+        "headless_service_target_port": KUBIA_PORT,
+    }
+    assert s["env"]["KUBIA_MODE"] == "peers" and s["env"]["KUBIA_SERVICE"] == "kubia"
+    assert 1 <= s["termination_grace_period_seconds"] <= 10
+
+
+def test_settings_of_one_file():
+    s = manifests.settings(path("kubia-statefulset.yaml"))
+    assert (s["replicas"], s["env"]["KUBIA_MODE"], s["container_port"]) == (2, "pet", 8080)
+    # No Service in the file.
+    assert s["headless_service_port"] is None and s["headless_service_target_port"] is None
+
+
+def _with_headless(tmp_path, ports, extra=""):
+    f = tmp_path / "manifest.yaml"
+    f.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: kubia\nspec:\n"
+                 "  clusterIP: None\n  selector:\n    app: kubia\n  ports:\n" + ports
+                 + "---\n" + _pet_text() + extra)
+    return str(f)
+
+
+def test_settings_show_the_books_port_mistake(tmp_path):
+    # The book's headless Service: port 80 and no targetPort, so its SRV records say 80.
+    s = manifests.settings(_with_headless(tmp_path, "  - name: http\n    port: 80\n"))
+    assert (s["headless_service_port"], s["headless_service_target_port"]) == (80, 80)
+    assert s["headless_service_target_port"] != s["container_port"]
+
+
+@pytest.mark.parametrize("target", ["8080", "http", '"8080"'])
+def test_settings_resolve_the_target_port(tmp_path, target):
+    s = manifests.settings(_with_headless(
+        tmp_path, "  - name: http\n    port: 80\n    targetPort: %s\n" % target))
+    assert s["headless_service_target_port"] == KUBIA_PORT
+
+
+def test_settings_refuse_what_kubia_cannot_run(tmp_path):
+    with pytest.raises(manifests.ManifestError, match="one StatefulSet"):
+        manifests.settings(path("kubia-pdb.yaml"))
+    with pytest.raises(manifests.ManifestError, match="no port named 'web'"):
+        manifests.settings(_with_headless(tmp_path, "  - port: 80\n    targetPort: web\n"))
+    f = tmp_path / "not-headless.yaml"
+    f.write_text(_pet_text() + "---\napiVersion: v1\nkind: Service\nmetadata:\n"
+                 "  name: kubia\nspec:\n  ports:\n  - port: 8080\n")
+    with pytest.raises(manifests.ManifestError, match="not headless"):
+        manifests.settings(str(f))
+
+
+def test_settings_env_from_elsewhere(tmp_path):
+    text = _broken("        - name: KUBIA_THREADS\n          value: \"2\"\n",
+                   "        - name: KUBIA_HOSTNAME\n          valueFrom:\n"
+                   "            fieldRef:\n              fieldPath: metadata.name\n")
+    f = tmp_path / "sts.yaml"
+    f.write_text(text)
+    e = manifests.settings(str(f))["env"]
+    assert e["KUBIA_HOSTNAME"] is None and "KUBIA_THREADS" not in e
+
+
+@pytest.mark.skipif(not (KUBECTL and manifests.have_pyyaml()),
+                    reason="needs both python3-yaml and kubectl")
+@pytest.mark.parametrize("name", ALL_FILES + [None])
+def test_both_yaml_routes_agree(name):
+    source = path(name) if name else None
+    assert manifests.load(source, "pyyaml") == manifests.load(source, "kubectl")
