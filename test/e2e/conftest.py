@@ -23,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SIM = os.path.join(HERE, "kubia-sim")
 KUBIA = os.environ.get("KUBIA_BINARY") or os.path.join(HERE, "..", "..", "build", "kubia")
 IMAGE = os.environ.get("KUBIA_IMAGE", "localhost/kubia:test")
+K8S = os.path.normpath(os.path.join(HERE, "..", "..", "k8s"))
 TOOLS = ("/usr/sbin/ip", "/usr/bin/unshare", "/usr/bin/nsenter", "/usr/sbin/dnsmasq",
          "/usr/sbin/nginx", "/usr/bin/dig")
 
@@ -110,16 +111,26 @@ class Sim:
         self.remember()
         return r
 
-    def up(self, replicas=3, mode="peers", *extra, check=True):
-        return self.cli("up", "--replicas", replicas, "--mode", mode, "--binary", KUBIA,
-                        "--subnet", self.base + ".0/24", "--api-port", self.api_port,
-                        "--namespace", self.ns, *self.runtime_args(), *self.sanitizer_env(),
-                        *extra, check=check)
+    def up(self, replicas=3, mode="peers", *extra, manifest=None, check=True):
+        """kubia-sim up from manifest (default: k8s/, the peers StatefulSet); replicas
+        and mode override the manifest's unless None."""
+        args = ["up", "--binary", KUBIA, "--subnet", self.base + ".0/24",
+                "--api-port", self.api_port, "--namespace", self.ns]
+        if manifest is not None:
+            args += ["-f", manifest]
+        if replicas is not None:
+            args += ["--replicas", replicas]
+        if mode is not None:
+            args += ["--mode", mode]
+        if self.runtime != "process":
+            args += ["--runtime", self.runtime]
+        return self.cli(*args, *self.template_args(), *extra, check=check)
 
-    def runtime_args(self):
-        if self.runtime == "process":
-            return []
-        return ["--runtime", self.runtime, "--image", IMAGE]
+    def template_args(self):
+        """What every pod template of this test gets on top of its manifest: the image
+        built by the image suite, and the sanitizers' report paths."""
+        image = ["--image", IMAGE] if self.runtime == "podman" else []
+        return image + self.sanitizer_env()
 
     def sanitizer_env(self):
         """In a sanitizer build, every pod writes its reports where the test reads them."""

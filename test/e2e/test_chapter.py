@@ -4,11 +4,12 @@ Every expected text below is the contract (the book's, as SPEC.md states it); th
 fails if any response changes by one byte.
 """
 
+import os
 import re
 
 import pytest
 
-from conftest import IMAGE, image_available, lines_of
+from conftest import IMAGE, K8S, image_available, lines_of
 
 GREETING = "Hey there! This greeting was submitted to kubia-0."
 
@@ -18,8 +19,10 @@ def test_walkthrough(sim, runtime):
     if runtime == "podman" and not image_available():
         pytest.skip("no image %s (the image suite builds it)" % IMAGE)
     sim.runtime = runtime
-    # 10.3.2: the StatefulSet with two replicas of the pet app, created one at a time
-    r = sim.up(2, "pet")
+    # 10.3.2: kubectl create -f kubia-statefulset.yaml: two replicas of the pet app,
+    # created one at a time; replicas, mode and everything else come from the file
+    r = sim.up(None, None, manifest=os.path.join(K8S, "kubia-statefulset.yaml"))
+    assert "(replicas 2, pet mode)" in r.stdout
     created = [m.group(1) for m in lines_of(r.stdout, r"^pod/(kubia-\d+) created")]
     assert created == ["kubia-0", "kubia-1"]
     ready = [m.group(1) for m in lines_of(r.stdout, r"^pod/(kubia-\d+) is ready")]
@@ -53,9 +56,13 @@ def test_walkthrough(sim, runtime):
     assert (r.status, r.body) == (200, "You've hit kubia-0\nData stored on this pod: %s\n"
                                   % GREETING)
 
-    # 10.4: scale to three and move to the peers app (kubectl edit statefulset kubia)
-    sim.cli("scale", 3)
-    sim.cli("rollout", "--mode", "peers")
+    # 10.4: three replicas of the peers app (kubectl apply -f kubia-statefulset-peers.yaml):
+    # kubia-2 is created, then kubia-1 and kubia-0 are replaced, highest ordinal first
+    r = sim.cli("rollout", "-f", os.path.join(K8S, "kubia-statefulset-peers.yaml"),
+                *sim.template_args())
+    assert [m.group(1) for m in lines_of(r.stdout, r"^pod/(kubia-\d+) created")] == \
+        ["kubia-2", "kubia-1", "kubia-0"]
+    assert sim.status()["replicas"] == 3
     posts = ["The sun is shining", "The weather is sweet", "It's raining"]
     stored = {}
     for body in posts:

@@ -155,6 +155,12 @@ def _one(objects, kind, what):
 
 
 def _http_path(container, probe):
+    p = _http_probe(container, probe)
+    return p["path"] if p else None
+
+
+def _http_probe(container, probe):
+    """An HTTP GET probe with Kubernetes' defaults filled in, or None without one."""
     p = container.get(probe)
     if not p:
         return None
@@ -162,7 +168,37 @@ def _http_path(container, probe):
     if not get:
         raise ManifestError("the %s of container %s is not an HTTP GET" %
                             (probe, container.get("name")))
-    return get.get("path", "/")
+    if get.get("scheme", "HTTP") != "HTTP":
+        raise ManifestError("the %s of container %s uses %s; kubia speaks HTTP" %
+                            (probe, container.get("name"), get["scheme"]))
+    if "port" not in get:
+        raise ManifestError("the %s of container %s has no port" %
+                            (probe, container.get("name")))
+    return {
+        "path": get.get("path", "/"),
+        "port": resolve_port(get["port"], container),
+        "initial_delay_s": p.get("initialDelaySeconds", 0),
+        "period_s": p.get("periodSeconds", 10),
+        "timeout_s": p.get("timeoutSeconds", 1),
+        "failure_threshold": p.get("failureThreshold", 3),
+    }
+
+
+def _security(pod, container):
+    """The pod's and the container's securityContext, the container's taking precedence."""
+    ps = pod.get("securityContext") or {}
+    cs = container.get("securityContext") or {}
+    caps = cs.get("capabilities") or {}
+    return {
+        "run_as_user": cs.get("runAsUser", ps.get("runAsUser")),
+        "run_as_group": cs.get("runAsGroup", ps.get("runAsGroup")),
+        "run_as_non_root": cs.get("runAsNonRoot", ps.get("runAsNonRoot", False)),
+        "fs_group": ps.get("fsGroup"),
+        "read_only_root_filesystem": cs.get("readOnlyRootFilesystem", False),
+        "allow_privilege_escalation": cs.get("allowPrivilegeEscalation", True),
+        "capabilities_drop": list(caps.get("drop") or []),
+        "capabilities_add": list(caps.get("add") or []),
+    }
 
 
 def settings(source=None, parser=None):
@@ -176,6 +212,12 @@ def settings(source=None, parser=None):
     headless_service_port and headless_service_target_port: the governing Service's
     port and the container port it targets, a number (None when source holds no such
     headless Service). The target port is what cluster DNS puts in the SRV records.
+    readiness_probe and liveness_probe: path, port (a number), initial_delay_s,
+    period_s, timeout_s and failure_threshold, Kubernetes' defaults filled in (None
+    without that probe). command and args: the container's, lists (None when unset).
+    security: run_as_user, run_as_group, run_as_non_root, fs_group,
+    read_only_root_filesystem, allow_privilege_escalation, capabilities_drop and
+    capabilities_add, from the pod's and the container's securityContext.
     """
     what = source or "k8s/"
     objects = load(source, parser)
@@ -218,6 +260,11 @@ def settings(source=None, parser=None):
         "container_port": container_port,
         "readiness_path": _http_path(c, "readinessProbe"),
         "liveness_path": _http_path(c, "livenessProbe"),
+        "readiness_probe": _http_probe(c, "readinessProbe"),
+        "liveness_probe": _http_probe(c, "livenessProbe"),
+        "command": c.get("command"),
+        "args": c.get("args"),
+        "security": _security(pod, c),
         "env": env,
         "volume_mount_path": mounts[0]["mountPath"] if mounts else None,
         "termination_grace_period_seconds": pod.get("terminationGracePeriodSeconds", 30),

@@ -1,0 +1,237 @@
+"""The simulated cluster runs what the manifests say: the pods' replicas, port, probes,
+environment, mount path and grace period come from k8s/ (or from the file given with
+-f), not from the harness. Each test changes a copy of the book's StatefulSet and checks
+that the pods follow the change.
+"""
+
+import copy
+import json
+import os
+import signal
+import sys
+
+import pytest
+
+from conftest import K8S, wait_until
+
+sys.path.insert(0, os.path.join(os.path.dirname(K8S), "test", "image"))
+import manifests  # noqa: E402
+
+PET = os.path.join(K8S, "kubia-statefulset.yaml")
+
+
+def book_statefulset():
+    [sts] = manifests.find(manifests.load(PET), "StatefulSet")
+    return sts
+
+
+def container(sts):
+    return sts["spec"]["template"]["spec"]["containers"][0]
+
+
+def set_env(c, name, value):
+    for e in c["env"]:
+        if e["name"] == name:
+            e["value"] = value
+            return
+    c["env"].append({"name": name, "value": value})
+
+
+def write(tmp_path, name, *objects):
+    """The objects as a multi-document manifest (JSON is YAML)."""
+    path = str(tmp_path / name)
+    with open(path, "w") as f:
+        f.write("\n---\n".join(json.dumps(o, indent=1) for o in objects))
+    return path
+
+
+def environ(pid):
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        pairs = f.read().decode().split("\0")
+    return dict(p.split("=", 1) for p in pairs if "=" in p)
+
+
+def fast_liveness(sts, **probe):
+    c = container(sts)
+    c["livenessProbe"].update(periodSeconds=1, timeoutSeconds=1, failureThreshold=2, **probe)
+    sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 1
+
+
+def test_the_default_is_the_kustomization_and_the_pods_get_its_environment(sim):
+    want = manifests.settings()  # what kubectl kustomize k8s/ renders
+    r = sim.up(None, None)
+    assert "(replicas %d, %s mode)" % (want["replicas"], want["env"]["KUBIA_MODE"]) in r.stdout
+    st = sim.status()
+    assert sorted(st["pods"]) == ["kubia-%d" % i for i in range(want["replicas"])]
+    for name in st["pods"]:
+        env = environ(st["pod_status"][name]["container_pid"])
+        for k, v in want["env"].items():
+            assert env.get(k) == v, (name, k)
+    template = st["templates"][st["current_revision"]]
+    assert template["readiness"]["path"] == want["readiness_path"]
+    assert template["liveness"]["path"] == want["liveness_path"]
+    assert template["grace_s"] == want["termination_grace_period_seconds"]
+
+
+def test_port_mount_path_environment_and_replicas_come_from_the_manifest(sim, tmp_path):
+    sts = book_statefulset()
+    sts["spec"]["replicas"] = 2
+    c = container(sts)
+    c["ports"][0]["containerPort"] = 9090
+    set_env(c, "KUBIA_PORT", "9090")
+    set_env(c, "KUBIA_DATA_FILE", "/var/kubia/stored.txt")
+    set_env(c, "KUBIA_MAX_BODY", "100")
+    c["volumeMounts"][0]["mountPath"] = "/var/kubia"
+    [headless] = manifests.load(os.path.join(K8S, "kubia-service-headless.yaml"))
+    path = write(tmp_path, "sts.yaml", headless, sts)
+
+    r = sim.up(None, None, manifest=path)
+    assert "(replicas 2, pet mode)" in r.stdout
+    assert sorted(sim.status()["pods"]) == ["kubia-0", "kubia-1"]
+    # the API server's proxy reaches the pods on the manifest's port
+    r = sim.post_pod("kubia-1", "stored where the manifest says")
+    assert (r.status, r.body) == (200, "Data stored on pod kubia-1\n")
+    with open(os.path.join(sim.volume(1), "stored.txt")) as f:
+        assert f.read() == "stored where the manifest says"
+    # the environment's limit is kubia's limit
+    r = sim.post_pod("kubia-1", "x" * 101)
+    assert r.status == 413
+    assert sim.get_pod("kubia-1", "/data").body == "stored where the manifest says"
+    # cluster DNS gives the port the headless Service targets (the port named http)
+    r = sim.cli("run", "--", "dig", "+short", "SRV", "kubia.default.svc.cluster.local")
+    ports = sorted(line.split()[2] for line in r.stdout.splitlines())
+    assert ports == ["9090", "9090"], r.stdout
+
+
+def make_volume_read_only(sim, pod, mount_path="/var/data"):
+    """The pod's volume turns read-only under it: kubia's /readyz fails (503), while
+    every other GET path still answers 200."""
+    sim.cli("exec", pod, "--", "mount", "-o", "remount,bind,ro", mount_path)
+
+
+@pytest.mark.parametrize("path,published", [("/readyz", False), ("/healthz", True)])
+def test_the_readiness_probe_path_is_the_manifests(sim, tmp_path, path, published):
+    sts = book_statefulset()
+    sts["spec"]["replicas"] = 1
+    container(sts)["readinessProbe"]["httpGet"]["path"] = path
+    sim.up(None, None, manifest=write(tmp_path, "sts.yaml", sts))
+    assert sim.status()["endpoints"] == ["kubia-0"]
+    make_volume_read_only(sim, "kubia-0")
+    assert sim.get_pod("kubia-0", "/readyz").status == 503
+    r = sim.cli("probe")
+    assert sim.status()["endpoints"] == (["kubia-0"] if published else []), r.stdout
+
+
+def test_a_hung_pod_is_restarted_by_its_liveness_probe_with_its_data(sim, tmp_path):
+    sts = book_statefulset()
+    fast_liveness(sts)
+    path = write(tmp_path, "sts.yaml", sts)
+    sim.up(None, None, "--restart-backoff-ms", 200, manifest=path)
+    sim.post_pod("kubia-1", "kept across the restart")
+    pid = sim.status()["pod_status"]["kubia-1"]["container_pid"]
+    os.kill(pid, signal.SIGSTOP)  # hung: the process is there but answers nothing
+
+    def restarted():
+        s = sim.status()["pod_status"]["kubia-1"]
+        return s if s.get("restarts", 0) >= 1 and s.get("state") == "Running" else None
+    s = wait_until(restarted, 20, "the liveness probe to restart kubia-1", 0.2)
+    assert s["reason"].startswith('Liveness probe failed: Get "http://'), s
+    assert s["last_exit"] == "signal 9"  # SIGTERM cannot stop it; the grace period ends
+    assert s["container_pid"] != pid
+    sim.cli("probe")
+    assert sim.get_pod("kubia-1", "/data").body == "kept across the restart"
+    assert sim.status()["pod_status"]["kubia-0"]["restarts"] == 0
+
+
+def test_the_liveness_probe_path_is_the_manifests(sim, tmp_path):
+    # The book's liveness path (/healthz) does not look at the volume; this one does.
+    sts = book_statefulset()
+    fast_liveness(sts, httpGet={"path": "/readyz", "port": "http"})
+    sts["spec"]["replicas"] = 1
+    path = write(tmp_path, "sts.yaml", sts)
+    sim.up(None, None, "--restart-backoff-ms", 200, manifest=path)
+    make_volume_read_only(sim, "kubia-0")
+
+    def restarted():
+        s = sim.status()["pod_status"]["kubia-0"]
+        return s if s.get("restarts", 0) >= 1 else None
+    s = wait_until(restarted, 20, "the liveness probe to restart kubia-0", 0.2)
+    assert s["reason"] == "Liveness probe failed: HTTP probe failed with statuscode: 503"
+    # kubia ends on the SIGTERM, within the grace period
+    assert s["last_exit"] == "exit 0"
+
+
+def test_a_pod_cut_off_the_network_is_not_killed_by_its_liveness_probe(sim, tmp_path):
+    # The kubelet probes from the pod's node, which the cut does not separate from it.
+    sts = book_statefulset()
+    fast_liveness(sts)
+    path = write(tmp_path, "sts.yaml", sts)
+    sim.up(None, None, manifest=path)
+    pid = sim.status()["pod_status"]["kubia-1"]["container_pid"]
+    before = sim.status()["pod_status"]["kubia-1"]["liveness_probes"]
+    sim.cli("cut", "kubia-1")
+    # the host no longer reaches it, so its readiness fails; liveness is checked from
+    # inside: wait for as many periods as would kill it twice over
+    def probed():
+        s = sim.status()["pod_status"]["kubia-1"]
+        return s if s.get("liveness_probes", 0) >= before + 5 else None
+    s = wait_until(probed, 20, "five liveness probes of the cut-off pod", 0.2)
+    assert s["liveness_failures"] == 0
+    assert s.get("restarts", 0) == 0 and s["container_pid"] == pid
+    sim.cli("heal", "kubia-1")
+
+
+BAD = [
+    ("no readinessProbe", lambda s: container(s).pop("readinessProbe"),
+     "has no readinessProbe"),
+    ("the volume outside /var", lambda s: container(s)["volumeMounts"][0].update(
+        mountPath="/data"), "mountPath /data is outside /var"),
+    ("no volume", lambda s: container(s).pop("volumeMounts"), "mounts no volume named data"),
+    ("env from elsewhere", lambda s: container(s)["env"].append(
+        {"name": "KUBIA_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}),
+     "env KUBIA_NODE uses valueFrom"),
+    ("another StatefulSet", lambda s: s["metadata"].update(name="web"),
+     "kubia-sim plays the chapter's"),
+    ("a probe on another port", lambda s: container(s)["livenessProbe"]["httpGet"].update(
+        port=9999), "the liveness probe asks port 9999"),
+    ("a command", lambda s: container(s).update(command=["/bin/sh"]),
+     "the container sets command"),
+    ("a port name nobody has", lambda s: container(s)["readinessProbe"]["httpGet"].update(
+        port="web"), "has no port named 'web'"),
+]
+
+
+@pytest.mark.parametrize("what,change,msg", BAD, ids=[b[0] for b in BAD])
+def test_a_manifest_kubia_sim_cannot_run_is_refused_and_nothing_is_made(sim, tmp_path,
+                                                                         what, change, msg):
+    sts = copy.deepcopy(book_statefulset())
+    change(sts)
+    path = write(tmp_path, "sts.yaml", sts)
+    r = sim.up(None, None, manifest=path, check=False)
+    assert r.returncode == 1 and msg in r.stderr, r.stderr
+    assert "-f %s" % path in r.stderr
+    assert sim.cli("status", check=False).returncode == 1  # not up
+    assert sim.leftovers() == []
+
+
+def test_a_missing_or_broken_manifest_is_refused(sim, tmp_path):
+    r = sim.up(None, None, manifest=str(tmp_path / "absent.yaml"), check=False)
+    assert r.returncode == 1 and "no such file or directory" in r.stderr
+    broken = str(tmp_path / "broken.yaml")
+    with open(broken, "w") as f:
+        f.write("kind: StatefulSet\nspec: [unclosed\n")
+    r = sim.up(None, None, manifest=broken, check=False)
+    assert r.returncode == 1 and "-f %s" % broken in r.stderr
+    r = sim.up(None, None, manifest=os.path.join(K8S, "kubia-service-public.yaml"),
+               check=False)
+    assert r.returncode == 1 and "expected one StatefulSet" in r.stderr
+    # and a rollout to a bad manifest changes nothing of a running cluster
+    sim.up(1, "pet")
+    before = sim.status()
+    sts = book_statefulset()
+    container(sts).pop("readinessProbe")
+    r = sim.cli("rollout", "-f", write(tmp_path, "sts.yaml", sts), check=False)
+    assert r.returncode == 1 and "has no readinessProbe" in r.stderr
+    after = sim.status()
+    assert after["update_revision"] == before["update_revision"]
+    assert after["templates"] == before["templates"] and after["replicas"] == 1
