@@ -10,7 +10,7 @@ packages=(
     # tests: unit, integration (real dnsmasq, pytest), analysis, fuzzing, benchmarks
     libcmocka-dev python3 python3-pytest dnsmasq-base iproute2 util-linux
     curl strace clang clang-tidy clang-format cppcheck valgrind wrk nginx-light
-    python3-pyflakes
+    python3-pyflakes python3-yaml
     # the simulated cluster (test/e2e/kubia-sim) and its e2e suite
     bind9-dnsutils
     # the container image and its tests (test/image): podman with runc, CNI networking
