@@ -8,11 +8,12 @@ import copy
 import json
 import os
 import signal
+import subprocess
 import sys
 
 import pytest
 
-from conftest import K8S, wait_until
+from conftest import IMAGE, K8S, image_available, wait_until
 
 sys.path.insert(0, os.path.join(os.path.dirname(K8S), "test", "image"))
 import manifests  # noqa: E402
@@ -235,3 +236,42 @@ def test_a_missing_or_broken_manifest_is_refused(sim, tmp_path):
     after = sim.status()
     assert after["update_revision"] == before["update_revision"]
     assert after["templates"] == before["templates"] and after["replicas"] == 1
+
+
+def test_a_container_gets_the_manifests_user_security_context_and_resources(sim):
+    if not image_available():
+        pytest.skip("no image %s (the image suite builds it)" % IMAGE)
+    want = manifests.settings(PET)
+    sec, limits = want["security"], want["resources"]["limits"]
+    sim.runtime = "podman"
+    sim.up(1, None, manifest=PET)
+    name = sim.pod("kubia-0")["netns"]  # the container is named after the pod's sandbox
+    r = subprocess.run(["podman", "--runtime", "runc", "inspect", name], capture_output=True,
+                       text=True, check=True)
+    [info] = json.loads(r.stdout)
+    host = info["HostConfig"]
+    assert info["Config"]["User"] == "%d:%d" % (sec["run_as_user"], sec["run_as_group"])
+    assert host["ReadonlyRootfs"] is sec["read_only_root_filesystem"] is True
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert host["Memory"] == limits["memory"] and host["MemorySwap"] == limits["memory"]
+    assert host["CpuShares"] == int(want["resources"]["requests"]["cpu"] * 1024)
+    # the process itself: the manifest's user, the fsGroup, no capabilities at all
+    pid = sim.status()["pod_status"]["kubia-0"]["container_pid"]
+    status = proc_status(pid)
+    assert status["Uid"].split()[0] == str(sec["run_as_user"])
+    assert str(sec["fs_group"]) in status["Groups"].split()
+    assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0
+    assert status["NoNewPrivs"] == "1"
+    # the volume, as fsGroup leaves it: the group owns it and new files inherit it
+    st = os.stat(sim.volume(0))
+    assert st.st_gid == sec["fs_group"] and st.st_mode & 0o2070 == 0o2070
+    r = sim.post_pod("kubia-0", "written as %d" % sec["run_as_user"])
+    assert r.status == 200
+    data = os.path.join(sim.volume(0), os.path.basename(want["env"]["KUBIA_DATA_FILE"]))
+    assert os.stat(data).st_uid == sec["run_as_user"]
+    assert os.stat(data).st_gid == sec["fs_group"]
+
+
+def proc_status(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)

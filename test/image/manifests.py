@@ -18,6 +18,7 @@ kubectl in any case. Standard library otherwise.
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -184,6 +185,41 @@ def _http_probe(container, probe):
     }
 
 
+_SUFFIXES = {"": 1, "m": 10**-3, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+             "P": 10**15, "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30,
+             "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def quantity(q):
+    """A Kubernetes quantity ("64Mi", "50m", "0.5", 1, "1e3") as a number: bytes for
+    memory, cores for CPU."""
+    if isinstance(q, bool) or not isinstance(q, (int, float, str)):
+        raise ManifestError("quantity %r is not a number or a string" % (q,))
+    if not isinstance(q, str):
+        return q
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if suffix and q.endswith(suffix):
+            number = q[:-len(suffix)]
+            break
+    else:
+        suffix, number = "", q
+    if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", number):
+        raise ManifestError("quantity %r is not a Kubernetes quantity" % q)
+    if "e" in number.lower() and suffix:
+        raise ManifestError("quantity %r has both an exponent and a suffix" % q)
+    return float(number) * _SUFFIXES[suffix]
+
+
+def _resources(container):
+    """requests and limits: cpu in cores and memory in bytes (absent ones left out)."""
+    res = container.get("resources") or {}
+    out = {}
+    for kind in ("requests", "limits"):
+        out[kind] = {k: quantity(v) for k, v in (res.get(kind) or {}).items()
+                     if k in ("cpu", "memory")}
+    return out
+
+
 def _security(pod, container):
     """The pod's and the container's securityContext, the container's taking precedence."""
     ps = pod.get("securityContext") or {}
@@ -218,6 +254,7 @@ def settings(source=None, parser=None):
     security: run_as_user, run_as_group, run_as_non_root, fs_group,
     read_only_root_filesystem, allow_privilege_escalation, capabilities_drop and
     capabilities_add, from the pod's and the container's securityContext.
+    resources: requests and limits, each {"cpu": cores, "memory": bytes} as given.
     """
     what = source or "k8s/"
     objects = load(source, parser)
@@ -265,6 +302,7 @@ def settings(source=None, parser=None):
         "command": c.get("command"),
         "args": c.get("args"),
         "security": _security(pod, c),
+        "resources": _resources(c),
         "env": env,
         "volume_mount_path": mounts[0]["mountPath"] if mounts else None,
         "termination_grace_period_seconds": pod.get("terminationGracePeriodSeconds", 30),

@@ -459,6 +459,18 @@ def test_settings_of_the_kustomization():
         "container_port": KUBIA_PORT,
         "readiness_path": "/readyz",
         "liveness_path": "/healthz",
+        "readiness_probe": s["readiness_probe"],
+        "liveness_probe": s["liveness_probe"],
+        "command": None,
+        "args": None,
+        "security": {
+            "run_as_user": 10001, "run_as_group": 10001, "run_as_non_root": True,
+            "fs_group": 10001, "read_only_root_filesystem": True,
+            "allow_privilege_escalation": False, "capabilities_drop": ["ALL"],
+            "capabilities_add": [],
+        },
+        "resources": {"requests": {"cpu": 0.05, "memory": 32 * 2**20},
+                      "limits": {"memory": 64 * 2**20}},
         "env": s["env"],
         "volume_mount_path": "/var/data",
         "termination_grace_period_seconds": s["termination_grace_period_seconds"],
@@ -467,6 +479,33 @@ def test_settings_of_the_kustomization():
     }
     assert s["env"]["KUBIA_MODE"] == "peers" and s["env"]["KUBIA_SERVICE"] == "kubia"
     assert 1 <= s["termination_grace_period_seconds"] <= 10
+    for probe, p in (("readiness_probe", "/readyz"), ("liveness_probe", "/healthz")):
+        assert s[probe]["path"] == p and s[probe]["port"] == KUBIA_PORT
+        assert s[probe]["period_s"] >= 1 and s[probe]["failure_threshold"] >= 1
+
+
+def test_settings_fill_in_the_probe_defaults(tmp_path):
+    # Kubernetes' defaults: no initial delay, every 10 s, 1 s time-out, 3 failures.
+    text = _broken("          periodSeconds: 5\n          timeoutSeconds: 1\n"
+                   "          failureThreshold: 2\n", "")
+    f = tmp_path / "sts.yaml"
+    f.write_text(text)
+    p = manifests.settings(str(f))["readiness_probe"]
+    assert p == {"path": "/readyz", "port": KUBIA_PORT, "initial_delay_s": 0,
+                 "period_s": 10, "timeout_s": 1, "failure_threshold": 3}
+
+
+@pytest.mark.parametrize("q,value", [("64Mi", 64 * 2**20), ("50m", 0.05), ("0.5", 0.5),
+                                     (2, 2), ("1.5Gi", 1.5 * 2**30), ("100k", 100000),
+                                     ("2M", 2000000), ("1e3", 1000), (".5", 0.5)])
+def test_quantities(q, value):
+    assert manifests.quantity(q) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("q", ["64MB", "abc", "1e3Mi", "", "Mi", True, None, "1.2.3"])
+def test_quantities_refused(q):
+    with pytest.raises(manifests.ManifestError, match="quantity"):
+        manifests.quantity(q)
 
 
 def test_settings_of_one_file():
