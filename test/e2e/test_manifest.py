@@ -275,3 +275,13 @@ def test_a_container_gets_the_manifests_user_security_context_and_resources(sim)
 def proc_status(pid):
     with open("/proc/%d/status" % pid) as f:
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def test_an_image_that_is_not_there_is_refused(sim):
+    if not os.access("/usr/bin/podman", os.X_OK):
+        pytest.skip("podman is not installed")
+    sim.runtime = "podman"
+    r = sim.up(1, None, "--image", "localhost/kubia:no-such-tag", check=False)
+    assert r.returncode == 1
+    assert "image localhost/kubia:no-such-tag is not on this machine" in r.stderr
+    assert sim.leftovers() == []
