@@ -277,11 +277,19 @@ def proc_status(pid):
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
 
 
-def test_an_image_that_is_not_there_is_refused(sim):
-    if not os.access("/usr/bin/podman", os.X_OK):
-        pytest.skip("podman is not installed")
+def test_an_image_that_is_not_there_is_refused_at_up_and_rollout(sim):
+    if not image_available():
+        pytest.skip("no image %s (the image suite builds it)" % IMAGE)
     sim.runtime = "podman"
     r = sim.up(1, None, "--image", "localhost/kubia:no-such-tag", check=False)
     assert r.returncode == 1
     assert "image localhost/kubia:no-such-tag is not on this machine" in r.stderr
     assert sim.leftovers() == []
+    # nor is a rollout to it: the running pods stay as they are
+    sim.up(1, None)
+    before = sim.status()
+    r = sim.cli("rollout", "--image", "localhost/kubia:no-such-tag", check=False)
+    assert r.returncode == 1 and "is not on this machine" in r.stderr
+    after = sim.status()
+    assert after["templates"] == before["templates"]
+    assert after["pods"]["kubia-0"]["netns"] == before["pods"]["kubia-0"]["netns"]
