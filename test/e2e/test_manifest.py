@@ -6,6 +6,7 @@ that the pods follow the change.
 
 import copy
 import json
+import re
 import os
 import signal
 import subprocess
@@ -293,3 +294,21 @@ def test_an_image_that_is_not_there_is_refused_at_up_and_rollout(sim):
     after = sim.status()
     assert after["templates"] == before["templates"]
     assert after["pods"]["kubia-0"]["netns"] == before["pods"]["kubia-0"]["netns"]
+
+
+@pytest.mark.parametrize("runtime", ["process", "podman"])
+def test_a_hung_pod_is_killed_when_its_grace_period_ends(sim, tmp_path, runtime):
+    if runtime == "podman" and not image_available():
+        pytest.skip("no image %s (the image suite builds it)" % IMAGE)
+    sim.runtime = runtime
+    sts = book_statefulset()
+    sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 1
+    sim.up(1, None, manifest=write(tmp_path, "sts.yaml", sts))
+    pid = sim.status()["pod_status"]["kubia-0"]["container_pid"]
+    os.kill(pid, signal.SIGSTOP)  # SIGTERM cannot end it now
+    r = sim.cli("delete", "pod", "kubia-0")
+    m = re.search(r'pod "kubia-0" deleted \(stopped in ([0-9.]+) s\)', r.stdout)
+    assert m and 1.0 <= float(m.group(1)) < 10, r.stdout
+    assert not os.path.exists("/proc/%d" % pid)
+    # it comes back, as a StatefulSet's pod does
+    assert sim.get_pod("kubia-0", "/data").status == 200
