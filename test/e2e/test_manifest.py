@@ -237,6 +237,11 @@ def test_a_missing_or_broken_manifest_is_refused(sim, tmp_path):
     after = sim.status()
     assert after["update_revision"] == before["update_revision"]
     assert after["templates"] == before["templates"] and after["replicas"] == 1
+    # nor does up --recreate take the running cluster down for a bad manifest
+    r = sim.up(None, None, "--recreate", manifest=broken, check=False)
+    assert r.returncode == 1 and "-f %s" % broken in r.stderr
+    assert sim.status()["pods"] == before["pods"]
+    assert sim.get_pod("kubia-0").status == 200
 
 
 def test_a_container_gets_the_manifests_user_security_context_and_resources(sim):
