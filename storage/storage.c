@@ -118,8 +118,49 @@ static int split_path(struct storage *st, const char *path, char *err, size_t er
 	return 0;
 }
 
+/* A new directory entry is durable only once the directory holding it is synced: until
+ * then a power cut can take the directory made at start, and the data file in it, away. */
+static int sync_parent(const char *dir, char *err, size_t errlen)
+{
+	const char *slash = strrchr(dir, '/');
+	char *parent;
+	int fd = -1;
+	int ret = -1;
+
+	if (slash == NULL) {
+		parent = strdup(".");
+	} else if (slash == dir) {
+		parent = strdup("/");
+	} else {
+		parent = strndup(dir, (size_t)(slash - dir));
+	}
+	if (parent == NULL) {
+		set_err(err, errlen, "out of memory");
+		return -1;
+	}
+	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		set_err(err, errlen, "cannot open directory %s to make the new %s durable: %s",
+			parent, dir, strerror(errno));
+		goto out;
+	}
+	if (fsync(fd) < 0) {
+		set_err(err, errlen, "cannot fsync directory %s after creating %s: %s", parent, dir,
+			strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	if (fd >= 0) {
+		(void)close(fd);
+	}
+	free(parent);
+	return ret;
+}
+
 /* mkdir -p: a missing volume directory is created, as the book's app did with its
- * data file. Existing components are fine; a component that is a file is not. */
+ * data file. Existing components are fine; a component that is a file is not. Every
+ * directory created is made durable before the next is created inside it. */
 static int make_dirs(const char *dirpath, char *err, size_t errlen)
 {
 	char *buf = strdup(dirpath);
@@ -137,7 +178,11 @@ static int make_dirs(const char *dirpath, char *err, size_t errlen)
 			continue;
 		}
 		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+		if (mkdir(buf, 0755) == 0) {
+			if (sync_parent(buf, err, errlen) < 0) {
+				goto out;
+			}
+		} else if (errno != EEXIST) {
 			set_err(err, errlen, "cannot create data directory %s: %s", buf,
 				strerror(errno));
 			goto out;

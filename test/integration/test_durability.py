@@ -96,3 +96,61 @@ def test_post_is_answered_only_after_fsync_rename_fsync(factory, tmp_path):
     assert i_reply > i_dsync, (
         "the POST was answered (call %d) before the directory fsync (call %d)" % (
             i_reply, i_dsync))
+
+
+def _stop_traced(k):
+    """Ends kubia (strace's child) by its PID and waits for strace to pass on its
+    exit status."""
+    with open("/proc/%d/task/%d/children" % (k.proc.pid, k.proc.pid)) as f:
+        child = int(f.read().split()[0])
+    try:
+        os.kill(child, signal.SIGTERM)
+        assert k.proc.wait(30) == 0, k.stderr()
+    finally:
+        if k.proc.poll() is None:
+            os.kill(child, signal.SIGKILL)
+
+
+FD_PATH = re.compile(r"^\d+<(.*)>$")
+QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def test_created_data_directories_are_synced_before_serving(factory, tmp_path):
+    """A missing data directory is created at start (mkdir -p). A new directory
+    entry survives a power cut only once its parent directory is fsynced, so every
+    directory kubia creates must be followed by an fsync of its parent before kubia
+    listens: otherwise the directory, and later the data file in it, can vanish."""
+    trace = str(tmp_path / "trace")
+    vol = os.path.realpath(str(tmp_path))
+    created = [os.path.join(vol, "a"), os.path.join(vol, "a", "b")]
+    data_file = os.path.join(created[-1], "kubia.txt")
+    # -y prints the path behind every descriptor, so an fsync names its directory.
+    wrapper = [STRACE, "-f", "-qq", "-y", "-o", trace, "-e",
+               "trace=mkdir,mkdirat,fsync,fdatasync,listen"]
+    # The last --data-file wins over the fixture's own.
+    k = factory.kubia("kubia-0", mode="pet", wrapper=wrapper, ready_timeout=30,
+                      args=["--data-file", data_file])
+    r = k.post("/", b"in a new directory")
+    assert r.status == 200, r
+    _stop_traced(k)
+    with open(data_file, "rb") as f:
+        assert f.read() == b"in a new directory"
+
+    calls = parse(trace)
+    i_listen = first(calls, 0, lambda c: c[0] == "listen" and c[2] == 0, "listen")
+
+    def synced_path(c):
+        m = FD_PATH.match(c[1])
+        return m.group(1) if c[0] in ("fsync", "fdatasync") and c[2] == 0 and m else None
+
+    for d in created:
+        i_mkdir = first(calls, 0, lambda c: c[0] in ("mkdir", "mkdirat") and c[2] == 0
+                        and QUOTED.search(c[1]) is not None
+                        and QUOTED.search(c[1]).group(1) == d, "mkdir of %s" % d)
+        parent = os.path.dirname(d)
+        i_sync = first(calls, i_mkdir, lambda c: synced_path(c) == parent,
+                       "fsync of %s after creating %s" % (parent, d))
+        assert i_sync < i_listen, (
+            "%s was created (call %d) but its parent %s was fsynced only at call %d, "
+            "after kubia started listening (call %d)" % (d, i_mkdir, parent, i_sync,
+                                                         i_listen))
