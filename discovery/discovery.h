@@ -14,6 +14,17 @@
 
 struct discovery;
 
+enum discovery_log_level {
+	DISCOVERY_LOG_ERROR = 0,
+	DISCOVERY_LOG_WARN,
+	DISCOVERY_LOG_INFO,
+	DISCOVERY_LOG_DEBUG,
+};
+
+/* Receives one line (no newline) about something that went wrong or changed inside the
+ * loop; called on the loop thread, so it must be thread-safe and must not block. */
+typedef void (*discovery_log_fn)(void *ctx, enum discovery_log_level level, const char *line);
+
 struct discovery_config {
 	const char *service; /* short name (search list) or fully qualified */
 	const char *hostname; /* this pod's name: its entry is read locally */
@@ -27,7 +38,23 @@ struct discovery_config {
 	size_t peer_max_bytes; /* largest /data body accepted from a peer */
 	unsigned max_peers; /* most records used from one answer */
 	unsigned max_pending; /* most cluster requests in flight at once */
+	discovery_log_fn log; /* NULL: nothing is logged */
+	void *log_ctx;
 };
+
+/* A DNS server given as text: "IPv4", "IPv4:port", "IPv6", "[IPv6]" or "[IPv6]:port"
+ * (addresses only: the resolver needs an address to ask). */
+struct discovery_dns_server {
+	int family; /* AF_INET or AF_INET6 */
+	unsigned char addr[16]; /* network order; 4 bytes used for AF_INET */
+	unsigned port; /* 53 when not given */
+};
+
+/* Parses text into *out. false with the reason in err (without the text itself, so the
+ * caller can say where the value came from). The one parser of a DNS server: the
+ * configuration checks values with it and discovery_create() uses it. */
+bool discovery_parse_dns_server(const char *text, struct discovery_dns_server *out, char *err,
+				size_t errlen);
 
 /* Returns a malloc()ed copy of this pod's data (or "No data posted yet") in *out and
  * its length in *len; false on allocation failure. Called on the loop thread. */

@@ -2,7 +2,7 @@
 /*
  * The cluster view's lines: which peers to ask (planning) and the text that results
  * (rendering). Pure functions, so the exact output bytes are unit tested; the transfers
- * themselves live in loop.c.
+ * themselves live in transfer.c.
  */
 #include "discovery/internal.h"
 
@@ -19,12 +19,6 @@ static size_t first_label_len(const char *name)
 	const char *dot = strchr(name, '.');
 
 	return dot != NULL ? (size_t)(dot - name) : strlen(name);
-}
-
-static bool is_self(const char *name, const char *host, size_t hostlen)
-{
-	return hostlen > 0 && first_label_len(name) == hostlen &&
-	       strncasecmp(name, host, hostlen) == 0;
 }
 
 bool fanout_line_set(struct fanout_line *l, const char *data, size_t len)
@@ -99,7 +93,7 @@ int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_
 		return 0;
 	}
 	for (size_t i = 0; i < a->npeers; i++) {
-		if (is_self(a->peers[i].name, hostname, hostlen)) {
+		if (srv_is_self(a->peers[i].name, hostname)) {
 			have_self = true;
 		}
 	}
@@ -137,7 +131,7 @@ int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_
 		p = &a->peers[i];
 		l = &lines[k++];
 		memcpy(l->name, p->name, sizeof(p->name));
-		l->self = is_self(p->name, hostname, hostlen);
+		l->self = srv_is_self(p->name, hostname);
 		l->family = p->family;
 		memcpy(l->addr, p->addr, sizeof(l->addr));
 		l->port = peer_port != 0 ? (uint16_t)peer_port : p->port;

@@ -3,14 +3,39 @@
 #define KUBIA_DISCOVERY_INTERNAL_H
 
 /*
- * Private to discovery/ and its tests: the pure parts (DNS answer parsing, planning and
- * rendering of the cluster view) kept apart from the event loop so they can be unit
- * tested and fuzzed without a network.
+ * Private to discovery/ and its tests: what the files of the module share. A cluster
+ * view travels through them in this order:
+ *
+ *   reactor.c   the loop thread: epoll, timerfd, eventfd; create, submit, stop
+ *   view.c      views waiting for the SRV answer; serving one from an answer
+ *   lookup.c    the c-ares channel: the SRV query over the names to ask, addresses
+ *   names.c     (pure) the names to ask (search list, ndots); the DNS server parser
+ *   srv.c       (pure) parsing an SRV reply; the "is this record me" rule
+ *   cache.c     (pure) how long an SRV outcome may be reused
+ *   transfer.c  libcurl multi: GET /data from every peer of a view
+ *   fanout.c    (pure) the view's lines: which to ask, and the text they make
+ *
+ * The pure files know nothing of threads, sockets or the clock, so they are unit tested
+ * and fuzzed without a network.
  */
 
+#include <ares.h>
+#include <curl/curl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "discovery/discovery.h"
+
+/* ---- DNS ------------------------------------------------------------------------ */
+
+#define DNS_CLASS_IN 1
+#define DNS_TYPE_A 1
+#define DNS_TYPE_AAAA 28
+#define DNS_TYPE_SRV 33
+#define DNS_RCODE_NOERROR 0
+#define DNS_RCODE_NXDOMAIN 3
 
 /* A DNS name in presentation form is at most 253 characters; c-ares escapes unusual
  * bytes (\DDD), so names that do not fit here are dropped rather than truncated. */
@@ -23,8 +48,29 @@
 /* Writes one printf-formatted line into err (nothing when err is NULL or errlen 0). */
 void discovery_set_err(char *err, size_t errlen, const char *fmt, ...) DISCOVERY_PRINTF(3, 4);
 
-#define SRV_RCODE_NOERROR 0
-#define SRV_RCODE_NXDOMAIN 3
+/* The text every request still open at shutdown is ended with. */
+#define SHUTDOWN_TEXT "shutting down"
+
+#define NS_PER_MS 1000000ull
+#define NEVER UINT64_MAX
+
+/* ---- names.c: what to ask ---------------------------------------------------------- */
+
+/* The names to query for service, in the resolver's order (resolv.conf(5)): a name
+ * ending in a dot exactly as given (without the dot); a name with at least ndots dots
+ * as given, then with each search domain appended; a name with fewer dots with each
+ * search domain appended first, then as given. A name without any dot is never asked
+ * bare while there is a search list: a single label is not a name in the root zone, and
+ * asking one would turn "no peers" into whatever the upstream server says. Empty
+ * domains are skipped. Returns 0 with a malloc()ed array of malloc()ed names, or -1
+ * when memory ran out. */
+int names_build(const char *service, const char *const *domains, size_t ndomains,
+		unsigned ndots, char ***out, size_t *n);
+
+/* Frees what names_build() returned. */
+void names_free(char **names, size_t n);
+
+/* ---- srv.c: the SRV answer ---------------------------------------------------------- */
 
 struct srv_peer {
 	char name[SRV_NAME_MAX]; /* target without the trailing dot */
@@ -62,6 +108,38 @@ void srv_answer_free(struct srv_answer *a);
  * then ordered by strcasecmp() and finally strcmp(), so the order is total. */
 int srv_name_cmp(const char *a, const char *b);
 
+/* True when the record named name is this pod's own: its first label equals the first
+ * label of hostname, ignoring case (a StatefulSet pod's name is the first label of its
+ * DNS name). False for an empty hostname. */
+bool srv_is_self(const char *name, const char *hostname);
+
+/* ---- cache.c: reuse of an SRV outcome ---------------------------------------------- */
+
+enum result_kind { RES_NONE = 0, RES_PEERS, RES_EMPTY, RES_ERROR };
+
+struct srv_cache {
+	enum result_kind kind; /* RES_NONE: nothing cached */
+	struct srv_answer ans;
+	uint64_t expiry_ns;
+};
+
+/* How long an outcome may be served again, in ms: never an error; "no peers" for
+ * cache_ms; peers for cache_ms but never past the answer's TTL, and not at all when a
+ * target's address could not be found (the next view asks again). */
+uint64_t cache_life_ms(enum result_kind kind, const struct srv_answer *a, unsigned cache_ms);
+
+/* Keeps *a (ownership moves to the cache, *a is emptied) when its life is not zero;
+ * returns whether it was kept. */
+bool cache_put(struct srv_cache *c, enum result_kind kind, struct srv_answer *a,
+	       unsigned cache_ms, uint64_t now_ns);
+
+/* The cached outcome if it is still alive at now_ns, else NULL (kind RES_NONE). */
+const struct srv_cache *cache_get(const struct srv_cache *c, uint64_t now_ns);
+
+void cache_clear(struct srv_cache *c);
+
+/* ---- fanout.c: the view's lines ---------------------------------------------------- */
+
 /* One line of the cluster view. data is owned by the line (malloc()ed) once set. */
 struct fanout_line {
 	char name[SRV_NAME_MAX + 64];
@@ -72,16 +150,16 @@ struct fanout_line {
 	uint16_t port;
 	char *data; /* the peer's /data body verbatim, or "Error: <reason>" */
 	size_t len;
-	void *xfer; /* loop.c's transfer while one is running */
+	void *xfer; /* transfer.c's transfer while one is running */
 };
 
-/* Plans the lines for a parsed answer: one per peer in order; the peer whose first
- * label equals the first label of hostname (case-insensitive) is marked self. When
- * other peers exist but none is self, a self line "<hostname>.<rest>" is inserted in
- * order, rest being what follows the first label of the first other peer's name.
- * Peers whose address is unknown get their "Error: could not resolve ..." text now.
- * Port is peer_port when nonzero, else the record's. Returns 0 (*out NULL and *n 0 when
- * there are no peers) or -1 when memory ran out. */
+/* Plans the lines for a parsed answer: one per peer in order; the peer for which
+ * srv_is_self() holds is marked self. When other peers exist but none is self, a self
+ * line "<hostname>.<rest>" is inserted in order, rest being what follows the first
+ * label of the first other peer's name. Peers whose address is unknown get their
+ * "Error: could not resolve ..." text now. Port is peer_port when nonzero, else the
+ * record's. Returns 0 (*out NULL and *n 0 when there are no peers) or -1 when memory
+ * ran out. */
 int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_port,
 		struct fanout_line **out, size_t *n);
 
@@ -102,5 +180,112 @@ char *fanout_render(const struct fanout_line *lines, size_t n, size_t *len);
 
 /* "Could not look up DNS SRV records: <reason>\n", malloc()ed; NULL when memory ran out */
 char *fanout_render_dns_error(const char *reason, size_t *len);
+
+/* ---- the loop's state (loop thread only unless marked) ------------------------------- */
+
+/* A cluster-view request, from discovery_request() until its done callback. */
+struct view {
+	struct view *next;
+	struct view *prev;
+	discovery_done_fn done;
+	void *ctx;
+	struct fanout_line *lines;
+	size_t nlines;
+	size_t nleft; /* lines still waiting for their peer */
+};
+
+/* The one SRV lookup in flight; the views that need it wait in d->waiters. */
+struct lookup {
+	bool active;
+	bool cancelling; /* deadline or shutdown: callbacks must not start new queries */
+	bool timed_out;
+	size_t name; /* index into d->names of the name being asked */
+	uint64_t start;
+	uint64_t deadline;
+	struct srv_answer ans;
+	struct addr_query *aq; /* one per peer whose address is being looked up */
+	size_t addr_pending;
+};
+
+struct discovery {
+	struct discovery_config cfg; /* strings below are owned copies */
+	char *service;
+	char *hostname;
+	char *resolv_conf;
+	char *dns_server;
+
+	discovery_local_fn local;
+	void *local_ctx;
+
+	int epfd;
+	int evfd;
+	int tfd;
+	ares_channel channel;
+	bool channel_ok;
+	CURLM *multi;
+	uint64_t curl_due;
+
+	char **names; /* the names to ask, in order (names_build()) */
+	size_t nnames;
+
+	struct lookup lk;
+	struct view *waiters; /* views waiting for the lookup, in arrival order */
+	struct view *waiters_tail;
+	struct view *inflight; /* doubly linked: views whose peers are being asked */
+	bool loop_stopping;
+	struct srv_cache cache;
+
+	/* Shared with submitting threads, under mu. */
+	pthread_mutex_t mu;
+	struct view *q_head;
+	struct view *q_tail;
+	unsigned pending;
+	bool stopping;
+
+	/* Serialises discovery_stop() callers so each returns only after the join. */
+	pthread_mutex_t stop_mu;
+	pthread_t thread;
+	bool joined;
+};
+
+/* reactor.c */
+uint64_t now_ns(void);
+enum fd_owner { FD_ARES = 3, FD_CURL = 4 };
+/* Watches fd for events (registered or not yet: libraries reuse and close sockets). */
+void reactor_watch(struct discovery *d, enum fd_owner owner, int fd, uint32_t events);
+void reactor_unwatch(struct discovery *d, int fd);
+/* One line to the configured log callback, if any. */
+void disc_log(const struct discovery *d, enum discovery_log_level level, const char *fmt, ...)
+	DISCOVERY_PRINTF(3, 4);
+
+/* view.c */
+void view_start(struct discovery *d, struct view *v);
+void views_serve(struct discovery *d, struct view *waiters, enum result_kind kind,
+		 const struct srv_answer *ans, const char *reason);
+void view_dns_error(struct discovery *d, struct view *v, const char *reason);
+/* A transfer of v ended and set its line's text. */
+void view_line_done(struct discovery *d, struct view *v);
+/* Ends every view still waiting for peers with "Error: shutting down" lines. */
+void views_shutdown(struct discovery *d);
+
+/* lookup.c */
+bool lookup_setup(struct discovery *d, char *err, size_t errlen);
+/* Starts the lookup unless one is in flight; its end serves every waiting view. */
+void lookup_begin(struct discovery *d);
+void lookup_cancel(struct discovery *d, bool timed_out);
+uint64_t lookup_due(struct discovery *d, uint64_t now);
+void lookup_run_timers(struct discovery *d, uint64_t now);
+void lookup_on_event(struct discovery *d, int fd, uint32_t events);
+void lookup_destroy(struct discovery *d);
+
+/* transfer.c */
+bool transfer_setup(struct discovery *d, char *err, size_t errlen);
+/* Starts GET /data for line idx of v; false when it could not be started. */
+bool transfer_start(struct discovery *d, struct view *v, size_t idx);
+/* Ends a running transfer without touching its line (shutdown). */
+void transfer_abort(struct discovery *d, void *xfer);
+void transfer_on_event(struct discovery *d, int fd, uint32_t events);
+void transfer_run_timer(struct discovery *d, uint64_t now);
+void transfer_destroy(struct discovery *d);
 
 #endif

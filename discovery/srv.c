@@ -19,10 +19,6 @@
 
 #define DNS_HEADER_LEN 12
 #define DNS_RR_FIXED 10 /* type, class, ttl, rdlength */
-#define DNS_TYPE_A 1
-#define DNS_TYPE_AAAA 28
-#define DNS_TYPE_SRV 33
-#define DNS_CLASS_IN 1
 #define SRV_RDATA_FIXED 6 /* priority, weight, port */
 
 void discovery_set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -80,7 +76,9 @@ static int srv_name_at(const unsigned char *msg, size_t len, size_t *pos, size_t
 	return ret;
 }
 
-int srv_name_cmp(const char *a, const char *b)
+/* srv_name_cmp() without its last, case-sensitive step: 0 exactly when a and b are the
+ * same name for DNS (equal ignoring case). */
+static int name_cmp_nocase(const char *a, const char *b)
 {
 	const unsigned char *p = (const unsigned char *)a;
 	const unsigned char *q = (const unsigned char *)b;
@@ -130,19 +128,36 @@ int srv_name_cmp(const char *a, const char *b)
 		return *p == '\0' ? -1 : 1;
 	}
 	r = strcasecmp(a, b);
+	return r < 0 ? -1 : (r > 0 ? 1 : 0);
+}
+
+int srv_name_cmp(const char *a, const char *b)
+{
+	int r = name_cmp_nocase(a, b);
+
 	if (r != 0) {
-		return r < 0 ? -1 : 1;
+		return r;
 	}
 	r = strcmp(a, b);
 	return r < 0 ? -1 : (r > 0 ? 1 : 0);
 }
 
-/* Order used before de-duplication: by name, then the record that should win first. */
+bool srv_is_self(const char *name, const char *hostname)
+{
+	size_t hl = hostname != NULL ? strcspn(hostname, ".") : 0;
+
+	return hl > 0 && strcspn(name, ".") == hl && strncasecmp(name, hostname, hl) == 0;
+}
+
+
+
+/* Order used before de-duplication: by name ignoring case (one DNS name, however it is
+ * spelled, is one group), then the record that should win first, then the spelling. */
 static int srv_peer_cmp(const void *va, const void *vb)
 {
 	const struct srv_peer *a = va;
 	const struct srv_peer *b = vb;
-	int r = srv_name_cmp(a->name, b->name);
+	int r = name_cmp_nocase(a->name, b->name);
 
 	if (r != 0) {
 		return r;
@@ -156,7 +171,7 @@ static int srv_peer_cmp(const void *va, const void *vb)
 	if (a->port != b->port) {
 		return a->port < b->port ? -1 : 1;
 	}
-	return 0;
+	return srv_name_cmp(a->name, b->name);
 }
 
 static uint32_t srv_ttl(uint32_t raw)
@@ -242,22 +257,139 @@ void srv_answer_free(struct srv_answer *a)
 	a->npeers = 0;
 }
 
+/* Skips the question section. */
+static int srv_questions(const unsigned char *msg, size_t len, size_t *pos, unsigned count)
+{
+	char name[SRV_NAME_MAX];
+
+	for (unsigned i = 0; i < count; i++) {
+		if (srv_name_at(msg, len, pos, len, name, sizeof(name)) < 0 || len - *pos < 4) {
+			return -1;
+		}
+		*pos += 4;
+	}
+	return 0;
+}
+
+/* Reads one answer record at *pos and moves past it. An SRV record of class IN with a
+ * usable target is appended to out (room for it was made by the caller); others are
+ * skipped. */
+static int srv_answer_rr(const unsigned char *msg, size_t len, size_t *pos, size_t cap,
+			 struct srv_answer *out, char *err, size_t errlen)
+{
+	char name[SRV_NAME_MAX];
+	uint16_t type;
+	uint16_t class;
+	uint32_t ttl;
+	uint16_t rdlen;
+	size_t rdend;
+	size_t tpos;
+	int fit;
+	struct srv_peer *p;
+
+	if (srv_name_at(msg, len, pos, len, name, sizeof(name)) < 0 || len - *pos < DNS_RR_FIXED) {
+		discovery_set_err(err, errlen, "malformed answer record");
+		return -1;
+	}
+	type = get16(msg + *pos);
+	class = get16(msg + *pos + 2);
+	ttl = srv_ttl(get32(msg + *pos + 4));
+	rdlen = get16(msg + *pos + 8);
+	*pos += DNS_RR_FIXED;
+	if (rdlen > len - *pos) {
+		discovery_set_err(err, errlen, "answer record runs past the end of the reply");
+		return -1;
+	}
+	rdend = *pos + rdlen;
+	tpos = *pos + SRV_RDATA_FIXED;
+	if (type != DNS_TYPE_SRV || class != DNS_CLASS_IN) {
+		*pos = rdend;
+		return 0;
+	}
+	if (rdlen < SRV_RDATA_FIXED + 1) {
+		discovery_set_err(err, errlen, "SRV record too short");
+		return -1;
+	}
+	fit = srv_name_at(msg, len, &tpos, rdend, name, sizeof(name));
+	if (fit < 0 || tpos != rdend) {
+		discovery_set_err(err, errlen, "malformed SRV target");
+		return -1;
+	}
+	if (fit == 1 && name[0] != '\0') {
+		if (out->npeers >= cap) {
+			/* Cannot happen given the caller's size bound; kept as a guard. */
+			discovery_set_err(err, errlen, "too many SRV records");
+			return -1;
+		}
+		p = &out->peers[out->npeers++];
+		memset(p, 0, sizeof(*p));
+		memcpy(p->name, name, sizeof(name));
+		p->priority = get16(msg + *pos);
+		p->weight = get16(msg + *pos + 2);
+		p->port = get16(msg + *pos + 4);
+		if (ttl < out->ttl) {
+			out->ttl = ttl;
+		}
+	}
+	*pos = rdend;
+	return 0;
+}
+
+/* Reads the answer section into out. */
+static int srv_answers(const unsigned char *msg, size_t len, size_t *pos, unsigned count,
+		       struct srv_answer *out, char *err, size_t errlen)
+{
+	/* Every SRV record kept takes at least 19 bytes (root owner 1, fixed 10, rdata 6,
+	 * a target other than the root 2 or more), so this bounds the allocation by the
+	 * message size rather than by the untrusted count. */
+	size_t cap = (len - *pos) / 17 + 1;
+
+	if (cap > count) {
+		cap = count;
+	}
+	if (cap > 0) {
+		out->peers = calloc(cap, sizeof(*out->peers));
+		if (out->peers == NULL) {
+			discovery_set_err(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	for (unsigned i = 0; i < count; i++) {
+		if (srv_answer_rr(msg, len, pos, cap, out, err, errlen) < 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Sorts the peers and keeps one record per target (the winner), then cuts the list. */
+static void srv_dedup(struct srv_answer *out, unsigned max_peers)
+{
+	size_t w = 0;
+
+	if (out->npeers > 1) {
+		qsort(out->peers, out->npeers, sizeof(*out->peers), srv_peer_cmp);
+	}
+	/* Records of one target are adjacent, with the winner first. */
+	for (size_t r = 0; r < out->npeers; r++) {
+		if (w > 0 && strcasecmp(out->peers[w - 1].name, out->peers[r].name) == 0) {
+			continue;
+		}
+		if (w != r) {
+			out->peers[w] = out->peers[r];
+		}
+		w++;
+	}
+	out->npeers = w < max_peers ? w : max_peers;
+}
+
 int srv_parse(const unsigned char *msg, size_t len, unsigned max_peers, struct srv_answer *out,
 	      char *err, size_t errlen)
 {
-	char name[SRV_NAME_MAX];
-	unsigned qdcount;
-	unsigned ancount;
-	unsigned nscount;
-	unsigned arcount;
 	size_t pos = DNS_HEADER_LEN;
-	size_t cap;
-	size_t w;
 
-	out->rcode = 0;
+	memset(out, 0, sizeof(*out));
 	out->ttl = UINT32_MAX;
-	out->npeers = 0;
-	out->peers = NULL;
 	if (msg == NULL || len < DNS_HEADER_LEN) {
 		discovery_set_err(err, errlen, "reply shorter than a DNS header");
 		return -1;
@@ -272,122 +404,22 @@ int srv_parse(const unsigned char *msg, size_t len, unsigned max_peers, struct s
 		return -1;
 	}
 	out->rcode = msg[3] & 0x0f;
-	if (out->rcode != SRV_RCODE_NOERROR) {
+	if (out->rcode != DNS_RCODE_NOERROR) {
 		return 0;
 	}
-	qdcount = get16(msg + 4);
-	ancount = get16(msg + 6);
-	nscount = get16(msg + 8);
-	arcount = get16(msg + 10);
-
-	for (unsigned i = 0; i < qdcount; i++) {
-		if (srv_name_at(msg, len, &pos, len, name, sizeof(name)) < 0 || len - pos < 4) {
-			discovery_set_err(err, errlen, "malformed question");
-			goto fail;
-		}
-		pos += 4;
+	if (srv_questions(msg, len, &pos, get16(msg + 4)) < 0) {
+		discovery_set_err(err, errlen, "malformed question");
+		goto fail;
 	}
-
-	/* Every SRV record kept takes at least 19 bytes (root owner 1, fixed 10, rdata 6,
-	 * a target other than the root 2 or more), so this bounds the allocation by the
-	 * message size rather than by the untrusted count. */
-	cap = (len - pos) / 17 + 1;
-	if (cap > ancount) {
-		cap = ancount;
+	if (srv_answers(msg, len, &pos, get16(msg + 6), out, err, errlen) < 0) {
+		goto fail;
 	}
-	if (cap > 0) {
-		out->peers = calloc(cap, sizeof(*out->peers));
-		if (out->peers == NULL) {
-			discovery_set_err(err, errlen, "out of memory");
-			goto fail;
-		}
-	}
-
-	for (unsigned i = 0; i < ancount; i++) {
-		uint16_t type;
-		uint16_t class;
-		uint32_t ttl;
-		uint16_t rdlen;
-		size_t rdend;
-		size_t tpos;
-		int fit;
-
-		if (srv_name_at(msg, len, &pos, len, name, sizeof(name)) < 0 ||
-		    len - pos < DNS_RR_FIXED) {
-			discovery_set_err(err, errlen, "malformed answer record");
-			goto fail;
-		}
-		type = get16(msg + pos);
-		class = get16(msg + pos + 2);
-		ttl = srv_ttl(get32(msg + pos + 4));
-		rdlen = get16(msg + pos + 8);
-		pos += DNS_RR_FIXED;
-		if (rdlen > len - pos) {
-			discovery_set_err(err, errlen,
-					  "answer record runs past the end of the reply");
-			goto fail;
-		}
-		rdend = pos + rdlen;
-		if (type != DNS_TYPE_SRV || class != DNS_CLASS_IN) {
-			pos = rdend;
-			continue;
-		}
-		if (rdlen < SRV_RDATA_FIXED + 1) {
-			discovery_set_err(err, errlen, "SRV record too short");
-			goto fail;
-		}
-		tpos = pos + SRV_RDATA_FIXED;
-		fit = srv_name_at(msg, len, &tpos, rdend, name, sizeof(name));
-		if (fit < 0 || tpos != rdend) {
-			discovery_set_err(err, errlen, "malformed SRV target");
-			goto fail;
-		}
-		if (fit == 1 && name[0] != '\0') {
-			struct srv_peer *p;
-
-			if (out->npeers >= cap) {
-				/* Cannot happen given the size bound above; kept as a guard. */
-				discovery_set_err(err, errlen, "too many SRV records");
-				goto fail;
-			}
-			p = &out->peers[out->npeers++];
-
-			memset(p, 0, sizeof(*p));
-			memcpy(p->name, name, sizeof(name));
-			p->priority = get16(msg + pos);
-			p->weight = get16(msg + pos + 2);
-			p->port = get16(msg + pos + 4);
-			if (ttl < out->ttl) {
-				out->ttl = ttl;
-			}
-		}
-		pos = rdend;
-	}
-
-	if (out->npeers > 1) {
-		qsort(out->peers, out->npeers, sizeof(*out->peers), srv_peer_cmp);
-	}
-	/* Sorted, so records of one target are adjacent with the winner first. */
-	w = 0;
-	for (size_t r = 0; r < out->npeers; r++) {
-		if (w > 0 && strcasecmp(out->peers[w - 1].name, out->peers[r].name) == 0) {
-			continue;
-		}
-		if (w != r) {
-			out->peers[w] = out->peers[r];
-		}
-		w++;
-	}
-	out->npeers = w;
-	if (out->npeers > max_peers) {
-		out->npeers = max_peers;
-	}
-
-	if (srv_skip_rrs(msg, len, &pos, nscount) < 0) {
+	srv_dedup(out, max_peers);
+	if (srv_skip_rrs(msg, len, &pos, get16(msg + 8)) < 0) {
 		discovery_set_err(err, errlen, "malformed authority record");
 		goto fail;
 	}
-	if (srv_additional(msg, len, &pos, arcount, out, err, errlen) < 0) {
+	if (srv_additional(msg, len, &pos, get16(msg + 10), out, err, errlen) < 0) {
 		goto fail;
 	}
 	if (out->npeers == 0) {

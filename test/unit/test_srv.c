@@ -397,7 +397,7 @@ static void test_rcodes(void **state)
 	dm_begin(&m, 3, QNAME);
 	dm_end(&m);
 	assert_int_equal(parse(&m, 16, &a), 0);
-	assert_int_equal(a.rcode, SRV_RCODE_NXDOMAIN);
+	assert_int_equal(a.rcode, DNS_RCODE_NXDOMAIN);
 	assert_int_equal(a.npeers, 0);
 	srv_answer_free(&a);
 

@@ -1,0 +1,438 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SRV lookup of the governing Service, with c-ares on the loop thread. One lookup
+ * runs at a time and every view that arrives meanwhile waits for it (view.c), so a burst
+ * of views costs one walk through the names to ask:
+ *
+ *   SRV query for each name in turn (names.c) until one answers with records
+ *     -> parse the reply (srv.c); NXDOMAIN or no records: the next name
+ *     -> targets the reply gave no address for: A/AAAA lookups, in parallel
+ *     -> the outcome (peers, no peers or an error) is cached (cache.c) and serves
+ *        every waiting view.
+ *
+ * The whole walk has one deadline (the DNS time-out). c-ares is driven through its
+ * socket-state callback and ares_process_fd(), never from another thread: its channel
+ * is not thread-safe.
+ */
+#include "discovery/internal.h"
+
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#define DNS_TRIES 3
+
+/* Which peer of the lookup's answer an address query is for. */
+struct addr_query {
+	struct discovery *d;
+	size_t idx;
+};
+
+static const char *ares_text(int status)
+{
+	switch (status) {
+	case ARES_ESERVFAIL:
+		return "server failure (SERVFAIL)";
+	case ARES_EREFUSED:
+		return "query refused (REFUSED)";
+	case ARES_ENOTIMP:
+		return "query not implemented by the server (NOTIMP)";
+	case ARES_EFORMERR:
+		return "server could not read the query (FORMERR)";
+	case ARES_ECONNREFUSED:
+		return "connection refused";
+	case ARES_ENOTFOUND:
+		return "no such name (NXDOMAIN)";
+	case ARES_ENODATA:
+		return "no address records";
+	case ARES_EBADRESP:
+		return "malformed reply";
+	case ARES_ENOMEM:
+		return "out of memory";
+	case ARES_EBADNAME:
+		return "invalid name";
+	case ARES_ECANCELLED:
+	case ARES_EDESTRUCTION:
+		return SHUTDOWN_TEXT;
+	default:
+		return ares_strerror(status);
+	}
+}
+
+/* The reason for a failed query, honest about which limit ended it. */
+static void failure_text(struct discovery *d, int status, char *buf, size_t len)
+{
+	if (d->lk.timed_out) {
+		snprintf(buf, len, "timed out after %u ms", d->cfg.dns_timeout_ms);
+	} else if (d->lk.cancelling) {
+		snprintf(buf, len, SHUTDOWN_TEXT);
+	} else if (status == ARES_ETIMEOUT) {
+		snprintf(buf, len, "timed out after %" PRIu64 " ms",
+			 (uint64_t)((now_ns() - d->lk.start) / NS_PER_MS));
+	} else {
+		snprintf(buf, len, "%s", ares_text(status));
+	}
+}
+
+/* Ends the lookup: caches its outcome when allowed and serves every waiting view. */
+static void lookup_end(struct discovery *d, enum result_kind kind, const char *reason)
+{
+	struct view *w = d->waiters;
+	struct srv_answer ans = d->lk.ans;
+
+	d->waiters = NULL;
+	d->waiters_tail = NULL;
+	free(d->lk.aq);
+	memset(&d->lk, 0, sizeof(d->lk));
+	if (kind == RES_ERROR) {
+		disc_log(d, DISCOVERY_LOG_WARN, "SRV lookup failed: %s", reason);
+	}
+	if (cache_put(&d->cache, kind, &ans, d->cfg.cache_ms, now_ns())) {
+		views_serve(d, w, kind, &d->cache.ans, reason);
+		return;
+	}
+	views_serve(d, w, kind, &ans, reason);
+	srv_answer_free(&ans);
+}
+
+static void lookup_fail(struct discovery *d, int status)
+{
+	char text[SRV_ERR_MAX];
+	char reason[SRV_NAME_MAX + SRV_ERR_MAX + 8];
+
+	failure_text(d, status, text, sizeof(text));
+	snprintf(reason, sizeof(reason), "%s: %s", d->names[d->lk.name], text);
+	lookup_end(d, RES_ERROR, reason);
+}
+
+/* Takes the first address c-ares gives (it sorts them by RFC 6724). */
+static void peer_address(struct srv_peer *p, const struct ares_addrinfo_node *n)
+{
+	if (n->ai_addr == NULL) {
+		return;
+	}
+	if (n->ai_family == AF_INET && n->ai_addrlen >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *sin =
+			(const struct sockaddr_in *)(const void *)n->ai_addr;
+
+		p->family = AF_INET;
+		memcpy(p->addr, &sin->sin_addr, 4);
+	} else if (n->ai_family == AF_INET6 && n->ai_addrlen >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *sin6 =
+			(const struct sockaddr_in6 *)(const void *)n->ai_addr;
+
+		p->family = AF_INET6;
+		memcpy(p->addr, &sin6->sin6_addr, 16);
+	}
+}
+
+static void addr_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+{
+	struct addr_query *q = arg;
+	struct discovery *d = q->d;
+	struct srv_peer *p = &d->lk.ans.peers[q->idx];
+	const struct ares_addrinfo_node *n = NULL;
+
+	(void)timeouts;
+	if (status == ARES_SUCCESS && res != NULL) {
+		n = res->nodes;
+	}
+	if (n != NULL) {
+		peer_address(p, n);
+	}
+	if (n != NULL && p->family != 0) {
+		if (n->ai_ttl >= 0 && (uint32_t)n->ai_ttl < d->lk.ans.ttl) {
+			d->lk.ans.ttl = (uint32_t)n->ai_ttl;
+		}
+	} else if (status == ARES_SUCCESS) {
+		snprintf(p->err, sizeof(p->err), "no address records");
+	} else {
+		failure_text(d, status, p->err, sizeof(p->err));
+	}
+	if (res != NULL) {
+		ares_freeaddrinfo(res);
+	}
+	if (--d->lk.addr_pending == 0) {
+		lookup_end(d, RES_PEERS, NULL);
+	}
+}
+
+/* Resolves the targets that the reply gave no address for (not this pod's own: it is
+ * read locally). A callback may run before ares_getaddrinfo() returns, so one extra
+ * count holds the lookup open until every query has been started. */
+static void lookup_resolve(struct discovery *d)
+{
+	struct lookup *lk = &d->lk;
+	struct ares_addrinfo_hints hints;
+
+	lk->aq = calloc(lk->ans.npeers, sizeof(*lk->aq));
+	if (lk->aq == NULL) {
+		lookup_fail(d, ARES_ENOMEM);
+		return;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	lk->addr_pending = 1;
+	for (size_t i = 0; i < lk->ans.npeers; i++) {
+		struct srv_peer *p = &lk->ans.peers[i];
+		char fqdn[SRV_NAME_MAX + 2];
+
+		if (p->family != 0 || srv_is_self(p->name, d->hostname)) {
+			continue;
+		}
+		/* The trailing dot keeps c-ares from walking the search list for it. */
+		snprintf(fqdn, sizeof(fqdn), "%s.", p->name);
+		lk->aq[i].d = d;
+		lk->aq[i].idx = i;
+		lk->addr_pending++;
+		ares_getaddrinfo(d->channel, fqdn, NULL, &hints, addr_cb, &lk->aq[i]);
+	}
+	if (--lk->addr_pending == 0) {
+		lookup_end(d, RES_PEERS, NULL);
+	}
+}
+
+static void lookup_query(struct discovery *d);
+
+/* A reply with records: on to their addresses. false when it had none. */
+static bool lookup_answered(struct discovery *d, const unsigned char *abuf, int alen)
+{
+	struct lookup *lk = &d->lk;
+	char perr[SRV_ERR_MAX];
+	char reason[SRV_NAME_MAX + SRV_ERR_MAX + 32];
+
+	if (abuf == NULL || alen < 0 ||
+	    srv_parse(abuf, (size_t)alen, d->cfg.max_peers, &lk->ans, perr, sizeof(perr)) < 0) {
+		snprintf(reason, sizeof(reason), "%s: malformed reply (%s)", d->names[lk->name],
+			 abuf == NULL ? "empty" : perr);
+		lookup_end(d, RES_ERROR, reason);
+		return true;
+	}
+	if (lk->ans.npeers == 0) {
+		return false;
+	}
+	lookup_resolve(d);
+	return true;
+}
+
+static void srv_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct discovery *d = arg;
+	struct lookup *lk = &d->lk;
+
+	(void)timeouts;
+	if (!lk->active) {
+		return;
+	}
+	if (lk->cancelling) {
+		lookup_fail(d, status);
+		return;
+	}
+	if (status == ARES_SUCCESS) {
+		if (lookup_answered(d, abuf, alen)) {
+			return;
+		}
+		/* Answers, but no usable SRV record: as good as NODATA. */
+		status = ARES_ENODATA;
+	}
+	if (status != ARES_ENOTFOUND && status != ARES_ENODATA) {
+		lookup_fail(d, status);
+	} else if (lk->name + 1 < d->nnames) {
+		lk->name++;
+		lookup_query(d);
+	} else {
+		lookup_end(d, RES_EMPTY, NULL);
+	}
+}
+
+static void lookup_query(struct discovery *d)
+{
+	/* Plain ares_query(), not ares_search(): c-ares 1.18's search goes on to the next
+	 * domain after SERVFAIL, which would turn a failing server into "no peers". */
+	ares_query(d->channel, d->names[d->lk.name], DNS_CLASS_IN, DNS_TYPE_SRV, srv_cb, d);
+}
+
+void lookup_begin(struct discovery *d)
+{
+	if (d->lk.active) {
+		return;
+	}
+	memset(&d->lk, 0, sizeof(d->lk));
+	d->lk.active = true;
+	d->lk.start = now_ns();
+	d->lk.deadline = d->lk.start + (uint64_t)d->cfg.dns_timeout_ms * NS_PER_MS;
+	d->lk.ans.ttl = UINT32_MAX;
+	lookup_query(d);
+}
+
+/* ares_cancel() runs every outstanding callback before it returns, and they start
+ * nothing new while cancelling is set. */
+void lookup_cancel(struct discovery *d, bool timed_out)
+{
+	if (!d->lk.active) {
+		return;
+	}
+	d->lk.cancelling = true;
+	d->lk.timed_out = timed_out;
+	ares_cancel(d->channel);
+	if (d->lk.active) {
+		/* No query was outstanding (cannot happen); do not wait forever. */
+		lookup_fail(d, ARES_ECANCELLED);
+	}
+}
+
+uint64_t lookup_due(struct discovery *d, uint64_t now)
+{
+	struct timeval tv;
+	struct timeval *t = ares_timeout(d->channel, NULL, &tv);
+	uint64_t due = NEVER;
+
+	if (t != NULL) {
+		due = now + (uint64_t)t->tv_sec * 1000000000ull + (uint64_t)t->tv_usec * 1000ull;
+	}
+	if (d->lk.active && d->lk.deadline < due) {
+		due = d->lk.deadline;
+	}
+	return due;
+}
+
+void lookup_run_timers(struct discovery *d, uint64_t now)
+{
+	struct timeval tv;
+	struct timeval *t = ares_timeout(d->channel, NULL, &tv);
+
+	if (t != NULL && t->tv_sec == 0 && t->tv_usec == 0) {
+		/* Without sockets ares_process_fd() handles only time-outs (retries). */
+		ares_process_fd(d->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	}
+	if (d->lk.active && now >= d->lk.deadline) {
+		lookup_cancel(d, true);
+	}
+}
+
+void lookup_on_event(struct discovery *d, int fd, uint32_t events)
+{
+	bool err = (events & (EPOLLERR | EPOLLHUP)) != 0;
+	ares_socket_t rfd = (events & EPOLLIN) || err ? fd : ARES_SOCKET_BAD;
+	ares_socket_t wfd = (events & EPOLLOUT) ? fd : ARES_SOCKET_BAD;
+
+	ares_process_fd(d->channel, rfd, wfd);
+}
+
+static void ares_sock_cb(void *data, ares_socket_t s, int readable, int writable)
+{
+	struct discovery *d = data;
+	uint32_t ev = 0;
+
+	if (!readable && !writable) {
+		reactor_unwatch(d, s);
+		return;
+	}
+	if (readable) {
+		ev |= EPOLLIN;
+	}
+	if (writable) {
+		ev |= EPOLLOUT;
+	}
+	reactor_watch(d, FD_ARES, s, ev);
+}
+
+/* The names to ask, from the service and the resolver's search list and ndots. */
+static bool setup_names(struct discovery *d, char *err, size_t errlen)
+{
+	struct ares_options o;
+	int mask = 0;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	if (ares_save_options(d->channel, &o, &mask) != ARES_SUCCESS) {
+		discovery_set_err(err, errlen, "DNS: could not read the resolver options");
+		return false;
+	}
+	rc = names_build(d->service, (const char *const *)o.domains,
+			 o.domains != NULL && o.ndomains > 0 ? (size_t)o.ndomains : 0,
+			 o.ndots > 0 ? (unsigned)o.ndots : 1, &d->names, &d->nnames);
+	ares_destroy_options(&o);
+	if (rc < 0) {
+		discovery_set_err(err, errlen, "DNS: out of memory");
+		return false;
+	}
+	return true;
+}
+
+static bool setup_server(struct discovery *d, char *err, size_t errlen)
+{
+	struct discovery_dns_server s;
+	struct ares_addr_port_node node;
+	char why[160];
+	int st;
+
+	if (d->dns_server == NULL || d->dns_server[0] == '\0') {
+		return true;
+	}
+	if (!discovery_parse_dns_server(d->dns_server, &s, why, sizeof(why))) {
+		discovery_set_err(err, errlen, "DNS server '%s': %s", d->dns_server, why);
+		return false;
+	}
+	memset(&node, 0, sizeof(node));
+	node.family = s.family;
+	memcpy(&node.addr, s.addr, s.family == AF_INET ? 4 : 16);
+	node.udp_port = (int)s.port;
+	node.tcp_port = (int)s.port;
+	st = ares_set_servers_ports(d->channel, &node);
+	if (st != ARES_SUCCESS) {
+		discovery_set_err(err, errlen, "DNS server '%s': %s", d->dns_server,
+				  ares_strerror(st));
+		return false;
+	}
+	return true;
+}
+
+bool lookup_setup(struct discovery *d, char *err, size_t errlen)
+{
+	struct ares_options o;
+	int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS;
+	int st;
+
+	memset(&o, 0, sizeof(o));
+	o.sock_state_cb = ares_sock_cb;
+	o.sock_state_cb_data = d;
+	/* c-ares doubles the time-out on each round over the servers: t + 2t + 4t spends
+	 * the whole budget on one server; our own deadline bounds it in any case. */
+	o.timeout = (int)(d->cfg.dns_timeout_ms / 7 > 0 ? d->cfg.dns_timeout_ms / 7 : 1);
+	o.tries = DNS_TRIES;
+	/* Hand SERVFAIL/REFUSED replies to us: otherwise c-ares 1.18 retries them and, once
+	 * out of tries, reports "connection refused", hiding what the server said. */
+	o.flags = ARES_FLAG_NOCHECKRESP;
+	if (d->resolv_conf != NULL) {
+		mask |= ARES_OPT_RESOLVCONF;
+		o.resolvconf_path = d->resolv_conf;
+	}
+	st = ares_init_options(&d->channel, &o, mask);
+	if (st != ARES_SUCCESS) {
+		discovery_set_err(err, errlen, "DNS: could not set up the resolver%s%s: %s",
+				  d->resolv_conf != NULL ? " from " : "",
+				  d->resolv_conf != NULL ? d->resolv_conf : "", ares_strerror(st));
+		return false;
+	}
+	d->channel_ok = true;
+	return setup_server(d, err, errlen) && setup_names(d, err, errlen);
+}
+
+void lookup_destroy(struct discovery *d)
+{
+	if (d->channel_ok) {
+		ares_destroy(d->channel);
+		d->channel_ok = false;
+	}
+	srv_answer_free(&d->lk.ans);
+	free(d->lk.aq);
+	d->lk.aq = NULL;
+	names_free(d->names, d->nnames);
+	d->names = NULL;
+	d->nnames = 0;
+}

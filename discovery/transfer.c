@@ -1,0 +1,379 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Asking the peers: one libcurl easy handle per line of a view, all on one multi handle
+ * driven by the loop's epoll (curl's multi-socket API). The multi handle lives as long
+ * as the loop, so idle keep-alive connections to the peers are reused across views.
+ *
+ * Finished transfers are reaped from curl_multi_info_read() only, never inside a curl
+ * callback: a view may complete (and its done callback run) only where the loop expects
+ * it.
+ */
+#include "discovery/internal.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+struct xfer {
+	struct discovery *d;
+	struct view *view;
+	size_t idx;
+	CURL *easy;
+	struct curl_slist *hdrs;
+	char *buf;
+	size_t len;
+	size_t cap;
+	bool too_large;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+static size_t xfer_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct xfer *x = userdata;
+	size_t n = size * nmemb;
+	size_t max = x->d->cfg.peer_max_bytes;
+
+	if (n == 0) {
+		return 0;
+	}
+	if (n > max - x->len) {
+		/* Returning short aborts the transfer with CURLE_WRITE_ERROR. */
+		x->too_large = true;
+		return 0;
+	}
+	if (x->len + n > x->cap) {
+		size_t cap = x->cap != 0 ? x->cap : 256;
+		char *nb;
+
+		while (cap < x->len + n) {
+			cap = cap > max / 2 ? max : cap * 2;
+		}
+		nb = realloc(x->buf, cap);
+		if (nb == NULL) {
+			return 0;
+		}
+		x->buf = nb;
+		x->cap = cap;
+	}
+	memcpy(x->buf + x->len, ptr, n);
+	x->len += n;
+	return n;
+}
+
+static void xfer_free(struct xfer *x)
+{
+	if (x == NULL) {
+		return;
+	}
+	if (x->easy != NULL) {
+		curl_easy_cleanup(x->easy);
+	}
+	curl_slist_free_all(x->hdrs);
+	free(x->buf);
+	free(x);
+}
+
+/* Detaches a transfer from curl and from its line; the caller sets the line's text. */
+static void xfer_detach(struct discovery *d, struct xfer *x)
+{
+	CURLMcode rc = curl_multi_remove_handle(d->multi, x->easy);
+
+	if (rc != CURLM_OK) {
+		disc_log(d, DISCOVERY_LOG_WARN, "peer %s: curl_multi_remove_handle: %s",
+			 x->view->lines[x->idx].name, curl_multi_strerror(rc));
+	}
+	x->view->lines[x->idx].xfer = NULL;
+}
+
+static bool xfer_headers(struct xfer *x, const struct fanout_line *l)
+{
+	char host[sizeof(l->name) + 16];
+	struct curl_slist *h;
+
+	/* The peer is reached by address (no second DNS lookup inside curl) but told its
+	 * own name, as a client that had resolved it would. */
+	snprintf(host, sizeof(host), "Host: %s:%u", l->name, (unsigned)l->port);
+	h = curl_slist_append(NULL, host);
+	if (h == NULL) {
+		return false;
+	}
+	x->hdrs = h;
+	h = curl_slist_append(x->hdrs, "Accept: text/plain, */*");
+	if (h == NULL) {
+		return false;
+	}
+	x->hdrs = h;
+	return true;
+}
+
+static bool xfer_options(struct discovery *d, struct xfer *x, const char *url)
+{
+	const struct discovery_config *c = &d->cfg;
+	long connect_ms = (long)c->peer_connect_timeout_ms;
+	CURL *e = x->easy;
+
+	if (connect_ms == 0 || connect_ms > (long)c->peer_timeout_ms) {
+		connect_ms = (long)c->peer_timeout_ms;
+	}
+	if (curl_easy_setopt(e, CURLOPT_URL, url) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http") != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_PROXY, "") != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->peer_timeout_ms) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_USERAGENT, "kubia") != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, xfer_write) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_WRITEDATA, x) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_PRIVATE, x) != CURLE_OK) {
+		return false;
+	}
+	return c->peer_max_bytes == 0 ||
+	       curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->peer_max_bytes) ==
+		       CURLE_OK;
+}
+
+bool transfer_start(struct discovery *d, struct view *v, size_t idx)
+{
+	struct fanout_line *l = &v->lines[idx];
+	char ip[INET6_ADDRSTRLEN];
+	char url[INET6_ADDRSTRLEN + 32];
+	struct xfer *x;
+	CURLMcode rc;
+
+	if (inet_ntop(l->family, l->addr, ip, sizeof(ip)) == NULL) {
+		return false;
+	}
+	snprintf(url, sizeof(url),
+		 l->family == AF_INET6 ? "http://[%s]:%u/data" : "http://%s:%u/data", ip,
+		 (unsigned)l->port);
+	x = calloc(1, sizeof(*x));
+	if (x == NULL) {
+		return false;
+	}
+	x->d = d;
+	x->view = v;
+	x->idx = idx;
+	x->easy = curl_easy_init();
+	if (x->easy == NULL || !xfer_headers(x, l) || !xfer_options(d, x, url)) {
+		goto fail;
+	}
+	rc = curl_multi_add_handle(d->multi, x->easy);
+	if (rc != CURLM_OK) {
+		disc_log(d, DISCOVERY_LOG_ERROR, "peer %s: curl_multi_add_handle: %s", l->name,
+			 curl_multi_strerror(rc));
+		goto fail;
+	}
+	l->xfer = x;
+	return true;
+
+fail:
+	xfer_free(x);
+	return false;
+}
+
+void transfer_abort(struct discovery *d, void *xfer)
+{
+	struct xfer *x = xfer;
+
+	xfer_detach(d, x);
+	xfer_free(x);
+}
+
+/* The transfer that owns easy handle e. Normally its private pointer; should curl not
+ * give that back, the views in flight are searched, so that no view is left waiting
+ * (and its client's connection suspended) for a transfer nobody will finish. */
+static struct xfer *xfer_of(struct discovery *d, CURL *e)
+{
+	char *priv = NULL;
+
+	if (curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv) == CURLE_OK && priv != NULL) {
+		return (struct xfer *)(void *)priv;
+	}
+	disc_log(d, DISCOVERY_LOG_WARN, "a finished transfer has no private pointer; searching");
+	for (struct view *v = d->inflight; v != NULL; v = v->next) {
+		for (size_t i = 0; i < v->nlines; i++) {
+			struct xfer *x = v->lines[i].xfer;
+
+			if (x != NULL && x->easy == e) {
+				return x;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* The line's text for a finished transfer: the peer's bytes as they are, or the reason
+ * it failed. */
+static void xfer_result(struct discovery *d, struct xfer *x, CURLcode res)
+{
+	struct fanout_line *l = &x->view->lines[x->idx];
+	long code = 0;
+
+	if (res == CURLE_OK &&
+	    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK) {
+		code = 0;
+	}
+	if (res == CURLE_OK && code == 200) {
+		if (x->buf == NULL) {
+			fanout_line_set(l, "", 0);
+		} else {
+			/* The buffer becomes the line's: no copy. */
+			free(l->data);
+			l->data = x->buf;
+			l->len = x->len;
+			l->done = true;
+			x->buf = NULL;
+		}
+	} else if (res == CURLE_OK) {
+		fanout_line_error(l, "HTTP %ld", code);
+	} else if (x->too_large || res == CURLE_FILESIZE_EXCEEDED) {
+		fanout_line_error(l, "reply larger than %zu bytes", d->cfg.peer_max_bytes);
+	} else if (x->errbuf[0] != '\0') {
+		fanout_line_error(l, "%s", x->errbuf);
+	} else {
+		fanout_line_error(l, "%s", curl_easy_strerror(res));
+	}
+}
+
+static void xfer_done(struct discovery *d, CURL *e, CURLcode res)
+{
+	struct xfer *x = xfer_of(d, e);
+	struct view *v;
+
+	if (x == NULL) {
+		/* Not one of ours: take it off the multi handle so it cannot come back. */
+		disc_log(d, DISCOVERY_LOG_ERROR, "a finished transfer belongs to no view");
+		(void)curl_multi_remove_handle(d->multi, e);
+		return;
+	}
+	v = x->view;
+	xfer_detach(d, x);
+	xfer_result(d, x, res);
+	xfer_free(x);
+	view_line_done(d, v);
+}
+
+static void check_multi(struct discovery *d)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(d->multi, &left)) != NULL) {
+		if (m->msg == CURLMSG_DONE) {
+			/* Copy out first: the message is invalid once the handle is removed. */
+			CURL *e = m->easy_handle;
+			CURLcode res = m->data.result;
+
+			xfer_done(d, e, res);
+		}
+	}
+}
+
+/* Lets curl act on fd (or on its timers) and reaps what finished. A failure is logged:
+ * the transfers concerned then end by their own time-outs. */
+static void socket_action(struct discovery *d, curl_socket_t fd, int flags)
+{
+	int running = 0;
+	CURLMcode rc = curl_multi_socket_action(d->multi, fd, flags, &running);
+
+	if (rc != CURLM_OK) {
+		disc_log(d, DISCOVERY_LOG_ERROR, "curl_multi_socket_action: %s",
+			 curl_multi_strerror(rc));
+	}
+	check_multi(d);
+}
+
+void transfer_on_event(struct discovery *d, int fd, uint32_t events)
+{
+	int flags = 0;
+
+	if (events & EPOLLIN) {
+		flags |= CURL_CSELECT_IN;
+	}
+	if (events & EPOLLOUT) {
+		flags |= CURL_CSELECT_OUT;
+	}
+	if (events & (EPOLLERR | EPOLLHUP)) {
+		flags |= CURL_CSELECT_ERR;
+	}
+	socket_action(d, fd, flags);
+}
+
+void transfer_run_timer(struct discovery *d, uint64_t now)
+{
+	if (d->curl_due != NEVER && now >= d->curl_due) {
+		d->curl_due = NEVER;
+		socket_action(d, CURL_SOCKET_TIMEOUT, 0);
+	}
+}
+
+static int curl_sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct discovery *d = userp;
+	uint32_t ev = 0;
+
+	(void)e;
+	(void)socketp;
+	if (what == CURL_POLL_REMOVE) {
+		reactor_unwatch(d, s);
+		return 0;
+	}
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) {
+		ev |= EPOLLIN;
+	}
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) {
+		ev |= EPOLLOUT;
+	}
+	reactor_watch(d, FD_CURL, s, ev);
+	return 0;
+}
+
+static int curl_timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	struct discovery *d = userp;
+
+	(void)m;
+	/* Never act from inside the callback: the loop runs due timers on its next pass
+	 * (the timerfd fires at once for a due time already past). */
+	d->curl_due = timeout_ms < 0 ? NEVER : now_ns() + (uint64_t)timeout_ms * NS_PER_MS;
+	return 0;
+}
+
+bool transfer_setup(struct discovery *d, char *err, size_t errlen)
+{
+	long maxconn = (long)d->cfg.max_peers * 2;
+
+	if (maxconn < 8) {
+		maxconn = 8;
+	}
+	d->curl_due = NEVER;
+	d->multi = curl_multi_init();
+	if (d->multi == NULL) {
+		discovery_set_err(err, errlen, "HTTP client: could not create the multi handle");
+		return false;
+	}
+	if (curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, curl_sock_cb) != CURLM_OK ||
+	    curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d) != CURLM_OK ||
+	    curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb) != CURLM_OK ||
+	    curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d) != CURLM_OK ||
+	    curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, maxconn) != CURLM_OK) {
+		discovery_set_err(err, errlen, "HTTP client: could not configure the multi handle");
+		return false;
+	}
+	return true;
+}
+
+void transfer_destroy(struct discovery *d)
+{
+	if (d->multi != NULL) {
+		curl_multi_cleanup(d->multi);
+		d->multi = NULL;
+	}
+}

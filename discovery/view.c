@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Cluster views on the loop thread, from the moment the loop takes one from the
+ * submission queue to its done callback: served from the cached SRV outcome or queued
+ * for the lookup (lookup.c); once the outcome is known, its lines are planned
+ * (fanout.c), this pod's own line is read locally and every other peer is asked
+ * (transfer.c); the last line to finish renders the text and hands it over.
+ */
+#include "discovery/internal.h"
+
+#include <stdlib.h>
+
+static void inflight_add(struct discovery *d, struct view *v)
+{
+	v->prev = NULL;
+	v->next = d->inflight;
+	if (d->inflight != NULL) {
+		d->inflight->prev = v;
+	}
+	d->inflight = v;
+}
+
+static void inflight_del(struct discovery *d, struct view *v)
+{
+	if (v->prev != NULL) {
+		v->prev->next = v->next;
+	} else {
+		d->inflight = v->next;
+	}
+	if (v->next != NULL) {
+		v->next->prev = v->prev;
+	}
+	v->next = NULL;
+	v->prev = NULL;
+}
+
+/* Hands body to the view's callback and frees the view. The slot is released first so
+ * that a callback which submits again is not refused for its own view. */
+static void view_finish(struct discovery *d, struct view *v, char *body, size_t len)
+{
+	pthread_mutex_lock(&d->mu);
+	d->pending--;
+	pthread_mutex_unlock(&d->mu);
+	v->done(v->ctx, body, body != NULL ? len : 0);
+	fanout_lines_free(v->lines, v->nlines);
+	free(v);
+}
+
+void view_dns_error(struct discovery *d, struct view *v, const char *reason)
+{
+	size_t len = 0;
+	char *body = fanout_render_dns_error(reason, &len);
+
+	view_finish(d, v, body, len);
+}
+
+static void view_complete(struct discovery *d, struct view *v)
+{
+	size_t len = 0;
+	char *body;
+
+	inflight_del(d, v);
+	body = fanout_render(v->lines, v->nlines, &len);
+	view_finish(d, v, body, len);
+}
+
+void view_line_done(struct discovery *d, struct view *v)
+{
+	if (--v->nleft == 0) {
+		view_complete(d, v);
+	}
+}
+
+/* This pod's line: its data as storage has it, never over the network. */
+static void read_local(struct discovery *d, struct fanout_line *l)
+{
+	char *data = NULL;
+	size_t dlen = 0;
+
+	if (!d->local(d->local_ctx, &data, &dlen)) {
+		fanout_line_error(l, "out of memory");
+	} else if (data == NULL) {
+		fanout_line_set(l, "", 0);
+	} else {
+		l->data = data;
+		l->len = dlen;
+		l->done = true;
+	}
+}
+
+/* Gives every line its text or a running transfer. */
+static void view_ask(struct discovery *d, struct view *v)
+{
+	inflight_add(d, v);
+	v->nleft = v->nlines;
+	for (size_t i = 0; i < v->nlines; i++) {
+		struct fanout_line *l = &v->lines[i];
+
+		if (l->done) {
+			v->nleft--;
+		} else if (l->self) {
+			read_local(d, l);
+			v->nleft--;
+		} else if (d->loop_stopping) {
+			fanout_line_error(l, SHUTDOWN_TEXT);
+			v->nleft--;
+		} else if (!transfer_start(d, v, i)) {
+			fanout_line_error(l, "could not start the request (out of memory)");
+			v->nleft--;
+		}
+	}
+	/* Transfers are reaped only by the loop, never inside transfer_start(), so v is
+	 * still ours here. */
+	if (v->nleft == 0) {
+		view_complete(d, v);
+	}
+}
+
+static void view_serve(struct discovery *d, struct view *v, enum result_kind kind,
+		       const struct srv_answer *ans, const char *reason)
+{
+	size_t len = 0;
+	char *body;
+
+	if (kind == RES_ERROR) {
+		view_dns_error(d, v, reason != NULL ? reason : "unknown error");
+		return;
+	}
+	if (kind == RES_PEERS &&
+	    fanout_plan(ans, d->hostname, d->cfg.peer_port, &v->lines, &v->nlines) < 0) {
+		disc_log(d, DISCOVERY_LOG_ERROR, "out of memory planning a cluster view");
+		view_finish(d, v, NULL, 0);
+		return;
+	}
+	if (v->nlines == 0) {
+		body = fanout_render(NULL, 0, &len);
+		view_finish(d, v, body, len);
+		return;
+	}
+	view_ask(d, v);
+}
+
+void views_serve(struct discovery *d, struct view *waiters, enum result_kind kind,
+		 const struct srv_answer *ans, const char *reason)
+{
+	while (waiters != NULL) {
+		struct view *next = waiters->next;
+
+		waiters->next = NULL;
+		view_serve(d, waiters, kind, ans, reason);
+		waiters = next;
+	}
+}
+
+void view_start(struct discovery *d, struct view *v)
+{
+	const struct srv_cache *c = cache_get(&d->cache, now_ns());
+
+	if (c != NULL) {
+		view_serve(d, v, c->kind, &c->ans, NULL);
+		return;
+	}
+	if (d->loop_stopping) {
+		view_dns_error(d, v, SHUTDOWN_TEXT);
+		return;
+	}
+	v->next = NULL;
+	if (d->waiters_tail != NULL) {
+		d->waiters_tail->next = v;
+	} else {
+		d->waiters = v;
+	}
+	d->waiters_tail = v;
+	lookup_begin(d);
+}
+
+void views_shutdown(struct discovery *d)
+{
+	while (d->inflight != NULL) {
+		struct view *v = d->inflight;
+
+		for (size_t i = 0; i < v->nlines; i++) {
+			if (v->lines[i].xfer == NULL) {
+				continue;
+			}
+			transfer_abort(d, v->lines[i].xfer);
+			fanout_line_error(&v->lines[i], SHUTDOWN_TEXT);
+			v->nleft--;
+		}
+		view_complete(d, v);
+	}
+}
