@@ -313,29 +313,29 @@ static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 
 static enum MHD_Result finish_post(struct http_server *s, struct request *r)
 {
-	char why[256];
+	char why[512];
 	enum storage_result res;
+	bool kept = false;
+	const char *note;
+	unsigned status;
 
 	if (r->too_large) {
 		return queue_fixed(r->conn, MHD_HTTP_CONTENT_TOO_LARGE, s->too_large_resp);
 	}
-	res = storage_replace(s->st, r->body != NULL ? r->body : "", r->len, why, sizeof(why));
-	switch (res) {
-	case STORAGE_OK:
+	res = storage_replace(s->st, r->body != NULL ? r->body : "", r->len, &kept, why,
+			      sizeof(why));
+	if (res == STORAGE_OK) {
 		log_msg(LOG_LEVEL_INFO, "new data has been received and stored (%zu bytes)",
 			r->len);
 		return queue_fixed(r->conn, MHD_HTTP_OK, s->stored_resp);
-	case STORAGE_ENOSPC:
-		log_msg(LOG_LEVEL_ERROR, "could not store %zu bytes: %s", r->len, why);
-		return queue_fmt(r->conn, MHD_HTTP_INSUFFICIENT_STORAGE,
-				 "Could not store data: %s; previous data kept\n", why);
-	case STORAGE_EROFS:
-	case STORAGE_EIO:
-	default:
-		log_msg(LOG_LEVEL_ERROR, "could not store %zu bytes: %s", r->len, why);
-		return queue_fmt(r->conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
-				 "Could not store data: %s; previous data kept\n", why);
 	}
+	/* The stored data in memory never change on a failure, so they are still what GET
+	 * answers; only the disk can have lost them. */
+	note = kept ? "previous data kept" : "previous data still served but may be lost on disk";
+	status = res == STORAGE_ENOSPC ? MHD_HTTP_INSUFFICIENT_STORAGE
+				       : MHD_HTTP_INTERNAL_SERVER_ERROR;
+	log_msg(LOG_LEVEL_ERROR, "could not store %zu bytes: %s; %s", r->len, why, note);
+	return queue_fmt(r->conn, status, "Could not store data: %s; %s\n", why, note);
 }
 
 static enum MHD_Result receive_post(struct http_server *s, struct request *r, const char *data,

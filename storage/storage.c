@@ -533,17 +533,20 @@ static int sync_dir(const struct storage *st)
 }
 
 /* After the rename succeeded but the directory sync did not, puts the previous
- * contents back so that disk and memory keep agreeing. Caller holds write_lock. */
-static bool restore_previous(struct storage *st)
+ * contents back so that disk and memory keep agreeing. Returns 0 once they are back and
+ * synced, or an errno value. Caller holds write_lock. */
+static int restore_previous(struct storage *st)
 {
 	const struct blob *old = st->cur;
 	const char *what;
+	int e;
 
 	if (old->pub.present) {
-		return write_and_rename(st, old->data, old->pub.len, &what) == 0 &&
-		       sync_dir(st) == 0;
+		e = write_and_rename(st, old->data, old->pub.len, &what);
+	} else {
+		e = unlinkat(st->dirfd, st->name, 0) == 0 ? 0 : errno;
 	}
-	return unlinkat(st->dirfd, st->name, 0) == 0 && sync_dir(st) == 0;
+	return e != 0 ? e : sync_dir(st);
 }
 
 static enum storage_result report(const struct storage *st, int e, const char *what,
@@ -563,16 +566,21 @@ static enum storage_result report(const struct storage *st, int e, const char *w
 	}
 }
 
-enum storage_result storage_replace(struct storage *st, const void *data, size_t len, char *err,
-				    size_t errlen)
+enum storage_result storage_replace(struct storage *st, const void *data, size_t len,
+				    bool *previous_kept, char *err, size_t errlen)
 {
 	enum storage_result res = STORAGE_OK;
+	char note[128];
 	struct blob *nb;
 	struct blob *old;
 	const char *what = "";
 	uint64_t gen;
 	int e;
 
+	/* Every failure but one happens before the rename, which leaves the file alone. */
+	if (previous_kept != NULL) {
+		*previous_kept = true;
+	}
 	if (st == NULL || (data == NULL && len > 0)) {
 		set_err(err, errlen, "invalid argument");
 		return STORAGE_EIO;
@@ -600,13 +608,23 @@ enum storage_result storage_replace(struct storage *st, const void *data, size_t
 	}
 	e = sync_dir(st);
 	if (e != 0) {
-		bool restored = restore_previous(st);
+		int re = restore_previous(st);
 
-		res = report(st, e, "fsync the data directory",
-			     restored ? " (previous contents restored)"
-				      : " (previous contents may be lost)",
-			     err, errlen);
+		/* Unsynced, the directory may hold either file after a crash. */
+		note[0] = '\0';
+		if (re != 0) {
+			(void)snprintf(note, sizeof(note),
+				       "; putting the previous contents back failed too: %s",
+				       strerror(re));
+			if (previous_kept != NULL) {
+				*previous_kept = false;
+			}
+		}
+		res = report(st, e, "fsync the data directory", note, err, errlen);
 		goto out;
+	}
+	if (previous_kept != NULL) {
+		*previous_kept = false;
 	}
 	gen = atomic_load_explicit(&st->generation, memory_order_relaxed) + 1;
 	nb->pub.generation = gen;

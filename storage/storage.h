@@ -52,10 +52,20 @@ struct storage *storage_open(const char *path, size_t max_size, bool *locked, ch
  * valid until released. */
 void storage_close(struct storage *st);
 
-/* Durably replaces the stored body. On failure the stored data (in memory and on
- * disk) is unchanged and err holds one line of explanation. */
-enum storage_result storage_replace(struct storage *st, const void *data, size_t len, char *err,
-				    size_t errlen);
+/*
+ * Durably replaces the stored body. On failure the body in memory (what
+ * storage_acquire() returns) is unchanged and err holds one line of explanation.
+ *
+ * *previous_kept (when not NULL) tells the caller what a failure left on disk. true: the
+ * data file durably holds the previous contents (the failure came before the rename, or
+ * the directory could not be synced after it and the previous contents were put back
+ * and synced). false: the directory could not be synced and putting the previous
+ * contents back failed too, so they may be lost: the data file may hold the new body,
+ * reported as not stored, now or after a crash. On success it is false: the file holds
+ * the new body.
+ */
+enum storage_result storage_replace(struct storage *st, const void *data, size_t len,
+				    bool *previous_kept, char *err, size_t errlen);
 
 /* Returns the current snapshot with a reference taken; never NULL. */
 const struct storage_blob *storage_acquire(struct storage *st);

@@ -98,11 +98,13 @@ static struct storage *open_ok(const char *path)
 static void replace_ok(struct storage *st, const void *data, size_t len)
 {
 	char err[256] = "";
-	enum storage_result r = storage_replace(st, data, len, err, sizeof(err));
+	bool kept = true;
+	enum storage_result r = storage_replace(st, data, len, &kept, err, sizeof(err));
 
 	if (r != STORAGE_OK) {
 		fail_msg("storage_replace: %d %s", (int)r, err);
 	}
+	assert_false(kept);
 }
 
 static void write_file(const char *path, const void *data, size_t len)
@@ -400,7 +402,7 @@ static void *writer_main(void *arg)
 	}
 	memset(body, w->byte, BIG);
 	for (int i = 0; i < 4 && w->rc == 0; i++) {
-		w->rc = storage_replace(w->st, body, BIG, NULL, 0) == STORAGE_OK ? 0 : -1;
+		w->rc = storage_replace(w->st, body, BIG, NULL, NULL, 0) == STORAGE_OK ? 0 : -1;
 	}
 	free(body);
 	return NULL;
@@ -484,6 +486,7 @@ static void test_too_large(void **state)
 	const struct storage_blob *b;
 	char err[256] = "";
 	bool locked = true;
+	bool kept = false;
 
 	write_file(f->path, "0123456789", 10);
 	f->st = storage_open(f->path, 9, &locked, err, sizeof(err));
@@ -496,8 +499,10 @@ static void test_too_large(void **state)
 	 * changes nothing. */
 	f->st = storage_open(f->path, 10, &locked, err, sizeof(err));
 	assert_non_null(f->st);
-	assert_int_equal(storage_replace(f->st, "0123456789X", 11, err, sizeof(err)), STORAGE_EIO);
+	assert_int_equal(storage_replace(f->st, "0123456789X", 11, &kept, err, sizeof(err)),
+			 STORAGE_EIO);
 	assert_non_null(strstr(err, "over the limit"));
+	assert_true(kept);
 	b = storage_acquire(f->st);
 	assert_string_equal(b->data, "0123456789");
 	storage_release(b);
@@ -552,7 +557,7 @@ static void test_ready_after_dir_removed(void **state)
 	assert_int_equal(rmdir(f->dir), 0);
 	assert_false(storage_ready(f->st, err, sizeof(err)));
 	assert_non_null(strstr(err, f->dir));
-	assert_int_not_equal(storage_replace(f->st, "x", 1, err, sizeof(err)), STORAGE_OK);
+	assert_int_not_equal(storage_replace(f->st, "x", 1, NULL, err, sizeof(err)), STORAGE_OK);
 
 	/* A new directory at the same path is not ours: still not ready. */
 	assert_int_equal(mkdir(f->dir, 0755), 0);
@@ -569,14 +574,17 @@ static const char *check_read_only(const char *path, enum storage_result expect)
 	char err[256] = "";
 	struct storage *st = storage_open(path, MAX_SIZE, NULL, err, sizeof(err));
 	const char *why = NULL;
+	bool kept = false;
 
 	if (st == NULL) {
 		return "open failed";
 	}
 	if (storage_ready(st, err, sizeof(err))) {
 		why = "ready on a read-only directory";
-	} else if (storage_replace(st, "new", 3, err, sizeof(err)) != expect) {
+	} else if (storage_replace(st, "new", 3, &kept, err, sizeof(err)) != expect) {
 		why = "unexpected replace result";
+	} else if (!kept) {
+		why = "previous data not reported kept";
 	} else if (expect == STORAGE_EROFS && strstr(err, "read-only") == NULL) {
 		why = "error text does not say read-only";
 	} else {
@@ -641,7 +649,7 @@ static void test_bad_arguments(void **state)
 	(void)state;
 	assert_null(storage_open(NULL, MAX_SIZE, NULL, err, sizeof(err)));
 	assert_null(storage_open("", MAX_SIZE, NULL, NULL, 0));
-	assert_int_equal(storage_replace(NULL, "x", 1, err, sizeof(err)), STORAGE_EIO);
+	assert_int_equal(storage_replace(NULL, "x", 1, NULL, err, sizeof(err)), STORAGE_EIO);
 	storage_close(NULL);
 }
 

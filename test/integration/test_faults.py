@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: MIT
+"""Storage failures, injected with the faultfs shim (test/faults/faultfs.c) loaded into
+kubia with LD_PRELOAD: what a POST answers when the volume fails at each step of a
+replacement, that the answer tells the truth about the previous data, that kubia keeps
+serving them, and that no temporary file is left behind.
+
+The shim is found in the build directory of the kubia binary under test. These tests
+do not run on an AddressSanitizer build: ASan insists on being the first library
+loaded and refuses to start behind a preloaded one."""
+
+import os
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import KUBIA, clean_env
+
+SHIM = os.path.join(os.path.dirname(os.path.abspath(KUBIA)), "test", "faults", "faultfs.so")
+OLD = b"old data\n"
+NEW = b"new data\n"
+
+pytestmark = pytest.mark.skipif(
+    "address" in os.environ.get("KUBIA_SANITIZE", ""),
+    reason="ASan must come first in the library list, so kubia cannot run under a "
+    "preloaded shim on this build")
+
+
+@pytest.fixture(autouse=True)
+def _shim():
+    if not os.path.isfile(SHIM):
+        pytest.skip("faultfs shim not built (expected at %s)" % SHIM)
+
+
+def start(factory, workdir, faults, old=OLD):
+    """kubia in pet mode on a data directory holding old (None: no data file), with
+    the faults (FAULTFS_* variables) confined to that directory."""
+    data_dir = os.path.realpath(tempfile.mkdtemp(prefix="faults-", dir=workdir))
+    if old is not None:
+        with open(os.path.join(data_dir, "kubia.txt"), "wb") as f:
+            f.write(old)
+    env = {"LD_PRELOAD": SHIM, "FAULTFS_PATH": data_dir}
+    env.update(faults)
+    return factory.kubia("kubia-0", mode="pet", data_dir=data_dir, env=env)
+
+
+def on_disk(k):
+    try:
+        with open(k.data_file, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def temp_files(k):
+    return [n for n in os.listdir(k.data_dir) if ".tmp." in n]
+
+
+def injected(k, what):
+    """The faults of one kind the shim reports having injected."""
+    return [ln for ln in k.stderr().splitlines() if ln.startswith("faultfs: " + what)]
+
+
+def test_dir_fsync_fails_and_restore_fails_too(factory, workdir):
+    """The directory cannot be synced after the rename, nor after putting the previous
+    contents back: nothing can be promised about the disk, and the answer must not
+    claim that the previous data were kept."""
+    k = start(factory, workdir, {"FAULTFS_DIR_FSYNC_EIO": "all"})
+    r = k.post("/", NEW)
+    assert r.status == 500, r
+    text = r.body.decode()
+    assert text.startswith("Could not store data: cannot fsync the data directory %s: "
+                           "Input/output error" % k.data_dir), text
+    assert text.endswith("\n") and text.count("\n") == 1, text
+    assert "previous data kept" not in text, text
+    assert "may be lost" in text, text
+    # Both syncs were tried: the replacement's and the restore's.
+    assert len(injected(k, "fsync(")) == 2, k.stderr()
+    # Memory still holds what was stored before, and that is what is served.
+    assert k.get("/data").body == OLD
+    assert temp_files(k) == []
+
+
+def test_dir_fsync_fails_and_previous_data_restored(factory, workdir):
+    """Only the first directory sync fails: the previous contents are put back and
+    synced, so "previous data kept" is true, on disk and in memory."""
+    k = start(factory, workdir, {"FAULTFS_DIR_FSYNC_EIO": "1"})
+    r = k.post("/", NEW)
+    assert r.status == 500, r
+    text = r.body.decode()
+    assert text == ("Could not store data: cannot fsync the data directory %s: "
+                    "Input/output error; previous data kept\n" % k.data_dir), text
+    assert len(injected(k, "fsync(")) == 1, k.stderr()
+    assert on_disk(k) == OLD
+    assert k.get("/data").body == OLD
+    assert temp_files(k) == []
+    # The volume works again: the next POST is stored.
+    r = k.post("/", NEW)
+    assert r.status == 200, r
+    assert on_disk(k) == NEW
+    assert k.get("/data").body == NEW
+
+
+def test_dir_fsync_fails_with_nothing_stored_before(factory, workdir):
+    """With no data file before, putting the previous state back means removing the
+    new file again."""
+    k = start(factory, workdir, {"FAULTFS_DIR_FSYNC_EIO": "1"}, old=None)
+    r = k.post("/", NEW)
+    assert r.status == 500, r
+    assert r.body.decode().endswith("; previous data kept\n"), r
+    assert on_disk(k) is None
+    assert k.get("/data").body == b"No data posted yet"
+    assert temp_files(k) == []
+
+
+def test_rename_fails(factory, workdir):
+    k = start(factory, workdir, {"FAULTFS_RENAME_EIO": "1"})
+    r = k.post("/", NEW)
+    assert r.status == 500, r
+    assert r.body.decode() == (
+        "Could not store data: cannot rename a temporary file over the data file in %s: "
+        "Input/output error; previous data kept\n" % k.data_dir), r
+    assert len(injected(k, "rename")) == 1, k.stderr()
+    assert on_disk(k) == OLD
+    assert k.get("/data").body == OLD
+    assert temp_files(k) == []
+
+
+def test_volume_full(factory, workdir):
+    k = start(factory, workdir, {"FAULTFS_WRITE_ENOSPC": "1"})
+    r = k.post("/", NEW)
+    assert r.status == 507, r
+    assert r.body.decode() == ("Could not store data: volume is full: No space left on "
+                               "device; previous data kept\n"), r
+    assert len(injected(k, "write")) == 1, k.stderr()
+    assert on_disk(k) == OLD
+    assert k.get("/data").body == OLD
+    assert temp_files(k) == []
+
+
+def test_short_writes_are_completed(factory, workdir):
+    """A write may take fewer bytes than given (a signal, a nearly full volume): the
+    rest must still be written, not dropped."""
+    body = bytes(range(256)) * 400
+    k = start(factory, workdir, {"FAULTFS_WRITE_SHORT": "all"})
+    r = k.post("/", body)
+    assert r.status == 200, r
+    assert len(injected(k, "write")) > 1, k.stderr()
+    assert on_disk(k) == body
+    assert k.get("/data").body == body
+    assert temp_files(k) == []
+
+
+def test_answer_waits_for_both_fsyncs(factory, workdir):
+    """With every fsync slowed down, the answer cannot come before the temporary file's
+    fsync and the directory's fsync have both returned."""
+    delay_ms = 300
+    k = start(factory, workdir, {"FAULTFS_FSYNC_DELAY_MS": str(delay_ms)})
+    t0 = time.monotonic()
+    r = k.post("/", NEW, timeout=30)
+    elapsed = time.monotonic() - t0
+    assert r.status == 200, r
+    assert elapsed >= 2 * delay_ms / 1000.0, "answered after %.3fs" % elapsed
+    assert on_disk(k) == NEW
+
+
+def test_malformed_fault_variable_stops_the_process():
+    """A fault that is asked for but cannot be understood must not leave a test
+    running without it."""
+    p = subprocess.run([KUBIA, "--version"], stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=10, env=clean_env({"LD_PRELOAD": SHIM,
+                                                  "FAULTFS_DIR_FSYNC_EIO": "sometimes"}))
+    assert p.returncode == 98, p
+    assert b'faultfs: FAULTFS_DIR_FSYNC_EIO="sometimes" is not valid' in p.stderr, p.stderr
