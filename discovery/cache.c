@@ -29,8 +29,8 @@ uint64_t cache_life_ms(enum result_kind kind, const struct srv_answer *a, unsign
 	return life;
 }
 
-bool cache_put(struct srv_cache *c, enum result_kind kind, struct srv_answer *a,
-	       unsigned cache_ms, uint64_t now_ns)
+bool cache_put(struct srv_cache *c, enum result_kind kind, struct srv_answer *a, unsigned cache_ms,
+	       uint64_t now_ns)
 {
 	uint64_t life = cache_life_ms(kind, a, cache_ms);
 

@@ -64,8 +64,8 @@ void discovery_set_err(char *err, size_t errlen, const char *fmt, ...) DISCOVERY
  * asking one would turn "no peers" into whatever the upstream server says. Empty
  * domains are skipped. Returns 0 with a malloc()ed array of malloc()ed names, or -1
  * when memory ran out. */
-int names_build(const char *service, const char *const *domains, size_t ndomains,
-		unsigned ndots, char ***out, size_t *n);
+int names_build(const char *service, const char *const *domains, size_t ndomains, unsigned ndots,
+		char ***out, size_t *n);
 
 /* Frees what names_build() returned. */
 void names_free(char **names, size_t n);
@@ -130,8 +130,8 @@ uint64_t cache_life_ms(enum result_kind kind, const struct srv_answer *a, unsign
 
 /* Keeps *a (ownership moves to the cache, *a is emptied) when its life is not zero;
  * returns whether it was kept. */
-bool cache_put(struct srv_cache *c, enum result_kind kind, struct srv_answer *a,
-	       unsigned cache_ms, uint64_t now_ns);
+bool cache_put(struct srv_cache *c, enum result_kind kind, struct srv_answer *a, unsigned cache_ms,
+	       uint64_t now_ns);
 
 /* The cached outcome if it is still alive at now_ns, else NULL (kind RES_NONE). */
 const struct srv_cache *cache_get(const struct srv_cache *c, uint64_t now_ns);

@@ -62,8 +62,8 @@ static bool add_searched(char **list, size_t *n, const char *base, size_t bl,
 	return true;
 }
 
-int names_build(const char *service, const char *const *domains, size_t ndomains,
-		unsigned ndots, char ***out, size_t *n)
+int names_build(const char *service, const char *const *domains, size_t ndomains, unsigned ndots,
+		char ***out, size_t *n)
 {
 	size_t bl = strlen(service);
 	bool fqdn = bl > 0 && service[bl - 1] == '.';

@@ -149,8 +149,6 @@ bool srv_is_self(const char *name, const char *hostname)
 	return hl > 0 && strcspn(name, ".") == hl && strncasecmp(name, hostname, hl) == 0;
 }
 
-
-
 /* Order used before de-duplication: by name ignoring case (one DNS name, however it is
  * spelled, is one group), then the record that should win first, then the spelling. */
 static int srv_peer_cmp(const void *va, const void *vb)

@@ -191,6 +191,48 @@ static void test_basic(void **state)
 	assert_int_equal(a.npeers, 0);
 }
 
+/* The priority/weight/port rule picks the winner among records whose targets differ
+ * only in case: the spelling must not decide before the rule does. */
+static void test_case_duplicates_follow_the_rule(void **state)
+{
+	struct dnsmsg m;
+	struct srv_answer a;
+
+	(void)state;
+	dm_begin(&m, 0, QNAME);
+	/* Upper case sorts first byte-wise, but the lower-case record has the lower
+	 * priority and must win. */
+	dm_srv(&m, 10, 0, 9090, 30, "KUBIA-0.kubia.default.svc.cluster.local");
+	dm_srv(&m, 0, 0, 8080, 30, T0);
+	/* Same priority: the higher weight wins whatever its spelling. */
+	dm_srv(&m, 0, 5, 9091, 30, "kubia-1.KUBIA.default.svc.cluster.local");
+	dm_srv(&m, 0, 50, 8081, 30, T1);
+	dm_end(&m);
+
+	assert_int_equal(parse(&m, 16, &a), 0);
+	assert_int_equal(a.npeers, 2);
+	assert_string_equal(a.peers[0].name, T0);
+	assert_int_equal(a.peers[0].port, 8080);
+	assert_string_equal(a.peers[1].name, T1);
+	assert_int_equal(a.peers[1].port, 8081);
+	srv_answer_free(&a);
+}
+
+/* This pod's record: first labels equal, ignoring case; nothing else. */
+static void test_is_self(void **state)
+{
+	(void)state;
+	assert_true(srv_is_self(T0, "kubia-0"));
+	assert_true(srv_is_self(T0, "KUBIA-0"));
+	assert_true(srv_is_self(T0, "kubia-0.kubia.other.svc"));
+	assert_true(srv_is_self("kubia-0", "kubia-0"));
+	assert_false(srv_is_self(T0, "kubia-01"));
+	assert_false(srv_is_self(T0, "kubia-"));
+	assert_false(srv_is_self(T1, "kubia-0"));
+	assert_false(srv_is_self(T0, ""));
+	assert_false(srv_is_self(T0, NULL));
+}
+
 static void test_duplicates_by_port(void **state)
 {
 	struct dnsmsg m;
@@ -566,6 +608,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_basic),
 		cmocka_unit_test(test_duplicates_by_port),
+		cmocka_unit_test(test_case_duplicates_follow_the_rule),
+		cmocka_unit_test(test_is_self),
 		cmocka_unit_test(test_natural_sort),
 		cmocka_unit_test(test_name_cmp),
 		cmocka_unit_test(test_case_insensitive),

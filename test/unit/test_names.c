@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pure rules of the SRV lookup, without a DNS server: the names asked for a service
+ * (the resolver's search list and ndots rule), the parser of --dns-server, and how long
+ * an SRV outcome may be reused.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include "discovery/internal.h"
+
+static const char *const cluster[] = {"default.svc.cluster.local", "svc.cluster.local",
+				      "cluster.local"};
+
+/* Builds the names for service and compares them with the expected list. */
+static void expect_names(const char *service, const char *const *domains, size_t nd, unsigned ndots,
+			 const char *const *want, size_t nwant)
+{
+	char **names = NULL;
+	size_t n = 0;
+
+	assert_int_equal(names_build(service, domains, nd, ndots, &names, &n), 0);
+	if (n != nwant) {
+		print_error("%s: %zu names, expected %zu\n", service, n, nwant);
+	}
+	assert_int_equal(n, nwant);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(names[i], want[i]);
+	}
+	names_free(names, n);
+}
+
+static void test_short_name_walks_the_search_list_only(void **state)
+{
+	const char *const want[] = {"kubia.default.svc.cluster.local", "kubia.svc.cluster.local",
+				    "kubia.cluster.local"};
+
+	(void)state;
+	expect_names("kubia", cluster, 3, 5, want, 3);
+	/* ndots 1: still no dot in the name, so still the search list only. */
+	expect_names("kubia", cluster, 3, 1, want, 3);
+}
+
+static void test_dotted_name_below_ndots_searches_first(void **state)
+{
+	const char *const want[] = {"_http._tcp.kubia.default.svc.cluster.local",
+				    "_http._tcp.kubia.svc.cluster.local",
+				    "_http._tcp.kubia.cluster.local", "_http._tcp.kubia"};
+
+	(void)state;
+	expect_names("_http._tcp.kubia", cluster, 3, 5, want, 4);
+}
+
+static void test_name_with_ndots_dots_is_asked_as_given_first(void **state)
+{
+	const char *const want5[] = {"a.b.c.d.e.f", "a.b.c.d.e.f.default.svc.cluster.local",
+				     "a.b.c.d.e.f.svc.cluster.local", "a.b.c.d.e.f.cluster.local"};
+	const char *const want1[] = {
+		"_http._tcp.kubia", "_http._tcp.kubia.default.svc.cluster.local",
+		"_http._tcp.kubia.svc.cluster.local", "_http._tcp.kubia.cluster.local"};
+
+	(void)state;
+	expect_names("a.b.c.d.e.f", cluster, 3, 5, want5, 4);
+	expect_names("_http._tcp.kubia", cluster, 3, 1, want1, 4);
+}
+
+static void test_trailing_dot_is_used_as_given(void **state)
+{
+	const char *const want[] = {"kubia.default.svc.cluster.local"};
+	const char *const want_root[] = {"kubia"};
+
+	(void)state;
+	expect_names("kubia.default.svc.cluster.local.", cluster, 3, 5, want, 1);
+	expect_names("kubia.", cluster, 3, 5, want_root, 1);
+}
+
+static void test_no_search_list_asks_the_name_itself(void **state)
+{
+	const char *const want[] = {"kubia"};
+	const char *const empty[] = {"", ".", NULL};
+
+	(void)state;
+	expect_names("kubia", NULL, 0, 5, want, 1);
+	/* Empty domains are no domains at all. */
+	expect_names("kubia", empty, 3, 5, want, 1);
+}
+
+static void test_domains_with_trailing_dots(void **state)
+{
+	const char *const d[] = {"ns.svc.cluster.local."};
+	const char *const want[] = {"kubia.ns.svc.cluster.local"};
+
+	(void)state;
+	expect_names("kubia", d, 1, 5, want, 1);
+}
+
+/* ---- --dns-server ---------------------------------------------------------------- */
+
+static void expect_server(const char *text, int family, const char *addr, unsigned port)
+{
+	struct discovery_dns_server s;
+	unsigned char want[16];
+	char err[160] = "";
+
+	if (!discovery_parse_dns_server(text, &s, err, sizeof(err))) {
+		print_error("%s: %s\n", text, err);
+		fail();
+	}
+	assert_int_equal(s.family, family);
+	assert_int_equal(inet_pton(family, addr, want), 1);
+	assert_memory_equal(s.addr, want, family == AF_INET ? 4 : 16);
+	assert_int_equal(s.port, port);
+}
+
+static void expect_refused(const char *text, const char *why)
+{
+	struct discovery_dns_server s;
+	char err[160] = "";
+
+	assert_false(discovery_parse_dns_server(text, &s, err, sizeof(err)));
+	if (strstr(err, why) == NULL) {
+		print_error("%s: '%s' does not say '%s'\n", text, err, why);
+		fail();
+	}
+}
+
+static void test_dns_server_forms(void **state)
+{
+	(void)state;
+	expect_server("10.96.0.10", AF_INET, "10.96.0.10", 53);
+	expect_server("127.0.0.1:5353", AF_INET, "127.0.0.1", 5353);
+	expect_server("fd00::a", AF_INET6, "fd00::a", 53);
+	expect_server("::1", AF_INET6, "::1", 53);
+	expect_server("[fd00::a]", AF_INET6, "fd00::a", 53);
+	expect_server("[::1]:65535", AF_INET6, "::1", 65535);
+}
+
+static void test_dns_server_refusals(void **state)
+{
+	(void)state;
+	expect_refused("", "expected IP[:port]");
+	expect_refused("[::1", "expected IP[:port]");
+	expect_refused("[::1]x", "expected IP[:port]");
+	expect_refused("[]:53", "expected IP[:port]");
+	expect_refused(":53", "expected IP[:port]");
+	/* Host names are refused here, where the process starts, with the reason. */
+	expect_refused("kube-dns.kube-system", "not an IPv4 or IPv6 address");
+	expect_refused("localhost:53", "not an IPv4 or IPv6 address");
+	expect_refused("10.0.0.1:0", "port '0'");
+	expect_refused("10.0.0.1:65536", "port '65536'");
+	expect_refused("10.0.0.1:", "port ''");
+	expect_refused("10.0.0.1:5x", "port '5x'");
+	expect_refused("10.0.0.1:+53", "port '+53'");
+	expect_refused("[::1]:123456", "port '123456'");
+	expect_refused("300.1.1.1", "not an IPv4 or IPv6 address");
+}
+
+/* ---- the cache rule -------------------------------------------------------------- */
+
+static struct srv_answer answer(size_t n, uint32_t ttl)
+{
+	struct srv_answer a;
+
+	memset(&a, 0, sizeof(a));
+	a.ttl = ttl;
+	a.npeers = n;
+	a.peers = n > 0 ? calloc(n, sizeof(*a.peers)) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(a.peers[i].name, sizeof(a.peers[i].name), "kubia-%zu.kubia", i);
+		a.peers[i].family = AF_INET;
+	}
+	return a;
+}
+
+static void test_cache_life(void **state)
+{
+	struct srv_answer a = answer(2, 30);
+
+	(void)state;
+	assert_int_equal(cache_life_ms(RES_PEERS, &a, 1000), 1000);
+	/* The TTL caps the life. */
+	assert_int_equal(cache_life_ms(RES_PEERS, &a, 60000), 30000);
+	a.ttl = 0;
+	assert_int_equal(cache_life_ms(RES_PEERS, &a, 1000), 0);
+	a.ttl = UINT32_MAX;
+	assert_int_equal(cache_life_ms(RES_PEERS, &a, 3600000), 3600000);
+	/* 0 is off, whatever the outcome. */
+	assert_int_equal(cache_life_ms(RES_PEERS, &a, 0), 0);
+	assert_int_equal(cache_life_ms(RES_EMPTY, NULL, 0), 0);
+	/* No peers is reused for the configured life; errors never. */
+	assert_int_equal(cache_life_ms(RES_EMPTY, NULL, 700), 700);
+	assert_int_equal(cache_life_ms(RES_ERROR, NULL, 700), 0);
+	assert_int_equal(cache_life_ms(RES_NONE, NULL, 700), 0);
+	/* A target that did not resolve: the next view asks again. */
+	snprintf(a.peers[1].err, sizeof(a.peers[1].err), "no address records");
+	assert_int_equal(cache_life_ms(RES_PEERS, &a, 1000), 0);
+	srv_answer_free(&a);
+}
+
+static void test_cache_put_and_get(void **state)
+{
+	struct srv_cache c;
+	struct srv_answer a = answer(3, 5);
+	struct srv_answer e = answer(0, UINT32_MAX);
+	const uint64_t t0 = 1000 * NS_PER_MS;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_null(cache_get(&c, t0));
+	assert_true(cache_put(&c, RES_PEERS, &a, 2000, t0));
+	/* Ownership moved: the caller's answer is empty. */
+	assert_null(a.peers);
+	assert_int_equal(a.npeers, 0);
+	assert_non_null(cache_get(&c, t0));
+	assert_int_equal(cache_get(&c, t0 + 1999 * NS_PER_MS)->ans.npeers, 3);
+	assert_null(cache_get(&c, t0 + 2000 * NS_PER_MS));
+
+	/* Not cacheable: nothing changes, the answer stays the caller's. */
+	a = answer(1, 0);
+	assert_false(cache_put(&c, RES_PEERS, &a, 2000, t0));
+	assert_non_null(a.peers);
+	assert_int_equal(c.ans.npeers, 3);
+	srv_answer_free(&a);
+
+	/* A new outcome replaces the old one. */
+	assert_true(cache_put(&c, RES_EMPTY, &e, 500, t0 + 10 * NS_PER_MS));
+	assert_int_equal(cache_get(&c, t0 + 10 * NS_PER_MS)->kind, RES_EMPTY);
+	assert_null(cache_get(&c, t0 + 510 * NS_PER_MS));
+	cache_clear(&c);
+	assert_null(cache_get(&c, t0));
+	cache_clear(&c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_short_name_walks_the_search_list_only),
+		cmocka_unit_test(test_dotted_name_below_ndots_searches_first),
+		cmocka_unit_test(test_name_with_ndots_dots_is_asked_as_given_first),
+		cmocka_unit_test(test_trailing_dot_is_used_as_given),
+		cmocka_unit_test(test_no_search_list_asks_the_name_itself),
+		cmocka_unit_test(test_domains_with_trailing_dots),
+		cmocka_unit_test(test_dns_server_forms),
+		cmocka_unit_test(test_dns_server_refusals),
+		cmocka_unit_test(test_cache_life),
+		cmocka_unit_test(test_cache_put_and_get),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
