@@ -179,8 +179,8 @@ bool discovery_parse_dns_server(const char *text, struct discovery_dns_server *o
 		out->family = AF_INET6;
 	} else {
 		discovery_set_err(err, errlen,
-				  "'%s' is not an IPv4 or IPv6 address (the resolver needs an "
-				  "address, not a host name)",
+				  "'%s' is not an IPv4 or IPv6 address: the resolver needs an "
+				  "address, not a host name",
 				  host);
 		return false;
 	}

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "discovery/discovery.h"
 #include "version.h"
 
 enum opt_kind {
@@ -19,7 +20,8 @@ enum opt_kind {
 	OPT_LEVEL,
 };
 
-typedef bool (*check_fn)(const char *value, const char **why);
+/* Checks a value; false with the reason (not repeating the value) in why. */
+typedef bool (*check_fn)(const char *value, char *why, size_t whylen);
 
 struct opt {
 	const char *flag;
@@ -33,14 +35,15 @@ struct opt {
 	const char *help;
 };
 
-static bool check_path(const char *v, const char **why);
-static bool check_dns_name(const char *v, const char **why);
-static bool check_host_port(const char *v, const char **why);
-static bool check_hostname(const char *v, const char **why);
+static bool check_path(const char *v, char *why, size_t whylen);
+static bool check_dns_name(const char *v, char *why, size_t whylen);
+static bool check_host_port(const char *v, char *why, size_t whylen);
+static bool check_hostname(const char *v, char *why, size_t whylen);
 
 #define OFF(field) offsetof(struct config, field)
 
-/* The first ten are SPEC.md's stable names; the rest are kubia's own limits. */
+/* The first ten are the stable names of the contract (docs/contract.md); the rest are
+ * kubia's own limits. */
 static const struct opt opts[] = {
 	{"port", "KUBIA_PORT", OPT_UINT, OFF(port), 1, 65535, "8080", NULL,
 	 "TCP port to listen on (all addresses, IPv4 and IPv6)"},
@@ -55,7 +58,7 @@ static const struct opt opts[] = {
 	{"peer-timeout-ms", "KUBIA_PEER_TIMEOUT_MS", OPT_UINT, OFF(peer_timeout_ms), 1, 600000,
 	 "2000", NULL, "total time allowed for one peer"},
 	{"dns-server", "KUBIA_DNS_SERVER", OPT_STRING, OFF(dns_server), 0, 0, NULL, check_host_port,
-	 "host[:port] to ask instead of the system's servers"},
+	 "IP[:port] to ask instead of the system's servers (an address, not a name)"},
 	{"dns-timeout-ms", "KUBIA_DNS_TIMEOUT_MS", OPT_UINT, OFF(dns_timeout_ms), 1, 600000, "2000",
 	 NULL, "total time allowed for the SRV lookup"},
 	{"max-body", "KUBIA_MAX_BODY", OPT_U64, OFF(max_body), 0, (uint64_t)1 << 30, "1048576",
@@ -100,20 +103,20 @@ const char *config_mode_name(enum config_mode mode)
 	return mode == CONFIG_MODE_PET ? "pet" : "peers";
 }
 
-static bool check_path(const char *v, const char **why)
+static bool check_path(const char *v, char *why, size_t whylen)
 {
 	size_t n = strlen(v);
 
 	if (n == 0) {
-		*why = "expected a file path";
+		snprintf(why, whylen, "expected a file path");
 		return false;
 	}
 	if (v[n - 1] == '/') {
-		*why = "expected a file path, not a directory";
+		snprintf(why, whylen, "expected a file path, not a directory");
 		return false;
 	}
 	if (n >= PATH_MAX) {
-		*why = "path too long";
+		snprintf(why, whylen, "path too long");
 		return false;
 	}
 	return true;
@@ -121,11 +124,12 @@ static bool check_path(const char *v, const char **why)
 
 /* Letters, digits, '-', '_' and dots between labels of 1-63 characters. A trailing dot
  * marks a fully qualified name. */
-static bool check_dns_name(const char *v, const char **why)
+static bool check_dns_name(const char *v, char *why, size_t whylen)
 {
 	size_t n = strlen(v), label = 0;
 
-	*why = "expected a DNS name such as kubia or kubia.default.svc.cluster.local";
+	snprintf(why, whylen,
+		 "expected a DNS name such as kubia or kubia.default.svc.cluster.local");
 	if (n == 0 || n > 254 || v[0] == '.') {
 		return false;
 	}
@@ -148,57 +152,20 @@ static bool check_dns_name(const char *v, const char **why)
 	return true;
 }
 
-static bool parse_port_text(const char *s, size_t len)
+/* The DNS server is parsed by discovery's own parser, so what is accepted here is exactly
+ * what discovery can use, in either mode. */
+static bool check_host_port(const char *v, char *why, size_t whylen)
 {
-	unsigned long p = 0;
+	struct discovery_dns_server server;
 
-	if (len == 0 || len > 5) {
-		return false;
-	}
-	for (size_t i = 0; i < len; i++) {
-		if (!isdigit((unsigned char)s[i])) {
-			return false;
-		}
-		p = p * 10 + (unsigned long)(s[i] - '0');
-	}
-	return p >= 1 && p <= 65535;
+	return discovery_parse_dns_server(v, &server, why, whylen);
 }
 
-/* host, host:port, IPv6, [IPv6] or [IPv6]:port. The host is checked as an address by
- * the resolver; here only the shape. */
-static bool check_host_port(const char *v, const char **why)
-{
-	const char *colon;
-
-	*why = "expected host[:port], for example 10.96.0.10:53 or [fd00::a]:53";
-	if (v[0] == '\0') {
-		return false;
-	}
-	if (v[0] == '[') {
-		const char *end = strchr(v, ']');
-		if (end == NULL || end == v + 1) {
-			return false;
-		}
-		if (end[1] == '\0') {
-			return true;
-		}
-		return end[1] == ':' && parse_port_text(end + 2, strlen(end + 2));
-	}
-	colon = strchr(v, ':');
-	if (colon == NULL) {
-		return true;
-	}
-	if (strchr(colon + 1, ':') != NULL) {
-		return true; /* a bare IPv6 address */
-	}
-	return colon != v && parse_port_text(colon + 1, strlen(colon + 1));
-}
-
-static bool check_hostname(const char *v, const char **why)
+static bool check_hostname(const char *v, char *why, size_t whylen)
 {
 	size_t n = strlen(v);
 
-	*why = "expected a host name of 1-253 printable characters without spaces";
+	snprintf(why, whylen, "expected a host name of 1-253 printable characters without spaces");
 	if (n == 0 || n > 253) {
 		return false;
 	}
@@ -233,7 +200,7 @@ static bool apply(struct config *cfg, const struct opt *o, const char *value, co
 		  bool is_flag, char *err, size_t errlen)
 {
 	char *field = (char *)cfg + o->offset;
-	const char *why = NULL;
+	char why[160] = "";
 	uint64_t v = 0;
 
 	switch (o->kind) {
@@ -253,7 +220,7 @@ static bool apply(struct config *cfg, const struct opt *o, const char *value, co
 		}
 		return true;
 	case OPT_STRING:
-		if (o->check != NULL && !o->check(value, &why)) {
+		if (o->check != NULL && !o->check(value, why, sizeof(why))) {
 			snprintf(err, errlen, "invalid value for %s%s: \"%s\" (%s)",
 				 is_flag ? "--" : "", source, value, why);
 			return false;

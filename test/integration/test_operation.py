@@ -66,6 +66,9 @@ BAD_FLAGS = [
     (["--dns-timeout-ms", "12x"], "--dns-timeout-ms", "12x"),
     (["--peer-port", "65536"], "--peer-port", "65536"),
     (["--dns-server", "127.0.0.1:99999"], "--dns-server", "127.0.0.1:99999"),
+    # a host name: the resolver needs an address; refused at start in either mode
+    (["--dns-server", "kube-dns:53"], "--dns-server", "kube-dns:53"),
+    (["--mode", "pet", "--dns-server", "kube-dns"], "--dns-server", "kube-dns"),
     (["--log-level", "loud"], "--log-level", "loud"),
     (["--threads", "many"], "--threads", "many"),
     (["--idle-timeout-s", "-1"], "--idle-timeout-s", "-1"),

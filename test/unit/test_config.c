@@ -197,8 +197,8 @@ static void test_bad_values(void **state)
 
 static void test_dns_server_shapes(void **state)
 {
-	static const char *const ok[] = {"10.96.0.10", "10.96.0.10:53", "[fd00::a]:5353",
-					 "[::1]",      "fd00::a",       "dns.local:53"};
+	static const char *const ok[] = {"10.96.0.10", "10.96.0.10:53", "[fd00::a]:5353", "[::1]",
+					 "fd00::a"};
 	struct config c;
 	char err[256];
 
@@ -208,6 +208,20 @@ static void test_dns_server_shapes(void **state)
 				 CONFIG_RUN);
 		assert_string_equal(c.dns_server, ok[i]);
 	}
+}
+
+/* A host name is refused at start with the reason, in pet mode too: the value is checked
+ * by the same parser discovery uses, whatever the mode. */
+static void test_dns_server_host_name_refused(void **state)
+{
+	static const char *const pet_env[] = {"KUBIA_MODE", "pet", NULL};
+
+	(void)state;
+	expect_error(NULL, "--dns-server", "not an IPv4 or IPv6 address", 2,
+		     "--dns-server=dns.local:53", NULL);
+	expect_error(pet_env, "--dns-server", "not an IPv4 or IPv6 address", 3, "--dns-server",
+		     "kube-dns.kube-system");
+	expect_error(pet_env, "--dns-server", "port '0'", 2, "--dns-server=10.0.0.1:0", NULL);
 }
 
 static void test_help_and_version(void **state)
@@ -229,6 +243,7 @@ int main(void)
 		cmocka_unit_test(test_connect_timeout_capped),
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_dns_server_shapes),
+		cmocka_unit_test(test_dns_server_host_name_refused),
 		cmocka_unit_test(test_help_and_version),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
