@@ -18,6 +18,9 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+/* How soon curl's timer is tried again after curl failed to act on it. */
+#define TIMER_RETRY_MS 10
+
 struct xfer {
 	struct discovery *d;
 	struct view *view;
@@ -276,9 +279,9 @@ static void check_multi(struct discovery *d)
 	}
 }
 
-/* Lets curl act on fd (or on its timers) and reaps what finished. A failure is logged:
- * the transfers concerned then end by their own time-outs. */
-static void socket_action(struct discovery *d, curl_socket_t fd, int flags)
+/* Lets curl act on fd (or on its timers) and reaps what finished. A failure is logged
+ * and returned; the caller makes sure curl is asked again. */
+static bool socket_action(struct discovery *d, curl_socket_t fd, int flags)
 {
 	int running = 0;
 	CURLMcode rc = curl_multi_socket_action(d->multi, fd, flags, &running);
@@ -288,6 +291,7 @@ static void socket_action(struct discovery *d, curl_socket_t fd, int flags)
 			 curl_multi_strerror(rc));
 	}
 	check_multi(d);
+	return rc == CURLM_OK;
 }
 
 void transfer_on_event(struct discovery *d, int fd, uint32_t events)
@@ -303,14 +307,19 @@ void transfer_on_event(struct discovery *d, int fd, uint32_t events)
 	if (events & (EPOLLERR | EPOLLHUP)) {
 		flags |= CURL_CSELECT_ERR;
 	}
-	socket_action(d, fd, flags);
+	/* On failure the level-triggered event comes back on the next pass. */
+	(void)socket_action(d, fd, flags);
 }
 
 void transfer_run_timer(struct discovery *d, uint64_t now)
 {
 	if (d->curl_due != NEVER && now >= d->curl_due) {
 		d->curl_due = NEVER;
-		socket_action(d, CURL_SOCKET_TIMEOUT, 0);
+		if (!socket_action(d, CURL_SOCKET_TIMEOUT, 0) && d->curl_due == NEVER) {
+			/* curl thinks its timer was served and would not ask again: without a
+			 * retry, its transfers (and their own time-outs) would stall. */
+			d->curl_due = now + TIMER_RETRY_MS * NS_PER_MS;
+		}
 	}
 }
 

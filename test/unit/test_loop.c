@@ -25,8 +25,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <curl/curl.h>
 
 #include "discovery/discovery.h"
 
@@ -75,6 +78,81 @@ static struct {
 	bool have_v6;
 	bool thread_started;
 } g = {.dnsmasq = -1, .silent_fd = -1};
+
+/* ---- faults in the libraries (the binary is linked with --wrap for these) ---------- */
+
+static atomic_int fail_private; /* CURLINFO_PRIVATE queries still to fail */
+static atomic_int fail_socket_action; /* curl_multi_socket_action() calls still to fail */
+
+CURLcode __real_curl_easy_getinfo(CURL *e, CURLINFO info, ...);
+CURLcode __wrap_curl_easy_getinfo(CURL *e, CURLINFO info, ...);
+CURLMcode __real_curl_multi_socket_action(CURLM *m, curl_socket_t s, int ev, int *running);
+CURLMcode __wrap_curl_multi_socket_action(CURLM *m, curl_socket_t s, int ev, int *running);
+
+/* Every CURLINFO argument is a pointer, so one is passed on. */
+CURLcode __wrap_curl_easy_getinfo(CURL *e, CURLINFO info, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, info);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (info == CURLINFO_PRIVATE && atomic_load(&fail_private) > 0) {
+		atomic_fetch_sub(&fail_private, 1);
+		return CURLE_BAD_FUNCTION_ARGUMENT;
+	}
+	return __real_curl_easy_getinfo(e, info, arg);
+}
+
+CURLMcode __wrap_curl_multi_socket_action(CURLM *m, curl_socket_t s, int ev, int *running)
+{
+	if (atomic_load(&fail_socket_action) > 0) {
+		atomic_fetch_sub(&fail_socket_action, 1);
+		return CURLM_INTERNAL_ERROR;
+	}
+	return __real_curl_multi_socket_action(m, s, ev, running);
+}
+
+/* What discovery logged, for the tests that expect a line. */
+static struct {
+	pthread_mutex_t mu;
+	char text[8192];
+	size_t len;
+} logged = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void on_log(void *ctx, enum discovery_log_level level, const char *line)
+{
+	(void)ctx;
+	pthread_mutex_lock(&logged.mu);
+	logged.len += (size_t)snprintf(logged.text + logged.len, sizeof(logged.text) - logged.len,
+				       "%d %s\n", (int)level, line);
+	if (logged.len >= sizeof(logged.text)) {
+		logged.len = sizeof(logged.text) - 1;
+	}
+	pthread_mutex_unlock(&logged.mu);
+}
+
+static bool log_has(const char *needle)
+{
+	bool found;
+
+	pthread_mutex_lock(&logged.mu);
+	found = strstr(logged.text, needle) != NULL;
+	if (!found) {
+		print_error("log lacks \"%s\":\n%s", needle, logged.text);
+	}
+	pthread_mutex_unlock(&logged.mu);
+	return found;
+}
+
+static void log_reset(void)
+{
+	pthread_mutex_lock(&logged.mu);
+	logged.len = 0;
+	logged.text[0] = '\0';
+	pthread_mutex_unlock(&logged.mu);
+}
 
 /* The IPv6 peer listens on [::1]; a host without IPv6 skips that one test. */
 static int listen_on6(unsigned *port)
@@ -922,6 +1000,81 @@ static void test_many_concurrent(void **state)
 	}
 }
 
+/* A failed SRV lookup is logged through the configured callback, not only shown. */
+static void test_failures_are_logged(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	log_reset();
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "kubia.example.com.";
+	c.log = on_log;
+	d = make(&c);
+	(void)ask(d, &r);
+	discovery_destroy(d);
+	result_finish(&r);
+	assert_true(log_has("1 SRV lookup failed: kubia.example.com: query refused (REFUSED)"));
+}
+
+/* Should curl not give a finished transfer's private pointer back, the view is still
+ * answered: its transfer is found among the views in flight. */
+static void test_view_ends_without_the_private_pointer(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+	const char *b;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	log_reset();
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.log = on_log;
+	d = make(&c);
+	atomic_store(&fail_private, 1);
+	b = ask(d, &r);
+	assert_int_equal(atomic_load(&fail_private), 0);
+	assert_non_null(strstr(b, "- kubia-0" SFX ": mine\n"));
+	assert_non_null(strstr(b, "- kubia-10" SFX ": Error: HTTP 500\n"));
+	discovery_destroy(d);
+	result_finish(&r);
+	assert_true(log_has("no private pointer"));
+}
+
+/* A failing curl_multi_socket_action() is logged, and the view still ends. */
+static void test_socket_action_failure_is_logged(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+	const char *b;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	log_reset();
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.log = on_log;
+	c.cache_ms = 0;
+	d = make(&c);
+	atomic_store(&fail_socket_action, 1);
+	b = ask(d, &r);
+	atomic_store(&fail_socket_action, 0);
+	assert_non_null(strstr(b, "- kubia-1" SFX ": one\n"));
+	discovery_destroy(d);
+	result_finish(&r);
+	assert_true(log_has("0 curl_multi_socket_action: "));
+}
+
 static void test_bad_config(void **state)
 {
 	struct discovery_config c;
@@ -982,6 +1135,9 @@ int main(void)
 		cmocka_unit_test(test_stop_in_flight),
 		cmocka_unit_test(test_ipv6_peer),
 		cmocka_unit_test(test_many_concurrent),
+		cmocka_unit_test(test_failures_are_logged),
+		cmocka_unit_test(test_view_ends_without_the_private_pointer),
+		cmocka_unit_test(test_socket_action_failure_is_logged),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
