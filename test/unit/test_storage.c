@@ -4,12 +4,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +24,8 @@
 
 #include <cmocka.h>
 
-#define MAX_SIZE (1024 * 1024)
-#define BIG (256 * 1024)
+#define MAX_SIZE ((size_t)1024 * 1024)
+#define BIG ((size_t)256 * 1024)
 #define THREADS 8
 
 struct fixture {
@@ -385,27 +389,74 @@ static void test_no_tmp_left(void **state)
 	assert_int_equal(storage_generation(f->st), 201);
 }
 
-struct writer {
+/*
+ * Writers and readers run at once. Each writer stores its own body (BIG bytes of one
+ * letter) ROUNDS + 2i times, so that the last writers tend to go on alone at the end;
+ * readers acquire in a loop until every writer is done. A writer takes a number from one sequence just
+ * before and just after each storage_replace(), so that the order of the replacements
+ * as seen from outside can be checked against what stays stored.
+ */
+#define ROUNDS 3
+#define READERS 3
+
+struct race {
 	struct storage *st;
-	unsigned char byte;
-	int rc;
+	pthread_barrier_t go;
+	pthread_mutex_t seq_lock; /* guards seq and active */
+	uint64_t seq;
+	int active; /* replacements begun and not yet returned */
+	atomic_bool writers_done;
 };
 
-static void *writer_main(void *arg)
-{
-	struct writer *w = arg;
-	char *body = malloc(BIG);
+struct writer {
+	struct race *race;
+	unsigned char byte;
+	int rounds;
+	int rc;
+	const char *failure; /* what the writer saw go wrong, or NULL */
+	uint64_t last_start; /* sequence numbers around its last replacement */
+	uint64_t last_end;
+};
 
-	if (body == NULL) {
-		w->rc = -1;
-		return NULL;
+struct reader {
+	struct race *race;
+	const char *failure; /* what the reader saw go wrong, or NULL */
+	unsigned long changes; /* how often a newer generation appeared while it read */
+};
+
+/* Numbers the start of a replacement; *alone tells whether no other was under way. */
+static uint64_t begin_replace(struct race *r, bool *alone)
+{
+	uint64_t n;
+
+	(void)pthread_mutex_lock(&r->seq_lock);
+	n = ++r->seq;
+	*alone = r->active++ == 0;
+	(void)pthread_mutex_unlock(&r->seq_lock);
+	return n;
+}
+
+/* Numbers the end of w's replacement begun at start. When nothing else began or ended
+ * meanwhile, this replacement was the last to complete, and until the next one begins
+ * (which the lock holds off) its body must be the one served. */
+static uint64_t end_replace(struct writer *w, uint64_t start, bool alone)
+{
+	struct race *r = w->race;
+	uint64_t n;
+
+	(void)pthread_mutex_lock(&r->seq_lock);
+	n = ++r->seq;
+	r->active--;
+	if (alone && n == start + 1) {
+		const struct storage_blob *b = storage_acquire(r->st);
+
+		if (!b->present || b->data[0] != (char)w->byte) {
+			w->failure = "the last completed replacement is not the one served";
+		}
+		storage_release(b);
 	}
-	memset(body, w->byte, BIG);
-	for (int i = 0; i < 4 && w->rc == 0; i++) {
-		w->rc = storage_replace(w->st, body, BIG, NULL, NULL, 0) == STORAGE_OK ? 0 : -1;
-	}
-	free(body);
-	return NULL;
+	(void)pthread_mutex_unlock(&r->seq_lock);
+	return n;
 }
 
 /* A body is whole when it has the full size and one byte value throughout. */
@@ -422,33 +473,148 @@ static bool whole(const char *data, size_t len)
 	return data[0] >= 'A' && data[0] < 'A' + THREADS;
 }
 
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	char *body = malloc(BIG);
+
+	if (body != NULL) {
+		memset(body, w->byte, BIG);
+	}
+	(void)pthread_barrier_wait(&w->race->go);
+	if (body == NULL) {
+		w->rc = -1;
+		return NULL;
+	}
+	for (int i = 0; i < w->rounds && w->failure == NULL; i++) {
+		bool alone;
+		uint64_t start = begin_replace(w->race, &alone);
+		enum storage_result res = storage_replace(w->race->st, body, BIG, NULL, NULL, 0);
+
+		w->last_end = end_replace(w, start, alone);
+		w->last_start = start;
+		if (res != STORAGE_OK) {
+			w->rc = -1;
+			break;
+		}
+	}
+	free(body);
+	return NULL;
+}
+
+static void *reader_main(void *arg)
+{
+	struct reader *rd = arg;
+	struct storage *st = rd->race->st;
+	uint64_t last_gen = 0;
+	char last_byte = 0;
+	bool done;
+
+	(void)pthread_barrier_wait(&rd->race->go);
+	do {
+		/* Read the flag first: the last round then sees the final state. */
+		const struct storage_blob *b;
+
+		done = atomic_load(&rd->race->writers_done);
+		b = storage_acquire(st);
+		if (b->generation < last_gen) {
+			rd->failure = "the generation went backwards";
+		} else if (!b->present && b->generation != 1) {
+			rd->failure = "nothing stored after a replacement";
+		} else if (b->present && !whole(b->data, b->len)) {
+			rd->failure = "a torn body";
+		} else if (b->present && b->generation == last_gen && b->data[0] != last_byte) {
+			rd->failure = "two bodies with one generation";
+		} else if (storage_generation(st) < b->generation) {
+			rd->failure = "storage_generation() behind the body it serves";
+		} else {
+			if (last_gen != 0 && b->generation > last_gen) {
+				rd->changes++;
+			}
+			last_gen = b->generation;
+			last_byte = b->present ? b->data[0] : 0;
+		}
+		storage_release(b);
+	} while (!done && rd->failure == NULL);
+	return NULL;
+}
+
 static void test_concurrent_replace(void **state)
 {
 	struct fixture *f = *state;
+	struct race race = {.seq = 0};
 	struct writer w[THREADS];
-	pthread_t tid[THREADS];
+	struct reader rd[READERS];
+	pthread_t wt[THREADS];
+	pthread_t rt[READERS];
 	const struct storage_blob *b;
+	const struct writer *last = NULL;
+	const struct writer *stored = NULL;
+	unsigned long changes = 0;
+	int total = 0;
 	size_t len;
 	char *disk;
 
 	f->st = open_ok(f->path);
-	for (int i = 0; i < THREADS; i++) {
-		w[i] = (struct writer){.st = f->st, .byte = (unsigned char)('A' + i)};
-		assert_int_equal(pthread_create(&tid[i], NULL, writer_main, &w[i]), 0);
-	}
-	/* Readers meanwhile must only ever see nothing or a whole body. */
-	for (int i = 0; i < 200; i++) {
-		b = storage_acquire(f->st);
-		assert_true(!b->present || whole(b->data, b->len));
-		storage_release(b);
+	race.st = f->st;
+	atomic_init(&race.writers_done, false);
+	assert_int_equal(pthread_mutex_init(&race.seq_lock, NULL), 0);
+	assert_int_equal(pthread_barrier_init(&race.go, NULL, THREADS + READERS), 0);
+	for (int i = 0; i < READERS; i++) {
+		rd[i] = (struct reader){.race = &race};
+		assert_int_equal(pthread_create(&rt[i], NULL, reader_main, &rd[i]), 0);
 	}
 	for (int i = 0; i < THREADS; i++) {
-		assert_int_equal(pthread_join(tid[i], NULL), 0);
+		w[i] = (struct writer){.race = &race, .rounds = ROUNDS + 2 * i};
+		w[i].byte = (unsigned char)('A' + i);
+		total += w[i].rounds;
+		assert_int_equal(pthread_create(&wt[i], NULL, writer_main, &w[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		assert_int_equal(pthread_join(wt[i], NULL), 0);
+	}
+	atomic_store(&race.writers_done, true);
+	for (int i = 0; i < READERS; i++) {
+		assert_int_equal(pthread_join(rt[i], NULL), 0);
+	}
+	(void)pthread_barrier_destroy(&race.go);
+	(void)pthread_mutex_destroy(&race.seq_lock);
+
+	for (int i = 0; i < READERS; i++) {
+		if (rd[i].failure != NULL) {
+			fail_msg("reader %d: %s", i, rd[i].failure);
+		}
+		changes += rd[i].changes;
+	}
+	/* Otherwise the readers proved nothing: they never ran during a replacement. */
+	if (changes == 0) {
+		fail_msg("no reader saw a replacement happen while it was reading");
+	}
+	for (int i = 0; i < THREADS; i++) {
 		assert_int_equal(w[i].rc, 0);
+		if (w[i].failure != NULL) {
+			fail_msg("writer %c: %s", w[i].byte, w[i].failure);
+		}
+		if (last == NULL || w[i].last_end > last->last_end) {
+			last = &w[i];
+		}
 	}
-	assert_int_equal(storage_generation(f->st), 1 + THREADS * 4);
+	assert_int_equal(storage_generation(f->st), 1 + (uint64_t)total);
 	b = storage_acquire(f->st);
 	assert_true(whole(b->data, b->len));
+	stored = &w[b->data[0] - 'A'];
+	/*
+	 * The last writer to complete must win. Completion is observed just after
+	 * storage_replace() returns, so when two last replacements overlapped either may
+	 * rightly have finished last; a body whose replacement returned before the last
+	 * completed one even started must have been overwritten by it.
+	 */
+	if (stored != last && stored->last_end < last->last_start) {
+		fail_msg("%c is stored, but its last replacement ended (%" PRIu64
+			 ") before %c's started (%" PRIu64 ") and completed last (%" PRIu64 ")",
+			 stored->byte, stored->last_end, last->byte, last->last_start,
+			 last->last_end);
+	}
 	disk = read_file(f->path, &len);
 	assert_int_equal(len, b->len);
 	assert_memory_equal(disk, b->data, len);
