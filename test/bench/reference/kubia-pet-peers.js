@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 //
 // Reference model of the book's Node.js app `kubia-pet-peers` (Kubernetes in Action,
-// chapter 10), written from the description in SPEC.md ("The original's behaviour").
-// It exists only so the benchmark has a baseline that behaves like the original:
+// chapter 10), written from the description of the book's app as published in
+// docs/contract.md ("The book's apps, for comparison"). It exists only so the benchmark
+// has a baseline that behaves like the original:
 //
 //   * POST: open the data file for writing (truncating it), answer 200 at once, then
 //     stream the body into the file; no fsync, no protection against concurrent POSTs.
