@@ -392,9 +392,9 @@ static void test_no_tmp_left(void **state)
 /*
  * Writers and readers run at once. Each writer stores its own body (BIG bytes of one
  * letter) ROUNDS + 2i times, so that the last writers tend to go on alone at the end;
- * readers acquire in a loop until every writer is done. A writer takes a number from one sequence just
- * before and just after each storage_replace(), so that the order of the replacements
- * as seen from outside can be checked against what stays stored.
+ * readers acquire in a loop until every writer is done. A writer takes a number from
+ * one sequence just before and just after each storage_replace(), so that the order of
+ * the replacements as seen from outside can be checked against what stays stored.
  */
 #define ROUNDS 3
 #define READERS 3
