@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/errtext.h"
 #include "discovery/discovery.h"
 
 /* ---- DNS ------------------------------------------------------------------------ */
@@ -42,11 +43,7 @@
 #define SRV_NAME_MAX 256
 #define SRV_ERR_MAX 128
 
-/* Lets the compiler check printf-style formats (-Wformat=2 relies on it). */
-#define DISCOVERY_PRINTF(fmt, first) __attribute__((format(printf, fmt, first)))
-
-/* Writes one printf-formatted line into err (nothing when err is NULL or errlen 0). */
-void discovery_set_err(char *err, size_t errlen, const char *fmt, ...) DISCOVERY_PRINTF(3, 4);
+#define DISCOVERY_PRINTF(fmt, first) ERRTEXT_PRINTF(fmt, first)
 
 /* The text every request still open at shutdown is ended with. */
 #define SHUTDOWN_TEXT "shutting down"

@@ -350,7 +350,7 @@ static bool setup_names(struct discovery *d, char *err, size_t errlen)
 
 	memset(&o, 0, sizeof(o));
 	if (ares_save_options(d->channel, &o, &mask) != ARES_SUCCESS) {
-		discovery_set_err(err, errlen, "DNS: could not read the resolver options");
+		errtext_set(err, errlen, "DNS: could not read the resolver options");
 		return false;
 	}
 	rc = names_build(d->service, (const char *const *)o.domains,
@@ -358,7 +358,7 @@ static bool setup_names(struct discovery *d, char *err, size_t errlen)
 			 o.ndots > 0 ? (unsigned)o.ndots : 1, &d->names, &d->nnames);
 	ares_destroy_options(&o);
 	if (rc < 0) {
-		discovery_set_err(err, errlen, "DNS: out of memory");
+		errtext_set(err, errlen, "DNS: out of memory");
 		return false;
 	}
 	return true;
@@ -375,7 +375,7 @@ static bool setup_server(struct discovery *d, char *err, size_t errlen)
 		return true;
 	}
 	if (!discovery_parse_dns_server(d->dns_server, &s, why, sizeof(why))) {
-		discovery_set_err(err, errlen, "DNS server '%s': %s", d->dns_server, why);
+		errtext_set(err, errlen, "DNS server '%s': %s", d->dns_server, why);
 		return false;
 	}
 	memset(&node, 0, sizeof(node));
@@ -385,8 +385,7 @@ static bool setup_server(struct discovery *d, char *err, size_t errlen)
 	node.tcp_port = (int)s.port;
 	st = ares_set_servers_ports(d->channel, &node);
 	if (st != ARES_SUCCESS) {
-		discovery_set_err(err, errlen, "DNS server '%s': %s", d->dns_server,
-				  ares_strerror(st));
+		errtext_set(err, errlen, "DNS server '%s': %s", d->dns_server, ares_strerror(st));
 		return false;
 	}
 	return true;
@@ -414,9 +413,9 @@ bool lookup_setup(struct discovery *d, char *err, size_t errlen)
 	}
 	st = ares_init_options(&d->channel, &o, mask);
 	if (st != ARES_SUCCESS) {
-		discovery_set_err(err, errlen, "DNS: could not set up the resolver%s%s: %s",
-				  d->resolv_conf != NULL ? " from " : "",
-				  d->resolv_conf != NULL ? d->resolv_conf : "", ares_strerror(st));
+		errtext_set(err, errlen, "DNS: could not set up the resolver%s%s: %s",
+			    d->resolv_conf != NULL ? " from " : "",
+			    d->resolv_conf != NULL ? d->resolv_conf : "", ares_strerror(st));
 		return false;
 	}
 	d->channel_ok = true;

@@ -169,8 +169,8 @@ bool discovery_parse_dns_server(const char *text, struct discovery_dns_server *o
 	memset(out, 0, sizeof(*out));
 	out->port = DNS_PORT;
 	if (text == NULL || !split_host_port(text, host, sizeof(host), &port)) {
-		discovery_set_err(err, errlen,
-				  "expected IP[:port], for example 10.96.0.10:53 or [fd00::a]:53");
+		errtext_set(err, errlen,
+			    "expected IP[:port], for example 10.96.0.10:53 or [fd00::a]:53");
 		return false;
 	}
 	if (inet_pton(AF_INET, host, out->addr) == 1) {
@@ -178,14 +178,14 @@ bool discovery_parse_dns_server(const char *text, struct discovery_dns_server *o
 	} else if (inet_pton(AF_INET6, host, out->addr) == 1) {
 		out->family = AF_INET6;
 	} else {
-		discovery_set_err(err, errlen,
-				  "'%s' is not an IPv4 or IPv6 address: the resolver needs an "
-				  "address, not a host name",
-				  host);
+		errtext_set(err, errlen,
+			    "'%s' is not an IPv4 or IPv6 address: the resolver needs an "
+			    "address, not a host name",
+			    host);
 		return false;
 	}
 	if (port != NULL && !parse_port(port, &out->port)) {
-		discovery_set_err(err, errlen, "port '%s' is not a number from 1 to 65535", port);
+		errtext_set(err, errlen, "port '%s' is not a number from 1 to 65535", port);
 		return false;
 	}
 	return true;

@@ -215,8 +215,8 @@ static bool setup_fds(struct discovery *d, char *err, size_t errlen)
 	d->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	d->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (d->epfd < 0 || d->evfd < 0 || d->tfd < 0) {
-		discovery_set_err(err, errlen, "discovery: could not create the event loop: %s",
-				  strerror(errno));
+		errtext_set(err, errlen, "discovery: could not create the event loop: %s",
+			    strerror(errno));
 		return false;
 	}
 	memset(&ev, 0, sizeof(ev));
@@ -231,7 +231,7 @@ static bool setup_fds(struct discovery *d, char *err, size_t errlen)
 	}
 	return true;
 fail:
-	discovery_set_err(err, errlen, "discovery: epoll: %s", strerror(errno));
+	errtext_set(err, errlen, "discovery: epoll: %s", strerror(errno));
 	return false;
 }
 
@@ -241,31 +241,29 @@ static bool check_config(const struct discovery_config *cfg, char *err, size_t e
 	char why[160];
 
 	if (cfg->service == NULL || cfg->service[0] == '\0' || strcmp(cfg->service, ".") == 0) {
-		discovery_set_err(err, errlen, "service name is empty");
+		errtext_set(err, errlen, "service name is empty");
 		return false;
 	}
 	if (strlen(cfg->service) > 253) {
-		discovery_set_err(err, errlen,
-				  "service name '%.40s...' is longer than 253 characters",
-				  cfg->service);
+		errtext_set(err, errlen, "service name '%.40s...' is longer than 253 characters",
+			    cfg->service);
 		return false;
 	}
 	if (cfg->dns_server != NULL && cfg->dns_server[0] != '\0' &&
 	    !discovery_parse_dns_server(cfg->dns_server, &server, why, sizeof(why))) {
-		discovery_set_err(err, errlen, "DNS server '%s': %s", cfg->dns_server, why);
+		errtext_set(err, errlen, "DNS server '%s': %s", cfg->dns_server, why);
 		return false;
 	}
 	if (cfg->dns_timeout_ms == 0 || cfg->peer_timeout_ms == 0) {
-		discovery_set_err(err, errlen, "DNS and peer time-outs must be at least 1 ms");
+		errtext_set(err, errlen, "DNS and peer time-outs must be at least 1 ms");
 		return false;
 	}
 	if (cfg->peer_port > 65535) {
-		discovery_set_err(err, errlen, "peer port %u is not in 0-65535", cfg->peer_port);
+		errtext_set(err, errlen, "peer port %u is not in 0-65535", cfg->peer_port);
 		return false;
 	}
 	if (cfg->max_peers == 0 || cfg->max_pending == 0) {
-		discovery_set_err(err, errlen,
-				  "max peers and max pending requests must be at least 1");
+		errtext_set(err, errlen, "max peers and max pending requests must be at least 1");
 		return false;
 	}
 	return true;
@@ -337,7 +335,7 @@ struct discovery *discovery_create(const struct discovery_config *cfg, discovery
 	int rc;
 
 	if (cfg == NULL || local == NULL) {
-		discovery_set_err(err, errlen, "discovery: no configuration");
+		errtext_set(err, errlen, "discovery: no configuration");
 		return NULL;
 	}
 	if (!check_config(cfg, err, errlen)) {
@@ -345,12 +343,12 @@ struct discovery *discovery_create(const struct discovery_config *cfg, discovery
 	}
 	pthread_once(&global_once, global_init);
 	if (!global_ok) {
-		discovery_set_err(err, errlen, "discovery: could not initialise libcurl or c-ares");
+		errtext_set(err, errlen, "discovery: could not initialise libcurl or c-ares");
 		return NULL;
 	}
 	d = discovery_alloc(cfg, local, local_ctx);
 	if (d == NULL) {
-		discovery_set_err(err, errlen, "discovery: out of memory");
+		errtext_set(err, errlen, "discovery: out of memory");
 		return NULL;
 	}
 	if (!setup_fds(d, err, errlen) || !lookup_setup(d, err, errlen) ||
@@ -363,8 +361,8 @@ struct discovery *discovery_create(const struct discovery_config *cfg, discovery
 	if (rc != 0) {
 		d->stopping = true;
 		d->joined = true;
-		discovery_set_err(err, errlen, "discovery: could not start the loop thread: %s",
-				  strerror(rc));
+		errtext_set(err, errlen, "discovery: could not start the loop thread: %s",
+			    strerror(rc));
 		goto fail;
 	}
 	return d;

@@ -10,7 +10,6 @@
 #include <ares.h>
 #include <ctype.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,18 +19,6 @@
 #define DNS_HEADER_LEN 12
 #define DNS_RR_FIXED 10 /* type, class, ttl, rdlength */
 #define SRV_RDATA_FIXED 6 /* priority, weight, port */
-
-void discovery_set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0) {
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static uint16_t get16(const unsigned char *p)
 {
@@ -194,7 +181,7 @@ static int srv_additional(const unsigned char *msg, size_t len, size_t *pos, uns
 		int fit = srv_name_at(msg, len, pos, len, name, sizeof(name));
 
 		if (fit < 0 || len - *pos < DNS_RR_FIXED) {
-			discovery_set_err(err, errlen, "malformed additional record");
+			errtext_set(err, errlen, "malformed additional record");
 			return -1;
 		}
 		type = get16(msg + *pos);
@@ -203,8 +190,8 @@ static int srv_additional(const unsigned char *msg, size_t len, size_t *pos, uns
 		rdlen = get16(msg + *pos + 8);
 		*pos += DNS_RR_FIXED;
 		if (rdlen > len - *pos) {
-			discovery_set_err(err, errlen,
-					  "additional record runs past the end of the reply");
+			errtext_set(err, errlen,
+				    "additional record runs past the end of the reply");
 			return -1;
 		}
 		addr = (type == DNS_TYPE_A && rdlen == 4) || (type == DNS_TYPE_AAAA && rdlen == 16);
@@ -286,7 +273,7 @@ static int srv_answer_rr(const unsigned char *msg, size_t len, size_t *pos, size
 	struct srv_peer *p;
 
 	if (srv_name_at(msg, len, pos, len, name, sizeof(name)) < 0 || len - *pos < DNS_RR_FIXED) {
-		discovery_set_err(err, errlen, "malformed answer record");
+		errtext_set(err, errlen, "malformed answer record");
 		return -1;
 	}
 	type = get16(msg + *pos);
@@ -295,7 +282,7 @@ static int srv_answer_rr(const unsigned char *msg, size_t len, size_t *pos, size
 	rdlen = get16(msg + *pos + 8);
 	*pos += DNS_RR_FIXED;
 	if (rdlen > len - *pos) {
-		discovery_set_err(err, errlen, "answer record runs past the end of the reply");
+		errtext_set(err, errlen, "answer record runs past the end of the reply");
 		return -1;
 	}
 	rdend = *pos + rdlen;
@@ -305,18 +292,18 @@ static int srv_answer_rr(const unsigned char *msg, size_t len, size_t *pos, size
 		return 0;
 	}
 	if (rdlen < SRV_RDATA_FIXED + 1) {
-		discovery_set_err(err, errlen, "SRV record too short");
+		errtext_set(err, errlen, "SRV record too short");
 		return -1;
 	}
 	fit = srv_name_at(msg, len, &tpos, rdend, name, sizeof(name));
 	if (fit < 0 || tpos != rdend) {
-		discovery_set_err(err, errlen, "malformed SRV target");
+		errtext_set(err, errlen, "malformed SRV target");
 		return -1;
 	}
 	if (fit == 1 && name[0] != '\0') {
 		if (out->npeers >= cap) {
 			/* Cannot happen given the caller's size bound; kept as a guard. */
-			discovery_set_err(err, errlen, "too many SRV records");
+			errtext_set(err, errlen, "too many SRV records");
 			return -1;
 		}
 		p = &out->peers[out->npeers++];
@@ -348,7 +335,7 @@ static int srv_answers(const unsigned char *msg, size_t len, size_t *pos, unsign
 	if (cap > 0) {
 		out->peers = calloc(cap, sizeof(*out->peers));
 		if (out->peers == NULL) {
-			discovery_set_err(err, errlen, "out of memory");
+			errtext_set(err, errlen, "out of memory");
 			return -1;
 		}
 	}
@@ -389,16 +376,16 @@ int srv_parse(const unsigned char *msg, size_t len, unsigned max_peers, struct s
 	memset(out, 0, sizeof(*out));
 	out->ttl = UINT32_MAX;
 	if (msg == NULL || len < DNS_HEADER_LEN) {
-		discovery_set_err(err, errlen, "reply shorter than a DNS header");
+		errtext_set(err, errlen, "reply shorter than a DNS header");
 		return -1;
 	}
 	/* c-ares takes the length as an int; DNS messages never exceed 65535 bytes. */
 	if (len > 65535) {
-		discovery_set_err(err, errlen, "reply longer than a DNS message can be");
+		errtext_set(err, errlen, "reply longer than a DNS message can be");
 		return -1;
 	}
 	if ((msg[2] & 0x80) == 0) {
-		discovery_set_err(err, errlen, "message is a query, not a reply");
+		errtext_set(err, errlen, "message is a query, not a reply");
 		return -1;
 	}
 	out->rcode = msg[3] & 0x0f;
@@ -406,7 +393,7 @@ int srv_parse(const unsigned char *msg, size_t len, unsigned max_peers, struct s
 		return 0;
 	}
 	if (srv_questions(msg, len, &pos, get16(msg + 4)) < 0) {
-		discovery_set_err(err, errlen, "malformed question");
+		errtext_set(err, errlen, "malformed question");
 		goto fail;
 	}
 	if (srv_answers(msg, len, &pos, get16(msg + 6), out, err, errlen) < 0) {
@@ -414,7 +401,7 @@ int srv_parse(const unsigned char *msg, size_t len, unsigned max_peers, struct s
 	}
 	srv_dedup(out, max_peers);
 	if (srv_skip_rrs(msg, len, &pos, get16(msg + 8)) < 0) {
-		discovery_set_err(err, errlen, "malformed authority record");
+		errtext_set(err, errlen, "malformed authority record");
 		goto fail;
 	}
 	if (srv_additional(msg, len, &pos, get16(msg + 10), out, err, errlen) < 0) {

@@ -365,7 +365,7 @@ bool transfer_setup(struct discovery *d, char *err, size_t errlen)
 	d->curl_due = NEVER;
 	d->multi = curl_multi_init();
 	if (d->multi == NULL) {
-		discovery_set_err(err, errlen, "HTTP client: could not create the multi handle");
+		errtext_set(err, errlen, "HTTP client: could not create the multi handle");
 		return false;
 	}
 	if (curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, curl_sock_cb) != CURLM_OK ||
@@ -373,7 +373,7 @@ bool transfer_setup(struct discovery *d, char *err, size_t errlen)
 	    curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb) != CURLM_OK ||
 	    curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d) != CURLM_OK ||
 	    curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, maxconn) != CURLM_OK) {
-		discovery_set_err(err, errlen, "HTTP client: could not configure the multi handle");
+		errtext_set(err, errlen, "HTTP client: could not configure the multi handle");
 		return false;
 	}
 	return true;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/errtext.h"
 #include "discovery/discovery.h"
 #include "version.h"
 
@@ -207,10 +208,11 @@ static bool apply(struct config *cfg, const struct opt *o, const char *value, co
 	case OPT_UINT:
 	case OPT_U64:
 		if (!parse_u64(value, &v) || v < o->min || v > o->max) {
-			snprintf(err, errlen,
-				 "invalid value for %s%s: \"%s\" (expected an integer from %" PRIu64
-				 " to %" PRIu64 ")",
-				 is_flag ? "--" : "", source, value, o->min, o->max);
+			errtext_set(
+				err, errlen,
+				"invalid value for %s%s: \"%s\" (expected an integer from %" PRIu64
+				" to %" PRIu64 ")",
+				is_flag ? "--" : "", source, value, o->min, o->max);
 			return false;
 		}
 		if (o->kind == OPT_UINT) {
@@ -221,8 +223,8 @@ static bool apply(struct config *cfg, const struct opt *o, const char *value, co
 		return true;
 	case OPT_STRING:
 		if (o->check != NULL && !o->check(value, why, sizeof(why))) {
-			snprintf(err, errlen, "invalid value for %s%s: \"%s\" (%s)",
-				 is_flag ? "--" : "", source, value, why);
+			errtext_set(err, errlen, "invalid value for %s%s: \"%s\" (%s)",
+				    is_flag ? "--" : "", source, value, why);
 			return false;
 		}
 		*(const char **)(void *)field = value;
@@ -233,18 +235,18 @@ static bool apply(struct config *cfg, const struct opt *o, const char *value, co
 		} else if (strcmp(value, "pet") == 0) {
 			cfg->mode = CONFIG_MODE_PET;
 		} else {
-			snprintf(err, errlen,
-				 "invalid value for %s%s: \"%s\" (expected peers or pet)",
-				 is_flag ? "--" : "", source, value);
+			errtext_set(err, errlen,
+				    "invalid value for %s%s: \"%s\" (expected peers or pet)",
+				    is_flag ? "--" : "", source, value);
 			return false;
 		}
 		return true;
 	case OPT_LEVEL:
 		if (!log_level_parse(value, &cfg->log_level)) {
-			snprintf(err, errlen,
-				 "invalid value for %s%s: \"%s\" (expected error, warn, info or "
-				 "debug)",
-				 is_flag ? "--" : "", source, value);
+			errtext_set(err, errlen,
+				    "invalid value for %s%s: \"%s\" (expected error, warn, info or "
+				    "debug)",
+				    is_flag ? "--" : "", source, value);
 			return false;
 		}
 		return true;
@@ -310,7 +312,7 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 			return CONFIG_DONE;
 		}
 		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-			snprintf(err, errlen, "unexpected argument \"%s\" (see --help)", arg);
+			errtext_set(err, errlen, "unexpected argument \"%s\" (see --help)", arg);
 			return CONFIG_ERROR;
 		}
 		name = arg + 2;
@@ -318,8 +320,8 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 		len = eq != NULL ? (size_t)(eq - name) : strlen(name);
 		o = find_flag(name, len);
 		if (o == NULL) {
-			snprintf(err, errlen, "unknown option \"--%.*s\" (see --help)", (int)len,
-				 name);
+			errtext_set(err, errlen, "unknown option \"--%.*s\" (see --help)", (int)len,
+				    name);
 			return CONFIG_ERROR;
 		}
 		if (eq != NULL) {
@@ -327,7 +329,7 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 		} else if (i + 1 < argc) {
 			value = argv[++i];
 		} else {
-			snprintf(err, errlen, "option --%s needs a value", o->flag);
+			errtext_set(err, errlen, "option --%s needs a value", o->flag);
 			return CONFIG_ERROR;
 		}
 		if (!apply(cfg, o, value, o->flag, true, err, errlen)) {
@@ -341,10 +343,10 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 	if (cfg->hostname == NULL) {
 		if (gethostname(cfg->hostname_buf, sizeof(cfg->hostname_buf) - 1) != 0 ||
 		    cfg->hostname_buf[0] == '\0') {
-			snprintf(err, errlen,
-				 "could not read the host name: %s (set --hostname or "
-				 "KUBIA_HOSTNAME)",
-				 strerror(errno));
+			errtext_set(err, errlen,
+				    "could not read the host name: %s (set --hostname or "
+				    "KUBIA_HOSTNAME)",
+				    strerror(errno));
 			return CONFIG_ERROR;
 		}
 		cfg->hostname = cfg->hostname_buf;

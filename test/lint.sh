@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Static analysis with the project's configuration: clang-tidy (.clang-tidy) and
-# cppcheck, clang-format for layout, pyflakes for the Python tests and kubia-sim.
-# Usage: test/lint.sh clang-tidy|cppcheck|format|pyflakes BUILD_DIR
+# cppcheck, clang-format for layout, pyflakes for the Python tests and kubia-sim, and the
+# house rules (test/house.py: file and function sizes).
+# Usage: test/lint.sh clang-tidy|cppcheck|format|pyflakes|house BUILD_DIR
 set -euo pipefail
 tool=$1
 build=$2
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-mapfile -t sources < <(git ls-files 'server/*.c' 'storage/*.c' 'discovery/*.c' 2>/dev/null ||
-    ls server/*.c storage/*.c discovery/*.c)
+mapfile -t sources < <(git ls-files 'common/*.c' 'server/*.c' 'storage/*.c' 'discovery/*.c' 2>/dev/null ||
+    ls common/*.c server/*.c storage/*.c discovery/*.c)
 if [ "${#sources[@]}" -eq 0 ]; then
-    mapfile -t sources < <(ls server/*.c storage/*.c discovery/*.c)
+    mapfile -t sources < <(ls common/*.c server/*.c storage/*.c discovery/*.c)
 fi
 
 case "$tool" in
@@ -32,15 +33,18 @@ cppcheck)
     ;;
 format)
     command -v clang-format >/dev/null || { echo "clang-format not installed"; exit 77; }
-    clang-format --dry-run --Werror "${sources[@]}" server/*.h storage/*.h discovery/*.h \
+    clang-format --dry-run --Werror "${sources[@]}" common/*.h server/*.h storage/*.h discovery/*.h \
         test/unit/*.c test/fuzz/*.c
     ;;
 pyflakes)
     /usr/bin/python3 -c 'import pyflakes' 2>/dev/null || { echo "pyflakes not installed"; exit 77; }
     /usr/bin/python3 -m pyflakes test/e2e/kubia-sim test/*/*.py test/*.py
     ;;
+house)
+    /usr/bin/python3 test/house.py "${sources[@]}" common/*.h server/*.h storage/*.h discovery/*.h
+    ;;
 *)
-    echo "usage: $0 clang-tidy|cppcheck|format|pyflakes BUILD_DIR" >&2
+    echo "usage: $0 clang-tidy|cppcheck|format|pyflakes|house BUILD_DIR" >&2
     exit 2
     ;;
 esac

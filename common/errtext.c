@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+#include "common/errtext.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+void errtext_set(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0) {
+		return;
+	}
+	va_start(ap, fmt);
+	(void)vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
