@@ -224,14 +224,94 @@ static void test_dns_server_host_name_refused(void **state)
 	expect_error(pet_env, "--dns-server", "port '0'", 2, "--dns-server=10.0.0.1:0", NULL);
 }
 
+/* Runs config_parse() with the one argument arg; returns what it printed (malloc()ed). */
+static char *printed(const char *arg, enum config_result *res)
+{
+	char *argv[] = {(char *)(uintptr_t) "kubia", (char *)(uintptr_t)arg, NULL};
+	char *text = NULL;
+	size_t size = 0;
+	FILE *out = open_memstream(&text, &size);
+	struct config c;
+	char err[256] = "";
+
+	assert_non_null(out);
+	fake_env = NULL;
+	*res = config_parse(&c, 2, argv, fake_getenv, out, err, sizeof(err));
+	assert_int_equal(fclose(out), 0);
+	assert_non_null(text);
+	return text;
+}
+
+/* The line of text on which needle appears, checked to hold also; fails if none. */
+static void expect_on_one_line(const char *text, const char *needle, const char *also)
+{
+	const char *at = strstr(text, needle);
+	const char *end;
+	const char *found;
+
+	if (at == NULL) {
+		fail_msg("--help does not mention \"%s\":\n%s", needle, text);
+	}
+	end = strchr(at, '\n');
+	found = strstr(at, also);
+	if (end == NULL || found == NULL || found > end) {
+		fail_msg("--help does not give %s on the line of %s:\n%s", also, needle, text);
+	}
+}
+
 static void test_help_and_version(void **state)
 {
-	struct config c;
-	char err[256];
+	/* Every flag with its variable; the leading spaces and the trailing one keep a flag
+	 * from matching inside a longer one (--max-connections, --max-connections-per-ip). */
+	static const char *const opts[][2] = {
+		{"  --port ", "KUBIA_PORT"},
+		{"  --data-file ", "KUBIA_DATA_FILE"},
+		{"  --mode ", "KUBIA_MODE"},
+		{"  --service ", "KUBIA_SERVICE"},
+		{"  --peer-port ", "KUBIA_PEER_PORT"},
+		{"  --peer-timeout-ms ", "KUBIA_PEER_TIMEOUT_MS"},
+		{"  --dns-server ", "KUBIA_DNS_SERVER"},
+		{"  --dns-timeout-ms ", "KUBIA_DNS_TIMEOUT_MS"},
+		{"  --max-body ", "KUBIA_MAX_BODY"},
+		{"  --hostname ", "KUBIA_HOSTNAME"},
+		{"  --peer-connect-timeout-ms ", "KUBIA_PEER_CONNECT_TIMEOUT_MS"},
+		{"  --peer-max-bytes ", "KUBIA_PEER_MAX_BYTES"},
+		{"  --max-peers ", "KUBIA_MAX_PEERS"},
+		{"  --max-pending ", "KUBIA_MAX_PENDING"},
+		{"  --dns-cache-ms ", "KUBIA_DNS_CACHE_MS"},
+		{"  --resolv-conf ", "KUBIA_RESOLV_CONF"},
+		{"  --max-connections ", "KUBIA_MAX_CONNECTIONS "},
+		{"  --max-connections-per-ip ", "KUBIA_MAX_CONNECTIONS_PER_IP"},
+		{"  --connection-memory ", "KUBIA_CONNECTION_MEMORY"},
+		{"  --idle-timeout-s ", "KUBIA_IDLE_TIMEOUT_S"},
+		{"  --threads ", "KUBIA_THREADS"},
+		{"  --shutdown-timeout-ms ", "KUBIA_SHUTDOWN_TIMEOUT_MS"},
+		{"  --log-level ", "KUBIA_LOG_LEVEL"},
+	};
+	static const char usage[] = "Usage: kubia [OPTION]...\n";
+	enum config_result res;
+	char *text;
 
 	(void)state;
-	assert_int_equal(parse(&c, NULL, err, sizeof(err), 2, "--help"), CONFIG_DONE);
-	assert_int_equal(parse(&c, NULL, err, sizeof(err), 2, "--version"), CONFIG_DONE);
+	text = printed("--help", &res);
+	assert_int_equal(res, CONFIG_DONE);
+	if (strncmp(text, usage, strlen(usage)) != 0) {
+		fail_msg("--help does not start with the usage line:\n%s", text);
+	}
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		expect_on_one_line(text, opts[i][0], opts[i][1]);
+	}
+	expect_on_one_line(text, "  --help ", "exit");
+	expect_on_one_line(text, "  --version ", "exit");
+	free(text);
+
+	text = printed("--version", &res);
+	assert_int_equal(res, CONFIG_DONE);
+	if (strncmp(text, "kubia ", 6) != 0 || text[6] < '0' || text[6] > '9' ||
+	    strchr(text, '\n') == NULL) {
+		fail_msg("--version prints \"%s\"", text);
+	}
+	free(text);
 }
 
 int main(void)
