@@ -414,6 +414,9 @@ static bool start_dnsmasq_once(void)
 	ARG("--srv-host=others.default.svc.cluster.local,kubia-1" SFX ",%u,0,100", ports[0]);
 	ARG("--srv-host=big.default.svc.cluster.local,kubia-1" SFX ",%u,0,100", ports[3]);
 	ARG("--srv-host=hang.default.svc.cluster.local,kubia-1" SFX ",%u,0,100", ports[4]);
+	/* The Kubernetes DNS specification's form, for the named port "http". */
+	ARG("--srv-host=_http._tcp.named.default.svc.cluster.local,kubia-1" SFX ",%u,0,100",
+	    ports[0]);
 	ARG("--host-record=kubia-0" SFX ",127.0.0.1");
 	ARG("--host-record=kubia-1" SFX ",127.0.0.1");
 	ARG("--host-record=kubia-2" SFX ",127.0.0.1");
@@ -787,6 +790,29 @@ static void test_fqdn_and_peer_port(void **state)
 	result_finish(&r);
 }
 
+/* A dotted short name such as _http._tcp.<service> has fewer dots than ndots (5 in a
+ * pod), so the search list comes first, as the resolver does it: the cluster DNS knows
+ * the completed name and refuses the bare one. */
+static void test_named_port_form_walks_the_search_list(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+	char want[256];
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "_http._tcp.named";
+	d = make(&c);
+	snprintf(want, sizeof(want), "- kubia-0" SFX ": mine\n- kubia-1" SFX ": one\n");
+	assert_string_equal(ask(d, &r), want);
+	discovery_destroy(d);
+	result_finish(&r);
+}
+
 static void test_no_peers(void **state)
 {
 	struct discovery_config c;
@@ -1127,6 +1153,7 @@ int main(void)
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_cluster_view),
 		cmocka_unit_test(test_fqdn_and_peer_port),
+		cmocka_unit_test(test_named_port_form_walks_the_search_list),
 		cmocka_unit_test(test_no_peers),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_dns_down),
