@@ -27,6 +27,12 @@ DNSMASQ = "/usr/sbin/dnsmasq"
 CT = "text/plain; charset=utf-8"
 NS = "default"
 DOMAIN = "kubia.default.svc.cluster.local"
+# The build's -Db_sanitize ("none", "address,undefined", "thread" ...), from
+# test/meson.build. In a sanitizer build every kubia a test starts writes its reports
+# to a directory of that test, and a report fails the test (see sanitizer_reports).
+SANITIZE = os.environ.get("KUBIA_SANITIZE") or "none"
+SANITIZER_OPTIONS = {"address": "ASAN_OPTIONS", "undefined": "UBSAN_OPTIONS",
+                     "thread": "TSAN_OPTIONS"}
 
 
 def pod_fqdn(hostname, ns=NS, service="kubia"):
@@ -424,9 +430,29 @@ class Kubia:
 def clean_env(extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBIA_")}
     env.setdefault("PATH", "/usr/bin:/bin")
+    env.update(_sanitizer_env(env))
     if extra:
         env.update(extra)
     return env
+
+
+_report_dir = None  # set for each test by sanitizer_reports()
+
+
+def _sanitizer_env(env):
+    """The sanitizers' options of env with their reports sent to this test's report
+    directory (one file per process and sanitizer: <dir>/<name>.<pid>)."""
+    if _report_dir is None:
+        return {}
+    out = {}
+    for san in SANITIZE.split(","):
+        var = SANITIZER_OPTIONS.get(san)
+        if var is None:
+            continue
+        opts = env.get(var, "")
+        out[var] = "%s%slog_path=%s" % (opts, ":" if opts else "",
+                                       os.path.join(_report_dir, san))
+    return out
 
 
 def run_kubia(args, env=None, timeout=10):
@@ -582,6 +608,30 @@ def _binary():
     if not os.path.isfile(KUBIA) or not os.access(KUBIA, os.X_OK):
         pytest.fail("kubia binary not found at %s (set KUBIA_BINARY)" % KUBIA)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+@pytest.fixture(autouse=True)
+def sanitizer_reports():
+    """In a sanitizer build, a report from any kubia the test started fails the test.
+    Autouse fixtures are set up first and torn down last, so every process has ended
+    (and written its reports) by the time they are read here."""
+    global _report_dir
+    if not any(san in SANITIZER_OPTIONS for san in SANITIZE.split(",")):
+        yield None
+        return
+    d = tempfile.mkdtemp(prefix="kubia-it-reports-")
+    _report_dir = d
+    try:
+        yield d
+    finally:
+        _report_dir = None
+        reports = []
+        for name in sorted(os.listdir(d)):
+            with open(os.path.join(d, name), errors="replace") as f:
+                reports.append("---- %s:\n%s" % (name, f.read()))
+        shutil.rmtree(d, ignore_errors=True)
+    if reports:
+        pytest.fail("sanitizer reports from kubia:\n" + "\n".join(reports), pytrace=False)
 
 
 @pytest.fixture
