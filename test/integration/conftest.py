@@ -10,6 +10,7 @@ import errno
 import http.client
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -191,6 +192,58 @@ class FakeDNS:
         self.sock.close()
 
 
+class SlowDNS:
+    """A UDP relay on 127.0.0.1 that holds every query for delay seconds before it
+    passes it on to the DNS server on 127.0.0.1:upstream, and relays the answer back:
+    a slow name server, so that lookups stay in flight long enough to overlap."""
+
+    def __init__(self, upstream, delay):
+        self.upstream = upstream
+        self.delay = delay
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self.threads = []
+        t = threading.Thread(target=self._run, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def _run(self):
+        self.sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._relay, args=(data, addr, time.monotonic()),
+                                 daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _relay(self, data, addr, received):
+        if self._stop.wait(max(0.0, received + self.delay - time.monotonic())):
+            return
+        up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        up.settimeout(2)
+        try:
+            up.sendto(data, ("127.0.0.1", self.upstream))
+            answer, _ = up.recvfrom(65535)
+            self.sock.sendto(answer, addr)
+        except OSError:
+            pass
+        finally:
+            up.close()
+
+    def close(self):
+        self._stop.set()
+        for t in self.threads:
+            t.join(3)
+        self.sock.close()
+
+
 # ---------------------------------------------------------------------------
 # process bookkeeping
 
@@ -235,6 +288,7 @@ class Dnsmasq:
         self.srv = list(srv)
         self.hosts = list(hosts)
         self.log_queries = log_queries
+        self._marks = 0  # flush_log()'s queries so far
         self.port = free_port(udp=True)
         self.proc = None
         self.logpath = os.path.join(workdir, "dnsmasq.%d.log" % self.port)
@@ -304,6 +358,24 @@ class Dnsmasq:
                 return f.read().decode(errors="replace")
         except OSError:
             return ""
+
+    def flush_log(self, timeout=5):
+        """Waits until every query dnsmasq received before this call is in its log:
+        asks a name of its own and waits for that query's line. dnsmasq answers and
+        logs one query after the other, so the lines before it are complete."""
+        assert self.log_queries, "dnsmasq was started without log_queries=True"
+        self._marks += 1
+        name = "log-mark-%d.cluster.local" % self._marks
+        wait_until(lambda: dns_query("127.0.0.1", self.port, name, 1, 0.5) is not None,
+                   timeout, what="dnsmasq to answer %s" % name)
+        line = "query[A] %s from " % name
+        wait_until(lambda: line in self.log(), timeout, what="%s in dnsmasq's log" % name)
+
+    def srv_queries(self):
+        """How many SRV queries dnsmasq has received so far (from anyone: the fixture's
+        own checks included, so tests compare counts before and after)."""
+        self.flush_log()
+        return len(re.findall(r"\bquery\[SRV\] \S+ from ", self.log()))
 
 
 # ---------------------------------------------------------------------------
@@ -655,6 +727,15 @@ class ClusterFactory:
         self.procs = procs
         self.workdir = workdir
         self.kubias = []
+        self.closers = []
+
+    def on_close(self, fn):
+        """fn() runs at the end of the test, before its processes are ended."""
+        self.closers.append(fn)
+
+    def close(self):
+        while self.closers:
+            self.closers.pop()()
 
     def dns(self, srv=(), hosts=(), **kw):
         return Dnsmasq(self.procs, self.workdir, srv, hosts, **kw)
@@ -692,7 +773,10 @@ class ClusterFactory:
 @pytest.fixture
 def factory(procs, workdir, request):
     f = ClusterFactory(procs, workdir)
-    yield f
+    try:
+        yield f
+    finally:
+        f.close()
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
         for k in f.kubias:

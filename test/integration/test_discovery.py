@@ -5,12 +5,13 @@ pod's own line, size caps, the pending-request limit and IPv6."""
 
 import concurrent.futures
 import re
+import threading
 import time
 
 import pytest
 
-from conftest import (CT, DOMAIN, BacklogFull, FakeDNS, HungPeer, TricklePeer, free_port,
-                      ipv6_available, pod_fqdn, wait_until)
+from conftest import (CT, DOMAIN, BacklogFull, FakeDNS, HungPeer, SlowDNS, TricklePeer,
+                      free_port, ipv6_available, pod_fqdn, wait_until)
 
 HEAD0 = b"You've hit kubia-0\nData stored in the cluster:\n"
 NOPEERS = HEAD0 + b"No peers discovered.\n"
@@ -526,6 +527,110 @@ def test_srv_cache_limited_by_cache_ms(factory):
     want = HEAD0 + line("kubia-0", b"No data posted yet") + line("kubia-1", b"one")
     wait_until(lambda: k0.get("/").body == want, 3, 0.05, "the new SRV set to be seen")
     assert time.monotonic() - t0 < 0.3 + 0.7
+
+
+# The tests below count the SRV queries that reach dnsmasq (its query log), so a cache
+# that does not hold, outlives its life or TTL, or is not shared fails them.
+
+
+def _counted(factory, ttl, cache_ms, delay=None):
+    """kubia-0 asking a query-logging dnsmasq whose records have the given TTL (two
+    pods, kubia-1 running); with delay, through a SlowDNS that holds every query that
+    long. Returns (dns, kubia-0, the view kubia-0 must show)."""
+    p0, p1 = free_port(), free_port()
+    names = ("kubia-0", "kubia-1")
+    dns = factory.dns(srv=[(DOMAIN, pod_fqdn(n), p) for n, p in zip(names, (p0, p1))],
+                      hosts=[(pod_fqdn(n), "127.0.0.%d" % (i + 1), None)
+                             for i, n in enumerate(names)],
+                      log_queries=True, extra=["--local-ttl=%d" % ttl])
+    port = dns.port
+    if delay is not None:
+        slow = SlowDNS(dns.port, delay)
+        factory.on_close(slow.close)
+        port = slow.port
+    k1 = querier(factory, dns.port, hostname="kubia-1", port=p1, host="127.0.0.2")
+    k1.post("/", b"one")
+    # per-try time-out dns-timeout-ms / 7: long enough that c-ares never retries a
+    # query the relay holds
+    k0 = querier(factory, port, port=p0, args=["--dns-cache-ms", str(cache_ms),
+                                               "--dns-timeout-ms", "14000"])
+    return dns, k0, HEAD0 + line("kubia-0", b"No data posted yet") + line("kubia-1", b"one")
+
+
+def _view(k, want):
+    r = k.get("/", timeout=20)
+    assert r.status == 200 and r.body == want, r
+    return time.monotonic()
+
+
+def test_srv_cache_holds_for_its_life_then_asks_again(factory):
+    life = 3.0
+    dns, k, want = _counted(factory, ttl=3600, cache_ms=int(life * 1000))
+    before = dns.srv_queries()
+    t0 = time.monotonic()
+    first = _view(k, want)
+    for _ in range(4):
+        _view(k, want)
+    took = time.monotonic() - t0
+    assert took < life, "5 views took %.1fs, longer than the cache life" % took
+    n = dns.srv_queries() - before
+    assert n == 1, "5 views within the cache life made %d SRV queries, not 1" % n
+    # the cache was filled before the first view was answered: past this it is stale
+    time.sleep(max(0.0, first + life + 0.2 - time.monotonic()))
+    _view(k, want)
+    n = dns.srv_queries() - before
+    assert n == 2, "after the cache life, a view made %d SRV queries, not 1" % (n - 1)
+    _view(k, want)
+    n = dns.srv_queries() - before
+    assert n == 2, "the new answer was not cached: %d SRV queries, not 2" % n
+
+
+def test_srv_cache_life_capped_by_ttl(factory):
+    ttl = 2
+    dns, k, want = _counted(factory, ttl=ttl, cache_ms=600000)
+    before = dns.srv_queries()
+    first = _view(k, want)
+    _view(k, want)
+    n = dns.srv_queries() - before
+    assert n == 1, "2 views within the TTL made %d SRV queries, not 1" % n
+    time.sleep(max(0.0, first + ttl + 0.2 - time.monotonic()))
+    _view(k, want)
+    n = dns.srv_queries() - before
+    assert n == 2, ("a view after the records' TTL (%ds) made %d SRV queries, not 1, "
+                    "with --dns-cache-ms 600000" % (ttl, n - 1))
+
+
+def test_srv_cache_off_every_view_asks(factory):
+    dns, k, want = _counted(factory, ttl=3600, cache_ms=0)
+    before = dns.srv_queries()
+    for _ in range(5):
+        _view(k, want)
+    n = dns.srv_queries() - before
+    assert n == 5, "with --dns-cache-ms 0, 5 views made %d SRV queries, not 5" % n
+
+
+@pytest.mark.parametrize("cache_ms", [0, 600000])
+def test_concurrent_views_share_one_lookup(factory, cache_ms):
+    # Every query is held 0.8 s on its way to dnsmasq, so the views, started together,
+    # all arrive while the first one's lookup is in flight; with or without a cache
+    # (empty here), they wait for that lookup instead of starting their own.
+    views = 32
+    dns, k, want = _counted(factory, ttl=3600, cache_ms=cache_ms, delay=0.8)
+    before = dns.srv_queries()
+    barrier = threading.Barrier(views)
+
+    def view(_):
+        barrier.wait(10)
+        return k.get("/", timeout=20)
+
+    with concurrent.futures.ThreadPoolExecutor(views) as ex:
+        results = list(ex.map(view, range(views)))
+    bad = [r for r in results if r.status != 200 or r.body != want]
+    assert not bad, "%d of %d views wrong, e.g. %r" % (len(bad), views, bad[0])
+    queries = dns.srv_queries() - before
+    assert 1 <= queries <= 3 and queries < views, (
+        "%d concurrent views made %d SRV queries: the lookup in flight is not shared"
+        % (views, queries))
 
 
 def test_many_concurrent_cluster_views(factory):
