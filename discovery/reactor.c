@@ -244,7 +244,8 @@ static bool check_config(const struct discovery_config *cfg, char *err, size_t e
 		errtext_set(err, errlen, "service name is empty");
 		return false;
 	}
-	if (strlen(cfg->service) > 253) {
+	/* 253 characters, not counting the trailing dot of a fully qualified name. */
+	if (strlen(cfg->service) - (cfg->service[strlen(cfg->service) - 1] == '.') > 253) {
 		errtext_set(err, errlen, "service name '%.40s...' is longer than 253 characters",
 			    cfg->service);
 		return false;

@@ -131,7 +131,8 @@ static bool check_dns_name(const char *v, char *why, size_t whylen)
 
 	snprintf(why, whylen,
 		 "expected a DNS name such as kubia or kubia.default.svc.cluster.local");
-	if (n == 0 || n > 254 || v[0] == '.') {
+	/* 253 characters, plus the trailing dot of a fully qualified name. */
+	if (n == 0 || n - (v[n - 1] == '.') > 253 || v[0] == '.') {
 		return false;
 	}
 	for (size_t i = 0; i < n; i++) {

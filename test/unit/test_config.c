@@ -210,6 +210,29 @@ static void test_dns_server_shapes(void **state)
 	}
 }
 
+/* The longest DNS name is 253 characters, 254 with the trailing dot of a fully qualified
+ * name; the configuration and discovery agree on it, so a name is refused at start (exit
+ * 2) or not at all. */
+static void test_service_name_length(void **state)
+{
+	char name[300];
+	struct config c;
+	char err[256];
+
+	(void)state;
+	/* 63 + 1 + 63 + 1 + 63 + 1 + 61 = 253 characters */
+	memset(name, 'a', sizeof(name));
+	name[63] = name[127] = name[191] = '.';
+	name[253] = '\0';
+	assert_int_equal(parse(&c, NULL, err, sizeof(err), 3, "--service", name), CONFIG_RUN);
+	name[253] = '.';
+	name[254] = '\0';
+	assert_int_equal(parse(&c, NULL, err, sizeof(err), 3, "--service", name), CONFIG_RUN);
+	name[253] = 'a';
+	assert_int_equal(parse(&c, NULL, err, sizeof(err), 3, "--service", name), CONFIG_ERROR);
+	assert_non_null(strstr(err, "--service"));
+}
+
 /* A host name is refused at start with the reason, in pet mode too: the value is checked
  * by the same parser discovery uses, whatever the mode. */
 static void test_dns_server_host_name_refused(void **state)
@@ -324,6 +347,7 @@ int main(void)
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_dns_server_shapes),
 		cmocka_unit_test(test_dns_server_host_name_refused),
+		cmocka_unit_test(test_service_name_length),
 		cmocka_unit_test(test_help_and_version),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

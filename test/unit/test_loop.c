@@ -1144,6 +1144,23 @@ static void test_bad_config(void **state)
 	c.service = "";
 	assert_null(discovery_create(&c, local_data, NULL, err, sizeof(err)));
 	assert_string_equal(err, "service name is empty");
+	/* 253 characters and a trailing dot: the longest name there is. */
+	{
+		char name[300];
+		struct discovery *d;
+
+		memset(name, 'a', sizeof(name));
+		name[63] = name[127] = name[191] = '.';
+		name[253] = '.';
+		name[254] = '\0';
+		c.service = name;
+		d = discovery_create(&c, local_data, NULL, err, sizeof(err));
+		assert_non_null(d);
+		discovery_destroy(d);
+		name[253] = 'a';
+		assert_null(discovery_create(&c, local_data, NULL, err, sizeof(err)));
+		assert_non_null(strstr(err, "longer than 253"));
+	}
 	discovery_destroy(NULL);
 }
 
