@@ -19,7 +19,6 @@
 #include "storage/storage.h"
 
 #define CONTENT_TYPE "text/plain; charset=utf-8"
-#define NO_DATA "No data posted yet"
 #define ALLOWED "GET, HEAD, POST"
 
 /*
@@ -96,8 +95,14 @@ struct http_server {
 	size_t cluster_prefix_len;
 
 	MHD_socket quiesced_fd; /* closed only after MHD_stop_daemon() (MHD's rule) */
-	char start_error[256]; /* the last thing MHD said while starting */
-	bool starting;
+
+	/* The last thing MHD said while starting, for the error message. MHD reports a
+	 * failure to start on the thread that starts it, while its own threads, already
+	 * running, may log too: only the starting thread's lines are kept, so start_error
+	 * is never shared, and starting is atomic because every thread reads it. */
+	pthread_t starter;
+	atomic_bool starting;
+	char start_error[256];
 };
 
 static struct MHD_Response *text_response(const char *text, size_t len)
@@ -184,8 +189,8 @@ static bool cache_refresh_locked(struct http_server *s)
 		return true;
 	}
 	b = storage_acquire(s->st);
-	text = b->present ? b->data : NO_DATA;
-	len = b->present ? b->len : strlen(NO_DATA);
+	text = b->present ? b->data : HTTP_NO_DATA;
+	len = b->present ? b->len : strlen(HTTP_NO_DATA);
 	data = text_response(text, len);
 	if (data == NULL) {
 		goto fail;
@@ -386,7 +391,8 @@ static bool is_path(const char *url, const char *path)
 
 /* First call for a request: decide what it is; answer at once only when the body must
  * not be read (413 by Content-Length, 405). Answers that can wait are queued on the
- * second call, which keeps the connection alive (see DESIGN.md). */
+ * second call: libmicrohttpd closes the connection after a response queued on the
+ * first, which would cost keep-alive on every request. */
 static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *conn,
 				  const char *url, const char *method, void **req_cls)
 {
@@ -534,7 +540,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) {
 		line[--n] = '\0';
 	}
-	if (s->starting) {
+	if (atomic_load(&s->starting) && pthread_equal(pthread_self(), s->starter)) {
 		snprintf(s->start_error, sizeof(s->start_error), "%s", line);
 	}
 	log_msg(LOG_LEVEL_WARN, "http: %s", line);
@@ -659,6 +665,7 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 	s->quiesced_fd = MHD_INVALID_SOCKET;
 	atomic_init(&s->stopping, false);
 	atomic_init(&s->in_flight, 0);
+	atomic_init(&s->starting, false);
 	pthread_mutex_init(&s->cache_lock, NULL);
 	pthread_mutex_init(&s->idle_lock, NULL);
 	pthread_condattr_init(&ca);
@@ -670,7 +677,9 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	s->starting = true;
+	/* Set before MHD creates its threads, so they see it without a lock. */
+	s->starter = pthread_self();
+	atomic_store(&s->starting, true);
 	s->daemon = start_daemon(s, true);
 	if (s->daemon == NULL) {
 		/* A kernel without IPv6 cannot give a dual-stack socket: fall back. */
@@ -682,7 +691,7 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 				first);
 		}
 	}
-	s->starting = false;
+	atomic_store(&s->starting, false);
 	if (s->daemon == NULL) {
 		snprintf(err, errlen, "could not listen on port %u: %s", cfg->port,
 			 s->start_error[0] != '\0' ? s->start_error : "unknown error");

@@ -11,9 +11,15 @@
 struct storage;
 struct discovery;
 
-/* The HTTP front: libmicrohttpd with its epoll internal thread(s), the routes and texts
- * of SPEC.md. The only place that knows about HTTP. */
+/* The HTTP front: libmicrohttpd with its internal polling thread(s), the routes (GET
+ * /data, /healthz and /readyz, POST of new data, and GET of any other path: this pod's
+ * data in pet mode, the cluster view in peers mode) and the exact texts they answer.
+ * The only place that knows about HTTP. */
 struct http_server;
+
+/* What stands for the data before any were posted: the answer of GET /data, and this
+ * pod's entry in the cluster view, which discovery gets from the caller. */
+#define HTTP_NO_DATA "No data posted yet"
 
 /* Starts listening. discovery is NULL in pet mode. Neither storage nor discovery is
  * owned; both must outlive the server. NULL on failure with one line in err. */

@@ -60,7 +60,7 @@ static bool local_data(void *ctx, char **out, size_t *len)
 {
 	struct storage *st = ctx;
 	const struct storage_blob *b = storage_acquire(st);
-	const char *text = b->present ? b->data : "No data posted yet";
+	const char *text = b->present ? b->data : HTTP_NO_DATA;
 	size_t n = b->present ? b->len : strlen(text);
 	char *copy = malloc(n + 1);
 
