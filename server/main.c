@@ -84,19 +84,135 @@ static double ms_since(const struct timespec *t0)
 	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-int main(int argc, char **argv)
-{
+/* Everything main() starts, so that start-up, shutdown and release share one record. */
+struct app {
 	struct config cfg;
+	sigset_t signals; /* blocked in every thread; collected by wait_for_signal() */
+	struct storage *st;
+	struct discovery *disc; /* NULL in pet mode */
+	struct http_server *srv;
+};
+
+static struct discovery *start_discovery(struct app *a, char *err, size_t errlen)
+{
+	const struct config *cfg = &a->cfg;
+	struct discovery_config dc = {
+		.service = cfg->service,
+		.hostname = cfg->hostname,
+		.dns_server = cfg->dns_server,
+		.resolv_conf = cfg->resolv_conf,
+		.dns_timeout_ms = cfg->dns_timeout_ms,
+		.cache_ms = cfg->dns_cache_ms,
+		.peer_port = cfg->peer_port,
+		.peer_timeout_ms = cfg->peer_timeout_ms,
+		.peer_connect_timeout_ms = cfg->peer_connect_timeout_ms,
+		.peer_max_bytes = (size_t)cfg->peer_max_bytes,
+		.max_peers = cfg->max_peers,
+		.max_pending = cfg->max_pending,
+	};
+
+	return discovery_create(&dc, local_data, a->st, err, errlen);
+}
+
+/* Opens the data, starts peer discovery (peers mode) and the HTTP server, in that
+ * order: each needs the one before. false, with the reason logged, when one fails;
+ * what did start is left for release(). */
+static bool start(struct app *a)
+{
+	const struct config *cfg = &a->cfg;
 	char err[512];
-	struct storage *st = NULL;
-	struct discovery *disc = NULL;
-	struct http_server *srv = NULL;
-	sigset_t set;
 	bool locked = false;
-	int status = EXIT_FAILURE;
+
+	a->st = storage_open(cfg->data_file, (size_t)cfg->max_body, &locked, err, sizeof(err));
+	if (a->st == NULL) {
+		log_msg(LOG_LEVEL_ERROR, "%s", err);
+		if (locked) {
+			log_msg(LOG_LEVEL_ERROR, "refusing to start: at most one kubia may use a "
+						 "data directory");
+		}
+		return false;
+	}
+	if (cfg->mode == CONFIG_MODE_PEERS) {
+		a->disc = start_discovery(a, err, sizeof(err));
+		if (a->disc == NULL) {
+			log_msg(LOG_LEVEL_ERROR, "could not start peer discovery: %s", err);
+			return false;
+		}
+	}
+	a->srv = http_start(cfg, a->st, a->disc, err, sizeof(err));
+	if (a->srv == NULL) {
+		log_msg(LOG_LEVEL_ERROR, "%s", err);
+		return false;
+	}
+	log_msg(LOG_LEVEL_INFO, "kubia %s listening on port %u as %s, mode %s, data file %s%s%s",
+		KUBIA_VERSION, http_port(a->srv), cfg->hostname, config_mode_name(cfg->mode),
+		cfg->data_file, cfg->mode == CONFIG_MODE_PEERS ? ", service " : "",
+		cfg->mode == CONFIG_MODE_PEERS ? cfg->service : "");
+	return true;
+}
+
+/* Returns on SIGTERM or SIGINT (SIGHUP is logged and ignored), or when waiting fails. */
+static void wait_for_signal(const sigset_t *set)
+{
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(set, &si);
+
+		if (sig < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			log_errno(LOG_LEVEL_ERROR, errno, "sigwaitinfo");
+			return;
+		}
+		if (sig == SIGHUP) {
+			log_msg(LOG_LEVEL_INFO,
+				"SIGHUP ignored: the configuration is read at start");
+			continue;
+		}
+		log_msg(LOG_LEVEL_INFO, "%s received: shutting down",
+			sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		return;
+	}
+}
+
+/* Order matters: stop accepting, let requests in flight finish, end the cluster views
+ * still waiting on peers (which resumes their connections), then close. */
+static void shut_down(struct app *a)
+{
 	struct timespec t0;
 
-	switch (config_parse(&cfg, argc, argv, env_lookup, stdout, err, sizeof(err))) {
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	http_quiesce(a->srv);
+	if (!http_wait_idle(a->srv, a->cfg.shutdown_timeout_ms)) {
+		log_msg(LOG_LEVEL_WARN, "%u requests still in flight after %u ms",
+			http_in_flight(a->srv), a->cfg.shutdown_timeout_ms);
+	}
+	if (a->disc != NULL) {
+		discovery_stop(a->disc);
+	}
+	(void)http_wait_idle(a->srv, FLUSH_MS);
+	http_stop(a->srv);
+	a->srv = NULL;
+	log_msg(LOG_LEVEL_INFO, "stopped in %.0f ms", ms_since(&t0));
+}
+
+/* Frees whatever start() got to, in reverse order: the data directory's lock goes last. */
+static void release(struct app *a)
+{
+	http_stop(a->srv);
+	discovery_destroy(a->disc);
+	storage_close(a->st);
+}
+
+int main(int argc, char **argv)
+{
+	struct app a;
+	char err[512];
+	bool ok;
+
+	memset(&a, 0, sizeof(a));
+	switch (config_parse(&a.cfg, argc, argv, env_lookup, stdout, err, sizeof(err))) {
 	case CONFIG_RUN:
 		break;
 	case CONFIG_DONE:
@@ -106,92 +222,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kubia: %s\n", err);
 		return EXIT_CONFIG;
 	}
-	log_set_level(cfg.log_level);
-	if (!setup_signals(&set)) {
+	log_set_level(a.cfg.log_level);
+	if (!setup_signals(&a.signals)) {
 		log_errno(LOG_LEVEL_ERROR, errno, "could not set up signal handling");
 		return EXIT_FAILURE;
 	}
-
-	st = storage_open(cfg.data_file, (size_t)cfg.max_body, &locked, err, sizeof(err));
-	if (st == NULL) {
-		log_msg(LOG_LEVEL_ERROR, "%s", err);
-		if (locked) {
-			log_msg(LOG_LEVEL_ERROR, "refusing to start: at most one kubia may use a "
-						 "data directory");
-		}
-		return EXIT_FAILURE;
+	ok = start(&a);
+	if (ok) {
+		wait_for_signal(&a.signals);
+		shut_down(&a);
 	}
-	if (cfg.mode == CONFIG_MODE_PEERS) {
-		struct discovery_config dc = {
-			.service = cfg.service,
-			.hostname = cfg.hostname,
-			.dns_server = cfg.dns_server,
-			.resolv_conf = cfg.resolv_conf,
-			.dns_timeout_ms = cfg.dns_timeout_ms,
-			.cache_ms = cfg.dns_cache_ms,
-			.peer_port = cfg.peer_port,
-			.peer_timeout_ms = cfg.peer_timeout_ms,
-			.peer_connect_timeout_ms = cfg.peer_connect_timeout_ms,
-			.peer_max_bytes = (size_t)cfg.peer_max_bytes,
-			.max_peers = cfg.max_peers,
-			.max_pending = cfg.max_pending,
-		};
-		disc = discovery_create(&dc, local_data, st, err, sizeof(err));
-		if (disc == NULL) {
-			log_msg(LOG_LEVEL_ERROR, "could not start peer discovery: %s", err);
-			goto out;
-		}
-	}
-	srv = http_start(&cfg, st, disc, err, sizeof(err));
-	if (srv == NULL) {
-		log_msg(LOG_LEVEL_ERROR, "%s", err);
-		goto out;
-	}
-	log_msg(LOG_LEVEL_INFO, "kubia %s listening on port %u as %s, mode %s, data file %s%s%s",
-		KUBIA_VERSION, http_port(srv), cfg.hostname, config_mode_name(cfg.mode),
-		cfg.data_file, cfg.mode == CONFIG_MODE_PEERS ? ", service " : "",
-		cfg.mode == CONFIG_MODE_PEERS ? cfg.service : "");
-
-	for (;;) {
-		siginfo_t si;
-		int sig = sigwaitinfo(&set, &si);
-
-		if (sig < 0) {
-			if (errno == EINTR) {
-				continue;
-			}
-			log_errno(LOG_LEVEL_ERROR, errno, "sigwaitinfo");
-			break;
-		}
-		if (sig == SIGHUP) {
-			log_msg(LOG_LEVEL_INFO,
-				"SIGHUP ignored: the configuration is read at start");
-			continue;
-		}
-		log_msg(LOG_LEVEL_INFO, "%s received: shutting down",
-			sig == SIGTERM ? "SIGTERM" : "SIGINT");
-		break;
-	}
-
-	/* Order matters: stop accepting, let requests in flight finish, end the cluster
-	 * views still waiting on peers (which resumes their connections), then close. */
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	http_quiesce(srv);
-	if (!http_wait_idle(srv, cfg.shutdown_timeout_ms)) {
-		log_msg(LOG_LEVEL_WARN, "%u requests still in flight after %u ms",
-			http_in_flight(srv), cfg.shutdown_timeout_ms);
-	}
-	if (disc != NULL) {
-		discovery_stop(disc);
-	}
-	(void)http_wait_idle(srv, FLUSH_MS);
-	http_stop(srv);
-	srv = NULL;
-	log_msg(LOG_LEVEL_INFO, "stopped in %.0f ms", ms_since(&t0));
-	status = EXIT_SUCCESS;
-out:
-	http_stop(srv);
-	discovery_destroy(disc);
-	storage_close(st);
-	return status;
+	release(&a);
+	return ok ? EXIT_SUCCESS : EXIT_FAILURE;
 }
