@@ -15,14 +15,14 @@ import time
 
 import pytest
 
-from conftest import KUBIA, clean_env
+from conftest import KUBIA, SANITIZE, clean_env
 
 SHIM = os.path.join(os.path.dirname(os.path.abspath(KUBIA)), "test", "faults", "faultfs.so")
 OLD = b"old data\n"
 NEW = b"new data\n"
 
 pytestmark = pytest.mark.skipif(
-    "address" in os.environ.get("KUBIA_SANITIZE", ""),
+    "address" in SANITIZE,
     reason="ASan must come first in the library list, so kubia cannot run under a "
     "preloaded shim on this build")
 
