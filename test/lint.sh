@@ -38,7 +38,7 @@ format)
     ;;
 pyflakes)
     /usr/bin/python3 -c 'import pyflakes' 2>/dev/null || { echo "pyflakes not installed"; exit 77; }
-    /usr/bin/python3 -m pyflakes test/e2e/kubia-sim test/*/*.py test/*.py
+    /usr/bin/python3 -m pyflakes test/e2e/kubia-sim test/e2e/kubiasim test/*/*.py test/*.py
     ;;
 house)
     /usr/bin/python3 test/house.py "${sources[@]}" common/*.h server/*.h storage/*.h discovery/*.h

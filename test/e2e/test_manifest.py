@@ -10,14 +10,11 @@ import re
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
 from conftest import IMAGE, K8S, image_available, wait_until
-
-sys.path.insert(0, os.path.join(os.path.dirname(K8S), "test", "image"))
-import manifests  # noqa: E402
+from kubiasim import manifests
 
 PET = os.path.join(K8S, "kubia-statefulset.yaml")
 

@@ -23,9 +23,9 @@ import subprocess
 
 import pytest
 
-import manifests
+from kubiasim import manifests
 
-HERE = manifests.HERE
+HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = manifests.TOP
 K8S = manifests.K8S_DIR
 # The book's file names, so the chapter's `kubectl create -f` commands work as printed,

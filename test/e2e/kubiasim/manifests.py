@@ -4,7 +4,7 @@ The port, the probes' paths, the environment, the volume's mount path, the grace
 the image and the governing Service are read from the manifests, so a harness that
 plays the cluster takes them from there instead of repeating them:
 
-    import manifests
+    from kubiasim import manifests
     s = manifests.settings()                      # kubectl kustomize k8s/
     s = manifests.settings("k8s/kubia-statefulset.yaml")
     s["container_port"], s["env"]["KUBIA_MODE"], s["readiness_path"], ...
@@ -22,8 +22,9 @@ import re
 import shutil
 import subprocess
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(os.path.dirname(HERE))
+# the repository (this file is test/e2e/kubiasim/manifests.py)
+TOP = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "..", "..", ".."))
 K8S_DIR = os.path.join(TOP, "k8s")
 TIMEOUT_S = 120
 

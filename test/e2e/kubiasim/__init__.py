@@ -1,0 +1,26 @@
+"""kubiasim: the code of kubia-sim, chapter 10's StatefulSet simulated on one machine.
+
+`test/e2e/kubia-sim` is the command; it runs cli.main. The parts, from the command
+line down:
+
+    cli          the command line, and the dispatch under the cluster's lock
+    commands     commands on the whole cluster: up, down, status, scale, rollout, ...
+    pod_commands commands on one pod or claim: delete, cut, heal, exec, logs, run
+    templates    the pod template, from the manifest and the command line
+    manifests    the reader of k8s/ (also used by the image suite's manifest tests)
+    controller   the StatefulSet controller: ordered creation, scaling, rolling updates
+    kubelet      the supervisor of one pod: stops, restarts, back-off, liveness probe
+    containers   the command that starts a pod's container (a process, or podman)
+    endpoints    which pods are ready, published to DNS and to the proxy
+    cluster_dns  dnsmasq, answering as CoreDNS does for the headless Service
+    api_proxy    nginx, serving the API server's pod and Service proxy paths
+    pod_http     HTTP GETs to pods, and what counts as a passing probe
+    network      the bridge and each pod's network namespace
+    state        the cluster's state file, names and addresses
+    processes    the processes started, named by PID and start time
+    util         the error, output, running tools, files, waiting
+
+Nothing about a cluster is kept in memory from one command to the next: each command,
+and each pod's kubelet, is a process of its own, and the cluster is what its state file
+(state.py) and the pods' status files say.
+"""

@@ -1,0 +1,145 @@
+"""The API server's proxy: nginx on localhost:<api_port>, serving the pod and Service
+proxy paths that `kubectl proxy` serves, with the API server's JSON errors. A change of
+endpoints rewrites its configuration and reloads it gracefully.
+"""
+
+import contextlib
+import http.client
+import os
+import signal
+
+from .processes import alive, children_of, signal_ref, spawn
+from .state import PUBLIC, STS
+from .util import SimError, tool, wait_for, write_atomic
+
+
+def status_json(code, reason, message, details=""):
+    body = ('{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+            '"message":"%s","reason":"%s",%s"code":%d}' % (message, reason, details, code))
+    return body.replace('"', '\\"')
+
+
+def nginx_conf(c, generation, ready):
+    st = c.st
+    run = c.run
+    ns = st["namespace"]
+    pods = sorted(st["pods"].values(), key=lambda p: p["ordinal"])
+    listen = ["listen 127.0.0.1:%d;" % st["api_port"]]
+    if st.get("api_ipv6"):
+        listen.append("listen [::1]:%d;" % st["api_port"])
+    pod_map = "".join("\t\t%s %s:%d;\n" % (p["name"], p["ip"], p["port"]) for p in pods)
+    if ready:
+        upstream = "\tupstream kubia_public {\n%s\t}\n" % "".join(
+            "\t\tserver %s:%d;\n" % (p["ip"], p["port"]) for p in ready)
+        public = "proxy_pass http://kubia_public$ksim_uri;"
+    else:
+        upstream = ""
+        public = "return 503 '%s\\n';" % status_json(
+            503, "ServiceUnavailable", 'no endpoints available for service \\"$ksim_svc\\"')
+    not_found = status_json(404, "NotFound", 'pods \\"$ksim_pod\\" not found',
+                            '"details":{"name":"$ksim_pod","kind":"pods"},')
+    temp = "".join("\t%s_temp_path %s/nginx/%s;\n" % (k, run, k)
+                   for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return f"""# written by kubia-sim; generation {generation}
+worker_processes 1;
+daemon off;
+pid {run}/nginx.pid;
+error_log {run}/nginx.error.log warn;
+events {{
+	worker_connections 1024;
+}}
+http {{
+	access_log {run}/nginx.access.log;
+{temp}	client_max_body_size 0;
+	proxy_http_version 1.1;
+	proxy_request_buffering off;
+	proxy_buffering off;
+	proxy_connect_timeout 5s;
+	proxy_read_timeout 60s;
+	default_type application/json;
+	map $ksim_pod $ksim_pod_addr {{
+		default "";
+{pod_map}	}}
+	# the part after /proxy, raw as the client sent it; "" and "?q" mean "/" and "/?q"
+	map $ksim_rest $ksim_uri {{
+		~^/ $ksim_rest;
+		default /$ksim_rest;
+	}}
+{upstream}	server {{
+		{' '.join(listen)}
+		location = /healthz {{
+			add_header X-Kubia-Sim-Generation {generation} always;
+			return 200 'ok';
+		}}
+		location ~ ^/api/v1/namespaces/{ns}/pods/([^/]+)/proxy(/.*)?$ {{
+			set $ksim_pod $1;
+			set $ksim_rest "";
+			if ($request_uri ~ ^/api/v1/namespaces/[^/]+/pods/[^/]+/proxy(?<raw>.*)$) {{
+				set $ksim_rest $raw;
+			}}
+			if ($ksim_pod_addr = "") {{
+				return 404 '{not_found}\\n';
+			}}
+			proxy_pass http://$ksim_pod_addr$ksim_uri;
+		}}
+		location ~ ^/api/v1/namespaces/{ns}/services/({PUBLIC}|{STS})/proxy(/.*)?$ {{
+			set $ksim_svc $1;
+			set $ksim_rest "";
+			if ($request_uri ~ ^/api/v1/namespaces/[^/]+/services/[^/]+/proxy(?<raw>.*)$) {{
+				set $ksim_rest $raw;
+			}}
+			{public}
+		}}
+		location / {{
+			return 404 '{status_json(404, "NotFound", "the server could not find the requested resource")}\\n';
+		}}
+	}}
+}}
+"""
+
+
+def api_get(c, path, timeout=1.0):
+    conn = http.client.HTTPConnection("127.0.0.1", c.st["api_port"], timeout=timeout)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        r.read()
+        return r
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def nginx_apply(c, ready):
+    st = c.st
+    generation = st.get("nginx_generation", 0) + 1
+    conf = nginx_conf(c, generation, ready)
+    path = os.path.join(c.run, "nginx.conf")
+    old = None
+    with contextlib.suppress(FileNotFoundError), open(path) as f:
+        old = f.read().split("\n", 1)[1]
+    if alive(st.get("nginx")) and old == conf.split("\n", 1)[1]:
+        return
+    os.makedirs(os.path.join(c.run, "nginx"), exist_ok=True)
+    write_atomic(path, conf)
+    st["nginx_generation"] = generation
+    if alive(st.get("nginx")):
+        signal_ref(st["nginx"], signal.SIGHUP)  # graceful reload
+    else:
+        ref, _ = spawn([tool("nginx"), "-e", os.path.join(c.run, "nginx.error.log"),
+                        "-p", c.run, "-c", path], os.path.join(c.run, "nginx.out"))
+        st["nginx"] = ref
+    c.save()
+
+    def current():
+        if not alive(st["nginx"]):
+            raise SimError("nginx exited: see %s" % os.path.join(c.run, "nginx.error.log"))
+        r = api_get(c, "/healthz")
+        return r is not None and r.getheader("X-Kubia-Sim-Generation") == str(generation)
+    wait_for(current, 10, "the API proxy on localhost:%d to load its configuration"
+             % st["api_port"])
+    # Workers of the old configuration keep accepting until they have quit; wait for
+    # them, so that nothing is routed to endpoints that are gone.
+    wait_for(lambda: len(children_of(st["nginx"]["pid"])) <= 1, 10,
+             "the API proxy's old workers to quit")

@@ -1,0 +1,151 @@
+"""kubia-sim's command line: the commands and their options, and the dispatch to them
+under the cluster's lock."""
+
+import argparse
+import os
+import sys
+
+from .commands import (cmd_dns, cmd_down, cmd_probe, cmd_rollout, cmd_scale, cmd_status,
+                       cmd_up)
+from .kubelet import kubelet_main
+from .pod_commands import cmd_cut, cmd_delete, cmd_exec, cmd_heal, cmd_logs, cmd_run
+from .state import Cluster
+from .util import SimError
+
+# the repository (this file is test/e2e/kubiasim/cli.py): `up` runs its build/kubia
+TOP = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "..", "..", ".."))
+
+
+def main(argv, launcher):
+    """Runs the command in argv and returns its exit status. launcher is the kubia-sim
+    command being run; the kubelets are started with it."""
+    if argv[:1] == ["_kubelet"]:
+        return kubelet_main(argv[1])
+    a = parser().parse_args(argv)
+    try:
+        c = Cluster(a.cluster, a.run_dir, a.data_dir, launcher)
+        if os.geteuid() != 0:
+            raise SimError("kubia-sim needs root (network namespaces, mounts)")
+        with c.locked():
+            rc = a.fn(c, a)
+        return rc or 0
+    except SimError as e:
+        print("kubia-sim: error: %s" % e, file=sys.stderr, flush=True)
+        return 1
+
+
+def parser():
+    """kubia-sim's options and commands; `up` and `rollout` have many, below."""
+    ap = argparse.ArgumentParser(
+        prog="kubia-sim",
+        description="Chapter 10's StatefulSet on one machine: kubia pods in namespaces, "
+        "real cluster DNS (dnsmasq) and the API server's proxy (nginx) on localhost:8001.")
+    ap.add_argument("--cluster", default=os.environ.get("KUBIA_SIM_CLUSTER", "kubia"),
+                    help="name of the simulated cluster (several can run side by side)")
+    ap.add_argument("--run-dir", default=os.environ.get("KUBIA_SIM_RUN", "/run/kubia-sim"),
+                    help="runtime state: processes, logs, configuration")
+    ap.add_argument("--data-dir", default=os.environ.get("KUBIA_SIM_DATA",
+                                                          "/var/lib/kubia-sim"),
+                    help="the volumes (persistent volume claims), kept across down/up")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    # in the order --help lists them
+    add_up(sub)
+
+    p = sub.add_parser("down", help="delete everything of the cluster but its volumes")
+    p.add_argument("--delete-volumes", action="store_true")
+    p.set_defaults(fn=cmd_down)
+
+    p = sub.add_parser("status", help="pods (like kubectl get pods), endpoints, claims")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_status)
+
+    p = sub.add_parser("scale", help="kubectl scale statefulset kubia --replicas N")
+    p.add_argument("replicas", type=int)
+    p.set_defaults(fn=cmd_scale)
+
+    p = sub.add_parser("delete", help="delete pod NAME [--force] | delete pvc NAME|--all")
+    p.add_argument("kind")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--force", action="store_true",
+                   help="--force --grace-period 0: forget the pod without waiting for it")
+    p.add_argument("--all", action="store_true")
+    p.set_defaults(fn=cmd_delete)
+
+    p = sub.add_parser("cut", help="cut a pod's node off the network (section 10.5)")
+    p.add_argument("pod")
+    p.set_defaults(fn=cmd_cut)
+
+    p = sub.add_parser("heal", help="bring a cut-off node back")
+    p.add_argument("pod")
+    p.set_defaults(fn=cmd_heal)
+
+    add_rollout(sub)
+
+    p = sub.add_parser("probe", help="re-probe readiness and publish the endpoints now")
+    p.set_defaults(fn=cmd_probe)
+
+    p = sub.add_parser("dns", help="stop or start the cluster DNS")
+    p.add_argument("action", choices=("stop", "start"))
+    p.set_defaults(fn=cmd_dns)
+
+    p = sub.add_parser("exec", help="run a command in a pod's namespaces")
+    p.add_argument("pod")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_exec)
+
+    p = sub.add_parser("logs", help="a pod's container log")
+    p.add_argument("pod")
+    p.set_defaults(fn=cmd_logs)
+
+    p = sub.add_parser("run", help="run a command in a throwaway pod (kubectl run --rm)")
+    p.add_argument("--name", default="srvlookup")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_run)
+    return ap
+
+
+def add_up(sub):
+    p = sub.add_parser("up", help="create the Services and the StatefulSet (OrderedReady)")
+    p.add_argument("-f", "--filename", dest="file", metavar="SOURCE",
+                   help="the StatefulSet: a manifest, or a directory with a "
+                   "kustomization.yaml (default: k8s/, the peers StatefulSet); replicas, "
+                   "port, probes, env, mount path, grace period, image and securityContext "
+                   "come from it; the options below override it")
+    p.add_argument("--replicas", type=int)
+    p.add_argument("--mode", choices=("peers", "pet"), help="sets KUBIA_MODE")
+    p.add_argument("--binary", default=os.path.join(TOP, "build", "kubia"))
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--subnet", default="10.244.0.0/24")
+    p.add_argument("--api-port", type=int, default=8001)
+    p.add_argument("--grace-period", type=float, help="terminationGracePeriodSeconds")
+    p.add_argument("--restart-backoff-ms", type=int, default=10000,
+                   help="the kubelet's first restart back-off (it doubles)")
+    p.add_argument("--ready-timeout", type=float, default=30.0,
+                   help="seconds a pod may take to become ready")
+    p.add_argument("--env", action="append", help="NAME=VALUE for every pod")
+    p.add_argument("--arg", action="append", help="an argument for kubia in every pod")
+    p.add_argument("--log-dns-queries", action="store_true")
+    p.add_argument("--runtime", choices=("process", "podman"), default="process",
+                   help="run each pod as the kubia binary in namespaces, or as a container "
+                   "of the image (podman run --network ns:...)")
+    p.add_argument("--image", help="the image for --runtime podman")
+    p.add_argument("--user", help="uid:gid of a container (runAsUser:runAsGroup)")
+    p.add_argument("--recreate", action="store_true",
+                   help="take the cluster down first if it is up (its volumes stay)")
+    p.set_defaults(fn=cmd_up)
+
+
+def add_rollout(sub):
+    p = sub.add_parser("rollout", help="rolling update to a new pod template")
+    p.add_argument("-f", "--filename", dest="file", metavar="SOURCE",
+                   help="kubectl apply -f: the pod template and replicas from a manifest "
+                   "(the runtime and binary stay); without it, the current template with "
+                   "the changes below")
+    p.add_argument("--binary")
+    p.add_argument("--image")
+    p.add_argument("--mode", choices=("peers", "pet"))
+    p.add_argument("--env", action="append")
+    p.add_argument("--arg", action="append")
+    p.add_argument("--partition", type=int)
+    p.set_defaults(fn=cmd_rollout)

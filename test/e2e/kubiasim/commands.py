@@ -1,0 +1,300 @@
+"""The commands on the whole cluster: up, down, status, scale, rollout, probe and dns,
+and the table of pods that several of them print."""
+
+import argparse
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import time
+
+from .cluster_dns import dns_stop
+from .containers import PODMAN_FLAGS, container_pid
+from .controller import converge, roll_out
+from .endpoints import pod_state, publish
+from .network import net_up, port_free, subnet_free
+from .pod_http import probe
+from .processes import alive, signal_ref, stop_ref
+from .state import MAX_ORDINALS, PUBLIC, STS, revision_of
+from .templates import override, read_manifest, template_of
+from .util import SimError, say, sh, tool
+
+
+def print_pods(c):
+    st = c.st
+    rows = [("NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "REVISION")]
+    now = time.time()
+    for p in sorted(st["pods"].values(), key=lambda p: p["ordinal"]):
+        s = pod_state(c, p)
+        state = s.get("state", "ContainerCreating")
+        if p.get("cut"):
+            state, ready = "Unknown", False
+        else:
+            ready = state == "Running" and probe(p)
+        age = int(now - p["created"])
+        rows.append((p["name"], "1/1" if ready else "0/1", state, str(s.get("restarts", 0)),
+                     "%dm%ds" % divmod(age, 60) if age >= 60 else "%ds" % age, p["ip"],
+                     p["revision"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        say("   ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip())
+
+
+def try_next(c):
+    st = c.st
+    base = "localhost:%d/api/v1/namespaces/%s" % (st["api_port"], st["namespace"])
+    me = os.path.relpath(c.launcher)
+    if me.startswith(".."):
+        me = c.launcher
+    cl = "" if c.name == "kubia" else " --cluster " + c.name
+    say("")
+    say("Try the chapter's commands (the API server's proxy is on localhost:%d):"
+        % st["api_port"])
+    say("  curl %s/pods/kubia-0/proxy/" % base)
+    say("  curl -X POST -d \"Hey there! This greeting was submitted to kubia-0.\" "
+        "%s/pods/kubia-0/proxy/" % base)
+    say("  curl %s/services/kubia-public/proxy/" % base)
+    say("  %s%s run -- dig SRV kubia.%s.svc.cluster.local" % (me, cl, st["namespace"]))
+    say("  %s%s delete pod kubia-0        # it comes back with its data" % (me, cl))
+    say("  %s%s scale 4                   # and: status, cut/heal, rollout, logs" % (me, cl))
+    say("Take it down: %s%s down   (the volumes stay; add --delete-volumes to drop them)"
+        % (me, cl))
+
+
+def cmd_up(c, a):
+    if os.geteuid() != 0:
+        raise SimError("kubia-sim needs root (network namespaces, mounts)")
+    # The manifest first: a bad one leaves a running cluster alone, even with --recreate.
+    source, replicas, template = up_template(a)
+    rev = revision_of(template)
+    if c.st is not None and a.recreate:
+        cmd_down(c, argparse.Namespace(delete_volumes=False))
+    if c.st is not None:
+        raise SimError("cluster %r is already up (kubia-sim%s status; kubia-sim down to end it)"
+                       % (c.name, "" if c.name == "kubia" else " --cluster " + c.name))
+    base = free_subnet(a)
+    os.makedirs(os.path.join(c.run, "pods"), exist_ok=True)
+    os.makedirs(c.volumes, exist_ok=True)
+    c.st = {"cluster": c.name, "namespace": a.namespace, "subnet": base,
+            "api_port": a.api_port, "api_ipv6": port_free("::1", a.api_port, socket.AF_INET6),
+            "replicas": replicas, "partition": 0, "templates": {rev: template},
+            "current_revision": rev, "update_revision": rev, "source": source,
+            "backoff_ms": a.restart_backoff_ms, "ready_timeout_s": a.ready_timeout,
+            "pods": {}, "orphans": [], "generations": {}, "endpoints": [],
+            "dns": None, "nginx": None, "dns_log_queries": a.log_dns_queries}
+    c.save()
+    net_up(c)
+    c.st["net_up"] = True
+    c.save()
+    publish(c)
+    say("service/%s created (headless; cluster DNS at %s answers for %s)"
+        % (STS, c.dns_ip, c.domain()))
+    say("service/%s created" % PUBLIC)
+    say("statefulset.apps/%s created from %s (replicas %d, %s mode)"
+        % (STS, source, replicas, template["env"].get("KUBIA_MODE", "peers")))
+    converge(c)
+    say("")
+    print_pods(c)
+    try_next(c)
+
+
+def up_template(a):
+    """(source, replicas, template) of the StatefulSet that `up` creates: its manifest with
+    the command line's changes, once the binary or image and the tools are there."""
+    binary = os.path.abspath(a.binary)
+    if a.runtime == "process" and not os.access(binary, os.X_OK):
+        raise SimError("no kubia binary at %s (build it: meson setup build && ninja -C build)"
+                       % binary)
+    for t in ("ip", "unshare", "dnsmasq", "nginx"):
+        tool(t)
+    source, s = read_manifest(a.file)
+    replicas = s["replicas"] if a.replicas is None else a.replicas
+    if not 0 <= replicas <= MAX_ORDINALS:
+        raise SimError("replicas %d: 0 to %d" % (replicas, MAX_ORDINALS))
+    base_t = {"runtime": a.runtime}
+    if a.runtime == "podman":
+        tool("podman")
+    else:
+        base_t["binary"] = binary
+    return source, replicas, template_of(source, s, base_t, a)
+
+
+def free_subnet(a):
+    """The first three octets of --subnet, once it is a /24 that nothing on this machine
+    uses, the API port is free and the namespace is a valid name."""
+    try:
+        net = ipaddress.ip_network(a.subnet)
+    except ValueError as e:
+        raise SimError("--subnet %s: %s" % (a.subnet, e))
+    if net.prefixlen != 24 or net.version != 4:
+        raise SimError("--subnet %s: give an IPv4 /24, e.g. 10.244.0.0/24" % a.subnet)
+    base = str(net.network_address).rsplit(".", 1)[0]
+    if not subnet_free(base):
+        raise SimError("--subnet %s is already in use on this machine; pick another" % a.subnet)
+    if not port_free("127.0.0.1", a.api_port):
+        raise SimError("localhost:%d is in use (is kubectl proxy running?); "
+                       "pick another with --api-port" % a.api_port)
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", a.namespace):
+        raise SimError("--namespace %r: a Kubernetes namespace is a DNS label (lower-case "
+                       "letters, digits and '-', at most 63)" % a.namespace)
+    return base
+
+
+def cmd_down(c, a):
+    st = c.st or {}
+    ip = tool("ip")
+    pods = list(st.get("pods", {}).values()) + list(st.get("orphans", []))
+    for p in pods:  # all kubelets at once: they stop their containers in parallel
+        signal_ref(p.get("kubelet"), signal.SIGTERM)
+    for p in pods:
+        with contextlib.suppress(SimError):
+            stop_ref(p.get("kubelet"), p.get("grace_s", 30) + 5)
+        s = pod_state(c, p) if "netns" in p else {}
+        if s.get("pid"):
+            stop_ref({"pid": s["pid"], "start": s.get("start")}, 5)
+    for key in ("dns", "nginx"):
+        stop_ref(st.get(key), 5)
+    if any(t.get("runtime") == "podman" for t in st.get("templates", {}).values()):
+        # a container whose `podman run` was killed keeps running under conmon
+        r = sh(tool("podman"), *PODMAN_FLAGS, "ps", "-a", "--format", "{{.Names}}",
+               check=False)
+        ours = [n for n in r.stdout.split() if n.startswith(c.prefix)]
+        if ours:
+            sh(tool("podman"), *PODMAN_FLAGS, "rm", "-f", "-t", "0", *ours, check=False)
+    # Anything left in namespaces of ours (a pod started just before a crash of this
+    # command) was started by us too.
+    for line in sh(ip, "netns", "list", check=False).stdout.splitlines():
+        ns = line.split()[0] if line.strip() else ""
+        if ns.startswith(c.prefix):
+            for pid in sh(ip, "netns", "pids", ns, check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            sh(ip, "netns", "del", ns, check=False)
+            shutil.rmtree(os.path.join("/etc/netns", ns), ignore_errors=True)
+    if os.path.exists("/sys/class/net/" + c.host_if):
+        sh(ip, "link", "del", c.host_if, check=False)
+    shutil.rmtree(c.run, ignore_errors=True)
+    if a.delete_volumes:
+        shutil.rmtree(os.path.dirname(c.volumes), ignore_errors=True)
+        say("persistentvolumeclaims of cluster %s deleted" % c.name)
+    if st:
+        say("statefulset.apps/%s deleted; services %s and %s deleted" % (STS, STS, PUBLIC))
+    else:
+        say("cluster %s was not up; nothing of it is left" % c.name)
+    c.st = None
+
+
+def cmd_status(c, a):
+    st = c.require_up()
+    if a.json:
+        out = dict(st)
+        out["pod_status"] = {}
+        for p in st["pods"].values():
+            ps = pod_state(c, p)
+            ps["container_pid"] = container_pid(c, p, ps)
+            out["pod_status"][p["name"]] = ps
+        out["orphan_status"] = [pod_state(c, o) for o in st["orphans"]]
+        out["volumes"] = c.volumes
+        out["run"] = c.run
+        say(json.dumps(out, indent=1, sort_keys=True))
+        return
+    print_pods(c)
+    say("")
+    dns = "down" if not alive(st.get("dns")) else c.dns_ip
+    say("statefulset %s: replicas %d, partition %d, current revision %s, update revision %s"
+        % (STS, st["replicas"], st["partition"], st["current_revision"],
+           st["update_revision"]))
+    say("endpoints %s (ready, in DNS): %s" % (STS, ", ".join(st["endpoints"]) or "<none>"))
+    say("cluster DNS: %s; API proxy: localhost:%d" % (dns, st["api_port"]))
+    for o in st["orphans"]:
+        say("force-deleted %s still running on its cut-off node (netns %s)"
+            % (o["name"], o["netns"]))
+    if os.path.isdir(c.volumes):
+        claims = sorted(os.listdir(c.volumes))
+        say("persistentvolumeclaims: %s" % (", ".join(claims) or "<none>"))
+
+
+def cmd_scale(c, a):
+    st = c.require_up()
+    if not 0 <= a.replicas <= MAX_ORDINALS:
+        raise SimError("replicas %d: 0 to %d" % (a.replicas, MAX_ORDINALS))
+    st["replicas"] = a.replicas
+    c.save()
+    say("statefulset.apps/%s scaled to %d" % (STS, a.replicas))
+    converge(c)
+    publish(c)
+    print_pods(c)
+
+
+def cmd_rollout(c, a):
+    st = c.require_up()
+    binary = None
+    if a.binary:
+        binary = os.path.abspath(a.binary)
+        if not os.access(binary, os.X_OK):
+            raise SimError("no binary at %s" % binary)
+    partition = st["partition"] if a.partition is None else a.partition
+    if partition < 0:
+        raise SimError("--partition %d: 0 or more" % partition)
+    template, replicas = rollout_template(c, a, binary)
+    rev = revision_of(template)
+    st["templates"][rev] = template
+    st["update_revision"] = rev
+    st["partition"] = partition
+    c.save()
+    say("statefulset.apps/%s: update revision %s, partition %d" % (STS, rev, partition))
+    if replicas != st["replicas"]:
+        st["replicas"] = replicas
+        c.save()
+        say("statefulset.apps/%s: replicas %d" % (STS, replicas))
+        converge(c)
+    roll_out(c, rev, partition)
+    print_pods(c)
+
+
+def rollout_template(c, a, binary):
+    """(template, replicas) of the update: from the manifest given with -f, else the
+    current update revision's template with the command line's changes."""
+    st = c.st
+    cur = st["templates"][st["update_revision"]]
+    replicas = st["replicas"]
+    if a.file:
+        # kubectl apply -f: the whole pod template, and the replica count, from the file;
+        # what only this simulation knows (runtime, binary) carries over.
+        source, s = read_manifest(a.file)
+        base_t = {k: cur[k] for k in ("runtime", "binary") if k in cur}
+        template = template_of(source, s, base_t, a)
+        replicas = s["replicas"]
+        if not 0 <= replicas <= MAX_ORDINALS:
+            raise SimError("replicas %d: 0 to %d" % (replicas, MAX_ORDINALS))
+        st["source"] = source
+    else:
+        template = json.loads(json.dumps(cur))
+        override(template, a)
+    if binary:
+        if template.get("runtime") == "podman":
+            raise SimError("--binary: the pods run the image (use --image)")
+        template["binary"] = binary
+    return template, replicas
+
+
+def cmd_probe(c, a):
+    c.require_up()
+    ready = publish(c)
+    say("endpoints %s: %s" % (STS, ", ".join(p["name"] for p in ready) or "<none>"))
+
+
+def cmd_dns(c, a):
+    st = c.require_up()
+    if a.action == "stop":
+        dns_stop(c)
+        say("cluster DNS stopped")
+    else:
+        st["dns_stopped"] = False
+        c.save()
+        publish(c)
+        say("cluster DNS started at %s" % c.dns_ip)

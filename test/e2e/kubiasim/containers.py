@@ -1,0 +1,102 @@
+"""A pod's container as the kubelet starts it: the kubia binary in the pod's namespaces
+(--runtime process), or a container of the image (--runtime podman)."""
+
+import os
+
+from .util import sh, tool
+
+# What a pod's /bin/sh does before it becomes kubia (see process_cmd): the pod's host
+# name, and a private /var (an overlay whose upper layer is on a tmpfs) with the volume
+# at its mount path. Arguments: host name, scratch dir, volume, mount path, command.
+POD_SCRIPT = r"""set -e
+h=$0 s=$1 v=$2 m=$3
+shift 3
+hostname "$h"
+mount -t tmpfs -o size=4m,mode=0700 kubia-sim "$s"
+mkdir "$s/upper" "$s/work" "$s/vol"
+mount --bind "$v" "$s/vol"
+mount -t overlay kubia-sim-var -o "lowerdir=/var,upperdir=$s/upper,workdir=$s/work" /var
+mkdir -p "$m"
+mount --move "$s/vol" "$m"
+exec "$@"
+"""
+
+
+def container_cmd(c, netns, name, scratch, volume, template):
+    if template.get("runtime") == "podman":
+        return podman_cmd(c, netns, name, volume, template)
+    return process_cmd(c, netns, name, scratch, volume, template)
+
+
+PODMAN_FLAGS = [
+    # crun fails on this kind of machine's cgroup layout, and podman's default ulimits
+    # exceed the usual hard limit
+    "--runtime", "runc",
+]
+
+
+PODMAN_RUN_FLAGS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
+
+
+def podman_cmd(c, netns, name, volume, template):
+    """The pod's container, from the image, as the kubelet would start it: in the pod's
+    network namespace, with the pod's host name, resolv.conf, volume, user and
+    securityContext. `podman run` stays attached, so signals to it reach kubia (PID 1
+    in the container) and its exit is the container's."""
+    sec = template["security"]
+    cmd = [tool("podman")] + PODMAN_FLAGS + [
+        "run", "--rm", "--replace", "--name", netns, "--network", "ns:/run/netns/" + netns,
+        "--hostname", name, "--sig-proxy=true", "--log-driver", "none",
+        "-v", "%s:/etc/resolv.conf:ro" % os.path.join("/etc/netns", netns, "resolv.conf"),
+        "-v", "%s:%s" % (volume, template["mount_path"]),
+        "--stop-timeout", "%d" % max(1, int(template["grace_s"]))] + PODMAN_RUN_FLAGS
+    if sec["read_only_root_filesystem"]:
+        cmd.append("--read-only")
+    for cap in sec["capabilities_drop"]:
+        cmd += ["--cap-drop", cap]
+    for cap in sec["capabilities_add"]:
+        cmd += ["--cap-add", cap]
+    if not sec["allow_privilege_escalation"]:
+        cmd += ["--security-opt", "no-new-privileges"]
+    if template.get("user"):
+        cmd += ["--user", template["user"]]
+    if sec["fs_group"] is not None:
+        cmd += ["--group-add", str(sec["fs_group"])]
+    # resources, as the kubelet sets the container's cgroup: the memory limit without
+    # swap, the CPU request as shares, the CPU limit as a quota
+    limits, requests = template["resources"]["limits"], template["resources"]["requests"]
+    if "memory" in limits:
+        cmd += ["--memory", "%d" % limits["memory"], "--memory-swap", "%d" % limits["memory"]]
+    if "cpu" in requests:
+        cmd += ["--cpu-shares", "%d" % max(2, int(requests["cpu"] * 1024))]
+    if "cpu" in limits:
+        cmd += ["--cpus", "%g" % limits["cpu"]]
+    for k, v in sorted(template["env"].items()):
+        cmd += ["--env", "%s=%s" % (k, v)]
+    return cmd + [template["image"]] + list(template["args"])
+
+
+def container_pid(c, pod, state):
+    """The PID of kubia itself: the kubelet's child in process mode, the container's
+    init process in podman mode."""
+    template = c.st["templates"][pod["revision"]]
+    if template.get("runtime") != "podman":
+        return state.get("pid")
+    r = sh(tool("podman"), *PODMAN_FLAGS, "inspect", "--format", "{{.State.Pid}}",
+           pod["netns"], check=False)
+    pid = r.stdout.strip()
+    return int(pid) if r.returncode == 0 and pid.isdigit() and pid != "0" else None
+
+
+def process_cmd(c, netns, name, scratch, volume, template):
+    """The pod's container: hostname, /var/data and resolv.conf as in a pod, then kubia.
+
+    ip netns exec gives the command its own mount namespace (a slave of the host's, so
+    nothing mounted here shows outside) and binds /etc/netns/<netns>/resolv.conf; the
+    volume is bound at its mount path (under /var) over an overlay of /var, so the
+    host's /var is untouched. kubia runs as root here; --runtime podman runs it as the
+    manifest's user.
+    """
+    return [tool("ip"), "netns", "exec", netns, tool("unshare"), "--uts", "--",
+            "/bin/sh", "-c", POD_SCRIPT, name, scratch, volume, template["mount_path"],
+            template["binary"]] + list(template["args"])

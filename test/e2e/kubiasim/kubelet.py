@@ -1,0 +1,203 @@
+"""The kubelet: one supervisor process per pod, started as `kubia-sim _kubelet SPEC`.
+
+It runs the pod's container, stops it when the pod is deleted (SIGTERM, SIGKILL when the
+grace period ends), runs its liveness probe, and restarts it when it dies or fails the
+probe, with the kubelet's doubling back-off. What it sees goes to the pod's status file,
+which `status` and the controller read.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+
+from .network import netns_socket
+from .pod_http import http_get, probe_ok
+from .processes import proc_start
+from .util import read_json, write_atomic
+
+SIGS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+
+
+def liveness_probe(spec, live):
+    """(ok, why): the liveness probe, from inside the pod's network namespace, so that a
+    pod cut off the network (its node, in the chapter's story) is not killed for it,
+    just as a kubelet on the same node still reaches the pod."""
+    try:
+        sock = netns_socket(spec["netns"])
+    except OSError as e:
+        return False, str(e)
+    code, body = http_get(spec["ip"], live["port"], live["path"], live["timeout_s"], sock)
+    if probe_ok(code):
+        return True, ""
+    if code is None:
+        return False, 'Get "http://%s:%d%s": %s' % (spec["ip"], live["port"], live["path"], body)
+    return False, "HTTP probe failed with statuscode: %d" % code
+
+
+def kubelet_main(specpath):
+    """`kubia-sim _kubelet SPEC`: supervises the pod that the controller described in the
+    file SPEC, until the pod is deleted."""
+    return Kubelet(read_json(specpath)).run()
+
+
+def wait_signal(timeout):
+    """The next of SIGS within timeout s, or None. They are blocked while the kubelet
+    runs, so none that arrives between two waits is lost."""
+    info = signal.sigtimedwait(SIGS, max(0.0, timeout))
+    return info.si_signo if info else None
+
+
+class Container:
+    """One run of the pod's container, from its start to its exit."""
+
+    def __init__(self, child, live):
+        self.child = child
+        self.started = time.monotonic()
+        self.kill_at = None  # when the grace period of a stop ends
+        self.terminating = False  # the pod is being deleted: no restart
+        self.unhealthy = None  # why the liveness probe had the container killed
+        self.failures = 0  # liveness probes failed in a row
+        self.next_probe = self.started + live["initial_delay_s"] if live else None
+
+    def wakeup(self):
+        """Seconds until there is something to do: a grace period ends, or a probe."""
+        now = time.monotonic()
+        if self.kill_at is not None:
+            return self.kill_at - now
+        if self.next_probe is not None:
+            return self.next_probe - now
+        return 3600
+
+    def stop(self, grace_s):
+        """SIGTERM now; SIGKILL once grace_s have passed."""
+        with contextlib.suppress(ProcessLookupError):
+            self.child.send_signal(signal.SIGTERM)
+        self.kill_at = time.monotonic() + grace_s
+
+
+class Kubelet:
+    """The supervisor of one pod. Its status file holds the container's state, its
+    restarts, its last termination and the liveness probe's counts."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.live = spec.get("liveness")
+        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        self.env.update(spec["env"])
+        self.restarts = 0
+        self.backoff = spec["backoff_ms"] / 1000.0
+        self.last = {}  # the last termination, kept while the next container runs
+        self.current = {}  # the state last written
+        self.probes = {"liveness_probes": 0, "liveness_failures": 0}
+
+    def run(self):
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGS)
+        while True:
+            if not os.path.exists(os.path.join("/run/netns", self.spec["netns"])):
+                # The pod's sandbox is gone (its namespace was deleted under us): nothing
+                # to restart into, so this kubelet ends rather than loop for ever.
+                self.status(state="Terminated", reason="pod network namespace is gone")
+                return 1
+            c = self.start()
+            self.supervise(c)
+            rc = c.child.returncode
+            how = "signal %d" % -rc if rc < 0 else "exit %d" % rc
+            if c.terminating:
+                self.status(state="Terminated", last_exit=how)
+                return 0
+            if self.back_off(c, how):
+                return 0
+
+    def status(self, **kw):
+        """Writes the pod's status file: kw, with the last termination and the counts."""
+        if "last_exit" in kw:
+            self.last.update(last_exit=kw["last_exit"], reason=kw.get("reason", ""))
+        self.current.clear()
+        self.current.update(kw)
+        full = dict(self.last)
+        full.update(kw, restarts=self.restarts, since=time.time(), **self.probes)
+        write_atomic(self.spec["status"], json.dumps(full))
+
+    def last_line(self):
+        """The container log's last line: why a container that exited by itself ended."""
+        try:
+            with open(self.spec["log"], "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+                lines = f.read().decode("utf-8", "replace").strip().splitlines()
+            return lines[-1] if lines else ""
+        except OSError:
+            return ""
+
+    def start(self):
+        with open(self.spec["log"], "ab") as out:
+            child = subprocess.Popen(
+                self.spec["cmd"], stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, env=self.env,
+                preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGS))
+        c = Container(child, self.live)
+        self.status(state="Running", pid=child.pid, start=proc_start(child.pid))
+        return c
+
+    def supervise(self, c):
+        """Returns when the container has exited. Meanwhile: stops it when the pod is
+        deleted, kills it when a grace period ends, and runs the liveness probe."""
+        child = c.child
+        while child.poll() is None:
+            sig = wait_signal(c.wakeup())
+            if sig in (signal.SIGTERM, signal.SIGINT) and not c.terminating:
+                c.terminating = True
+                self.status(state="Terminating", pid=child.pid, start=proc_start(child.pid))
+                c.stop(self.spec["grace_s"])
+            elif c.kill_at is not None:
+                if time.monotonic() >= c.kill_at:
+                    self.kill(c)
+            elif c.next_probe is not None and time.monotonic() >= c.next_probe:
+                self.probe_liveness(c)
+
+    def kill(self, c):
+        with contextlib.suppress(ProcessLookupError):
+            c.child.kill()
+        c.kill_at = time.monotonic() + 3600
+        if self.spec.get("kill_cmd"):
+            # podman run is gone, but the container would live on under
+            # conmon: the grace period is over for it too
+            subprocess.run(self.spec["kill_cmd"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=60, check=False)
+
+    def probe_liveness(self, c):
+        ok, why = liveness_probe(self.spec, self.live)
+        c.next_probe = time.monotonic() + self.live["period_s"]
+        c.failures = 0 if ok else c.failures + 1
+        self.probes.update(liveness_probes=self.probes["liveness_probes"] + 1,
+                           liveness_failures=c.failures)
+        self.status(**self.current)
+        if c.failures >= self.live["failure_threshold"]:
+            # The kubelet kills the container as on a deletion, then restarts it.
+            c.unhealthy = "Liveness probe failed: %s" % why
+            self.status(state="Running", pid=c.child.pid, start=proc_start(c.child.pid),
+                        reason=c.unhealthy)
+            c.stop(self.spec["grace_s"])
+
+    def back_off(self, c, how):
+        """Waits before the next start; True when the pod was deleted meanwhile.
+
+        restartPolicy: Always, with the kubelet's back-off: doubling, at most 5 min,
+        reset after 10 min of running.
+        """
+        self.restarts += 1
+        if time.monotonic() - c.started > 600:
+            self.backoff = self.spec["backoff_ms"] / 1000.0
+        self.status(state="CrashLoopBackOff", last_exit=how,
+                    reason=c.unhealthy or self.last_line(),
+                    next_start=time.time() + self.backoff)
+        deadline = time.monotonic() + self.backoff
+        while time.monotonic() < deadline:
+            if wait_signal(deadline - time.monotonic()) in (signal.SIGTERM, signal.SIGINT):
+                self.status(state="Terminated", last_exit=how, reason=self.last_line())
+                return True
+        self.backoff = min(self.backoff * 2, 300.0)
+        return False
