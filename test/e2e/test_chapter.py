@@ -1,7 +1,7 @@
 """Chapter 10's walk-through, request by request, with the book's texts.
 
-Every expected text below is the contract (the book's, as SPEC.md states it); the test
-fails if any response changes by one byte.
+Every expected text below is the contract (the book's own texts); the test fails if
+any response changes by one byte.
 """
 
 import os
