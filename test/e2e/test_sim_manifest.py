@@ -1,7 +1,9 @@
-"""The simulated cluster runs what the manifests say: the pods' replicas, port, probes,
-environment, mount path and grace period come from k8s/ (or from the file given with
--f), not from the harness. Each test changes a copy of the book's StatefulSet and checks
-that the pods follow the change.
+"""The simulated cluster (kubia-sim), not kubia: it runs what the manifests say. The
+pods' replicas, port, probes, environment, mount path, grace period, user and
+securityContext come from k8s/ (or from the file given with -f), not from the harness;
+its kubelet runs the liveness and readiness probes they name; and it refuses manifests
+and images it cannot run. Each test changes a copy of the book's StatefulSet and checks
+that the pods follow the change. A failure here means kubia-sim broke, not kubia.
 """
 
 import copy
