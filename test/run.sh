@@ -5,14 +5,17 @@
 #      image: the container image built with podman, and the Kubernetes manifests);
 #   2. an ASan+UBSan build: unit, integration and e2e suites (a sanitizer report from
 #      any pod of the simulated cluster fails its test);
-#   3. valgrind over the unit suite;
-#   4. a clang build with libFuzzer: the fuzz suite (bounded time).
+#   3. a ThreadSanitizer build: unit and integration suites (a data race, lock-order
+#      inversion or other report, from a unit test or from any kubia an integration
+#      test starts, fails that test);
+#   4. valgrind over the unit suite;
+#   5. a clang build with libFuzzer: the fuzz suite (bounded time).
 # The last line is the summary "N passed, N failed[, N skipped]" over all of them.
 # Root is needed for the tests that mount file systems and for the e2e suite; without
 # it they skip.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-cd "$top"
+cd "$top" || exit 1
 out=${KUBIA_TEST_DIR:-$top/build-test}
 
 bash test/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
@@ -51,6 +54,19 @@ else
     status=1
 fi
 
+step "build: ThreadSanitizer"
+if meson setup "$out/tsan" -Dtests=enabled -Db_sanitize=thread -Db_lundef=false \
+    >"$out/setup-tsan.log" 2>&1 &&
+    ninja -C "$out/tsan" >"$out/build-tsan.log" 2>&1; then
+    # halt_on_error: the first report ends the process with exitcode, so the test that
+    # ran it fails; second_deadlock_stack: both stacks of a lock-order inversion
+    TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:history_size=4 \
+        run_suites "$out/tsan" --suite unit --suite integration
+else
+    cat "$out"/setup-tsan.log "$out"/build-tsan.log | tail -50
+    status=1
+fi
+
 step "valgrind: unit suite"
 if [ -d "$out/main" ]; then
     meson test -C "$out/main" --suite unit --print-errorlogs --logbase valgrind \
@@ -67,5 +83,6 @@ else
     status=1
 fi
 
-/usr/bin/python3 "$top/test/summary.py" "$out"/main "$out"/asan "$out"/fuzz || status=1
+/usr/bin/python3 "$top/test/summary.py" "$out"/main "$out"/asan "$out"/tsan \
+    "$out"/fuzz || status=1
 exit $status
