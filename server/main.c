@@ -93,6 +93,22 @@ struct app {
 	struct http_server *srv;
 };
 
+/* What goes wrong inside the discovery loop reaches the log like everything else. */
+static void log_discovery(void *ctx, enum discovery_log_level level, const char *line)
+{
+	static const enum log_level levels[] = {
+		[DISCOVERY_LOG_ERROR] = LOG_LEVEL_ERROR,
+		[DISCOVERY_LOG_WARN] = LOG_LEVEL_WARN,
+		[DISCOVERY_LOG_INFO] = LOG_LEVEL_INFO,
+		[DISCOVERY_LOG_DEBUG] = LOG_LEVEL_DEBUG,
+	};
+
+	(void)ctx;
+	log_msg((unsigned)level < sizeof(levels) / sizeof(levels[0]) ? levels[level]
+								     : LOG_LEVEL_ERROR,
+		"discovery: %s", line);
+}
+
 static struct discovery *start_discovery(struct app *a, char *err, size_t errlen)
 {
 	const struct config *cfg = &a->cfg;
@@ -109,6 +125,7 @@ static struct discovery *start_discovery(struct app *a, char *err, size_t errlen
 		.peer_max_bytes = (size_t)cfg->peer_max_bytes,
 		.max_peers = cfg->max_peers,
 		.max_pending = cfg->max_pending,
+		.log = log_discovery,
 	};
 
 	return discovery_create(&dc, local_data, a->st, err, errlen);

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import (CT, DOMAIN, KUBIA, HungPeer, clean_env, free_port, http_request,
+from conftest import (CT, DOMAIN, KUBIA, FakeDNS, HungPeer, clean_env, free_port, http_request,
                       is_root, pod_fqdn, run_kubia, wait_until)
 
 FLAGS = ["--port", "--data-file", "--mode", "--service", "--peer-port", "--peer-timeout-ms",
@@ -467,6 +467,22 @@ def test_logs_go_to_stderr_not_stdout(workdir):
         assert f.read() == b""
     with open(err_path, "rb") as f:
         assert f.read().strip(), "nothing logged at --log-level debug"
+
+
+def test_discovery_failures_are_logged(factory):
+    """What goes wrong inside the discovery loop reaches kubia's log, not only the view."""
+    fake = FakeDNS(2)
+    try:
+        k = factory.kubia("kubia-0", mode="peers", dns=fake.port, resolv=factory.resolv(),
+                          args=["--service", "kubia.default.svc.cluster.local."])
+        r = k.get("/")
+        assert b"SERVFAIL" in r.body, r.body
+        wait_until(lambda: "discovery: SRV lookup failed: kubia.default.svc.cluster.local: "
+                   "server failure (SERVFAIL)" in k.stderr(), 5,
+                   what="the failed lookup in the log")
+        assert " warn: discovery: " in k.stderr(), k.stderr()
+    finally:
+        fake.close()
 
 
 def _ready(port, p):
