@@ -282,10 +282,30 @@ static const struct opt *find_flag(const char *name, size_t len)
 	return NULL;
 }
 
+/* --help and --version answer whatever else the command line or the environment says:
+ * someone asking for help with a broken KUBIA_* variable must still get it. */
+static bool help_or_version(int argc, char *const argv[], FILE *out)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			config_usage(out);
+			return true;
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			fprintf(out, "kubia %s\n", KUBIA_VERSION);
+			return true;
+		}
+	}
+	return false;
+}
+
 enum config_result config_parse(struct config *cfg, int argc, char *const argv[],
 				config_getenv_fn get_env, FILE *out, char *err, size_t errlen)
 {
 	memset(cfg, 0, sizeof(*cfg));
+	if (help_or_version(argc, argv, out)) {
+		return CONFIG_DONE;
+	}
 	for (size_t i = 0; i < NOPTS; i++) {
 		if (opts[i].def != NULL &&
 		    !apply(cfg, &opts[i], opts[i].def, opts[i].flag, true, err, errlen)) {
@@ -304,14 +324,6 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 		const struct opt *o;
 		size_t len;
 
-		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-			config_usage(out);
-			return CONFIG_DONE;
-		}
-		if (strcmp(arg, "--version") == 0) {
-			fprintf(out, "kubia %s\n", KUBIA_VERSION);
-			return CONFIG_DONE;
-		}
 		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
 			errtext_set(err, errlen, "unexpected argument \"%s\" (see --help)", arg);
 			return CONFIG_ERROR;

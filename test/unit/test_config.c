@@ -248,7 +248,7 @@ static void test_dns_server_host_name_refused(void **state)
 }
 
 /* Runs config_parse() with the one argument arg; returns what it printed (malloc()ed). */
-static char *printed(const char *arg, enum config_result *res)
+static char *printed_env(const char *arg, const char *const *env, enum config_result *res)
 {
 	char *argv[] = {(char *)(uintptr_t) "kubia", (char *)(uintptr_t)arg, NULL};
 	char *text = NULL;
@@ -258,11 +258,16 @@ static char *printed(const char *arg, enum config_result *res)
 	char err[256] = "";
 
 	assert_non_null(out);
-	fake_env = NULL;
+	fake_env = env;
 	*res = config_parse(&c, 2, argv, fake_getenv, out, err, sizeof(err));
 	assert_int_equal(fclose(out), 0);
 	assert_non_null(text);
 	return text;
+}
+
+static char *printed(const char *arg, enum config_result *res)
+{
+	return printed_env(arg, NULL, res);
 }
 
 /* The line of text on which needle appears, checked to hold also; fails if none. */
@@ -337,6 +342,24 @@ static void test_help_and_version(void **state)
 	free(text);
 }
 
+/* Help is given whatever the environment says: a broken variable must not hide it. */
+static void test_help_despite_a_bad_variable(void **state)
+{
+	static const char *const env[] = {"KUBIA_PORT", "http", NULL};
+	enum config_result res;
+	char *text;
+
+	(void)state;
+	text = printed_env("--help", env, &res);
+	assert_int_equal(res, CONFIG_DONE);
+	assert_non_null(strstr(text, "Usage: kubia"));
+	free(text);
+	text = printed_env("--version", env, &res);
+	assert_int_equal(res, CONFIG_DONE);
+	assert_non_null(strstr(text, "kubia "));
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -349,6 +372,7 @@ int main(void)
 		cmocka_unit_test(test_dns_server_host_name_refused),
 		cmocka_unit_test(test_service_name_length),
 		cmocka_unit_test(test_help_and_version),
+		cmocka_unit_test(test_help_despite_a_bad_variable),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
