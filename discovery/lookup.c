@@ -16,6 +16,7 @@
  */
 #include "discovery/internal.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define DNS_TRIES 3
 
@@ -410,6 +412,13 @@ bool lookup_setup(struct discovery *d, char *err, size_t errlen)
 	if (d->resolv_conf != NULL) {
 		mask |= ARES_OPT_RESOLVCONF;
 		o.resolvconf_path = d->resolv_conf;
+		/* c-ares falls back to its defaults without a word: say it, since then
+		 * there is no search list and short names cannot be completed. */
+		if (access(d->resolv_conf, R_OK) != 0) {
+			disc_log(d, DISCOVERY_LOG_WARN,
+				 "cannot read %s (%s): no search list, default name servers",
+				 d->resolv_conf, strerror(errno));
+		}
 	}
 	st = ares_init_options(&d->channel, &o, mask);
 	if (st != ARES_SUCCESS) {

@@ -485,6 +485,14 @@ def test_discovery_failures_are_logged(factory):
         fake.close()
 
 
+def test_unreadable_resolv_conf_is_logged(factory, workdir):
+    """Without resolv.conf there is no search list: kubia says so at start."""
+    missing = os.path.join(workdir, "no-such-resolv.conf")
+    k = factory.kubia("kubia-0", mode="peers", resolv=missing)
+    wait_until(lambda: "cannot read %s" % missing in k.stderr(), 5,
+               what="the unreadable resolv.conf in the log")
+
+
 def _ready(port, p):
     if p.poll() is not None:
         raise AssertionError("kubia exited early with %s" % p.returncode)
