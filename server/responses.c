@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/http_internal.h"
+#include "storage/storage.h"
+
+struct MHD_Response *text_response(const char *text, size_t len)
+{
+	struct MHD_Response *r;
+
+	r = MHD_create_response_from_buffer(len, (void *)(uintptr_t)text, MHD_RESPMEM_MUST_COPY);
+	if (r == NULL) {
+		return NULL;
+	}
+	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, CONTENT_TYPE) != MHD_YES) {
+		MHD_destroy_response(r);
+		return NULL;
+	}
+	return r;
+}
+
+/* Takes ownership of buf (malloc()ed) in every case. */
+struct MHD_Response *owned_response(char *buf, size_t len)
+{
+	struct MHD_Response *r;
+
+	r = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
+	if (r == NULL) {
+		free(buf);
+		return NULL;
+	}
+	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, CONTENT_TYPE) != MHD_YES) {
+		MHD_destroy_response(r);
+		return NULL;
+	}
+	return r;
+}
+
+enum MHD_Result queue_owned(struct MHD_Connection *conn, unsigned status, char *buf, size_t len)
+{
+	struct MHD_Response *r = owned_response(buf, len);
+	enum MHD_Result ret;
+
+	if (r == NULL) {
+		return MHD_NO;
+	}
+	ret = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+enum MHD_Result queue_fmt(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
+{
+	va_list ap;
+	char *buf = NULL;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&buf, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		return MHD_NO;
+	}
+	return queue_owned(conn, status, buf, (size_t)n);
+}
+
+enum MHD_Result queue_fixed(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r)
+{
+	return MHD_queue_response(conn, status, r);
+}
+
+/* Must hold cache_lock. Rebuilds the data responses if a POST changed the data. */
+bool cache_refresh_locked(struct http_server *s)
+{
+	const struct storage_blob *b;
+	struct MHD_Response *data = NULL, *pet = NULL;
+	const char *text;
+	size_t len;
+	char *buf = NULL;
+	int n;
+
+	if (s->data_resp != NULL && s->cache_gen == storage_generation(s->st)) {
+		return true;
+	}
+	b = storage_acquire(s->st);
+	text = b->present ? b->data : HTTP_NO_DATA;
+	len = b->present ? b->len : strlen(HTTP_NO_DATA);
+	data = text_response(text, len);
+	if (data == NULL) {
+		goto fail;
+	}
+	/* %.*s cannot carry NUL bytes or more than INT_MAX; build by hand. */
+	{
+		static const char mid[] = "\nData stored on this pod: ";
+		size_t hl = strlen(s->cfg->hostname);
+		size_t total = strlen("You've hit ") + hl + strlen(mid) + len + 1;
+		char *p;
+
+		buf = malloc(total);
+		if (buf == NULL) {
+			goto fail;
+		}
+		p = buf;
+		n = snprintf(p, total, "You've hit %s%s", s->cfg->hostname, mid);
+		if (n < 0) {
+			goto fail;
+		}
+		p += n;
+		memcpy(p, text, len);
+		p[len] = '\n';
+		pet = owned_response(buf, total);
+		buf = NULL;
+		if (pet == NULL) {
+			goto fail;
+		}
+	}
+	if (s->data_resp != NULL) {
+		MHD_destroy_response(s->data_resp);
+	}
+	if (s->pet_resp != NULL) {
+		MHD_destroy_response(s->pet_resp);
+	}
+	s->data_resp = data;
+	s->pet_resp = pet;
+	s->cache_gen = b->generation;
+	storage_release(b);
+	return true;
+fail:
+	free(buf);
+	if (data != NULL) {
+		MHD_destroy_response(data);
+	}
+	storage_release(b);
+	return false;
+}

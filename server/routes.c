@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "discovery/discovery.h"
+#include "server/http_internal.h"
+#include "server/log.h"
+#include "storage/storage.h"
+
+/*
+ * A too-large body is read and dropped before the 413 is queued, up to this much past
+ * the limit. libmicrohttpd closes a connection whose body it did not read right after
+ * the answer, and the unread bytes make the kernel reset it: a client or a proxy that
+ * is still sending (nginx, the API server's proxy) loses the 413 and reports a broken
+ * connection instead. A longer body is answered at once and the connection closed.
+ */
+#define DISCARD_SLACK ((uint64_t)16 << 20)
+
+enum request_kind {
+	REQUEST_POST,
+	REQUEST_CLUSTER,
+};
+
+enum cluster_state {
+	CLUSTER_NEW = 0,
+	CLUSTER_WAITING, /* suspended; discovery owns the answer until it resumes us */
+	CLUSTER_DONE, /* peers holds the assembled lines */
+	CLUSTER_REJECTED, /* discovery refused the job (too many in flight, stopping) */
+};
+
+/* Per-request state; lives in MHD's request pointer, freed in on_completed(). */
+struct request {
+	enum request_kind kind;
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	/* POST */
+	char *body;
+	size_t len;
+	size_t cap;
+	bool too_large;
+	uint64_t discarded;
+	/* cluster view */
+	atomic_int state;
+	char *peers;
+	size_t peers_len;
+};
+
+/* *req_cls of requests that need no state of their own (GET /data, probes, errors):
+ * the hot path allocates nothing. */
+static char stateless;
+
+/* GET /data and, in pet mode, GET of any other path. */
+static enum MHD_Result serve_data(struct http_server *s, struct MHD_Connection *conn, bool pet)
+{
+	enum MHD_Result ret = MHD_NO;
+
+	pthread_mutex_lock(&s->cache_lock);
+	if (cache_refresh_locked(s)) {
+		ret = MHD_queue_response(conn, MHD_HTTP_OK, pet ? s->pet_resp : s->data_resp);
+	}
+	pthread_mutex_unlock(&s->cache_lock);
+	return ret;
+}
+
+static enum MHD_Result serve_ready(struct http_server *s, struct MHD_Connection *conn)
+{
+	char why[256];
+
+	if (atomic_load(&s->stopping)) {
+		return queue_fixed(conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->stopping_resp);
+	}
+	if (!storage_ready(s->st, why, sizeof(why))) {
+		return queue_fmt(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: %s\n", why);
+	}
+	return queue_fixed(conn, MHD_HTTP_OK, s->ready_resp);
+}
+
+/* Runs on the discovery loop thread. */
+static void on_cluster_done(void *ctx, char *body, size_t len)
+{
+	struct request *r = ctx;
+
+	r->peers = body;
+	r->peers_len = len;
+	/* The release store publishes peers to the MHD thread that reads state. */
+	atomic_store_explicit(&r->state, CLUSTER_DONE, memory_order_release);
+	MHD_resume_connection(r->conn);
+}
+
+static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
+{
+	int state = atomic_load_explicit(&r->state, memory_order_acquire);
+	char *buf;
+	size_t total;
+
+	switch (state) {
+	case CLUSTER_NEW:
+		/* Suspend before handing the job over: the answer may come back before
+		 * discovery_request() even returns. */
+		atomic_store(&r->state, CLUSTER_WAITING);
+		MHD_suspend_connection(r->conn);
+		if (!discovery_request(s->disc, on_cluster_done, r)) {
+			atomic_store(&r->state, CLUSTER_REJECTED);
+			MHD_resume_connection(r->conn);
+		}
+		return MHD_YES;
+	case CLUSTER_WAITING:
+		return MHD_YES;
+	case CLUSTER_REJECTED:
+		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->busy_resp);
+	default:
+		break;
+	}
+	if (r->peers == NULL) {
+		return queue_fmt(r->conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				 "Could not assemble the cluster view: out of memory\n");
+	}
+	total = s->cluster_prefix_len + r->peers_len;
+	buf = malloc(total + 1);
+	if (buf == NULL) {
+		return MHD_NO;
+	}
+	memcpy(buf, s->cluster_prefix, s->cluster_prefix_len);
+	memcpy(buf + s->cluster_prefix_len, r->peers, r->peers_len);
+	return queue_owned(r->conn, MHD_HTTP_OK, buf, total);
+}
+
+static enum MHD_Result finish_post(struct http_server *s, struct request *r)
+{
+	char why[512];
+	enum storage_result res;
+	bool kept = false;
+	const char *note;
+	unsigned status;
+
+	if (r->too_large) {
+		return queue_fixed(r->conn, MHD_HTTP_CONTENT_TOO_LARGE, s->too_large_resp);
+	}
+	res = storage_replace(s->st, r->body != NULL ? r->body : "", r->len, &kept, why,
+			      sizeof(why));
+	if (res == STORAGE_OK) {
+		log_msg(LOG_LEVEL_INFO, "new data has been received and stored (%zu bytes)",
+			r->len);
+		return queue_fixed(r->conn, MHD_HTTP_OK, s->stored_resp);
+	}
+	/* The stored data in memory never change on a failure, so they are still what GET
+	 * answers; only the disk can have lost them. */
+	note = kept ? "previous data kept" : "previous data still served but may be lost on disk";
+	status = res == STORAGE_ENOSPC ? MHD_HTTP_INSUFFICIENT_STORAGE
+				       : MHD_HTTP_INTERNAL_SERVER_ERROR;
+	log_msg(LOG_LEVEL_ERROR, "could not store %zu bytes: %s; %s", r->len, why, note);
+	return queue_fmt(r->conn, status, "Could not store data: %s; %s\n", why, note);
+}
+
+static enum MHD_Result receive_post(struct http_server *s, struct request *r, const char *data,
+				    size_t *size)
+{
+	size_t n = *size;
+
+	*size = 0;
+	if (r->too_large) {
+		r->discarded += n;
+		/* Stop reading an endless body: closing is the only answer left. */
+		return r->discarded > s->cfg->max_body + DISCARD_SLACK ? MHD_NO : MHD_YES;
+	}
+	if ((uint64_t)r->len + n > s->cfg->max_body) {
+		r->too_large = true;
+		r->discarded = r->len + n;
+		free(r->body);
+		r->body = NULL;
+		r->len = 0;
+		return MHD_YES;
+	}
+	if (r->len + n > r->cap) {
+		size_t cap = r->cap != 0 ? r->cap : 4096;
+		char *p;
+
+		while (cap < r->len + n) {
+			cap *= 2;
+		}
+		if (cap > s->cfg->max_body) {
+			cap = (size_t)s->cfg->max_body;
+		}
+		p = realloc(r->body, cap);
+		if (p == NULL) {
+			return MHD_NO;
+		}
+		r->body = p;
+		r->cap = cap;
+	}
+	memcpy(r->body + r->len, data, n);
+	r->len += n;
+	return MHD_YES;
+}
+
+static bool is_path(const char *url, const char *path)
+{
+	return strcmp(url, path) == 0;
+}
+
+/* First call for a request: decide what it is; answer at once only when the body must
+ * not be read (413 by Content-Length, 405). Answers that can wait are queued on the
+ * second call: libmicrohttpd closes the connection after a response queued on the
+ * first, which would cost keep-alive on every request. */
+static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *conn,
+				  const char *url, const char *method, void **req_cls)
+{
+	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+		   strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+	struct request *r;
+
+	*req_cls = &stateless;
+	if (strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		unsigned long long want = 0;
+		bool oversize = false;
+
+		if (cl != NULL) {
+			char *end = NULL;
+			errno = 0;
+			want = strtoull(cl, &end, 10);
+			if (errno != 0 || end == cl) {
+				return queue_fixed(conn, MHD_HTTP_CONTENT_TOO_LARGE,
+						   s->too_large_resp);
+			}
+		}
+		if (want > s->cfg->max_body) {
+			/* A client that waits for "100 Continue" sends nothing more: answer
+			 * now. Otherwise read the body first (see DISCARD_SLACK). */
+			if (want - s->cfg->max_body > DISCARD_SLACK ||
+			    MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							MHD_HTTP_HEADER_EXPECT) != NULL) {
+				return queue_fixed(conn, MHD_HTTP_CONTENT_TOO_LARGE,
+						   s->too_large_resp);
+			}
+			oversize = true;
+			want = 0;
+		}
+		r = calloc(1, sizeof(*r));
+		if (r == NULL) {
+			return MHD_NO;
+		}
+		r->kind = REQUEST_POST;
+		r->srv = s;
+		r->conn = conn;
+		r->too_large = oversize;
+		if (want > 0) {
+			r->body = malloc((size_t)want);
+			if (r->body == NULL) {
+				free(r);
+				return MHD_NO;
+			}
+			r->cap = (size_t)want;
+		}
+		*req_cls = r;
+		return MHD_YES;
+	}
+	if (!get) {
+		struct MHD_Response *resp = s->method_resp;
+		return queue_fixed(conn, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
+	}
+	if (s->disc != NULL && !is_path(url, "/data") && !is_path(url, "/healthz") &&
+	    !is_path(url, "/readyz")) {
+		r = calloc(1, sizeof(*r));
+		if (r == NULL) {
+			return MHD_NO;
+		}
+		r->kind = REQUEST_CLUSTER;
+		r->srv = s;
+		r->conn = conn;
+		atomic_init(&r->state, CLUSTER_NEW);
+		*req_cls = r;
+	}
+	return MHD_YES;
+}
+
+enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+			   const char *method, const char *version, const char *upload_data,
+			   size_t *upload_data_size, void **req_cls)
+{
+	struct http_server *s = cls;
+	struct request *r;
+
+	if (*req_cls == NULL) {
+		atomic_fetch_add(&s->in_flight, 1);
+		return first_call(s, conn, url, method, req_cls);
+	}
+	if (*req_cls == &stateless) {
+		if (*upload_data_size != 0) {
+			*upload_data_size = 0; /* a body on GET means nothing: drop it */
+			return MHD_YES;
+		}
+		if (is_path(url, "/data")) {
+			return serve_data(s, conn, false);
+		}
+		if (is_path(url, "/healthz")) {
+			return queue_fixed(conn, MHD_HTTP_OK, s->healthz_resp);
+		}
+		if (is_path(url, "/readyz")) {
+			return serve_ready(s, conn);
+		}
+		return serve_data(s, conn, true); /* pet mode */
+	}
+	r = *req_cls;
+	if (r->kind == REQUEST_POST) {
+		if (*upload_data_size != 0) {
+			return receive_post(s, r, upload_data, upload_data_size);
+		}
+		return finish_post(s, r);
+	}
+	*upload_data_size = 0;
+	return serve_cluster(s, r);
+}
+
+void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+		  enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *s = cls;
+	struct request *r = *req_cls;
+
+	if (r == NULL) {
+		return;
+	}
+	if ((void *)r != (void *)&stateless) {
+		free(r->body);
+		free(r->peers);
+		free(r);
+	}
+	*req_cls = NULL;
+	if (atomic_fetch_sub(&s->in_flight, 1) == 1 && atomic_load(&s->stopping)) {
+		pthread_mutex_lock(&s->idle_lock);
+		pthread_cond_broadcast(&s->idle_cond);
+		pthread_mutex_unlock(&s->idle_lock);
+	}
+}
