@@ -208,6 +208,9 @@ static void shut_down(struct app *a)
 	if (a->disc != NULL) {
 		discovery_stop(a->disc);
 	}
+	/* Commits what was handed over (its POSTs are answered when it is durable) and
+	 * stops the writer: POSTs whose upload ends later are refused as shutting down. */
+	storage_stop(a->st);
 	(void)http_wait_idle(a->srv, FLUSH_MS);
 	http_stop(a->srv);
 	a->srv = NULL;

@@ -27,11 +27,13 @@ enum request_kind {
 	REQUEST_CLUSTER,
 };
 
-enum cluster_state {
-	CLUSTER_NEW = 0,
-	CLUSTER_WAITING, /* suspended; discovery owns the answer until it resumes us */
-	CLUSTER_DONE, /* peers holds the assembled lines */
-	CLUSTER_REJECTED, /* discovery refused the job (too many in flight, stopping) */
+/* Where a request that waits for another thread is (a cluster view waits for discovery,
+ * a POST for the writer's commit). */
+enum wait_state {
+	WAIT_NEW = 0,
+	WAIT_SUSPENDED, /* the other thread owns the answer until it resumes us */
+	WAIT_DONE, /* the answer is in the request */
+	WAIT_REJECTED, /* the other side refused the job (too many in flight, stopping) */
 };
 
 /* Per-request state; lives in MHD's request pointer, freed in on_completed(). */
@@ -45,8 +47,10 @@ struct request {
 	size_t cap;
 	bool too_large;
 	uint64_t discarded;
-	/* cluster view */
+	struct storage_outcome outcome; /* the commit's, once state is WAIT_DONE */
+	/* both */
 	atomic_int state;
+	/* cluster view */
 	char *peers;
 	size_t peers_len;
 };
@@ -89,7 +93,7 @@ static void on_cluster_done(void *ctx, char *body, size_t len)
 	r->peers = body;
 	r->peers_len = len;
 	/* The release store publishes peers to the MHD thread that reads state. */
-	atomic_store_explicit(&r->state, CLUSTER_DONE, memory_order_release);
+	atomic_store_explicit(&r->state, WAIT_DONE, memory_order_release);
 	MHD_resume_connection(r->conn);
 }
 
@@ -100,19 +104,19 @@ static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 	size_t total;
 
 	switch (state) {
-	case CLUSTER_NEW:
+	case WAIT_NEW:
 		/* Suspend before handing the job over: the answer may come back before
 		 * discovery_request() even returns. */
-		atomic_store(&r->state, CLUSTER_WAITING);
+		atomic_store(&r->state, WAIT_SUSPENDED);
 		MHD_suspend_connection(r->conn);
 		if (!discovery_request(s->disc, on_cluster_done, r)) {
-			atomic_store(&r->state, CLUSTER_REJECTED);
+			atomic_store(&r->state, WAIT_REJECTED);
 			MHD_resume_connection(r->conn);
 		}
 		return MHD_YES;
-	case CLUSTER_WAITING:
+	case WAIT_SUSPENDED:
 		return MHD_YES;
-	case CLUSTER_REJECTED:
+	case WAIT_REJECTED:
 		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->busy_resp);
 	default:
 		break;
@@ -131,31 +135,89 @@ static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 	return queue_owned(r->conn, MHD_HTTP_OK, buf, total);
 }
 
+/* Runs on the storage writer thread, once the commit covering this POST is durable or
+ * has failed. */
+static void on_post_done(void *ctx, const struct storage_outcome *o)
+{
+	struct request *r = ctx;
+
+	r->outcome = *o;
+	/* The release store publishes the outcome to the MHD thread that reads state. */
+	atomic_store_explicit(&r->state, WAIT_DONE, memory_order_release);
+	MHD_resume_connection(r->conn);
+}
+
+/* The upload is complete: hand the body to the writer and wait, suspended, for the
+ * commit. The HTTP thread goes on serving others meanwhile. */
+static enum MHD_Result submit_post(struct http_server *s, struct request *r)
+{
+	if (r->body == NULL) {
+		r->body = malloc(1); /* an empty body is still a body to store */
+		if (r->body == NULL) {
+			return queue_fmt(
+				r->conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				"Could not store data: out of memory; previous data kept\n");
+		}
+		r->cap = 1;
+	}
+	if (r->len == r->cap) {
+		/* The writer needs room for the NUL it adds. */
+		char *p = realloc(r->body, r->len + 1);
+
+		if (p == NULL) {
+			return queue_fmt(
+				r->conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				"Could not store data: out of memory; previous data kept\n");
+		}
+		r->body = p;
+		r->cap = r->len + 1;
+	}
+	/* Suspend before handing the body over: the commit may end before
+	 * storage_submit() even returns. */
+	atomic_store(&r->state, WAIT_SUSPENDED);
+	MHD_suspend_connection(r->conn);
+	if (storage_submit(s->st, r->body, r->len, on_post_done, r)) {
+		r->body = NULL; /* the writer's now */
+	} else {
+		atomic_store(&r->state, WAIT_REJECTED);
+		MHD_resume_connection(r->conn);
+	}
+	return MHD_YES;
+}
+
 static enum MHD_Result finish_post(struct http_server *s, struct request *r)
 {
-	char why[512];
-	enum storage_result res;
-	bool kept = false;
+	const struct storage_outcome *o = &r->outcome;
 	const char *note;
 	unsigned status;
 
 	if (r->too_large) {
 		return queue_fixed(r->conn, MHD_HTTP_CONTENT_TOO_LARGE, s->too_large_resp);
 	}
-	res = storage_replace(s->st, r->body != NULL ? r->body : "", r->len, &kept, why,
-			      sizeof(why));
-	if (res == STORAGE_OK) {
+	switch (atomic_load_explicit(&r->state, memory_order_acquire)) {
+	case WAIT_NEW:
+		return submit_post(s, r);
+	case WAIT_SUSPENDED:
+		return MHD_YES;
+	case WAIT_REJECTED:
+		return queue_fmt(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+				 "Could not store data: shutting down; previous data kept\n");
+	default:
+		break;
+	}
+	if (o->res == STORAGE_OK) {
 		log_msg(LOG_LEVEL_INFO, "new data has been received and stored (%zu bytes)",
 			r->len);
 		return queue_fixed(r->conn, MHD_HTTP_OK, s->stored_resp);
 	}
 	/* The stored data in memory never change on a failure, so they are still what GET
 	 * answers; only the disk can have lost them. */
-	note = kept ? "previous data kept" : "previous data still served but may be lost on disk";
-	status = res == STORAGE_ENOSPC ? MHD_HTTP_INSUFFICIENT_STORAGE
-				       : MHD_HTTP_INTERNAL_SERVER_ERROR;
-	log_msg(LOG_LEVEL_ERROR, "could not store %zu bytes: %s; %s", r->len, why, note);
-	return queue_fmt(r->conn, status, "Could not store data: %s; %s\n", why, note);
+	note = o->previous_kept ? "previous data kept"
+				: "previous data still served but may be lost on disk";
+	status = o->res == STORAGE_ENOSPC ? MHD_HTTP_INSUFFICIENT_STORAGE
+					  : MHD_HTTP_INTERNAL_SERVER_ERROR;
+	log_msg(LOG_LEVEL_ERROR, "could not store %zu bytes: %s; %s", r->len, o->err, note);
+	return queue_fmt(r->conn, status, "Could not store data: %s; %s\n", o->err, note);
 }
 
 static enum MHD_Result receive_post(struct http_server *s, struct request *r, const char *data,
@@ -184,8 +246,8 @@ static enum MHD_Result receive_post(struct http_server *s, struct request *r, co
 		while (cap < r->len + n) {
 			cap *= 2;
 		}
-		if (cap > s->cfg->max_body) {
-			cap = (size_t)s->cfg->max_body;
+		if (cap > s->cfg->max_body + 1) {
+			cap = (size_t)s->cfg->max_body + 1;
 		}
 		p = realloc(r->body, cap);
 		if (p == NULL) {
@@ -248,16 +310,18 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
 			return MHD_NO;
 		}
 		r->kind = REQUEST_POST;
+		atomic_init(&r->state, WAIT_NEW);
 		r->srv = s;
 		r->conn = conn;
 		r->too_large = oversize;
 		if (want > 0) {
-			r->body = malloc((size_t)want);
+			/* One byte more for the NUL the stored blob gets: no copy later. */
+			r->body = malloc((size_t)want + 1);
 			if (r->body == NULL) {
 				free(r);
 				return MHD_NO;
 			}
-			r->cap = (size_t)want;
+			r->cap = (size_t)want + 1;
 		}
 		*req_cls = r;
 		return MHD_YES;
@@ -275,7 +339,7 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
 		r->kind = REQUEST_CLUSTER;
 		r->srv = s;
 		r->conn = conn;
-		atomic_init(&r->state, CLUSTER_NEW);
+		atomic_init(&r->state, WAIT_NEW);
 		*req_cls = r;
 	}
 	return MHD_YES;

@@ -25,7 +25,16 @@
 struct blob {
 	struct storage_blob pub; /* first, so a public pointer is the blob's address */
 	atomic_size_t refs;
-	char data[];
+	char *data; /* malloc()ed, owned: a received body becomes a blob without a copy */
+};
+
+/* A body handed to the writer, waiting for the next batch. */
+struct submission {
+	struct submission *next;
+	char *body;
+	size_t len;
+	storage_done_fn done;
+	void *ctx;
 };
 
 struct storage {
@@ -33,13 +42,33 @@ struct storage {
 	char *dirpath;
 	char *name; /* the data file's name inside dirpath */
 	size_t max_size;
-	pthread_mutex_t write_lock; /* serialises replacements (and their temp files) */
 	pthread_mutex_t cur_lock; /* held only to read cur and take a reference */
-	bool write_lock_init;
 	bool cur_lock_init;
-	struct blob *cur; /* changed only with both locks held */
+	struct blob *cur; /* changed by the writer only, under cur_lock */
 	_Atomic uint64_t generation;
+	_Atomic uint64_t commits; /* batches written (or failed) */
+
+	/* The writer (writer.c): the only thread that changes the data file. */
+	pthread_mutex_t q_mu;
+	pthread_cond_t q_cv;
+	struct submission *q_head; /* bodies waiting for the next batch, in arrival order */
+	struct submission *q_tail;
+	bool q_stop; /* no more submissions; the writer drains the queue and ends */
+	bool q_init;
+	bool writer_running;
+	pthread_t writer;
 };
+
+/* Writes body (taken over: malloc()ed, with room for len + 1 bytes) as the data file,
+ * durably, and publishes it; or leaves everything as it was and says why in *o. Writer
+ * thread only. */
+void storage_commit(struct storage *st, char *body, size_t len, struct storage_outcome *o);
+
+/* Starts the writer thread (storage_open()). */
+bool writer_start(struct storage *st, char *err, size_t errlen);
+
+/* Commits what is queued, then ends the writer thread. Idempotent. */
+void writer_stop(struct storage *st);
 
 /* Opens (creating it durably, mkdir -p, when missing) and locks the data directory:
  * st->dirfd. -1 with the reason in err; *locked set when another process holds it. */

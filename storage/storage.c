@@ -3,7 +3,7 @@
  * The pod's data as the rest of kubia sees it: an immutable, reference-counted blob in
  * memory that readers take without a system call, loaded at start and replaced only
  * once the new body is durable on the volume (volume.c), the old one put back when the
- * directory's sync fails.
+ * directory's sync fails. Commits are made by the writer thread (writer.c).
  */
 #include "storage/internal.h"
 
@@ -20,23 +20,32 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-static struct blob *blob_new(size_t len, bool present, uint64_t generation)
+/* A blob around buf (malloc()ed, len bytes and room for one more), which it takes over. */
+static struct blob *blob_adopt(char *buf, size_t len, bool present, uint64_t generation)
 {
-	struct blob *b;
+	struct blob *b = malloc(sizeof(*b));
 
-	if (len > SIZE_MAX - sizeof(*b) - 1) {
-		return NULL;
-	}
-	b = malloc(sizeof(*b) + len + 1);
 	if (b == NULL) {
 		return NULL;
 	}
 	atomic_init(&b->refs, 1);
-	b->data[len] = '\0';
-	b->pub.data = b->data;
+	buf[len] = '\0';
+	b->data = buf;
+	b->pub.data = buf;
 	b->pub.len = len;
 	b->pub.present = present;
 	b->pub.generation = generation;
+	return b;
+}
+
+static struct blob *blob_new(size_t len, bool present, uint64_t generation)
+{
+	char *buf = len < SIZE_MAX ? malloc(len + 1) : NULL;
+	struct blob *b = buf != NULL ? blob_adopt(buf, len, present, generation) : NULL;
+
+	if (b == NULL) {
+		free(buf);
+	}
 	return b;
 }
 
@@ -44,6 +53,7 @@ static void blob_unref(struct blob *b)
 {
 	/* acq_rel: the last owner must see every other owner's use finished before freeing. */
 	if (b != NULL && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
+		free(b->data);
 		free(b);
 	}
 }
@@ -156,15 +166,17 @@ out:
 
 static void destroy(struct storage *st)
 {
+	writer_stop(st);
 	blob_unref(st->cur);
 	if (st->dirfd >= 0) {
 		(void)close(st->dirfd); /* also drops the flock */
 	}
-	if (st->write_lock_init) {
-		(void)pthread_mutex_destroy(&st->write_lock);
-	}
 	if (st->cur_lock_init) {
 		(void)pthread_mutex_destroy(&st->cur_lock);
+	}
+	if (st->q_init) {
+		(void)pthread_cond_destroy(&st->q_cv);
+		(void)pthread_mutex_destroy(&st->q_mu);
 	}
 	free(st->dirpath);
 	free(st->name);
@@ -198,16 +210,14 @@ struct storage *storage_open(const char *path, size_t max_size, bool *locked, ch
 		goto fail;
 	}
 	atomic_init(&st->generation, st->cur->pub.generation);
-	if (pthread_mutex_init(&st->write_lock, NULL) != 0) {
-		errtext_set(err, errlen, "cannot create a mutex");
-		goto fail;
-	}
-	st->write_lock_init = true;
 	if (pthread_mutex_init(&st->cur_lock, NULL) != 0) {
 		errtext_set(err, errlen, "cannot create a mutex");
 		goto fail;
 	}
 	st->cur_lock_init = true;
+	if (!writer_start(st, err, errlen)) {
+		goto fail;
+	}
 	return st;
 fail:
 	destroy(st);
@@ -223,7 +233,7 @@ void storage_close(struct storage *st)
 
 /* After the rename succeeded but the directory sync did not, puts the previous
  * contents back so that disk and memory keep agreeing. Returns 0 once they are back and
- * synced, or an errno value. Caller holds write_lock. */
+ * synced, or an errno value. Writer thread only. */
 static int restore_previous(struct storage *st)
 {
 	const struct blob *old = st->cur;
@@ -256,45 +266,45 @@ static enum storage_result report(const struct storage *st, int e, const char *w
 	}
 }
 
-enum storage_result storage_replace(struct storage *st, const void *data, size_t len,
-				    bool *previous_kept, char *err, size_t errlen)
+/* Publishes nb as the current body: readers see it from now on. Writer thread only. */
+static void publish(struct storage *st, struct blob *nb)
 {
-	enum storage_result res = STORAGE_OK;
+	uint64_t gen = atomic_load_explicit(&st->generation, memory_order_relaxed) + 1;
+	struct blob *old;
+
+	nb->pub.generation = gen;
+	(void)pthread_mutex_lock(&st->cur_lock);
+	old = st->cur;
+	st->cur = nb;
+	atomic_store_explicit(&st->generation, gen, memory_order_release);
+	(void)pthread_mutex_unlock(&st->cur_lock);
+	blob_unref(old);
+}
+
+void storage_commit(struct storage *st, char *body, size_t len, struct storage_outcome *o)
+{
+	const char *what = "";
 	char note[128];
 	struct blob *nb;
-	struct blob *old;
-	const char *what = "";
-	uint64_t gen;
 	int e;
 
 	/* Every failure but one happens before the rename, which leaves the file alone. */
-	if (previous_kept != NULL) {
-		*previous_kept = true;
-	}
-	if (st == NULL || (data == NULL && len > 0)) {
-		errtext_set(err, errlen, "invalid argument");
-		return STORAGE_EIO;
-	}
-	/* storage_open() refuses a file over the limit, so never write one. */
-	if (len > st->max_size) {
-		errtext_set(err, errlen, "body of %zu bytes is over the limit of %zu bytes", len,
-			    st->max_size);
-		return STORAGE_EIO;
-	}
-	/* Allocate before touching the disk: once the rename is done, memory must follow. */
-	nb = blob_new(len, true, 0);
+	o->res = STORAGE_OK;
+	o->previous_kept = true;
+	o->err[0] = '\0';
+	/* Made before touching the disk: once the rename is done, memory must follow. */
+	nb = blob_adopt(body, len, true, 0);
 	if (nb == NULL) {
-		errtext_set(err, errlen, "out of memory");
-		return STORAGE_EIO;
+		free(body);
+		o->res = STORAGE_EIO;
+		errtext_set(o->err, sizeof(o->err), "out of memory");
+		return;
 	}
-	if (len > 0) {
-		memcpy(nb->data, data, len);
-	}
-	(void)pthread_mutex_lock(&st->write_lock);
 	e = volume_write_and_rename(st, nb->data, len, &what);
 	if (e != 0) {
-		res = report(st, e, what, "", err, errlen);
-		goto out;
+		o->res = report(st, e, what, "", o->err, sizeof(o->err));
+		blob_unref(nb);
+		return;
 	}
 	e = volume_sync_dir(st);
 	if (e != 0) {
@@ -306,29 +316,14 @@ enum storage_result storage_replace(struct storage *st, const void *data, size_t
 			(void)snprintf(note, sizeof(note),
 				       "; putting the previous contents back failed too: %s",
 				       strerror(re));
-			if (previous_kept != NULL) {
-				*previous_kept = false;
-			}
+			o->previous_kept = false;
 		}
-		res = report(st, e, "fsync the data directory", note, err, errlen);
-		goto out;
+		o->res = report(st, e, "fsync the data directory", note, o->err, sizeof(o->err));
+		blob_unref(nb);
+		return;
 	}
-	if (previous_kept != NULL) {
-		*previous_kept = false;
-	}
-	gen = atomic_load_explicit(&st->generation, memory_order_relaxed) + 1;
-	nb->pub.generation = gen;
-	(void)pthread_mutex_lock(&st->cur_lock);
-	old = st->cur;
-	st->cur = nb;
-	atomic_store_explicit(&st->generation, gen, memory_order_release);
-	(void)pthread_mutex_unlock(&st->cur_lock);
-	nb = NULL;
-	blob_unref(old);
-out:
-	(void)pthread_mutex_unlock(&st->write_lock);
-	blob_unref(nb);
-	return res;
+	o->previous_kept = false;
+	publish(st, nb);
 }
 
 const struct storage_blob *storage_acquire(struct storage *st)
@@ -337,7 +332,7 @@ const struct storage_blob *storage_acquire(struct storage *st)
 
 	(void)pthread_mutex_lock(&st->cur_lock);
 	b = st->cur;
-	/* relaxed: the mutex orders this against the swap in storage_replace(). */
+	/* relaxed: the mutex orders this against the swap in publish(). */
 	atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
 	(void)pthread_mutex_unlock(&st->cur_lock);
 	return &b->pub;

@@ -10,14 +10,17 @@
  * storage: the pod's one piece of data, kept durable on its volume.
  *
  * The data file is replaced atomically and durably (temporary file in the same
- * directory, fsync, rename, fsync of the directory) before storage_replace() returns,
- * so a reader of the file after a crash at any instant sees exactly one complete body.
- * The current contents are kept in memory as an immutable, reference-counted blob, so
- * reading costs no system call. The data directory is locked (flock) for the life of
+ * directory, fsync, rename, fsync of the directory) by one writer thread, before the
+ * replacement is reported done, so a reader of the file after a crash at any instant
+ * sees exactly one complete body. Bodies handed over while a commit runs are committed
+ * together as the next batch: only the last of them is written, and every one of them
+ * is answered with that commit's outcome (group commit: one pair of fsyncs serves them
+ * all). The current contents are kept in memory as an immutable, reference-counted
+ * blob, published only once durable, so reading costs no system call and never sees a
+ * body a crash could still lose. The data directory is locked (flock) for the life of
  * the storage object: a second process on the same directory cannot open it.
  *
- * All functions are thread-safe. Replacements are serialised: the last one to
- * complete wins, whole.
+ * All functions are thread-safe. The last body handed over wins, whole.
  */
 
 struct storage;
@@ -48,24 +51,48 @@ enum storage_result {
 struct storage *storage_open(const char *path, size_t max_size, bool *locked, char *err,
 			     size_t errlen);
 
-/* Releases the lock and frees everything. NULL is a no-op. Outstanding blobs stay
- * valid until released. */
+/* Commits what was handed over, stops the writer, releases the lock and frees
+ * everything. NULL is a no-op. Outstanding blobs stay valid until released. */
 void storage_close(struct storage *st);
 
-/*
- * Durably replaces the stored body. On failure the body in memory (what
- * storage_acquire() returns) is unchanged and err holds one line of explanation.
+/* What a commit did. On failure the body in memory (what storage_acquire() returns) is
+ * unchanged and err holds one line of explanation.
  *
- * *previous_kept (when not NULL) tells the caller what a failure left on disk. true: the
- * data file durably holds the previous contents (the failure came before the rename, or
- * the directory could not be synced after it and the previous contents were put back
- * and synced). false: the directory could not be synced and putting the previous
- * contents back failed too, so they may be lost: the data file may hold the new body,
- * reported as not stored, now or after a crash. On success it is false: the file holds
- * the new body.
+ * previous_kept tells what a failure left on disk. true: the data file durably holds
+ * the previous contents (the failure came before the rename, or the directory could not
+ * be synced after it and the previous contents were put back and synced). false: the
+ * directory could not be synced and putting the previous contents back failed too, so
+ * they may be lost: the data file may hold the new body, reported as not stored, now or
+ * after a crash. On success it is false: the file holds the new body. */
+struct storage_outcome {
+	enum storage_result res;
+	bool previous_kept;
+	size_t batch; /* how many bodies this commit answered */
+	char err[256];
+};
+
+/* Receives the outcome of the commit that covered a body handed over with
+ * storage_submit(); called on the writer thread, once per submission. */
+typedef void (*storage_done_fn)(void *ctx, const struct storage_outcome *o);
+
+/*
+ * Hands body over to the writer: malloc()ed, len bytes plus room for one more (the
+ * blob's NUL), taken over on success. done(ctx, ...) is called once the commit that
+ * covers it is durable or has failed; it may run before this returns. Returns false,
+ * and keeps nothing, when the body is over the limit or the writer is stopping.
  */
+bool storage_submit(struct storage *st, char *body, size_t len, storage_done_fn done, void *ctx);
+
+/* Commits what was handed over and stops taking more (storage_submit() then returns
+ * false); returns when the writer has ended, so every done callback has run. */
+void storage_stop(struct storage *st);
+
+/* The synchronous form: copies data, hands it over and waits for the outcome. */
 enum storage_result storage_replace(struct storage *st, const void *data, size_t len,
 				    bool *previous_kept, char *err, size_t errlen);
+
+/* Batches committed (or failed) so far. */
+uint64_t storage_commits(const struct storage *st);
 
 /* Returns the current snapshot with a reference taken; never NULL. */
 const struct storage_blob *storage_acquire(struct storage *st);

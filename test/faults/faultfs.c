@@ -13,7 +13,8 @@
  *   FAULTFS_WRITE_SHORT=WHEN     write() of more than one byte to a regular file
  *                                writes only the first half (rounded up) of them
  *   FAULTFS_FSYNC_DELAY_MS=N     every fsync()/fdatasync() in scope, of files and of
- *                                directories, first sleeps N milliseconds
+ *                                directories, first sleeps N milliseconds (reported
+ *                                as it starts, so a test can tell a commit is under way)
  *
  * WHEN is "all" (every call), "N" (the first N calls) or "S:N" (let S calls through,
  * then fault N). Only calls the fault applies to are counted: a write to a socket is
@@ -291,6 +292,8 @@ static int sync_hook(int fd, int (*real)(int), const char *name)
 	if ((fsync_delay_ms > 0 || (dir && dir_fsync_eio.on)) && fd_path(fd, path, sizeof(path)) &&
 	    in_scope(path)) {
 		if (fsync_delay_ms > 0) {
+			say("faultfs: %s(%d) of %s %s: delayed %lu ms", name, fd,
+			    dir ? "directory" : "file", path, fsync_delay_ms);
 			delay();
 		}
 		if (dir && fire(&dir_fsync_eio)) {

@@ -789,3 +789,59 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+# ---------------------------------------------------------------------------
+# faults: kubia under the faultfs shim (test/faults/faultfs.c), loaded with LD_PRELOAD
+
+SHIM = os.path.join(os.path.dirname(os.path.abspath(KUBIA)), "test", "faults", "faultfs.so")
+OLD = b"old data\n"
+
+
+
+def preload():
+    """The shim, after the ASan runtime in a build that has one: ASan insists on coming
+    first in the list of libraries, and its interceptors then reach the shim's."""
+    if "address" not in SANITIZE:
+        return SHIM
+    out = subprocess.run(["ldd", KUBIA], capture_output=True, text=True, check=True).stdout
+    asan = re.search(r"^\s*libasan\.so\S*\s+=>\s+(\S+)", out, re.M)
+    if asan is None:
+        pytest.skip("no ASan runtime found in ldd %s" % KUBIA)
+    return "%s %s" % (asan.group(1), SHIM)
+
+
+@pytest.fixture
+def faultfs():
+    """Skips a test that needs the faultfs shim where it was not built."""
+    if not os.path.isfile(SHIM):
+        pytest.skip("faultfs shim not built (expected at %s)" % SHIM)
+
+
+def start_faulty(factory, workdir, faults, old=OLD, args=()):
+    """kubia in pet mode on a data directory holding old (None: no data file), with
+    the faults (FAULTFS_* variables) confined to that directory."""
+    data_dir = os.path.realpath(tempfile.mkdtemp(prefix="faults-", dir=workdir))
+    if old is not None:
+        with open(os.path.join(data_dir, "kubia.txt"), "wb") as f:
+            f.write(old)
+    env = {"LD_PRELOAD": preload(), "FAULTFS_PATH": data_dir}
+    env.update(faults)
+    return factory.kubia("kubia-0", mode="pet", data_dir=data_dir, env=env, args=args)
+
+
+def on_disk(k):
+    try:
+        with open(k.data_file, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def temp_files(k):
+    return [n for n in os.listdir(k.data_dir) if ".tmp." in n]
+
+
+def injected(k, what):
+    """The faults of one kind the shim reports having injected."""
+    return [ln for ln in k.stderr().splitlines() if ln.startswith("faultfs: " + what)]

@@ -8,74 +8,24 @@ The shim is found in the build directory of the kubia binary under test. On an
 AddressSanitizer build the ASan runtime is preloaded before it, since ASan insists on
 being the first library loaded."""
 
-import os
-import re
 import subprocess
-import tempfile
 import time
 
 import pytest
 
-from conftest import KUBIA, SANITIZE, clean_env
+from conftest import (KUBIA, OLD, clean_env, injected, on_disk, preload, start_faulty,
+                      temp_files)
 
-SHIM = os.path.join(os.path.dirname(os.path.abspath(KUBIA)), "test", "faults", "faultfs.so")
-OLD = b"old data\n"
 NEW = b"new data\n"
 
-
-
-def preload():
-    """The shim, after the ASan runtime in a build that has one: ASan insists on coming
-    first in the list of libraries, and its interceptors then reach the shim's."""
-    if "address" not in SANITIZE:
-        return SHIM
-    out = subprocess.run(["ldd", KUBIA], capture_output=True, text=True, check=True).stdout
-    asan = re.search(r"^\s*libasan\.so\S*\s+=>\s+(\S+)", out, re.M)
-    if asan is None:
-        pytest.skip("no ASan runtime found in ldd %s" % KUBIA)
-    return "%s %s" % (asan.group(1), SHIM)
-
-
-@pytest.fixture(autouse=True)
-def _shim():
-    if not os.path.isfile(SHIM):
-        pytest.skip("faultfs shim not built (expected at %s)" % SHIM)
-
-
-def start(factory, workdir, faults, old=OLD):
-    """kubia in pet mode on a data directory holding old (None: no data file), with
-    the faults (FAULTFS_* variables) confined to that directory."""
-    data_dir = os.path.realpath(tempfile.mkdtemp(prefix="faults-", dir=workdir))
-    if old is not None:
-        with open(os.path.join(data_dir, "kubia.txt"), "wb") as f:
-            f.write(old)
-    env = {"LD_PRELOAD": preload(), "FAULTFS_PATH": data_dir}
-    env.update(faults)
-    return factory.kubia("kubia-0", mode="pet", data_dir=data_dir, env=env)
-
-
-def on_disk(k):
-    try:
-        with open(k.data_file, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def temp_files(k):
-    return [n for n in os.listdir(k.data_dir) if ".tmp." in n]
-
-
-def injected(k, what):
-    """The faults of one kind the shim reports having injected."""
-    return [ln for ln in k.stderr().splitlines() if ln.startswith("faultfs: " + what)]
+pytestmark = pytest.mark.usefixtures("faultfs")
 
 
 def test_dir_fsync_fails_and_restore_fails_too(factory, workdir):
     """The directory cannot be synced after the rename, nor after putting the previous
     contents back: nothing can be promised about the disk, and the answer must not
     claim that the previous data were kept."""
-    k = start(factory, workdir, {"FAULTFS_DIR_FSYNC_EIO": "all"})
+    k = start_faulty(factory, workdir, {"FAULTFS_DIR_FSYNC_EIO": "all"})
     r = k.post("/", NEW)
     assert r.status == 500, r
     text = r.body.decode()
@@ -94,7 +44,7 @@ def test_dir_fsync_fails_and_restore_fails_too(factory, workdir):
 def test_dir_fsync_fails_and_previous_data_restored(factory, workdir):
     """Only the first directory sync fails: the previous contents are put back and
     synced, so "previous data kept" is true, on disk and in memory."""
-    k = start(factory, workdir, {"FAULTFS_DIR_FSYNC_EIO": "1"})
+    k = start_faulty(factory, workdir, {"FAULTFS_DIR_FSYNC_EIO": "1"})
     r = k.post("/", NEW)
     assert r.status == 500, r
     text = r.body.decode()
@@ -114,7 +64,7 @@ def test_dir_fsync_fails_and_previous_data_restored(factory, workdir):
 def test_dir_fsync_fails_with_nothing_stored_before(factory, workdir):
     """With no data file before, putting the previous state back means removing the
     new file again."""
-    k = start(factory, workdir, {"FAULTFS_DIR_FSYNC_EIO": "1"}, old=None)
+    k = start_faulty(factory, workdir, {"FAULTFS_DIR_FSYNC_EIO": "1"}, old=None)
     r = k.post("/", NEW)
     assert r.status == 500, r
     assert r.body.decode().endswith("; previous data kept\n"), r
@@ -124,7 +74,7 @@ def test_dir_fsync_fails_with_nothing_stored_before(factory, workdir):
 
 
 def test_rename_fails(factory, workdir):
-    k = start(factory, workdir, {"FAULTFS_RENAME_EIO": "1"})
+    k = start_faulty(factory, workdir, {"FAULTFS_RENAME_EIO": "1"})
     r = k.post("/", NEW)
     assert r.status == 500, r
     assert r.body.decode() == (
@@ -137,7 +87,7 @@ def test_rename_fails(factory, workdir):
 
 
 def test_volume_full(factory, workdir):
-    k = start(factory, workdir, {"FAULTFS_WRITE_ENOSPC": "1"})
+    k = start_faulty(factory, workdir, {"FAULTFS_WRITE_ENOSPC": "1"})
     r = k.post("/", NEW)
     assert r.status == 507, r
     assert r.body.decode() == ("Could not store data: volume is full: No space left on "
@@ -152,7 +102,7 @@ def test_short_writes_are_completed(factory, workdir):
     """A write may take fewer bytes than given (a signal, a nearly full volume): the
     rest must still be written, not dropped."""
     body = bytes(range(256)) * 400
-    k = start(factory, workdir, {"FAULTFS_WRITE_SHORT": "all"})
+    k = start_faulty(factory, workdir, {"FAULTFS_WRITE_SHORT": "all"})
     r = k.post("/", body)
     assert r.status == 200, r
     assert len(injected(k, "write")) > 1, k.stderr()
@@ -165,7 +115,7 @@ def test_answer_waits_for_both_fsyncs(factory, workdir):
     """With every fsync slowed down, the answer cannot come before the temporary file's
     fsync and the directory's fsync have both returned."""
     delay_ms = 300
-    k = start(factory, workdir, {"FAULTFS_FSYNC_DELAY_MS": str(delay_ms)})
+    k = start_faulty(factory, workdir, {"FAULTFS_FSYNC_DELAY_MS": str(delay_ms)})
     t0 = time.monotonic()
     r = k.post("/", NEW, timeout=30)
     elapsed = time.monotonic() - t0
