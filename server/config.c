@@ -90,7 +90,11 @@ static const struct opt opts[] = {
 	{"idle-timeout-s", "KUBIA_IDLE_TIMEOUT_S", OPT_UINT, OFF(idle_timeout_s), 1, 86400, "30",
 	 NULL, "seconds before an idle connection is closed"},
 	{"threads", "KUBIA_THREADS", OPT_UINT, OFF(threads), 0, 256, "0", NULL,
-	 "HTTP threads; 0 = one per CPU"},
+	 "HTTP threads; 0 = the container's CPU quota (cgroup), else one per CPU"},
+	{"max-memory", "KUBIA_MAX_MEMORY", OPT_U64, OFF(max_memory), 0, (uint64_t)1 << 40, "0",
+	 NULL,
+	 "memory for bodies, peer answers and responses in flight together (more get 503); "
+	 "0 = half the container's memory limit (cgroup), else 256 MiB"},
 	{"shutdown-timeout-ms", "KUBIA_SHUTDOWN_TIMEOUT_MS", OPT_UINT, OFF(shutdown_timeout_ms), 0,
 	 600000, "500", NULL, "time requests in flight get to finish after SIGTERM"},
 	{"log-level", "KUBIA_LOG_LEVEL", OPT_LEVEL, OFF(log_level), 0, 0, "info", NULL,
@@ -348,6 +352,14 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 		if (!apply(cfg, o, value, o->flag, true, err, errlen)) {
 			return CONFIG_ERROR;
 		}
+	}
+	if (cfg->max_memory != 0 && cfg->max_memory <= cfg->max_body) {
+		errtext_set(err, errlen,
+			    "invalid value for --max-memory: %" PRIu64
+			    " (must be more than --max-body, %" PRIu64
+			    ", or no POST could be taken)",
+			    cfg->max_memory, cfg->max_body);
+		return CONFIG_ERROR;
 	}
 	if (cfg->peer_connect_timeout_ms > cfg->peer_timeout_ms) {
 		/* curl would give up at the total anyway; keep the two coherent. */

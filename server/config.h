@@ -36,7 +36,8 @@ struct config {
 	unsigned max_connections_per_ip;
 	uint64_t connection_memory;
 	unsigned idle_timeout_s;
-	unsigned threads;
+	unsigned threads; /* 0 = automatic, resolved at start (main.c) */
+	uint64_t max_memory; /* 0 = automatic, resolved at start (main.c) */
 	unsigned shutdown_timeout_ms;
 	enum log_level log_level;
 	char hostname_buf[256];

@@ -19,6 +19,8 @@
 #include "server/log.h"
 
 #define ALLOWED "GET, HEAD, POST"
+/* Seconds a client turned away for memory is told to wait: requests in flight end fast. */
+#define RETRY_AFTER_S "1"
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
@@ -119,20 +121,25 @@ static bool build_fixed(struct http_server *s)
 	s->ready_resp = fixed("ready\n");
 	s->stopping_resp = fixed("not ready: shutting down\n");
 	s->busy_resp = fixed("Too many cluster views in flight; try again\n");
+	s->over_budget_resp =
+		fixed("Busy: the memory for requests in flight is in use; try again\n");
 	s->method_resp = fixed("Method not allowed: use GET, HEAD or POST\n");
 	if (s->stored_resp == NULL || s->too_large_resp == NULL || s->healthz_resp == NULL ||
 	    s->ready_resp == NULL || s->stopping_resp == NULL || s->busy_resp == NULL ||
-	    s->method_resp == NULL) {
+	    s->method_resp == NULL || s->over_budget_resp == NULL) {
 		return false;
 	}
-	return MHD_add_response_header(s->method_resp, MHD_HTTP_HEADER_ALLOW, ALLOWED) == MHD_YES;
+	return MHD_add_response_header(s->method_resp, MHD_HTTP_HEADER_ALLOW, ALLOWED) == MHD_YES &&
+	       MHD_add_response_header(s->over_budget_resp, MHD_HTTP_HEADER_RETRY_AFTER,
+				       RETRY_AFTER_S) == MHD_YES;
 }
 
 static void destroy_responses(struct http_server *s)
 {
-	struct MHD_Response *all[] = {s->data_resp,    s->pet_resp,       s->stored_resp,
-				      s->healthz_resp, s->ready_resp,     s->stopping_resp,
-				      s->method_resp,  s->too_large_resp, s->busy_resp};
+	struct MHD_Response *all[] = {s->data_resp,       s->pet_resp,       s->stored_resp,
+				      s->healthz_resp,    s->ready_resp,     s->stopping_resp,
+				      s->method_resp,     s->too_large_resp, s->busy_resp,
+				      s->over_budget_resp};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		if (all[i] != NULL) {
@@ -143,7 +150,7 @@ static void destroy_responses(struct http_server *s)
 }
 
 struct http_server *http_start(const struct config *cfg, struct storage *st, struct discovery *disc,
-			       char *err, size_t errlen)
+			       struct budget *budget, char *err, size_t errlen)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
 	const union MHD_DaemonInfo *info;
@@ -156,6 +163,7 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 	s->cfg = cfg;
 	s->st = st;
 	s->disc = disc;
+	s->budget = budget;
 	s->quiesced_fd = MHD_INVALID_SOCKET;
 	atomic_init(&s->stopping, false);
 	atomic_init(&s->in_flight, 0);

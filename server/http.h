@@ -10,6 +10,7 @@
 
 struct storage;
 struct discovery;
+struct budget;
 
 /* The HTTP front: libmicrohttpd with its internal polling thread(s), the routes (GET
  * /data, /healthz and /readyz, POST of new data, and GET of any other path: this pod's
@@ -21,10 +22,12 @@ struct http_server;
  * pod's entry in the cluster view, which discovery gets from the caller. */
 #define HTTP_NO_DATA "No data posted yet"
 
-/* Starts listening. discovery is NULL in pet mode. Neither storage nor discovery is
- * owned; both must outlive the server. NULL on failure with one line in err. */
+/* Starts listening. discovery is NULL in pet mode. Request bodies and responses in flight
+ * are charged to budget; past it, requests get 503 with Retry-After. None of storage,
+ * discovery and budget is owned; all must outlive the server. NULL on failure with one
+ * line in err. */
 struct http_server *http_start(const struct config *cfg, struct storage *st, struct discovery *disc,
-			       char *err, size_t errlen);
+			       struct budget *budget, char *err, size_t errlen);
 
 /* The port actually bound (useful with --port 0 in tests is not offered: ports are
  * 1-65535; this reports what was bound). */

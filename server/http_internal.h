@@ -24,6 +24,7 @@ struct http_server {
 	const struct config *cfg;
 	struct storage *st;
 	struct discovery *disc;
+	struct budget *budget; /* bodies and responses in flight are charged to it */
 	struct MHD_Daemon *daemon;
 	unsigned port;
 	atomic_bool stopping;
@@ -47,6 +48,7 @@ struct http_server {
 	struct MHD_Response *method_resp;
 	struct MHD_Response *too_large_resp;
 	struct MHD_Response *busy_resp;
+	struct MHD_Response *over_budget_resp; /* 503 with Retry-After */
 
 	char *cluster_prefix; /* "You've hit <h>\nData stored in the cluster:\n" */
 	size_t cluster_prefix_len;
@@ -74,6 +76,16 @@ void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 struct MHD_Response *text_response(const char *text, size_t len);
 /* Takes ownership of buf (malloc()ed) in every case. */
 struct MHD_Response *owned_response(char *buf, size_t len);
+/* Queues buf (from charged_alloc(), len bytes) as the body: its charge is given back
+ * when libmicrohttpd is done with the response. Takes buf over in every case. */
+enum MHD_Result queue_charged(struct MHD_Connection *conn, unsigned status, char *buf, size_t len);
+
+/* size bytes charged to budget; NULL when they do not fit or memory ran out. */
+char *charged_alloc(struct budget *budget, size_t size);
+
+/* Gives back a buffer from charged_alloc() that was never queued. */
+void charged_free(char *buf);
+
 enum MHD_Result queue_owned(struct MHD_Connection *conn, unsigned status, char *buf, size_t len);
 enum MHD_Result queue_fmt(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -6,8 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "common/budget.h"
 #include "discovery/discovery.h"
+#include "server/cgroup.h"
 #include "server/config.h"
 #include "server/http.h"
 #include "server/log.h"
@@ -87,11 +90,47 @@ static double ms_since(const struct timespec *t0)
 /* Everything main() starts, so that start-up, shutdown and release share one record. */
 struct app {
 	struct config cfg;
+	struct budget budget; /* bodies, peer answers and responses in flight */
 	sigset_t signals; /* blocked in every thread; collected by wait_for_signal() */
 	struct storage *st;
 	struct discovery *disc; /* NULL in pet mode */
 	struct http_server *srv;
 };
+
+/* The budget when neither a flag, a variable nor a cgroup limit gives one. */
+#define DEFAULT_MAX_MEMORY ((uint64_t)256 << 20)
+#define CGROUP_ROOT "/sys/fs/cgroup"
+
+/* The automatic limits: the container's own when its cgroup sets them (so a pod is
+ * sized by its manifest, not by its node), else the machine's. Said once at start. */
+static void resolve_limits(struct config *cfg)
+{
+	struct cgroup_limits cg;
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned cpus = online > 0 ? (unsigned)online : 1;
+	const char *mem_from = "--max-memory";
+	const char *threads_from = "--threads";
+
+	cgroup_read(CGROUP_ROOT, &cg);
+	if (cfg->max_memory == 0) {
+		/* Half the limit: the rest is the process itself, its connections' buffers and
+		 * the kernel's socket memory, which the cgroup counts too. */
+		cfg->max_memory = cg.memory != 0 ? cg.memory / 2 : DEFAULT_MAX_MEMORY;
+		mem_from = cg.memory != 0 ? "half the cgroup memory limit" : "default";
+		if (cfg->max_memory <= cfg->max_body) {
+			cfg->max_memory = cfg->max_body + 1;
+		}
+	}
+	if (cfg->threads == 0) {
+		cfg->threads = cg.cpus != 0 && cg.cpus < cpus ? cg.cpus : cpus;
+		threads_from =
+			cg.cpus != 0 && cg.cpus < cpus ? "the cgroup CPU quota" : "online CPUs";
+	}
+	log_msg(LOG_LEVEL_INFO,
+		"memory budget %" PRIu64 " bytes (%s%s%s), %u HTTP threads (%s%s%s)",
+		cfg->max_memory, mem_from, cg.memory != 0 ? ", " : "", cg.memory_file, cfg->threads,
+		threads_from, cg.cpus != 0 ? ", " : "", cg.cpu_file);
+}
 
 /* What goes wrong inside the discovery loop reaches the log like everything else. */
 static void log_discovery(void *ctx, enum discovery_log_level level, const char *line)
@@ -156,7 +195,7 @@ static bool start(struct app *a)
 			return false;
 		}
 	}
-	a->srv = http_start(cfg, a->st, a->disc, err, sizeof(err));
+	a->srv = http_start(cfg, a->st, a->disc, &a->budget, err, sizeof(err));
 	if (a->srv == NULL) {
 		log_msg(LOG_LEVEL_ERROR, "%s", err);
 		return false;
@@ -243,6 +282,8 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	log_set_level(a.cfg.log_level);
+	resolve_limits(&a.cfg);
+	budget_init(&a.budget, a.cfg.max_memory);
 	if (!setup_signals(&a.signals)) {
 		log_errno(LOG_LEVEL_ERROR, errno, "could not set up signal handling");
 		return EXIT_FAILURE;

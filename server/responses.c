@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include <microhttpd.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/budget.h"
 #include "server/http_internal.h"
 #include "storage/storage.h"
 
@@ -47,6 +49,71 @@ enum MHD_Result queue_owned(struct MHD_Connection *conn, unsigned status, char *
 	enum MHD_Result ret;
 
 	if (r == NULL) {
+		return MHD_NO;
+	}
+	ret = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* What a charged buffer carries in front of its bytes, to give its charge back. */
+struct charge {
+	struct budget *budget;
+	size_t size;
+	max_align_t align; /* the bytes that follow are aligned for anything */
+};
+
+char *charged_alloc(struct budget *budget, size_t size)
+{
+	struct charge *c;
+
+	if (size > SIZE_MAX - sizeof(*c) || !budget_charge(budget, size)) {
+		return NULL;
+	}
+	c = malloc(sizeof(*c) + size);
+	if (c == NULL) {
+		budget_credit(budget, size);
+		return NULL;
+	}
+	c->budget = budget;
+	c->size = size;
+	return (char *)(c + 1);
+}
+
+static struct charge *charge_of(char *buf)
+{
+	return (struct charge *)(void *)buf - 1;
+}
+
+void charged_free(char *buf)
+{
+	struct charge *c;
+
+	if (buf == NULL) {
+		return;
+	}
+	c = charge_of(buf);
+	budget_credit(c->budget, c->size);
+	free(c);
+}
+
+static void charged_release(void *cls)
+{
+	charged_free(cls);
+}
+
+enum MHD_Result queue_charged(struct MHD_Connection *conn, unsigned status, char *buf, size_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
+		len, buf, charged_release, buf);
+	enum MHD_Result ret;
+
+	if (r == NULL) {
+		charged_free(buf);
+		return MHD_NO;
+	}
+	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, CONTENT_TYPE) != MHD_YES) {
+		MHD_destroy_response(r);
 		return MHD_NO;
 	}
 	ret = MHD_queue_response(conn, status, r);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/budget.h"
 #include "discovery/discovery.h"
 #include "server/http_internal.h"
 #include "server/log.h"
@@ -46,6 +47,8 @@ struct request {
 	size_t len;
 	size_t cap;
 	bool too_large;
+	bool over_budget; /* the body did not fit the memory budget: read and dropped */
+	uint64_t charged; /* bytes of the budget this request holds */
 	uint64_t discarded;
 	struct storage_outcome outcome; /* the commit's, once state is WAIT_DONE */
 	/* both */
@@ -126,13 +129,13 @@ static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 				 "Could not assemble the cluster view: out of memory\n");
 	}
 	total = s->cluster_prefix_len + r->peers_len;
-	buf = malloc(total + 1);
+	buf = charged_alloc(s->budget, total);
 	if (buf == NULL) {
-		return MHD_NO;
+		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->over_budget_resp);
 	}
 	memcpy(buf, s->cluster_prefix, s->cluster_prefix_len);
 	memcpy(buf + s->cluster_prefix_len, r->peers, r->peers_len);
-	return queue_owned(r->conn, MHD_HTTP_OK, buf, total);
+	return queue_charged(r->conn, MHD_HTTP_OK, buf, total);
 }
 
 /* Runs on the storage writer thread, once the commit covering this POST is durable or
@@ -194,6 +197,9 @@ static enum MHD_Result finish_post(struct http_server *s, struct request *r)
 	if (r->too_large) {
 		return queue_fixed(r->conn, MHD_HTTP_CONTENT_TOO_LARGE, s->too_large_resp);
 	}
+	if (r->over_budget) {
+		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->over_budget_resp);
+	}
 	switch (atomic_load_explicit(&r->state, memory_order_acquire)) {
 	case WAIT_NEW:
 		return submit_post(s, r);
@@ -220,41 +226,65 @@ static enum MHD_Result finish_post(struct http_server *s, struct request *r)
 	return queue_fmt(r->conn, status, "Could not store data: %s; %s\n", o->err, note);
 }
 
+/* Stops keeping the body: what arrives from now on is read and dropped. */
+static void drop_body(struct http_server *s, struct request *r, size_t arriving)
+{
+	r->discarded = r->len + arriving;
+	free(r->body);
+	r->body = NULL;
+	r->len = 0;
+	r->cap = 0;
+	budget_credit(s->budget, r->charged);
+	r->charged = 0;
+}
+
+/* Makes room for n more bytes, charged to the budget; false when they do not fit. */
+static bool grow_body(struct http_server *s, struct request *r, size_t n)
+{
+	size_t cap = r->cap != 0 ? r->cap : 4096;
+	char *p;
+
+	while (cap < r->len + n) {
+		cap *= 2;
+	}
+	/* One byte more than the limit: room for the NUL the stored blob gets. */
+	if (cap > s->cfg->max_body + 1) {
+		cap = (size_t)s->cfg->max_body + 1;
+	}
+	if (!budget_charge(s->budget, cap - r->cap)) {
+		return false;
+	}
+	p = realloc(r->body, cap);
+	if (p == NULL) {
+		budget_credit(s->budget, cap - r->cap);
+		return false;
+	}
+	r->charged += cap - r->cap;
+	r->body = p;
+	r->cap = cap;
+	return true;
+}
+
 static enum MHD_Result receive_post(struct http_server *s, struct request *r, const char *data,
 				    size_t *size)
 {
 	size_t n = *size;
 
 	*size = 0;
-	if (r->too_large) {
+	if (r->too_large || r->over_budget) {
 		r->discarded += n;
 		/* Stop reading an endless body: closing is the only answer left. */
 		return r->discarded > s->cfg->max_body + DISCARD_SLACK ? MHD_NO : MHD_YES;
 	}
 	if ((uint64_t)r->len + n > s->cfg->max_body) {
 		r->too_large = true;
-		r->discarded = r->len + n;
-		free(r->body);
-		r->body = NULL;
-		r->len = 0;
+		drop_body(s, r, n);
 		return MHD_YES;
 	}
-	if (r->len + n > r->cap) {
-		size_t cap = r->cap != 0 ? r->cap : 4096;
-		char *p;
-
-		while (cap < r->len + n) {
-			cap *= 2;
-		}
-		if (cap > s->cfg->max_body + 1) {
-			cap = (size_t)s->cfg->max_body + 1;
-		}
-		p = realloc(r->body, cap);
-		if (p == NULL) {
-			return MHD_NO;
-		}
-		r->body = p;
-		r->cap = cap;
+	if (r->len + n > r->cap && !grow_body(s, r, n)) {
+		r->over_budget = true;
+		drop_body(s, r, n);
+		return MHD_YES;
 	}
 	memcpy(r->body + r->len, data, n);
 	r->len += n;
@@ -266,6 +296,74 @@ static bool is_path(const char *url, const char *path)
 	return strcmp(url, path) == 0;
 }
 
+static struct request *new_request(struct http_server *s, struct MHD_Connection *conn,
+				   enum request_kind kind)
+{
+	struct request *r = calloc(1, sizeof(*r));
+
+	if (r != NULL) {
+		r->kind = kind;
+		r->srv = s;
+		r->conn = conn;
+		atomic_init(&r->state, WAIT_NEW);
+	}
+	return r;
+}
+
+/* A client that waits for "100 Continue" sends nothing more until told: answer it at
+ * once. Another is answered once its body is read and dropped (see DISCARD_SLACK). */
+static bool waits_for_continue(struct MHD_Connection *conn)
+{
+	return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT) != NULL;
+}
+
+/* First call of a POST: the body's room is charged and allocated now when
+ * Content-Length gives its size, so that an upload that cannot fit is turned away
+ * before it is read. */
+static enum MHD_Result first_post(struct http_server *s, struct MHD_Connection *conn,
+				  void **req_cls)
+{
+	const char *cl =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	unsigned long long want = 0;
+	struct request *r;
+
+	if (cl != NULL) {
+		char *end = NULL;
+		errno = 0;
+		want = strtoull(cl, &end, 10);
+		if (errno != 0 || end == cl) {
+			return queue_fixed(conn, MHD_HTTP_CONTENT_TOO_LARGE, s->too_large_resp);
+		}
+	}
+	if (want > s->cfg->max_body &&
+	    (want - s->cfg->max_body > DISCARD_SLACK || waits_for_continue(conn))) {
+		return queue_fixed(conn, MHD_HTTP_CONTENT_TOO_LARGE, s->too_large_resp);
+	}
+	r = new_request(s, conn, REQUEST_POST);
+	if (r == NULL) {
+		return MHD_NO;
+	}
+	*req_cls = r;
+	if (want > s->cfg->max_body) {
+		r->too_large = true;
+	} else if (want > 0 && !budget_charge(s->budget, want + 1)) {
+		r->over_budget = true;
+		if (waits_for_continue(conn)) {
+			return queue_fixed(conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->over_budget_resp);
+		}
+	} else if (want > 0) {
+		/* One byte more for the NUL the stored blob gets: no copy later. */
+		r->charged = want + 1;
+		r->body = malloc((size_t)want + 1);
+		if (r->body == NULL) {
+			return MHD_NO; /* on_completed() frees r and gives the charge back */
+		}
+		r->cap = (size_t)want + 1;
+	}
+	return MHD_YES;
+}
+
 /* First call for a request: decide what it is; answer at once only when the body must
  * not be read (413 by Content-Length, 405). Answers that can wait are queued on the
  * second call: libmicrohttpd closes the connection after a response queued on the
@@ -275,71 +373,21 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
 {
 	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
 		   strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-	struct request *r;
 
 	*req_cls = &stateless;
 	if (strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							     MHD_HTTP_HEADER_CONTENT_LENGTH);
-		unsigned long long want = 0;
-		bool oversize = false;
-
-		if (cl != NULL) {
-			char *end = NULL;
-			errno = 0;
-			want = strtoull(cl, &end, 10);
-			if (errno != 0 || end == cl) {
-				return queue_fixed(conn, MHD_HTTP_CONTENT_TOO_LARGE,
-						   s->too_large_resp);
-			}
-		}
-		if (want > s->cfg->max_body) {
-			/* A client that waits for "100 Continue" sends nothing more: answer
-			 * now. Otherwise read the body first (see DISCARD_SLACK). */
-			if (want - s->cfg->max_body > DISCARD_SLACK ||
-			    MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							MHD_HTTP_HEADER_EXPECT) != NULL) {
-				return queue_fixed(conn, MHD_HTTP_CONTENT_TOO_LARGE,
-						   s->too_large_resp);
-			}
-			oversize = true;
-			want = 0;
-		}
-		r = calloc(1, sizeof(*r));
-		if (r == NULL) {
-			return MHD_NO;
-		}
-		r->kind = REQUEST_POST;
-		atomic_init(&r->state, WAIT_NEW);
-		r->srv = s;
-		r->conn = conn;
-		r->too_large = oversize;
-		if (want > 0) {
-			/* One byte more for the NUL the stored blob gets: no copy later. */
-			r->body = malloc((size_t)want + 1);
-			if (r->body == NULL) {
-				free(r);
-				return MHD_NO;
-			}
-			r->cap = (size_t)want + 1;
-		}
-		*req_cls = r;
-		return MHD_YES;
+		return first_post(s, conn, req_cls);
 	}
 	if (!get) {
-		struct MHD_Response *resp = s->method_resp;
-		return queue_fixed(conn, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
+		return queue_fixed(conn, MHD_HTTP_METHOD_NOT_ALLOWED, s->method_resp);
 	}
 	if (s->disc != NULL && !is_path(url, "/data") && !is_path(url, "/healthz") &&
 	    !is_path(url, "/readyz")) {
-		r = calloc(1, sizeof(*r));
+		struct request *r = new_request(s, conn, REQUEST_CLUSTER);
+
 		if (r == NULL) {
 			return MHD_NO;
 		}
-		r->kind = REQUEST_CLUSTER;
-		r->srv = s;
-		r->conn = conn;
-		atomic_init(&r->state, WAIT_NEW);
 		*req_cls = r;
 	}
 	return MHD_YES;
@@ -393,6 +441,7 @@ void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		return;
 	}
 	if ((void *)r != (void *)&stateless) {
+		budget_credit(s->budget, r->charged);
 		free(r->body);
 		free(r->peers);
 		free(r);

@@ -20,8 +20,8 @@ FLAGS = ["--port", "--data-file", "--mode", "--service", "--peer-port", "--peer-
          "--dns-server", "--dns-timeout-ms", "--max-body", "--hostname", "--dns-cache-ms",
          "--peer-connect-timeout-ms", "--peer-max-bytes", "--max-peers", "--max-pending",
          "--max-connections", "--max-connections-per-ip", "--connection-memory",
-         "--idle-timeout-s", "--threads", "--shutdown-timeout-ms", "--log-level",
-         "--resolv-conf", "--help", "--version"]
+         "--idle-timeout-s", "--threads", "--max-memory", "--shutdown-timeout-ms",
+         "--log-level", "--resolv-conf", "--help", "--version"]
 
 
 # ---------------------------------------------------------------------------
@@ -71,6 +71,7 @@ BAD_FLAGS = [
     (["--mode", "pet", "--dns-server", "kube-dns"], "--dns-server", "kube-dns"),
     (["--log-level", "loud"], "--log-level", "loud"),
     (["--threads", "many"], "--threads", "many"),
+    (["--max-memory", "lots"], "--max-memory", "lots"),
     (["--idle-timeout-s", "-1"], "--idle-timeout-s", "-1"),
     (["--max-connections", "1e3"], "--max-connections", "1e3"),
     (["--shutdown-timeout-ms", "99999999999999999999999"], "--shutdown-timeout-ms",

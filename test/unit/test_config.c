@@ -313,6 +313,7 @@ static void test_help_and_version(void **state)
 		{"  --connection-memory ", "KUBIA_CONNECTION_MEMORY"},
 		{"  --idle-timeout-s ", "KUBIA_IDLE_TIMEOUT_S"},
 		{"  --threads ", "KUBIA_THREADS"},
+		{"  --max-memory ", "KUBIA_MAX_MEMORY"},
 		{"  --shutdown-timeout-ms ", "KUBIA_SHUTDOWN_TIMEOUT_MS"},
 		{"  --log-level ", "KUBIA_LOG_LEVEL"},
 	};
