@@ -24,6 +24,8 @@ SIM = os.path.join(HERE, "kubia-sim")
 KUBIA = os.environ.get("KUBIA_BINARY") or os.path.join(HERE, "..", "..", "build", "kubia")
 IMAGE = os.environ.get("KUBIA_IMAGE", "localhost/kubia:test")
 K8S = os.path.normpath(os.path.join(HERE, "..", "..", "k8s"))
+# the chapter's files, under the book's names (k8s/ itself is the default kustomization)
+BASE = os.path.join(K8S, "base")
 TOOLS = ("/usr/sbin/ip", "/usr/bin/unshare", "/usr/bin/nsenter", "/usr/sbin/dnsmasq",
          "/usr/sbin/nginx", "/usr/bin/dig")
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import IMAGE, K8S, image_available, lines_of
+from conftest import BASE, IMAGE, image_available, lines_of
 
 GREETING = "Hey there! This greeting was submitted to kubia-0."
 
@@ -21,7 +21,7 @@ def test_walkthrough(sim, runtime):
     sim.runtime = runtime
     # 10.3.2: kubectl create -f kubia-statefulset.yaml: two replicas of the pet app,
     # created one at a time; replicas, mode and everything else come from the file
-    r = sim.up(None, None, manifest=os.path.join(K8S, "kubia-statefulset.yaml"))
+    r = sim.up(None, None, manifest=os.path.join(BASE, "kubia-statefulset.yaml"))
     assert "(replicas 2, pet mode)" in r.stdout
     created = [m.group(1) for m in lines_of(r.stdout, r"^pod/(kubia-\d+) created")]
     assert created == ["kubia-0", "kubia-1"]
@@ -58,7 +58,7 @@ def test_walkthrough(sim, runtime):
 
     # 10.4: three replicas of the peers app (kubectl apply -f kubia-statefulset-peers.yaml):
     # kubia-2 is created, then kubia-1 and kubia-0 are replaced, highest ordinal first
-    r = sim.cli("rollout", "-f", os.path.join(K8S, "kubia-statefulset-peers.yaml"),
+    r = sim.cli("rollout", "-f", os.path.join(BASE, "kubia-statefulset-peers.yaml"),
                 *sim.template_args())
     assert [m.group(1) for m in lines_of(r.stdout, r"^pod/(kubia-\d+) created")] == \
         ["kubia-2", "kubia-1", "kubia-0"]

@@ -15,10 +15,10 @@ import subprocess
 
 import pytest
 
-from conftest import IMAGE, K8S, image_available, wait_until
+from conftest import BASE, IMAGE, K8S, image_available, wait_until
 from kubiasim import manifests
 
-PET = os.path.join(K8S, "kubia-statefulset.yaml")
+PET = os.path.join(BASE, "kubia-statefulset.yaml")
 
 
 def book_statefulset():
@@ -83,7 +83,7 @@ def test_port_mount_path_environment_and_replicas_come_from_the_manifest(sim, tm
     set_env(c, "KUBIA_DATA_FILE", "/var/kubia/stored.txt")
     set_env(c, "KUBIA_MAX_BODY", "100")
     c["volumeMounts"][0]["mountPath"] = "/var/kubia"
-    [headless] = manifests.load(os.path.join(K8S, "kubia-service-headless.yaml"))
+    [headless] = manifests.load(os.path.join(BASE, "kubia-service-headless.yaml"))
     path = write(tmp_path, "sts.yaml", headless, sts)
 
     r = sim.up(None, None, manifest=path)
@@ -223,7 +223,7 @@ def test_a_missing_or_broken_manifest_is_refused(sim, tmp_path):
         f.write("kind: StatefulSet\nspec: [unclosed\n")
     r = sim.up(None, None, manifest=broken, check=False)
     assert r.returncode == 1 and "-f %s" % broken in r.stderr
-    r = sim.up(None, None, manifest=os.path.join(K8S, "kubia-service-public.yaml"),
+    r = sim.up(None, None, manifest=os.path.join(BASE, "kubia-service-public.yaml"),
                check=False)
     assert r.returncode == 1 and "expected one StatefulSet" in r.stderr
     # and a rollout to a bad manifest changes nothing of a running cluster
@@ -316,3 +316,28 @@ def test_a_hung_pod_is_killed_when_its_grace_period_ends(sim, tmp_path, runtime)
     assert not os.path.exists("/proc/%d" % pid)
     # it comes back, as a StatefulSet's pod does
     assert sim.get_pod("kubia-0", "/data").status == 200
+
+
+def overlays():
+    d = os.path.join(K8S, "overlays")
+    return sorted(n for n in os.listdir(d)
+                  if os.path.exists(os.path.join(d, n, "kustomization.yaml")))
+
+
+@pytest.mark.parametrize("overlay", overlays())
+def test_every_overlay_runs_in_the_simulated_cluster(sim, overlay):
+    # kubia-sim up -f k8s/overlays/<target>: kubectl kustomize renders it, and the pods
+    # are what it says (replicas, environment, probes), with the chapter's cluster view.
+    source = os.path.join(K8S, "overlays", overlay)
+    want = manifests.settings(source)
+    r = sim.up(None, None, manifest=source)
+    assert "from %s (replicas 3, peers mode)" % source in r.stdout, r.stdout
+    st = sim.status()
+    assert sorted(st["pods"]) == ["kubia-0", "kubia-1", "kubia-2"]
+    env = environ(st["pod_status"]["kubia-1"]["container_pid"])
+    assert env["KUBIA_SERVICE"] == want["env"]["KUBIA_SERVICE"] == "_http._tcp.kubia"
+    data = {"kubia-0": "No data posted yet", "kubia-1": "from " + overlay,
+            "kubia-2": "No data posted yet"}
+    assert sim.post_pod("kubia-1", data["kubia-1"]).status == 200
+    for pod in data:
+        sim.wait_view(pod, data)

@@ -1,11 +1,14 @@
 """kubia's Kubernetes manifests (k8s/): valid API objects, and what kubia needs of them.
 
-There is no cluster here. `kubectl kustomize k8s/` renders the deployment; every object
-it renders and every file under the book's names is checked against the Kubernetes API
-schemas by validate.mjs (the npm packages kubernetes-models and yaml, pinned in
-package.json and package-lock.json); and the tests below read the manifests and check
-what the schemas cannot know: the port the headless Service's SRV records carry, the
-probes' paths, the security context, the retention of the claims, and so on.
+There is no cluster here. `kubectl kustomize` renders every kustomization under k8s/
+(the default k8s/, its base k8s/base/, the overlays k8s/overlays/<target>/ and the
+components); every object they render and every file under the book's names is checked
+against the Kubernetes API schemas by validate.mjs (the npm packages kubernetes-models
+and yaml, pinned in package.json and package-lock.json); and the tests below read the
+manifests and check what the schemas cannot know: the port the headless Service's SRV
+records carry, the name kubia asks for them, the probes' paths, the security context,
+the retention of the claims, what each overlay changes and nothing more, what the
+NetworkPolicies let through, and so on.
 
 The npm packages are installed with `npm ci` outside the source tree: in
 $KUBIA_VALIDATOR_DIR when it is set (kept and reused while package-lock.json is
@@ -16,6 +19,7 @@ cannot be reached, except in CI (CI set in the environment), where that is a fai
 
 import copy
 import filecmp
+import ipaddress
 import os
 import re
 import shutil
@@ -29,16 +33,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = manifests.TOP
 K8S = manifests.K8S_DIR
 # The book's file names, so the chapter's `kubectl create -f` commands work as printed,
-# and the PodDisruptionBudget that is not in the book.
-BOOK_FILES = [
-    "persistent-volumes-hostpath.yaml",
-    "persistent-volumes-gcepd.yaml",
-    "kubia-service-headless.yaml",
-    "kubia-service-public.yaml",
-    "kubia-statefulset.yaml",
-    "kubia-statefulset-peers.yaml",
-]
-ALL_FILES = BOOK_FILES + ["kubia-pdb.yaml"]
+# and the PodDisruptionBudget that is not in the book; where each is under k8s/.
+BOOK_FILES = {
+    "persistent-volumes-hostpath.yaml": "overlays/hostpath",
+    "persistent-volumes-gcepd.yaml": "base",
+    "kubia-service-headless.yaml": "base",
+    "kubia-service-public.yaml": "base",
+    "kubia-statefulset.yaml": "base",
+    "kubia-statefulset-peers.yaml": "base",
+}
+ALL_FILES = dict(BOOK_FILES, **{"kubia-pdb.yaml": "base"})
 KUBIA_PORT = 8080
 KUBIA_UID = KUBIA_GID = 10001
 NPM_TIMEOUT_S = 600
@@ -58,7 +62,21 @@ needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not insta
 
 
 def path(name):
-    return os.path.join(K8S, name)
+    """A file under its book's name, where it is in k8s/."""
+    return os.path.join(K8S, ALL_FILES[name], name)
+
+
+def kustomizations():
+    """Every directory under k8s/ with a kustomization.yaml, relative to k8s/ ("." is
+    k8s/ itself)."""
+    found = []
+    for d, _dirs, files in os.walk(K8S):
+        if "kustomization.yaml" in files:
+            found.append(os.path.relpath(d, K8S))
+    return sorted(found)
+
+
+OVERLAYS = sorted(d.split("/", 1)[1] for d in kustomizations() if d.startswith("overlays/"))
 
 
 @pytest.fixture(scope="session")
@@ -87,13 +105,25 @@ def env(c):
     return {e["name"]: e.get("value") for e in c.get("env", [])}
 
 
-def both_statefulsets(book, rendered):
-    """The StatefulSet of each file and of the kustomization, by where it comes from."""
-    return {
+@pytest.fixture(scope="session")
+def every():
+    """{where under k8s/: the objects kubectl kustomize renders} for every kustomization."""
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed")
+    return {where: manifests.load(os.path.join(K8S, where)) for where in kustomizations()}
+
+
+def all_statefulsets(book, every):
+    """The StatefulSet of each file and of each kustomization that has one, by where it
+    comes from."""
+    out = {
         "kubia-statefulset.yaml": statefulset(book["kubia-statefulset.yaml"]),
         "kubia-statefulset-peers.yaml": statefulset(book["kubia-statefulset-peers.yaml"]),
-        "kubectl kustomize k8s/": statefulset(rendered),
     }
+    for where, objects in every.items():
+        if manifests.find(objects, "StatefulSet"):
+            out["kubectl kustomize k8s/%s" % where] = statefulset(objects)
+    return out
 
 
 def mebibytes(quantity):
@@ -161,13 +191,39 @@ def test_every_rendered_object_validates(validator, rendered):
     assert all(line.startswith("valid: ") for line in lines), r.stdout
 
 
+def test_the_kustomizations_are_found():
+    # the default, its base, an overlay per target, the NetworkPolicy component
+    assert kustomizations() == [".", "base", "components/network-policy", "overlays/gke",
+                                "overlays/hostpath", "overlays/kind", "overlays/minikube",
+                                "overlays/network-policy"]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("where", kustomizations())
+def test_every_kustomization_renders_and_validates(validator, where):
+    """kubectl kustomize of every kustomization under k8s/; each object it renders is a
+    valid API object, and none is the local-config one kustomize leaves out."""
+    text = manifests.render(os.path.join(K8S, where))
+    objects = manifests.parse(text)
+    assert objects, where
+    r = validator("-", stdin=text)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(objects), r.stdout
+    assert all(line.startswith("valid: ") for line in lines), r.stdout
+    for o in objects:
+        annotations = o["metadata"].get("annotations") or {}
+        assert "config.kubernetes.io/local-config" not in annotations, (where, o["kind"])
+
+
 @pytest.mark.parametrize("name", ALL_FILES)
 def test_book_file_validates(validator, book, name):
-    r = validator(os.path.join("k8s", name))
+    where = os.path.join("k8s", ALL_FILES[name], name)
+    r = validator(where)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == len(book[name]), r.stdout
-    assert all(line.startswith("valid: k8s/%s " % name) for line in lines), r.stdout
+    assert all(line.startswith("valid: %s " % where) for line in lines), r.stdout
 
 
 def _pet_text():
@@ -249,8 +305,8 @@ def test_pet_and_peers_files(book):
 
 
 @needs_kubectl
-def test_statefulset_as_the_book_names_it(book, rendered):
-    for where, sts in both_statefulsets(book, rendered).items():
+def test_statefulset_as_the_book_names_it(book, every):
+    for where, sts in all_statefulsets(book, every).items():
         assert sts["apiVersion"] == "apps/v1", where
         assert sts["metadata"]["name"] == "kubia", where
         spec = sts["spec"]
@@ -260,7 +316,9 @@ def test_statefulset_as_the_book_names_it(book, rendered):
         [claim] = spec["volumeClaimTemplates"]
         assert claim["metadata"]["name"] == "data", where
         assert claim["spec"]["accessModes"] == ["ReadWriteOnce"], where
-        assert claim["spec"]["resources"]["requests"]["storage"] == "1Mi", where
+        # the book's size, but where a platform needs another (overlays/gke)
+        size = "10Gi" if where.endswith("overlays/gke") else "1Mi"
+        assert claim["spec"]["resources"]["requests"]["storage"] == size, where
         c = container(sts)
         assert c["name"] == "kubia", where
         assert c["ports"] == [{"name": "http", "containerPort": KUBIA_PORT,
@@ -274,17 +332,25 @@ def _readme_variables():
 
 
 @needs_kubectl
-def test_environment(book, rendered):
+def test_environment(book, every):
     known = _readme_variables()
     assert "KUBIA_MODE" in known and "KUBIA_SERVICE" in known
-    for where, sts in both_statefulsets(book, rendered).items():
+    for where, sts in all_statefulsets(book, every).items():
         c = container(sts)
         e = env(c)
         assert set(e) <= known, "%s: not in README's configuration table: %s" % (
             where, set(e) - known)
         assert all(isinstance(v, str) for v in e.values()), where
-        # The short name: the pod's resolv.conf search list supplies its namespace.
-        assert e["KUBIA_SERVICE"] == sts["spec"]["serviceName"] == "kubia", where
+        # The SRV name the Kubernetes DNS specification defines for the governing
+        # Service's port named http, _http._tcp.<service>, short: the pod's resolv.conf
+        # search list supplies its namespace. (The bare Service name has SRV records
+        # in CoreDNS and kube-dns only, as their extension.)
+        [port] = [p for p in manifests.find(book["kubia-service-headless.yaml"], "Service",
+                                            sts["spec"]["serviceName"])[0]["spec"]["ports"]
+                  if manifests.resolve_port(p["targetPort"], c) == KUBIA_PORT]
+        assert e["KUBIA_SERVICE"] == "_%s._%s.%s" % (
+            port["name"], port["protocol"].lower(), sts["spec"]["serviceName"]), where
+        assert e["KUBIA_SERVICE"] == "_http._tcp.kubia", where
         assert not any("default" in v or "cluster.local" in v for v in e.values()), where
         assert int(e["KUBIA_PORT"]) == c["ports"][0]["containerPort"], where
         assert os.path.dirname(e["KUBIA_DATA_FILE"]) == c["volumeMounts"][0]["mountPath"]
@@ -294,8 +360,8 @@ def test_environment(book, rendered):
 
 
 @needs_kubectl
-def test_probes_never_ask_the_peers(book, rendered):
-    for where, sts in both_statefulsets(book, rendered).items():
+def test_probes_never_ask_the_peers(book, every):
+    for where, sts in all_statefulsets(book, every).items():
         c = container(sts)
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             if probe in c:
@@ -338,11 +404,11 @@ def test_public_service(book, rendered):
 
 
 @needs_kubectl
-def test_security_context(book, rendered):
+def test_security_context(book, every):
     with open(os.path.join(TOP, "docker", "Dockerfile"), encoding="utf-8") as f:
         assert re.search(r"^USER %d:%d$" % (KUBIA_UID, KUBIA_GID), f.read(), re.M), \
             "the image's user is not the one the manifests run as"
-    for where, sts in both_statefulsets(book, rendered).items():
+    for where, sts in all_statefulsets(book, every).items():
         pod = sts["spec"]["template"]["spec"]
         psc = pod["securityContext"]
         assert psc["runAsNonRoot"] is True, where
@@ -359,8 +425,8 @@ def test_security_context(book, rendered):
 
 
 @needs_kubectl
-def test_lifecycle(book, rendered):
-    for where, sts in both_statefulsets(book, rendered).items():
+def test_lifecycle(book, every):
+    for where, sts in all_statefulsets(book, every).items():
         spec = sts["spec"]
         assert spec["persistentVolumeClaimRetentionPolicy"] == {
             "whenDeleted": "Retain", "whenScaled": "Retain"}, where
@@ -372,8 +438,8 @@ def test_lifecycle(book, rendered):
 
 
 @needs_kubectl
-def test_resources(book, rendered):
-    for where, sts in both_statefulsets(book, rendered).items():
+def test_resources(book, every):
+    for where, sts in all_statefulsets(book, every).items():
         res = container(sts)["resources"]
         requests, limits = res["requests"], res["limits"]
         assert "cpu" in requests and "cpu" not in limits, where
@@ -382,12 +448,14 @@ def test_resources(book, rendered):
 
 
 @needs_kubectl
-def test_disruption_budget(book, rendered):
-    for objects in (book["kubia-pdb.yaml"], rendered):
+def test_disruption_budget(book, every):
+    for where, objects in [("kubia-pdb.yaml", book["kubia-pdb.yaml"])] + sorted(every.items()):
+        if where == "components/network-policy":
+            continue  # the policies only
         [pdb] = manifests.find(objects, "PodDisruptionBudget", "kubia")
-        assert pdb["apiVersion"] == "policy/v1"
-        assert pdb["spec"]["maxUnavailable"] == 1
-        assert pdb["spec"]["selector"] == {"matchLabels": {"app": "kubia"}}
+        assert pdb["apiVersion"] == "policy/v1", where
+        assert pdb["spec"]["maxUnavailable"] == 1, where
+        assert pdb["spec"]["selector"] == {"matchLabels": {"app": "kubia"}}, where
 
 
 def _meson_version():
@@ -395,9 +463,9 @@ def _meson_version():
         return re.search(r"^\s*version: '([^']+)'", f.read(), re.M).group(1)
 
 
-def _kustomization():
-    return manifests.load(path("kustomization.yaml"), "pyyaml") if manifests.have_pyyaml() \
-        else None
+def _kustomization(where):
+    [k] = manifests.load(os.path.join(K8S, where, "kustomization.yaml"), "pyyaml")
+    return k
 
 
 @needs_kubectl
@@ -408,42 +476,345 @@ def test_image_is_set_in_one_place(book, rendered, tmp_path):
     name, _, tag = plain.pop().rpartition(":")
     assert tag == _meson_version()
     assert container(statefulset(rendered))["image"].endswith(":" + _meson_version())
-    k = _kustomization()
-    if k is not None:
-        [img] = k[0]["images"]
+    if manifests.have_pyyaml():
+        k = _kustomization("base")
+        [img] = k["images"]
         assert img["name"] == name
         assert container(statefulset(rendered))["image"] == "%s:%s" % (
             img.get("newName", name), img["newTag"])
-        assert set(k[0]["resources"]) & {"persistent-volumes-hostpath.yaml",
-                                         "persistent-volumes-gcepd.yaml"} == set()
+        assert set(k["resources"]) & {"persistent-volumes-hostpath.yaml",
+                                      "persistent-volumes-gcepd.yaml"} == set()
+        assert _kustomization(".")["resources"] == ["base"]
     # An overlay that changes the image changes it in the StatefulSet and nowhere else.
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text(
         "resources:\n- %s\nimages:\n- name: %s\n  newName: registry.example.com/kubia\n"
-        "  newTag: 9.9.9\n" % (os.path.relpath(K8S, overlay), name))
+        "  newTag: 9.9.9\n" % (os.path.relpath(os.path.join(K8S, "base"), overlay), name))
     objects = manifests.load(str(overlay))
     assert container(statefulset(objects))["image"] == "registry.example.com/kubia:9.9.9"
     assert len(objects) == len(rendered)
 
 
-def test_persistent_volumes(book):
-    for name, source in (("persistent-volumes-hostpath.yaml", "hostPath"),
-                         ("persistent-volumes-gcepd.yaml", "gcePersistentDisk")):
-        pvs = book[name]
-        assert [pv["metadata"]["name"] for pv in pvs] == ["pv-a", "pv-b", "pv-c"], name
-        for pv in pvs:
-            spec = pv["spec"]
-            letter = pv["metadata"]["name"]
-            assert pv["apiVersion"] == "v1" and pv["kind"] == "PersistentVolume"
-            assert spec["capacity"] == {"storage": "1Mi"}, name
-            assert spec["accessModes"] == ["ReadWriteOnce"], name
-            assert spec["persistentVolumeReclaimPolicy"] == "Retain", name
-            assert spec["storageClassName"] == "", name
-            if source == "hostPath":
-                assert spec["hostPath"]["path"] == "/tmp/" + letter
-            else:
-                assert spec["gcePersistentDisk"] == {"pdName": letter, "fsType": "ext4"}
+def test_the_gce_persistent_volumes(book):
+    # The book's, with the disks' size (10 GiB, the smallest persistent disk); no class,
+    # so they bind only where the cluster has no default StorageClass, and no
+    # kustomization deploys them.
+    pvs = book["persistent-volumes-gcepd.yaml"]
+    assert [pv["metadata"]["name"] for pv in pvs] == ["pv-a", "pv-b", "pv-c"]
+    for pv in pvs:
+        spec = pv["spec"]
+        letter = pv["metadata"]["name"]
+        assert pv["apiVersion"] == "v1" and pv["kind"] == "PersistentVolume"
+        assert spec["capacity"] == {"storage": "10Gi"}
+        assert spec["accessModes"] == ["ReadWriteOnce"]
+        assert spec["persistentVolumeReclaimPolicy"] == "Retain"
+        assert spec["storageClassName"] == ""
+        assert spec["gcePersistentDisk"] == {"pdName": letter, "fsType": "ext4"}
+    with open(path("persistent-volumes-gcepd.yaml"), encoding="utf-8") as f:
+        assert "gcloud compute disks create --size=10GiB" in f.read()
+
+
+# --- labels and scheduling ---------------------------------------------------------------
+
+RECOMMENDED = ("app.kubernetes.io/name", "app.kubernetes.io/instance",
+               "app.kubernetes.io/version", "app.kubernetes.io/component")
+
+
+@needs_kubectl
+def test_recommended_labels_without_changing_the_selectors(book, every):
+    """Every object carries the book's app label and Kubernetes' recommended
+    app.kubernetes.io labels, the version being meson.build's; the pods too. The
+    selectors stay the book's app: kubia: a StatefulSet's selector cannot change, so
+    clusters that run the earlier manifests can apply these."""
+    want = {"app": "kubia", "app.kubernetes.io/name": "kubia",
+            "app.kubernetes.io/instance": "kubia",
+            "app.kubernetes.io/version": _meson_version(),
+            "app.kubernetes.io/component": "data-store"}
+    sources = [(n, o) for n, objects in book.items() for o in objects]
+    sources += [("k8s/" + w, o) for w, objects in every.items() for o in objects]
+    for where, o in sources:
+        labels = o["metadata"].get("labels") or {}
+        assert {k: labels.get(k) for k in want} == want, (where, o["kind"])
+        if o["kind"] == "StatefulSet":
+            pod = o["spec"]["template"]["metadata"]["labels"]
+            assert {k: pod.get(k) for k in want} == want, where
+            assert o["spec"]["selector"] == {"matchLabels": {"app": "kubia"}}, where
+        if o["kind"] == "Service":
+            assert o["spec"]["selector"] == {"app": "kubia"}, where
+        if o["kind"] in ("PodDisruptionBudget", "NetworkPolicy"):
+            key = "selector" if o["kind"] == "PodDisruptionBudget" else "podSelector"
+            assert o["spec"][key] == {"matchLabels": {"app": "kubia"}}, where
+
+
+@needs_kubectl
+def test_pods_spread_over_nodes_where_they_can(book, every):
+    for where, sts in all_statefulsets(book, every).items():
+        pod = sts["spec"]["template"]
+        [spread] = pod["spec"]["topologySpreadConstraints"]
+        assert spread == {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                          "whenUnsatisfiable": "ScheduleAnyway",
+                          "labelSelector": {"matchLabels": {"app": "kubia"}}}, where
+        # it counts this StatefulSet's own pods
+        assert pod["metadata"]["labels"]["app"] == "kubia", where
+
+
+# --- the overlays ------------------------------------------------------------------------
+
+def _without(objects, change):
+    """A deep copy of objects with change(statefulset) applied to the StatefulSet."""
+    out = copy.deepcopy(objects)
+    change(statefulset(out))
+    return sorted(out, key=lambda o: (o["kind"], o["metadata"]["name"]))
+
+
+def _by_kind(objects):
+    return sorted(objects, key=lambda o: (o["kind"], o["metadata"]["name"]))
+
+
+@needs_kubectl
+@pytest.mark.parametrize("target", ["kind", "minikube"])
+def test_local_overlays_never_pull_the_loaded_image(every, target):
+    """kind and minikube: the image that `kind load` / `minikube image load` put on the
+    node, never pulled; nothing else differs from the base."""
+    objects = every["overlays/" + target]
+    c = container(statefulset(objects))
+    assert c["image"] == "localhost/kubia:%s" % _meson_version()
+    assert c["imagePullPolicy"] == "Never"
+
+    def as_base(sts):
+        container(sts)["imagePullPolicy"] = "IfNotPresent"
+    assert _without(objects, as_base) == _by_kind(every["base"])
+
+
+def _copy_of_k8s(tmp_path):
+    """k8s/ copied, so an overlay's files can be changed as a user would."""
+    dest = tmp_path / "k8s"
+    shutil.copytree(K8S, str(dest))
+    return dest
+
+
+@needs_kubectl
+def test_the_gke_overlay(every, tmp_path):
+    objects = every["overlays/gke"]
+    sts = statefulset(objects)
+    c = container(sts)
+    # as shipped: a registry that cannot exist, so a forgotten step fails visibly
+    assert c["image"] == "registry.invalid/kubia:%s" % _meson_version()
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {
+        "storage": "10Gi"}
+    assert sts["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+    assert not manifests.find(objects, "ConfigMap"), "the image's ConfigMap is deployed"
+
+    def as_base(s):
+        s["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] = {
+            "storage": "1Mi"}
+        del s["spec"]["template"]["spec"]["nodeSelector"]
+        container(s)["image"] = "localhost/kubia:%s" % _meson_version()
+    assert _without(objects, as_base) == _by_kind(every["base"])
+
+    # The README's step: `echo "KUBIA_IMAGE=$IMAGE" >k8s/overlays/gke/image.env`.
+    k8s = _copy_of_k8s(tmp_path)
+    image = "europe-west1-docker.pkg.dev/a-project/kubia/kubia:%s" % _meson_version()
+    (k8s / "overlays" / "gke" / "image.env").write_text("KUBIA_IMAGE=%s\n" % image)
+    mine = manifests.load(str(k8s / "overlays" / "gke"))
+    assert container(statefulset(mine))["image"] == image
+    assert _by_kind(mine) == _without(objects, lambda s: container(s).update(image=image))
+
+
+@needs_kubectl
+def test_the_hostpath_overlay(book, every):
+    """PersistentVolumes on a node's disk that bind where a default StorageClass exists
+    too, survive a restart of the node, are made when missing, stay with their node,
+    and that kubia (a non-root user) can write to."""
+    objects = every["overlays/hostpath"]
+    sts = statefulset(objects)
+    [claim] = sts["spec"]["volumeClaimTemplates"]
+    [sc] = manifests.find(objects, "StorageClass")
+    assert claim["spec"]["storageClassName"] == sc["metadata"]["name"] == "kubia-hostpath"
+    assert sc["provisioner"] == "kubernetes.io/no-provisioner"
+    assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
+    pvs = manifests.find(objects, "PersistentVolume")
+    assert pvs == book["persistent-volumes-hostpath.yaml"]
+    assert [pv["metadata"]["name"] for pv in pvs] == ["pv-a", "pv-b", "pv-c"]
+    for pv in pvs:
+        spec, letter = pv["spec"], pv["metadata"]["name"]
+        assert spec["storageClassName"] == "kubia-hostpath"
+        assert spec["accessModes"] == claim["spec"]["accessModes"]
+        assert manifests.quantity(spec["capacity"]["storage"]) >= manifests.quantity(
+            claim["spec"]["resources"]["requests"]["storage"])
+        assert spec["persistentVolumeReclaimPolicy"] == "Retain"
+        assert spec["hostPath"] == {"path": "/var/lib/kubia/" + letter,
+                                    "type": "DirectoryOrCreate"}
+        assert spec["nodeAffinity"] == {"required": {"nodeSelectorTerms": [{
+            "matchExpressions": [{"key": "kubia-volumes", "operator": "In",
+                                  "values": ["hostpath"]}]}]}}
+    # The directory the kubelet makes is root's: handed to kubia's user first, by a
+    # container that can do that and nothing more.
+    pod = sts["spec"]["template"]["spec"]
+    [init] = pod["initContainers"]
+    uid, gid = pod["securityContext"]["runAsUser"], pod["securityContext"]["fsGroup"]
+    assert init["command"] == ["chown", "%d:%d" % (uid, gid), "/var/data"]
+    assert init["volumeMounts"] == [{"name": "data", "mountPath": "/var/data"}]
+    assert init["securityContext"] == {
+        "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False,
+        "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}}
+    assert "limits" in init["resources"]
+
+    def as_base(s):
+        del s["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"]
+        del s["spec"]["template"]["spec"]["initContainers"]
+    rest = [o for o in objects if o["kind"] not in ("PersistentVolume", "StorageClass")]
+    assert _without(rest, as_base) == _by_kind(every["base"])
+
+
+# --- the NetworkPolicies: what they let through ----------------------------------------
+
+def _selects(selector, labels):
+    """Whether a label selector (matchLabels, matchExpressions) selects labels."""
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        ok = {"In": key in labels and labels[key] in values,
+              "NotIn": labels.get(key) not in values,
+              "Exists": key in labels, "DoesNotExist": key not in labels}[op]
+        if not ok:
+            return False
+    return True
+
+
+def _peer_matches(peer, policy_ns, end):
+    """Whether a NetworkPolicyPeer (from/to) matches an end of a connection."""
+    if "ipBlock" in peer:
+        net = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+        ip = ipaddress.ip_address(end["ip"])
+        return ip in net and not any(ip in ipaddress.ip_network(x)
+                                     for x in peer["ipBlock"].get("except") or [])
+    if end.get("namespace") is None:
+        return False  # not a pod: only an ipBlock matches it
+    if "namespaceSelector" in peer:
+        ns_ok = _selects(peer["namespaceSelector"],
+                         {"kubernetes.io/metadata.name": end["namespace"]})
+    else:
+        ns_ok = end["namespace"] == policy_ns
+    return ns_ok and ("podSelector" not in peer or _selects(peer["podSelector"],
+                                                            end["labels"]))
+
+
+def _port_matches(ports, port, protocol, named):
+    """Whether a rule's ports allow port/protocol at a pod whose named ports are named."""
+    if not ports:
+        return True
+    for p in ports:
+        if p.get("protocol", "TCP") != protocol:
+            continue
+        if "port" not in p:
+            return True
+        first = named.get(p["port"]) if isinstance(p["port"], str) else p["port"]
+        if first is not None and first <= port <= p.get("endPort", first):
+            return True
+    return False
+
+
+def _allowed(policies, src, dst, port, protocol="TCP", ns="default"):
+    """Whether the policies (applied in namespace ns) let src open port/protocol at dst,
+    as a NetworkPolicy implementation decides: egress at src, then ingress at dst."""
+    for direction, me, other, rules_key, peers_key in (
+            ("Egress", src, dst, "egress", "to"), ("Ingress", dst, src, "ingress", "from")):
+        if me.get("namespace") != ns:
+            continue  # not a pod these policies can select
+        mine = [p["spec"] for p in policies if _selects(p["spec"]["podSelector"], me["labels"])
+                and direction in p["spec"].get("policyTypes", ["Ingress"])]
+        if not mine:
+            continue  # isolated in that direction by no policy: allowed
+        if not any(_port_matches(rule.get("ports"), port, protocol, dst.get("ports", {}))
+                   and (peers_key not in rule or any(_peer_matches(peer, ns, other)
+                                                     for peer in rule[peers_key]))
+                   for spec in mine for rule in spec.get(rules_key) or []):
+            return False
+    return True
+
+
+def _kubia_pod(every):
+    sts = statefulset(every["overlays/network-policy"])
+    c = container(sts)
+    return {"namespace": "default", "labels": sts["spec"]["template"]["metadata"]["labels"],
+            "ports": {p["name"]: p["containerPort"] for p in c["ports"]}}
+
+
+@needs_kubectl
+def test_network_policies_let_through_what_kubia_needs_and_nothing_else(every):
+    objects = every["overlays/network-policy"]
+    policies = manifests.find(objects, "NetworkPolicy")
+    assert len(policies) == 3
+    assert policies == every["components/network-policy"]
+    kubia = _kubia_pod(every)
+    dns = {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}
+    agent = {"namespace": "kube-system", "labels": {"k8s-app": "konnectivity-agent"}}
+    client = {"namespace": "default", "labels": {"run": "client"}}
+    stranger = {"namespace": "shop", "labels": {"app": "kubia"}}
+    web = {"namespace": "default", "labels": {"app": "web"}, "ports": {"http": 8080}}
+    outside = {"ip": "192.0.2.7"}
+    allowed = [  # (from, to, port, protocol)
+        (kubia, kubia, KUBIA_PORT, "TCP"),  # a peer's GET /data
+        (kubia, dns, 53, "UDP"), (kubia, dns, 53, "TCP"),  # the SRV lookup
+        (agent, kubia, KUBIA_PORT, "TCP"),  # the API server's proxy (Konnectivity)
+        (client, kubia, KUBIA_PORT, "TCP"),  # kubia-public's clients in the namespace
+    ]
+    denied = [
+        (kubia, kubia, 9090, "TCP"), (kubia, kubia, KUBIA_PORT, "UDP"),
+        (kubia, dns, 5353, "UDP"), (kubia, web, KUBIA_PORT, "TCP"),
+        (kubia, outside, 443, "TCP"), (stranger, kubia, KUBIA_PORT, "TCP"),
+        (agent, kubia, 22, "TCP"), (client, kubia, 9090, "TCP"),
+        (outside, kubia, KUBIA_PORT, "TCP"),
+    ]
+    for src, dst, port, proto in allowed:
+        assert _allowed(policies, src, dst, port, proto), (src, dst, port, proto)
+    for src, dst, port, proto in denied:
+        assert not _allowed(policies, src, dst, port, proto), (src, dst, port, proto)
+    # the policies are what make the difference: without them all of it goes through
+    for src, dst, port, proto in denied:
+        assert _allowed([], src, dst, port, proto)
+    # each policy is needed: without kubia-dns, the lookup is blocked, and so on
+    for name, (src, dst, port, proto) in (("kubia-dns", allowed[1]),
+                                          ("kubia-peers", allowed[0]),
+                                          ("kubia-clients", allowed[3])):
+        rest = [p for p in policies if p["metadata"]["name"] != name]
+        assert not _allowed(rest, src, dst, port, proto), name
+    assert _without(objects, lambda s: None) == _by_kind(every["base"] + policies)
+
+
+# --- what the README tells a user to run -----------------------------------------------
+
+def _readme():
+    with open(os.path.join(TOP, "README.md"), encoding="utf-8") as f:
+        return f.read()
+
+
+def test_readme_deploys_each_target_with_one_apply_of_its_overlay():
+    text = _readme()
+    for target in OVERLAYS:
+        assert "kubectl apply -k k8s/overlays/%s" % target in text, target
+    assert "kubectl apply -k k8s/\n" in text or "kubectl apply -k k8s/`" in text
+    # no file to write by hand: no here-document, no placeholder to fill in
+    assert "<<" not in text
+    assert "REGISTRY/" not in text
+    # every path under k8s/ that it names is there
+    for p in set(re.findall(r"\bk8s/[\w./-]*\w", text)):
+        assert os.path.exists(os.path.join(TOP, p)), p
+
+
+def test_the_build_commands_make_the_image_the_manifests_name(book):
+    image = container(statefulset(book["kubia-statefulset.yaml"]))["image"]
+    with open(os.path.join(TOP, "docker", "Dockerfile"), encoding="utf-8") as f:
+        dockerfile = f.read()
+    tags = re.findall(r"build .*-t (\S+) \.", dockerfile)
+    assert tags and set(tags) == {image}, tags
+    local = re.findall(r"(?:docker|podman) build [^\n]*-t (\S+) \.", _readme())
+    assert local and set(local) <= {image, '"$IMAGE"', "localhost/kubia:test"}, local
 
 
 # --- manifests.py -----------------------------------------------------------------------
@@ -476,8 +847,10 @@ def test_settings_of_the_kustomization():
         "termination_grace_period_seconds": s["termination_grace_period_seconds"],
         "headless_service_port": KUBIA_PORT,
         "headless_service_target_port": KUBIA_PORT,
+        "headless_service_ports": [{"name": "http", "protocol": "tcp", "port": KUBIA_PORT}],
     }
-    assert s["env"]["KUBIA_MODE"] == "peers" and s["env"]["KUBIA_SERVICE"] == "kubia"
+    assert s["env"]["KUBIA_MODE"] == "peers"
+    assert s["env"]["KUBIA_SERVICE"] == "_http._tcp.kubia"
     assert 1 <= s["termination_grace_period_seconds"] <= 10
     for probe, p in (("readiness_probe", "/readyz"), ("liveness_probe", "/healthz")):
         assert s[probe]["path"] == p and s[probe]["port"] == KUBIA_PORT
@@ -513,6 +886,23 @@ def test_settings_of_one_file():
     assert (s["replicas"], s["env"]["KUBIA_MODE"], s["container_port"]) == (2, "pet", 8080)
     # No Service in the file.
     assert s["headless_service_port"] is None and s["headless_service_target_port"] is None
+    assert s["headless_service_ports"] is None
+    # ... unless it is read as created after the chapter's headless Service
+    s = manifests.settings(path("kubia-statefulset.yaml"), services=manifests.HEADLESS_SERVICE)
+    assert s["headless_service_ports"] == [{"name": "http", "protocol": "tcp",
+                                            "port": KUBIA_PORT}]
+
+
+def test_settings_of_a_service_with_several_ports(tmp_path):
+    # every port as cluster DNS publishes it: the endpoint's port, the protocol in lower
+    # case; a Service of the source's own takes the place of the one given as created
+    f = _with_headless(tmp_path, "  - name: http\n    port: 80\n    targetPort: http\n"
+                       "  - name: gossip\n    port: 7946\n    protocol: UDP\n")
+    s = manifests.settings(f, services=manifests.HEADLESS_SERVICE)
+    assert s["headless_service_ports"] == [
+        {"name": "http", "protocol": "tcp", "port": KUBIA_PORT},
+        {"name": "gossip", "protocol": "udp", "port": 7946}]
+    assert (s["headless_service_port"], s["headless_service_target_port"]) == (80, KUBIA_PORT)
 
 
 def _with_headless(tmp_path, ports, extra=""):
@@ -561,7 +951,7 @@ def test_settings_env_from_elsewhere(tmp_path):
 
 @pytest.mark.skipif(not (KUBECTL and manifests.have_pyyaml()),
                     reason="needs both python3-yaml and kubectl")
-@pytest.mark.parametrize("name", ALL_FILES + [None])
+@pytest.mark.parametrize("name", list(ALL_FILES) + [None])
 def test_both_yaml_routes_agree(name):
     source = path(name) if name else None
     assert manifests.load(source, "pyyaml") == manifests.load(source, "kubectl")

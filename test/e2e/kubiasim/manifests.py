@@ -6,8 +6,12 @@ plays the cluster takes them from there instead of repeating them:
 
     from kubiasim import manifests
     s = manifests.settings()                      # kubectl kustomize k8s/
-    s = manifests.settings("k8s/kubia-statefulset.yaml")
+    s = manifests.settings("k8s/overlays/kind")   # any kustomization: rendered first
+    s = manifests.settings("k8s/base/kubia-statefulset.yaml")
     s["container_port"], s["env"]["KUBIA_MODE"], s["readiness_path"], ...
+
+k8s/ is the default deployment (a kustomization of k8s/base/, where the chapter's files
+are, under the book's names); k8s/overlays/<target>/ build on the same base.
 
 YAML is read with PyYAML (Debian's python3-yaml) when it is installed, as YAML 1.1 like
 Kubernetes itself; without it, kubectl converts the documents to JSON locally
@@ -26,6 +30,9 @@ import subprocess
 TOP = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                     "..", "..", ".."))
 K8S_DIR = os.path.join(TOP, "k8s")
+BASE_DIR = os.path.join(K8S_DIR, "base")
+# The governing Service the chapter creates before the StatefulSet.
+HEADLESS_SERVICE = os.path.join(BASE_DIR, "kubia-service-headless.yaml")
 TIMEOUT_S = 120
 
 
@@ -149,6 +156,20 @@ def resolve_port(port, container):
     raise ManifestError("container %s has no port named %r" % (container.get("name"), port))
 
 
+def service_ports(svc, container):
+    """The ports of a headless Service as cluster DNS publishes them for a pod of the
+    container: [{"name", "protocol", "port"}], port being the endpoint's port (the
+    targetPort, resolved against the container's ports), protocol in lower case as in
+    an SRV name (_http._tcp). name is "" for an unnamed port."""
+    out = []
+    for sp in svc["spec"].get("ports") or []:
+        # Without a targetPort, Kubernetes targets the Service's own port number.
+        out.append({"name": sp.get("name") or "",
+                    "protocol": (sp.get("protocol") or "TCP").lower(),
+                    "port": resolve_port(sp.get("targetPort", sp["port"]), container)})
+    return out
+
+
 def _one(objects, kind, what):
     found = find(objects, kind)
     if len(found) != 1:
@@ -238,7 +259,7 @@ def _security(pod, container):
     }
 
 
-def settings(source=None, parser=None):
+def settings(source=None, parser=None, services=None):
     """What the manifests say about running kubia, as a dict:
 
     statefulset_name, replicas, service_name (the StatefulSet's governing Service),
@@ -247,8 +268,10 @@ def settings(source=None, parser=None):
     taken from elsewhere with valueFrom), volume_mount_path (where the claim "data" is
     mounted), termination_grace_period_seconds (Kubernetes' default 30 when unset),
     headless_service_port and headless_service_target_port: the governing Service's
-    port and the container port it targets, a number (None when source holds no such
-    headless Service). The target port is what cluster DNS puts in the SRV records.
+    (first) port and the container port it targets, a number (None when there is no
+    such headless Service). The target port is what cluster DNS puts in the SRV records.
+    headless_service_ports: every port of that Service as service_ports() gives them
+    (None without the Service).
     readiness_probe and liveness_probe: path, port (a number), initial_delay_s,
     period_s, timeout_s and failure_threshold, Kubernetes' defaults filled in (None
     without that probe). command and args: the container's, lists (None when unset).
@@ -256,9 +279,17 @@ def settings(source=None, parser=None):
     read_only_root_filesystem, allow_privilege_escalation, capabilities_drop and
     capabilities_add, from the pod's and the container's securityContext.
     resources: requests and limits, each {"cpu": cores, "memory": bytes} as given.
+
+    services: a manifest whose Services exist before the source's objects, as the
+    chapter creates kubia-service-headless.yaml before the StatefulSet; a Service of the
+    same name in source takes their place.
     """
     what = source or "k8s/"
     objects = load(source, parser)
+    if services is not None:
+        own = {(o.get("metadata") or {}).get("name") for o in find(objects, "Service")}
+        objects += [o for o in find(load(services, parser), "Service")
+                    if (o.get("metadata") or {}).get("name") not in own]
     sts = _one(objects, "StatefulSet", what)
     spec = sts["spec"]
     pod = spec["template"]["spec"]
@@ -278,17 +309,15 @@ def settings(source=None, parser=None):
            for e in c.get("env") or []}
 
     service_name = spec.get("serviceName")
-    headless_port = headless_target = None
+    headless_port = headless_target = headless_ports = None
     for svc in find(objects, "Service", service_name):
         if svc["spec"].get("clusterIP") != "None":
             raise ManifestError("Service %s governs StatefulSet %s but is not headless" %
                                 (service_name, sts["metadata"]["name"]))
-        svc_ports = svc["spec"].get("ports") or []
-        if svc_ports:
-            first = svc_ports[0]
-            headless_port = first["port"]
-            # Without a targetPort, Kubernetes targets the Service's own port number.
-            headless_target = resolve_port(first.get("targetPort", first["port"]), c)
+        headless_ports = service_ports(svc, c)
+        if headless_ports:
+            headless_port = svc["spec"]["ports"][0]["port"]
+            headless_target = headless_ports[0]["port"]
 
     return {
         "statefulset_name": sts["metadata"]["name"],
@@ -309,4 +338,5 @@ def settings(source=None, parser=None):
         "termination_grace_period_seconds": pod.get("terminationGracePeriodSeconds", 30),
         "headless_service_port": headless_port,
         "headless_service_target_port": headless_target,
+        "headless_service_ports": headless_ports,
     }
