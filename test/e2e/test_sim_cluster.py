@@ -8,7 +8,9 @@ import re
 import socket
 import subprocess
 
-from conftest import KUBIA, SIM, lines_of
+import pytest
+
+from conftest import BASE, KUBIA, SIM, lines_of
 
 
 def dig(sim, *args):
@@ -105,3 +107,63 @@ def test_proxy_answers_like_the_api_server(sim):
     r = sim.request("POST", sim.pod_path("kubia-0"), big + b"b")
     assert r.status == 413 and r.body.startswith("Request body too large")
     assert sim.request("GET", "/api/v1/namespaces/other/pods/kubia-0/proxy/").status == 404
+
+
+MULTI_PORT_SERVICE = """apiVersion: v1
+kind: Service
+metadata:
+  name: kubia
+spec:
+  clusterIP: None
+  selector:
+    app: kubia
+  ports:
+  - name: http
+    port: 8080
+    targetPort: http
+  - name: admin
+    port: 9443
+    targetPort: 9443
+  - name: gossip
+    port: 7946
+    protocol: UDP
+"""
+
+
+def srv_answer(sim, name):
+    """(status, sorted [(port, target)]) of an SRV query from inside the cluster."""
+    out = dig(sim, "+noall", "+comments", "+answer", "SRV", name)
+    status = re.search(r"status: (\w+)", out).group(1)
+    records = sorted((int(m.group(1)), m.group(2)) for m in re.finditer(
+        r"^%s\.\s+\d+\s+IN\s+SRV\s+0\s+\d+\s+(\d+)\s+(\S+)$" % re.escape(name), out, re.M))
+    return status, records
+
+
+@pytest.mark.parametrize("mode", ["coredns", "spec"])
+def test_dns_publishes_every_named_port_of_the_headless_service(sim, tmp_path, mode):
+    # A headless Service with three named ports: cluster DNS publishes an SRV name per
+    # named port, _<name>._<protocol>.kubia.<ns>.svc.cluster.local, each record with the
+    # endpoint's port; CoreDNS also answers the bare name, with every port of every
+    # pod, and a DNS of the specification only does not.
+    path = tmp_path / "multi-port.yaml"
+    with open(os.path.join(BASE, "kubia-statefulset-peers.yaml")) as f:
+        path.write_text(MULTI_PORT_SERVICE + "---\n" + f.read())
+    sim.up(2, None, "--cluster-dns", mode, manifest=str(path))
+    domain = "kubia.default.svc.cluster.local"
+    pods = ["kubia-0.%s." % domain, "kubia-1.%s." % domain]
+    for name, port in (("http", 8080), ("admin", 9443)):
+        assert srv_answer(sim, "_%s._tcp.%s" % (name, domain)) == (
+            "NOERROR", [(port, t) for t in pods])
+    assert srv_answer(sim, "_gossip._udp.%s" % domain) == (
+        "NOERROR", [(7946, t) for t in pods])
+    # a port name or protocol the Service does not have: no such name
+    assert srv_answer(sim, "_gossip._tcp.%s" % domain) == ("NXDOMAIN", [])
+    assert srv_answer(sim, "_web._tcp.%s" % domain) == ("NXDOMAIN", [])
+    bare = srv_answer(sim, domain)
+    if mode == "coredns":
+        assert bare == ("NOERROR", sorted((p, t) for p in (7946, 8080, 9443) for t in pods))
+    else:
+        assert bare == ("NOERROR", [])  # the name exists (A records), without SRV
+    # the shipped name (_http._tcp.kubia) finds the pods on their http port either way
+    sim.post_pod("kubia-1", "on every port")
+    sim.wait_view("kubia-0", {"kubia-0": "No data posted yet", "kubia-1": "on every port"})

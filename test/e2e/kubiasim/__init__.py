@@ -12,7 +12,7 @@ line down:
     kubelet      the supervisor of one pod: stops, restarts, back-off, liveness probe
     containers   the command that starts a pod's container (a process, or podman)
     endpoints    which pods are ready, published to DNS and to the proxy
-    cluster_dns  dnsmasq, answering as CoreDNS does for the headless Service
+    cluster_dns  dnsmasq, answering as CoreDNS (or a DNS of the specification) does
     api_proxy    nginx, serving the API server's pod and Service proxy paths
     pod_http     HTTP GETs to pods, and what counts as a passing probe
     network      the bridge and each pod's network namespace

@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 
+from .cluster_dns import DNS_MODES
 from .commands import (cmd_dns, cmd_down, cmd_probe, cmd_rollout, cmd_scale, cmd_status,
                        cmd_up)
 from .kubelet import kubelet_main
@@ -109,7 +110,8 @@ def add_up(sub):
     p = sub.add_parser("up", help="create the Services and the StatefulSet (OrderedReady)")
     p.add_argument("-f", "--filename", dest="file", metavar="SOURCE",
                    help="the StatefulSet: a manifest, or a directory with a "
-                   "kustomization.yaml (default: k8s/, the peers StatefulSet); replicas, "
+                   "kustomization.yaml (default: k8s/, the peers StatefulSet; also "
+                   "k8s/overlays/<target>, or k8s/base/kubia-statefulset.yaml); replicas, "
                    "port, probes, env, mount path, grace period, image and securityContext "
                    "come from it; the options below override it")
     p.add_argument("--replicas", type=int)
@@ -126,6 +128,11 @@ def add_up(sub):
     p.add_argument("--env", action="append", help="NAME=VALUE for every pod")
     p.add_argument("--arg", action="append", help="an argument for kubia in every pod")
     p.add_argument("--log-dns-queries", action="store_true")
+    p.add_argument("--cluster-dns", choices=DNS_MODES, default="coredns",
+                   help="the records cluster DNS serves: coredns (the default) as CoreDNS "
+                   "and kube-dns do, SRV for the Service's bare name included; spec: only "
+                   "the Kubernetes DNS specification's, SRV for named ports only "
+                   "(_http._tcp.kubia.<namespace>.svc.cluster.local)")
     p.add_argument("--runtime", choices=("process", "podman"), default="process",
                    help="run each pod as the kubia binary in namespaces, or as a container "
                    "of the image (podman run --network ns:...)")

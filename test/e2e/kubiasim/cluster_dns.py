@@ -1,6 +1,18 @@
-"""Cluster DNS: dnsmasq on the bridge, answering as CoreDNS does for the headless Service
-(SRV and A records of the ready pods only, NXDOMAIN when there are none). Its command
-line holds the records, so a change of endpoints restarts it.
+"""Cluster DNS: dnsmasq on the bridge, answering for the headless Service with the ready
+pods only (NXDOMAIN when there are none). Its command line holds the records, so a
+change of endpoints restarts it.
+
+Two sets of records (`kubia-sim up --cluster-dns`):
+
+* coredns (the default): what CoreDNS and kube-dns publish. The Kubernetes DNS
+  specification's records: A for each pod (<pod>.<svc>.<ns>.svc.cluster.local) and for
+  the Service's name (every ready pod's address), and SRV for each named port of the
+  Service (_<port>._<proto>.<svc>.<ns>.svc.cluster.local: one per pod, the endpoint's
+  port); and, beyond the specification, SRV for the bare Service name too
+  (<svc>.<ns>.svc.cluster.local: one per pod and port, named or not).
+* spec: the specification's records only, as a DNS server that implements just the
+  specification answers: no SRV for the bare name, which then has A records only
+  (an SRV query of it gets an answer with no record), or nothing at all without pods.
 """
 
 import os
@@ -11,6 +23,30 @@ from .processes import alive, spawn, stop_ref
 from .util import SimError, tool, wait_for
 
 DNS_TTL = 5  # CoreDNS's default TTL for the kubernetes plugin
+DNS_MODES = ("coredns", "spec")
+
+
+def srv_records(c, ready):
+    """{owner name: [(target, port), ...]}: the SRV records of the headless Service for
+    the ready pods, in the cluster's DNS mode."""
+    ns_domain = c.domain()
+    coredns = c.st.get("dns_mode", "coredns") == "coredns"
+    records = {}
+
+    def add(name, record):
+        if record not in records.setdefault(name, []):
+            records[name].append(record)
+    for p in ready:
+        target = c.pod_fqdn(p["name"])
+        ports = p.get("srv_ports") or [{"name": "http", "protocol": "tcp",
+                                        "port": p["srv_port"]}]
+        for port in ports:
+            if coredns:
+                add(ns_domain, (target, port["port"]))
+            if port["name"]:
+                add("_%s._%s.%s" % (port["name"], port["protocol"], ns_domain),
+                    (target, port["port"]))
+    return records
 
 
 def dns_args(c, ready):
@@ -21,12 +57,13 @@ def dns_args(c, ready):
          "--local-ttl=%d" % DNS_TTL, "--log-facility=" + os.path.join(c.run, "dnsmasq.log")]
     if c.st.get("dns_log_queries"):
         a.append("--log-queries")
-    weight = 100 // len(ready) if ready else 0
+    for name, records in sorted(srv_records(c, ready).items()):
+        # CoreDNS spreads a weight of 100 over the records of one answer
+        weight = 100 // len(records)
+        for target, port in records:
+            a.append("--srv-host=%s,%s,%d,0,%d" % (name, target, port, weight))
     for p in ready:
-        target = c.pod_fqdn(p["name"])
-        for name in (ns_domain, "_http._tcp." + ns_domain):
-            a.append("--srv-host=%s,%s,%d,0,%d" % (name, target, p["srv_port"], weight))
-        a.append("--host-record=%s,%s" % (target, p["ip"]))
+        a.append("--host-record=%s,%s" % (c.pod_fqdn(p["name"]), p["ip"]))
     for p in ready:  # the headless Service's own name: every ready pod's address
         a.append("--host-record=%s,%s" % (ns_domain, p["ip"]))
     return a

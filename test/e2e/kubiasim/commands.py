@@ -58,11 +58,23 @@ def try_next(c):
     say("  curl -X POST -d \"Hey there! This greeting was submitted to kubia-0.\" "
         "%s/pods/kubia-0/proxy/" % base)
     say("  curl %s/services/kubia-public/proxy/" % base)
-    say("  %s%s run -- dig SRV kubia.%s.svc.cluster.local" % (me, cl, st["namespace"]))
+    say("  %s%s run -- dig SRV %s" % (me, cl, srv_name_to_try(c)))
     say("  %s%s delete pod kubia-0        # it comes back with its data" % (me, cl))
     say("  %s%s scale 4                   # and: status, cut/heal, rollout, logs" % (me, cl))
     say("Take it down: %s%s down   (the volumes stay; add --delete-volumes to drop them)"
         % (me, cl))
+
+
+def srv_name_to_try(c):
+    """The name to dig for the pods' SRV records: the book's bare name where cluster DNS
+    serves it, else the first named port's (the specification's)."""
+    if c.st.get("dns_mode", "coredns") == "coredns":
+        return c.domain()
+    template = c.st["templates"][c.st["update_revision"]]
+    named = [p for p in template.get("srv_ports") or [] if p["name"]]
+    if not named:
+        return c.domain()
+    return "_%s._%s.%s" % (named[0]["name"], named[0]["protocol"], c.domain())
 
 
 def cmd_up(c, a):
@@ -85,14 +97,16 @@ def cmd_up(c, a):
             "current_revision": rev, "update_revision": rev, "source": source,
             "backoff_ms": a.restart_backoff_ms, "ready_timeout_s": a.ready_timeout,
             "pods": {}, "orphans": [], "generations": {}, "endpoints": [],
-            "dns": None, "nginx": None, "dns_log_queries": a.log_dns_queries}
+            "dns": None, "nginx": None, "dns_log_queries": a.log_dns_queries,
+            "dns_mode": a.cluster_dns}
     c.save()
     net_up(c)
     c.st["net_up"] = True
     c.save()
     publish(c)
-    say("service/%s created (headless; cluster DNS at %s answers for %s)"
-        % (STS, c.dns_ip, c.domain()))
+    say("service/%s created (headless; cluster DNS at %s answers for %s%s)"
+        % (STS, c.dns_ip, c.domain(), "" if a.cluster_dns == "coredns" else
+           " with the DNS specification's records only: SRV for named ports"))
     say("service/%s created" % PUBLIC)
     say("statefulset.apps/%s created from %s (replicas %d, %s mode)"
         % (STS, source, replicas, template["env"].get("KUBIA_MODE", "peers")))
@@ -204,7 +218,8 @@ def cmd_status(c, a):
         return
     print_pods(c)
     say("")
-    dns = "down" if not alive(st.get("dns")) else c.dns_ip
+    dns = "down" if not alive(st.get("dns")) else "%s (%s records)" % (
+        c.dns_ip, st.get("dns_mode", "coredns"))
     say("statefulset %s: replicas %d, partition %d, current revision %s, update revision %s"
         % (STS, st["replicas"], st["partition"], st["current_revision"],
            st["update_revision"]))

@@ -59,6 +59,7 @@ def create_pod(c, ordinal):
     pod = {"name": name, "ordinal": ordinal, "netns": netns, "veth": veth, "ip": addr,
            "revision": rev, "created": time.time(), "kubelet": None,
            "port": template["port"], "srv_port": template["srv_port"],
+           "srv_ports": template["srv_ports"],
            "readiness": template["readiness"], "grace_s": template["grace_s"]}
     st["pods"][name] = pod
     c.save()  # recorded before anything exists, so `down` finds whatever gets made

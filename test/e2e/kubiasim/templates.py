@@ -12,12 +12,14 @@ from .util import SimError, sh, tool
 
 def read_manifest(source):
     """(source, settings) of the StatefulSet in a manifest file or a kustomization
-    directory (k8s/ by default), through the image suite's reader of k8s/."""
+    directory (k8s/ by default), through the image suite's reader of k8s/. Without a
+    governing Service of its own, the source is read as the chapter deploys it: after
+    kubia-service-headless.yaml."""
     source = os.path.abspath(source or manifests.K8S_DIR)
     if not os.path.exists(source):
         raise SimError("-f %s: no such file or directory" % source)
     try:
-        return source, manifests.settings(source)
+        return source, manifests.settings(source, services=manifests.HEADLESS_SERVICE)
     except (manifests.ManifestError, OSError, subprocess.SubprocessError) as e:
         raise SimError("-f %s: %s" % (source, e))
     except (KeyError, TypeError, AttributeError, IndexError) as e:
@@ -52,10 +54,12 @@ def template_of(source, s, base, a):
             raise SimError("%s: the %s asks port %d, but kubia listens on containerPort "
                            "%d" % (where, probe_name.replace("_", " "), p["port"],
                                    s["container_port"]))
+    srv_ports = s["headless_service_ports"] or [
+        {"name": "", "protocol": "tcp", "port": s["container_port"]}]
     template = dict(base)
     template.update(
         port=s["container_port"],
-        srv_port=s["headless_service_target_port"] or s["container_port"],
+        srv_port=srv_ports[0]["port"], srv_ports=srv_ports,
         readiness=s["readiness_probe"], liveness=s["liveness_probe"],
         mount_path=s["volume_mount_path"], env=dict(s["env"]), args=list(s["args"] or []),
         grace_s=s["termination_grace_period_seconds"], security=s["security"],
