@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Makes the base image that docker/Dockerfile starts from, debian:bookworm-slim, without
 # a registry: debootstrap a minimal bookworm from the Debian mirror apt already uses and
-# import it under the name the Dockerfile asks for, so `FROM debian:bookworm-slim`
-# builds unchanged and offline. Does nothing when the image is already there.
+# import it as docker.io/library/debian:bookworm-slim. The Dockerfile pins the registry's
+# image by its digest, which a local image cannot have, so build from this one by name:
+#     podman build --build-arg BASE_IMAGE=docker.io/library/debian:bookworm-slim ...
+# Does nothing when the image is already there.
 # Usage (root): base-image.sh [IMAGE]   (default docker.io/library/debian:bookworm-slim)
 set -euo pipefail
 
@@ -64,4 +66,4 @@ rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin \
     "$root"/var/cache/apt/archives/*.deb "$root"/var/log/*.log
 tar --numeric-owner -C "$root" -c . |
     podman import --quiet --change 'CMD ["bash"]' - "$image" >/dev/null
-echo "base-image: imported $image"
+echo "base-image: imported $image (build with --build-arg BASE_IMAGE=$image)"

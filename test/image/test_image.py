@@ -1,9 +1,13 @@
 """The container image: docker/Dockerfile built with podman, then run the way a
-StatefulSet's pod runs it (non-root, read-only root file system, a volume at /var/data).
+StatefulSet's pod runs it (non-root, read-only root file system, a volume at /var/data),
+and read the way a vulnerability scanner reads it (the Debian package records and the
+SBOM in it).
 
 The image is built once per run from the Dockerfile as it is (podman's layer cache
 keeps a rebuild of unchanged sources short) and kept as localhost/kubia:test, so later
-suites can use it. Its base, debian:bookworm-slim, is made locally by base-image.sh.
+suites can use it. Its base, debian:bookworm-slim, is made locally by base-image.sh;
+the Dockerfile pins the registry's image by digest, which a local image cannot have, so
+the build names the local one (--build-arg BASE_IMAGE).
 
 Root only: podman as root and network namespaces. Traffic goes to loopback only: the
 containers either share the host's network, listen on a free port and are asked on
@@ -13,6 +17,7 @@ Every container (with its anonymous volumes), namespace and process a test start
 removed when it ends, pass or fail.
 """
 
+import hashlib
 import http.client
 import json
 import os
@@ -33,6 +38,13 @@ DOCKERFILE = os.path.join(TOP, "docker", "Dockerfile")
 BASE_IMAGE_SH = os.path.join(HERE, "base-image.sh")
 CONTAINERS_CONF = os.path.join(HERE, "containers.conf")
 IMAGE = "localhost/kubia:test"
+# The base base-image.sh imports, and the time the build is asked to date everything by.
+LOCAL_BASE = "docker.io/library/debian:bookworm-slim"
+SOURCE_DATE_EPOCH = 1700000000
+BUILD_ARGS = ("--build-arg", "BASE_IMAGE=" + LOCAL_BASE,
+              "--build-arg", "SOURCE_DATE_EPOCH=%d" % SOURCE_DATE_EPOCH)
+SBOM = "/usr/share/doc/kubia/kubia.spdx.json"
+STATUS_D = "/var/lib/dpkg/status.d"
 MAX_IMAGE_BYTES = 25 * 1000 * 1000
 KUBIA_UID = KUBIA_GID = 10001
 # Every container and namespace of this run carries it, so cleanup can check that none
@@ -40,7 +52,8 @@ KUBIA_UID = KUBIA_GID = 10001
 PREFIX = "kubia-image-test-%d" % os.getpid()
 _PATH = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
 TOOL = {t: shutil.which(t, path=_PATH)
-        for t in ("podman", "debootstrap", "ip", "dnsmasq", "curl", "dig")}
+        for t in ("podman", "debootstrap", "ip", "dnsmasq", "curl", "dig", "dpkg-query",
+                  "chroot")}
 
 
 def _why_skip():
@@ -130,13 +143,14 @@ def image(tmp_path_factory):
     """Builds docker/Dockerfile from the repository's root; returns the image's tag."""
     log = tmp_path_factory.mktemp("build")
     env = dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF, PATH=_PATH)
-    r = subprocess.run(["bash", BASE_IMAGE_SH], capture_output=True, text=True,
+    r = subprocess.run(["bash", BASE_IMAGE_SH, LOCAL_BASE], capture_output=True, text=True,
                        timeout=900, env=env)
     assert r.returncode == 0, "base-image.sh failed:\n%s%s" % (r.stdout, r.stderr)
 
     old = podman("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False)
     started = time.monotonic()
-    r = podman("build", "-f", DOCKERFILE, "-t", IMAGE, TOP, timeout=1500, check=False)
+    r = podman("build", *BUILD_ARGS, "-f", DOCKERFILE, "-t", IMAGE, TOP, timeout=1500,
+               check=False)
     took = time.monotonic() - started
     (log / "build.log").write_text(r.stdout + r.stderr)
     assert r.returncode == 0, "podman build failed (exit %d):\n%s" % (
@@ -376,8 +390,10 @@ def test_image_holds_kubia_and_the_libraries_it_loads_only(image, containers):
 
     assert not other, "links or special files in the image: %s" % brief(other)
     libs = {p for p in files if ".so" in os.path.basename(p)}
-    rest = set(files) - libs
-    assert rest == {"/usr/bin/kubia", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"}, (
+    records = {p for p in files if p.startswith(STATUS_D + "/")}
+    rest = set(files) - libs - records
+    assert rest == {"/usr/bin/kubia", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
+                    "/etc/os-release", "/etc/debian_version", SBOM}, (
         "unexpected files: %s" % brief(rest))
     assert libs == mapped, "in the image, not loaded: %s; loaded, not in the image: %s" % (
         sorted(libs - mapped), sorted(mapped - libs))
@@ -388,6 +404,211 @@ def test_image_holds_kubia_and_the_libraries_it_loads_only(image, containers):
     assert "kubia:x:%d:" % KUBIA_GID in etc["group"]
     data = dirs["/var/data"]
     assert (data.st_uid, data.st_gid) == (KUBIA_UID, KUBIA_GID)
+
+
+class MountedImage:
+    """The image's files, read-only under root (podman image mount), for one test."""
+
+    def __init__(self, image):
+        self.image = image
+        self.root = podman("image", "mount", image).stdout.strip()
+
+    def path(self, p):
+        return os.path.join(self.root, p.lstrip("/"))
+
+    def read(self, p):
+        with open(self.path(p), "rb") as f:
+            return f.read()
+
+    def unmount(self):
+        podman("image", "unmount", self.image, check=False)
+
+
+@pytest.fixture
+def mounted(image):
+    m = MountedImage(image)
+    try:
+        yield m
+    finally:
+        m.unmount()
+
+
+def admindir_of(m, where):
+    """A dpkg database made of the image's records: status.d/<package> stanzas become
+    the status file, each <package>.md5sums the package's file list (info/*.list)."""
+    os.makedirs(os.path.join(where, "info"))
+    os.makedirs(os.path.join(where, "updates"))
+    stanzas, sums = [], {}
+    for name in sorted(os.listdir(m.path(STATUS_D))):
+        text = m.read(os.path.join(STATUS_D, name)).decode()
+        if name.endswith(".md5sums"):
+            sums[name[:-len(".md5sums")]] = text
+            with open(os.path.join(where, "info", name[:-len(".md5sums")] + ".list"), "w") as f:
+                f.write("".join("/%s\n" % line.split(None, 1)[1].strip()
+                                for line in text.splitlines()))
+        else:
+            stanzas.append(text.rstrip("\n") + "\n")
+    with open(os.path.join(where, "status"), "w") as f:
+        f.write("\n".join(stanzas))
+    return sums
+
+
+def dpkg_query(admindir, *args):
+    r = subprocess.run([TOOL["dpkg-query"], "--admindir=" + admindir, *args],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, "dpkg-query %s: %s" % (" ".join(args), r.stderr)
+    return r.stdout
+
+
+def loader_closure(m):
+    """The shared libraries the image's own dynamic loader resolves for kubia, inside the
+    image (chroot; the loader needs no shell): the ldd closure, loader included."""
+    [interp] = [p for p in ("/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1")
+                if os.path.exists(m.path(p))]
+    r = subprocess.run([TOOL["chroot"], m.root, interp, "--list", "/usr/bin/kubia"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    libs = {interp}
+    for line in r.stdout.splitlines():
+        if "=>" in line:
+            target = line.split("=>", 1)[1].split()[0]
+            assert target.startswith("/"), "not found in the image: %s" % line.strip()
+            libs.add(target)
+    return libs
+
+
+def test_package_records_name_every_library_kubia_loads(mounted, tmp_path):
+    """What a scanner reads: dpkg status records for exactly the Debian packages whose
+    files the image holds, each file listed with the package's checksum."""
+    admin = str(tmp_path / "dpkg")
+    sums = admindir_of(mounted, admin)
+    installed = {}
+    for line in dpkg_query(admin, "-W", "-f", "${Package}\t${Version}\t${Status}\n") \
+            .splitlines():
+        name, version, status = line.split("\t")
+        assert status == "install ok installed", line
+        installed[name] = version
+    assert set(installed) == set(sums), "records without file lists or the other way round"
+
+    libs = loader_closure(mounted)
+    assert len(libs) > 10 and any("libcurl.so" in p for p in libs), libs
+    owners = {}
+    for path in sorted(libs) + ["/etc/os-release", "/etc/debian_version"]:
+        out = dpkg_query(admin, "-S", path).strip()
+        pkg, _, found = out.partition(": ")
+        assert found == path, out
+        owners[path] = pkg.split(":")[0]
+    # every library is some package's, and every package recorded holds a file here
+    assert set(owners.values()) == set(installed), (
+        "recorded but holding nothing: %s" % sorted(set(installed) - set(owners.values())))
+    assert owners["/etc/os-release"] == "base-files"
+    assert any(p.endswith("/libc.so.6") and o == "libc6" for p, o in owners.items())
+
+    # the checksums are those of the files in the image, and list nothing else
+    listed = {}
+    for pkg, text in sums.items():
+        for line in text.splitlines():
+            md5, rel = line.split(None, 1)
+            listed["/" + rel.strip()] = (pkg, md5)
+    assert set(listed) == set(owners)
+    for path, (pkg, md5) in listed.items():
+        assert hashlib.md5(mounted.read(path)).hexdigest() == md5, path
+        assert owners[path] == pkg, path
+
+
+def test_the_sbom_lists_kubia_and_the_same_packages(mounted, tmp_path):
+    doc = json.loads(mounted.read(SBOM))
+    assert doc["spdxVersion"] == "SPDX-2.3" and doc["dataLicense"] == "CC0-1.0"
+    assert doc["SPDXID"] == "SPDXRef-DOCUMENT"
+    assert doc["documentNamespace"].startswith("https://")
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(SOURCE_DATE_EPOCH))
+    assert doc["creationInfo"]["created"] == created
+    packages = {p["SPDXID"]: p for p in doc["packages"]}
+    assert len(packages) == len(doc["packages"]), "an SPDXID twice"
+    kubia = packages.pop("SPDXRef-Package-kubia")
+    assert kubia["name"] == "kubia" and kubia["versionInfo"] == meson_version()
+    assert kubia["checksums"] == [{"algorithm": "SHA256", "checksumValue": hashlib.sha256(
+        mounted.read("/usr/bin/kubia")).hexdigest()}]
+
+    admin = str(tmp_path / "dpkg")
+    admindir_of(mounted, admin)
+    records = {}
+    for line in dpkg_query(admin, "-W", "-f",
+                           "${Package}\t${Version}\t${Architecture}\n").splitlines():
+        name, version, arch = line.split("\t")
+        records[name] = (version, arch)
+    assert {p["name"]: p["versionInfo"] for p in packages.values()} == {
+        n: v for n, (v, _) in records.items()}
+    for p in packages.values():
+        version, arch = records[p["name"]]
+        [ref] = p["externalRefs"]
+        assert ref["referenceType"] == "purl"
+        plain = version.split(":", 1)[-1].replace("+", "%2B")
+        assert ref["referenceLocator"].startswith("pkg:deb/debian/%s@%s?arch=%s&distro=debian-"
+                                                  % (p["name"], plain, arch)), ref
+        assert p["supplier"] == "Organization: Debian"
+    relations = {(r["spdxElementId"], r["relationshipType"], r["relatedSpdxElement"])
+                 for r in doc["relationships"]}
+    assert relations == {("SPDXRef-DOCUMENT", "DESCRIBES", "SPDXRef-Package-kubia")} | {
+        ("SPDXRef-Package-kubia", "DEPENDS_ON", i) for i in packages}
+
+
+def test_every_file_is_dated_by_source_date_epoch(mounted):
+    dated = []
+    for parent, dnames, fnames in os.walk(mounted.root):
+        for n in dnames + fnames:
+            full = os.path.join(parent, n)
+            if int(os.lstat(full).st_mtime) != SOURCE_DATE_EPOCH:
+                dated.append("/" + os.path.relpath(full, mounted.root))
+    assert not dated, "not dated %d: %s" % (SOURCE_DATE_EPOCH, brief(dated))
+
+
+def test_the_base_image_is_pinned_by_digest():
+    with open(DOCKERFILE, encoding="utf-8") as f:
+        text = f.read()
+    m = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
+    assert m, "no ARG BASE_IMAGE with a default"
+    assert re.fullmatch(r"docker\.io/library/debian:bookworm-slim@sha256:[0-9a-f]{64}",
+                        m.group(1)), m.group(1)
+    assert text.index("ARG BASE_IMAGE=") < text.index("\nFROM ")
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert froms == ["${BASE_IMAGE}", "scratch"], froms
+
+
+def test_test_files_and_documents_do_not_invalidate_the_build_cache(image, tmp_path):
+    """The build from a copy of the repository whose tests, documents and manifests
+    changed: every step comes from the cache, and the image is the same one."""
+    ctx = tmp_path / "context"
+    ctx.mkdir()
+    for name in os.listdir(TOP):
+        src = os.path.join(TOP, name)
+        if name == ".git" or name.startswith("build"):
+            continue
+        if os.path.isdir(src):
+            shutil.copytree(src, str(ctx / name), symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "build*"))
+        else:
+            shutil.copy2(src, str(ctx / name))
+    (ctx / "test" / "a_new_test.py").write_text("def test_nothing():\n    pass\n")
+    with open(str(ctx / "test" / "meson.build"), "a") as f:
+        f.write("# changed\n")
+    with open(str(ctx / "README.md"), "a") as f:
+        f.write("changed\n")
+    (ctx / "k8s" / "base" / "extra.yaml").write_text("kind: List\n")
+    iidfile = str(tmp_path / "iid")
+    r = podman("build", *BUILD_ARGS, "--iidfile", iidfile, "-f",
+               str(ctx / "docker" / "Dockerfile"), str(ctx), timeout=900, check=False)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    rebuilt = [line for i, line in enumerate(lines)
+               if re.match(r"\[\d+/\d+\] STEP \d+/\d+: (RUN|COPY) ", line)
+               and not (i + 1 < len(lines) and lines[i + 1].startswith("--> Using cache"))]
+    assert not rebuilt, "steps run again: %s" % rebuilt
+    with open(iidfile) as f:
+        built = f.read().strip().split(":")[-1]
+    if built != inspect_image(image)["Id"]:
+        podman("rmi", built, check=False)
+        pytest.fail("the copy built another image, %s" % built)
 
 
 def test_sigterm_stops_kubia_within_a_second(image, containers):
