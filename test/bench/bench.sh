@@ -330,7 +330,9 @@ section_data() {
 	log "GET /data: wrk -t$WRK_THREADS -c$CONNS -d${SECS}s; $ROUNDS rounds;" \
 		"body $BODY_BYTES bytes"
 	free_ports 3
-	KUBIA_PET_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} NODE_PET_PORT=${PORTS[2]}
+	# NGINX_PORT is also write_nginx_conf's (bash's dynamic scope).
+	local KUBIA_PET_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} NODE_PET_PORT=${PORTS[2]}
+	local KUBIA_PET_PID NGINX_PID NODE_PET_PID
 	mkdir -p "$VOL/kubia-pet" "$TMP/www" "$TMP/nginx"
 	head -c "$BODY_BYTES" /dev/zero | tr '\0' 'k' >"$TMP/body"
 	cp "$TMP/body" "$TMP/www/data"
@@ -360,10 +362,6 @@ section_data() {
 		[nginx]="$NGINX_PID $(ps -o pid= --ppid "$NGINX_PID" | tr '\n' ' ')")
 	local -A size=()
 	local s r i servers=(kubia nginx node)
-	want data || {
-		stop "$NGINX_PID"
-		return 0
-	}
 	for s in "${servers[@]}"; do
 		size[$s]=$("${BENCHCTL[@]}" response-size "${url[$s]}") || die "GET ${url[$s]} failed"
 	done
@@ -384,7 +382,7 @@ section_data() {
 	for s in "${servers[@]}"; do
 		check_data "${url[$s]%/data}" "$TMP/body" 0
 	done
-	stop "$NGINX_PID" # the pet servers stay for the POSTs
+	stop "${alive[@]}"
 }
 
 write_nginx_conf() {
@@ -432,39 +430,59 @@ write_nginx_conf() {
 }
 
 # ---------------------------------------------------------------- 3. POST
+# Each load has its own kubia and its own reference, so that the VmRSS under a load is
+# that load's: a process keeps the memory an earlier, heavier load made it take.
 section_post() {
 	log "POST: ${POST_SIZES[*]} bytes at ${POST_CLIENTS[*]} clients; $POST_ROUNDS rounds;" \
 		"volume $VOL_FS"
-	local -A url=([kubia]="http://127.0.0.1:$KUBIA_PET_PORT/" [node]="http://127.0.0.1:$NODE_PET_PORT/")
-	local -A pid=([kubia]=$KUBIA_PET_PID [node]=$NODE_PET_PID)
-	local -A size=()
-	local list=() s b c r i n who load
+	local -A url=() pid=() size=()
+	local list=() alive=() ready=() s b c r i n who load key
+	free_ports $((2 * ${#POST_SIZES[@]} * ${#POST_CLIENTS[@]}))
+	local ports=("${PORTS[@]}")
 	for b in "${POST_SIZES[@]}"; do
 		head -c "$b" /dev/zero | tr '\0' 'p' >"$TMP/post-$b"
-		for s in kubia node; do
-			size[$s-$b]=$("${BENCHCTL[@]}" response-size "${url[$s]}" "$b") ||
-				die "POST to ${url[$s]} failed"
-			check_data "${url[$s]%/}" "$TMP/post-$b" 10
-		done
 		list+=("post-$b-c1/fsync")
 		for c in "${POST_CLIENTS[@]}"; do
-			list+=("post-$b-c$c/kubia" "post-$b-c$c/node")
+			load=post-$b-c$c
+			list+=("$load/kubia" "$load/node")
+			url[$load/kubia]="http://127.0.0.1:${ports[0]}/"
+			url[$load/node]="http://127.0.0.1:${ports[1]}/"
+			mkdir -p "$VOL/kubia-$load"
+			start "kubia-$load" "$KUBIA" --port "${ports[0]}" --data-file \
+				"$VOL/kubia-$load/kubia.txt" --mode pet --hostname kubia-0 \
+				--threads "$THREADS" --log-level warn
+			pid[$load/kubia]=$LAST_PID
+			ready+=("$LAST_PID" "${url[$load/kubia]}readyz")
+			start "node-$load" env KUBIA_REF_PORT="${ports[1]}" KUBIA_REF_HOST=127.0.0.1 \
+				KUBIA_REF_DATA_FILE="$VOL/node-$load.txt" KUBIA_REF_HOSTNAME=kubia-0 \
+				KUBIA_REF_MODE=pet node "$REFERENCE_JS"
+			pid[$load/node]=$LAST_PID
+			ready+=("$LAST_PID" "${url[$load/node]}data")
+			ports=("${ports[@]:2}")
 		done
 	done
-	local alive=("$KUBIA_PET_PID" "$NODE_PET_PID")
-	if ((WARMUP_SECS > 0)); then
-		for s in kubia node; do
-			b=${POST_SIZES[0]}
-			run_wrk warmup "$s" 32 "${url[$s]}" "$b" "${size[$s-$b]}" "" "${alive[@]}"
-			check_data "${url[$s]%/}" "$TMP/post-$b" 30
-		done
-	fi
+	alive=("${pid[@]}")
+	wait_ready "$START_DEADLINE" "${ready[@]}"
+	for key in "${!pid[@]}"; do
+		b=${key#post-}
+		b=${b%%-*}
+		size[$key]=$("${BENCHCTL[@]}" response-size "${url[$key]}" "$b") ||
+			die "POST to ${url[$key]} failed"
+		check_data "${url[$key]%/}" "$TMP/post-$b" 10
+		if ((WARMUP_SECS > 0)); then
+			c=${key%/*}
+			c=${c##*-c}
+			run_wrk warmup "${key#*/}" "$c" "${url[$key]}" "$b" "${size[$key]}" "" "${alive[@]}"
+			check_data "${url[$key]%/}" "$TMP/post-$b" 30
+		fi
+	done
 	n=${#list[@]}
 	for ((r = 0; r < POST_ROUNDS; r++)); do
 		log "POST round $((r + 1))/$POST_ROUNDS"
 		for ((i = 0; i < n; i++)); do
-			load=${list[$(((r + i) % n))]%/*}
-			who=${list[$(((r + i) % n))]#*/}
+			key=${list[$(((r + i) % n))]}
+			load=${key%/*}
+			who=${key#*/}
 			b=${load#post-}
 			b=${b%-c*}
 			c=${load##*-c}
@@ -472,13 +490,13 @@ section_post() {
 				run_fsync "$load" "$b"
 				continue
 			fi
-			run_wrk "$load" "$who" "$c" "${url[$who]}" "$b" "${size[$who-$b]}" "${pid[$who]}" \
+			run_wrk "$load" "$who" "$c" "${url[$key]}" "$b" "${size[$key]}" "${pid[$key]}" \
 				"${alive[@]}"
 			# The stored data must be the body posted (the reference may still be writing).
-			check_data "${url[$who]%/}" "$TMP/post-$b" 30
+			check_data "${url[$key]%/}" "$TMP/post-$b" 30
 		done
 	done
-	stop "$KUBIA_PET_PID" "$NODE_PET_PID"
+	stop "${alive[@]}"
 }
 
 # shellcheck source=views.sh
@@ -492,15 +510,8 @@ log "kubia: $KUBIA; profile $PROFILE; nproc $NPROC; kubia --threads $THREADS;" \
 started=$SECONDS
 want() { [[ " ${SECTIONS[*]} " == *" $1 "* ]]; }
 want startstop && section_startstop
-# The POSTs go to the servers of GET /data.
-if want data || want post; then
-	section_data
-fi
-if want post; then
-	section_post
-elif want data; then
-	stop "$KUBIA_PET_PID" "$NODE_PET_PID"
-fi
+want data && section_data
+want post && section_post
 want views && section_views
 
 TABLE=$TMP/table.txt
