@@ -51,9 +51,14 @@ def srv_records(c, ready):
 
 def dns_args(c, ready):
     ns_domain = c.domain()
+    # --local=/#/: every name is answered here, NXDOMAIN for what is not held, as in a
+    # cluster whose upstream DNS knows no such name (the pods have no route out, so
+    # there is no upstream to ask). Without it dnsmasq refuses names outside the zones
+    # it serves, and a name that a resolver asks as given after its search list
+    # (_http._tcp.kubia) would get REFUSED, an error, where a cluster says NXDOMAIN.
     a = [tool("dnsmasq"), "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
          "--no-poll", "--bind-interfaces", "--listen-address=" + c.dns_ip, "--port=53",
-         "--local=/cluster.local/", "--local=//", "--pid-file=", "--user=root",
+         "--local=/#/", "--pid-file=", "--user=root",
          "--local-ttl=%d" % DNS_TTL, "--log-facility=" + os.path.join(c.run, "dnsmasq.log")]
     if c.st.get("dns_log_queries"):
         a.append("--log-queries")
