@@ -10,6 +10,11 @@
  * channel (SRV lookup of the governing Service) and a libcurl multi handle (GET /data
  * from every peer in parallel, keep-alive connections reused). Requests are submitted
  * from any thread and answered by a callback on the loop thread.
+ *
+ * A view shows, for each pod, data at least as new as every POST that pod had
+ * acknowledged when the view was submitted. Views that may share a peer's answer under
+ * that rule share one request to it, and at most peer_max_connections requests run to
+ * one peer at once.
  */
 
 struct discovery;
@@ -36,6 +41,7 @@ struct discovery_config {
 	unsigned peer_timeout_ms; /* total time for one peer */
 	unsigned peer_connect_timeout_ms; /* connect time for one peer */
 	size_t peer_max_bytes; /* largest /data body accepted from a peer */
+	unsigned peer_max_connections; /* most requests running to one peer at once (>= 1) */
 	unsigned max_peers; /* most records used from one answer */
 	unsigned max_pending; /* most cluster requests in flight at once */
 	discovery_log_fn log; /* NULL: nothing is logged */

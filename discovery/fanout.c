@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The cluster view's lines: which peers to ask (planning) and the text that results
- * (rendering). Pure functions, so the exact output bytes are unit tested; the transfers
- * themselves live in transfer.c.
+ * The cluster view's lines: which peers to ask (planning), the answers they show, and
+ * the text that results (rendering). Pure functions, so the exact output bytes are unit
+ * tested; the fetches live in fetch.c and transfer.c.
+ *
+ * A peer's answer is one reference-counted buffer that the lines of every view it
+ * serves point to; rendering a view is the one copy of its bytes.
  */
 #include "discovery/internal.h"
 
@@ -21,39 +24,43 @@ static size_t first_label_len(const char *name)
 	return dot != NULL ? (size_t)(dot - name) : strlen(name);
 }
 
-bool fanout_line_set(struct fanout_line *l, const char *data, size_t len)
+struct fanout_answer *fanout_answer_take(char *data, size_t len)
 {
-	/* Always allocate (even for an empty body) so that data == NULL means only one
-	 * thing: memory ran out, which fanout_render() reports as such. */
+	struct fanout_answer *a = malloc(sizeof(*a));
+
+	if (a == NULL) {
+		free(data);
+		return NULL;
+	}
+	a->refs = 1;
+	a->len = len;
+	a->data = data;
+	return a;
+}
+
+struct fanout_answer *fanout_answer_copy(const char *data, size_t len)
+{
+	/* Always allocate (even for an empty body) so that every answer has its bytes. */
 	char *copy = malloc(len + 1);
 
-	free(l->data);
-	l->data = NULL;
-	l->len = 0;
-	l->done = true;
 	if (copy == NULL) {
-		return false;
+		return NULL;
 	}
 	if (len > 0) {
 		memcpy(copy, data, len);
 	}
 	copy[len] = '\0';
-	l->data = copy;
-	l->len = len;
-	return true;
+	return fanout_answer_take(copy, len);
 }
 
-bool fanout_line_error(struct fanout_line *l, const char *fmt, ...)
+static struct fanout_answer *answer_verror(const char *fmt, va_list ap)
 {
 	char buf[1024];
-	va_list ap;
 	int n;
 	size_t len;
 
 	memcpy(buf, "Error: ", 7);
-	va_start(ap, fmt);
 	n = vsnprintf(buf + 7, sizeof(buf) - 7, fmt, ap);
-	va_end(ap);
 	if (n < 0) {
 		n = 0;
 		buf[7] = '\0';
@@ -62,7 +69,61 @@ bool fanout_line_error(struct fanout_line *l, const char *fmt, ...)
 	if (len >= sizeof(buf)) {
 		len = sizeof(buf) - 1;
 	}
-	return fanout_line_set(l, buf, len);
+	return fanout_answer_copy(buf, len);
+}
+
+struct fanout_answer *fanout_answer_error(const char *fmt, ...)
+{
+	struct fanout_answer *a;
+	va_list ap;
+
+	va_start(ap, fmt);
+	a = answer_verror(fmt, ap);
+	va_end(ap);
+	return a;
+}
+
+void fanout_answer_unref(struct fanout_answer *a)
+{
+	if (a == NULL || --a->refs > 0) {
+		return;
+	}
+	free(a->data);
+	free(a);
+}
+
+void fanout_line_share(struct fanout_line *l, struct fanout_answer *a)
+{
+	struct fanout_answer *old = l->ans;
+
+	if (a != NULL) {
+		a->refs++;
+	}
+	l->ans = a;
+	l->done = true;
+	fanout_answer_unref(old);
+}
+
+bool fanout_line_set(struct fanout_line *l, const char *data, size_t len)
+{
+	struct fanout_answer *a = fanout_answer_copy(data, len);
+
+	fanout_line_share(l, a);
+	fanout_answer_unref(a);
+	return a != NULL;
+}
+
+bool fanout_line_error(struct fanout_line *l, const char *fmt, ...)
+{
+	struct fanout_answer *a;
+	va_list ap;
+
+	va_start(ap, fmt);
+	a = answer_verror(fmt, ap);
+	va_end(ap);
+	fanout_line_share(l, a);
+	fanout_answer_unref(a);
+	return a != NULL;
 }
 
 void fanout_lines_free(struct fanout_line *lines, size_t n)
@@ -71,7 +132,7 @@ void fanout_lines_free(struct fanout_line *lines, size_t n)
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		free(lines[i].data);
+		fanout_answer_unref(lines[i].ans);
 	}
 	free(lines);
 }
@@ -163,7 +224,7 @@ char *fanout_render(const struct fanout_line *lines, size_t n, size_t *len)
 		return body;
 	}
 	for (size_t i = 0; i < n; i++) {
-		size_t dlen = lines[i].data != NULL ? lines[i].len : strlen(OOM_TEXT);
+		size_t dlen = lines[i].ans != NULL ? lines[i].ans->len : strlen(OOM_TEXT);
 
 		total += 2 + strlen(lines[i].name) + 2 + dlen + 1;
 	}
@@ -181,11 +242,11 @@ char *fanout_render(const struct fanout_line *lines, size_t n, size_t *len)
 		p += nl;
 		memcpy(p, ": ", 2);
 		p += 2;
-		if (lines[i].data != NULL) {
-			if (lines[i].len > 0) {
-				memcpy(p, lines[i].data, lines[i].len);
+		if (lines[i].ans != NULL) {
+			if (lines[i].ans->len > 0) {
+				memcpy(p, lines[i].ans->data, lines[i].ans->len);
 			}
-			p += lines[i].len;
+			p += lines[i].ans->len;
 		} else {
 			memcpy(p, OOM_TEXT, strlen(OOM_TEXT));
 			p += strlen(OOM_TEXT);

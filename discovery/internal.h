@@ -12,8 +12,11 @@
  *   names.c     (pure) the names to ask (search list, ndots); the DNS server parser
  *   srv.c       (pure) parsing an SRV reply; the "is this record me" rule
  *   cache.c     (pure) how long an SRV outcome may be reused
- *   transfer.c  libcurl multi: GET /data from every peer of a view
- *   fanout.c    (pure) the view's lines: which to ask, and the text they make
+ *   fetch.c     the per-peer fetch table: which view's line waits for which GET /data,
+ *               joining one that may serve it, the cap on fetches running per peer
+ *   transfer.c  libcurl multi: one GET /data per started fetch, its answer or error
+ *   fanout.c    (pure) the view's lines: which to ask, the shared answers they point
+ *               to, and the text they make
  *
  * The pure files know nothing of threads, sockets or the clock, so they are unit tested
  * and fuzzed without a network.
@@ -137,17 +140,45 @@ void cache_clear(struct srv_cache *c);
 
 /* ---- fanout.c: the view's lines ---------------------------------------------------- */
 
-/* One line of the cluster view. data is owned by the line (malloc()ed) once set. */
+/* A peer's answer: its /data body verbatim, or "Error: <reason>". One answer serves the
+ * lines of every view that waited for the same fetch, so it is reference-counted instead
+ * of copied. Lines live and die on the loop thread only, hence a plain count. */
+struct fanout_answer {
+	size_t refs;
+	size_t len;
+	char *data; /* malloc()ed; NUL-terminated when made by a copy, not when adopted */
+};
+
+/* A new answer owning data (malloc()ed, or NULL when len is 0), one reference. NULL when
+ * memory ran out; data is freed then, so the caller never keeps it. */
+struct fanout_answer *fanout_answer_take(char *data, size_t len);
+
+/* A new answer holding a copy of data, NUL-terminated; NULL when memory ran out. */
+struct fanout_answer *fanout_answer_copy(const char *data, size_t len);
+
+/* A new answer "Error: <printf>" (cut at 1 KiB); NULL when memory ran out. */
+struct fanout_answer *fanout_answer_error(const char *fmt, ...) DISCOVERY_PRINTF(1, 2);
+
+/* Drops one reference; the last frees the answer. NULL is a no-op. */
+void fanout_answer_unref(struct fanout_answer *a);
+
+struct view;
+
+/* One line of the cluster view. */
 struct fanout_line {
 	char name[SRV_NAME_MAX + 64];
 	bool self; /* this pod: read locally, never over the network */
-	bool done; /* data holds the final text */
+	bool done; /* ans holds the final text */
 	int family;
 	unsigned char addr[16];
 	uint16_t port;
-	char *data; /* the peer's /data body verbatim, or "Error: <reason>" */
-	size_t len;
-	void *xfer; /* transfer.c's transfer while one is running */
+	/* The text once done, one reference held by the line; NULL then means memory ran
+	 * out, which fanout_render() shows as "Error: out of memory". */
+	struct fanout_answer *ans;
+	/* While the line waits for its peer (fetch.c): its view, and the next line waiting
+	 * for the same fetch. */
+	struct view *view;
+	struct fanout_line *wait_next;
 };
 
 /* Plans the lines for a parsed answer: one per peer in order; the peer for which
@@ -160,19 +191,24 @@ struct fanout_line {
 int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_port,
 		struct fanout_line **out, size_t *n);
 
-/* Frees the lines and their data. */
+/* Frees the lines, dropping their references to their answers. */
 void fanout_lines_free(struct fanout_line *lines, size_t n);
 
-/* Sets a line's text (copied) and marks it done. false when memory ran out (data is
- * then NULL). */
+/* Gives the line a reference to a (NULL: out of memory), dropping the one it held, and
+ * marks it done. The caller keeps its own reference. */
+void fanout_line_share(struct fanout_line *l, struct fanout_answer *a);
+
+/* Sets a line's text (copied into an answer of its own) and marks it done. false when
+ * memory ran out (ans is then NULL). */
 bool fanout_line_set(struct fanout_line *l, const char *data, size_t len);
 
 /* Sets "Error: <printf>" on a line (cut at 1 KiB) and marks it done; false when memory
- * ran out (data is then NULL, which fanout_render() shows as "Error: out of memory"). */
+ * ran out (ans is then NULL). */
 bool fanout_line_error(struct fanout_line *l, const char *fmt, ...) DISCOVERY_PRINTF(2, 3);
 
 /* The body handed to done: "- <name>: <data>\n" per line, or "No peers discovered.\n"
- * when n is 0. malloc()ed, NUL-terminated for convenience; NULL when memory ran out. */
+ * when n is 0. The one copy of the answers' bytes a view makes. malloc()ed,
+ * NUL-terminated for convenience; NULL when memory ran out. */
 char *fanout_render(const struct fanout_line *lines, size_t n, size_t *len);
 
 /* "Could not look up DNS SRV records: <reason>\n", malloc()ed; NULL when memory ran out */
@@ -180,16 +216,34 @@ char *fanout_render_dns_error(const char *reason, size_t *len);
 
 /* ---- the loop's state (loop thread only unless marked) ------------------------------- */
 
+struct fetch; /* fetch.c: one GET /data of a peer, running or queued */
+struct fetch_peer; /* fetch.c: a peer's fetches */
+struct xfer; /* transfer.c: a fetch's easy handle */
+
 /* A cluster-view request, from discovery_request() until its done callback. */
 struct view {
-	struct view *next;
-	struct view *prev;
+	struct view *next; /* in the submission queue or the lookup's waiters */
 	discovery_done_fn done;
 	void *ctx;
+	/* CLOCK_MONOTONIC when discovery_request() took it: a fetch that started earlier
+	 * must not serve this view (fetch.c). */
+	uint64_t arrival_ns;
 	struct fanout_line *lines;
 	size_t nlines;
 	size_t nleft; /* lines still waiting for their peer */
 };
+
+/* Which peer a fetch asks: lines with the same key may share one fetch. */
+struct peer_key {
+	char name[SRV_NAME_MAX + 64];
+	int family;
+	unsigned char addr[16];
+	uint16_t port;
+};
+
+/* Buckets of the per-peer fetch table (chained; entries exist only while a peer has a
+ * fetch running or queued). */
+#define FETCH_BUCKETS 256
 
 /* The one SRV lookup in flight; the views that need it wait in d->waiters. */
 struct lookup {
@@ -228,9 +282,10 @@ struct discovery {
 	struct lookup lk;
 	struct view *waiters; /* views waiting for the lookup, in arrival order */
 	struct view *waiters_tail;
-	struct view *inflight; /* doubly linked: views whose peers are being asked */
 	bool loop_stopping;
 	struct srv_cache cache;
+	struct fetch_peer *fetch_peers[FETCH_BUCKETS]; /* fetch.c */
+	struct xfer *xfers; /* transfer.c: every transfer on the multi handle */
 
 	/* Shared with submitting threads, under mu. */
 	pthread_mutex_t mu;
@@ -260,9 +315,10 @@ void view_start(struct discovery *d, struct view *v);
 void views_serve(struct discovery *d, struct view *waiters, enum result_kind kind,
 		 const struct srv_answer *ans, const char *reason);
 void view_dns_error(struct discovery *d, struct view *v, const char *reason);
-/* A transfer of v ended and set its line's text. */
+/* One line of v that waited for its peer got its text (fetch.c). */
 void view_line_done(struct discovery *d, struct view *v);
-/* Ends every view still waiting for peers with "Error: shutting down" lines. */
+/* Ends every view still waiting for peers with "Error: shutting down" lines (through
+ * fetch_shutdown(): every such line waits in a fetch). */
 void views_shutdown(struct discovery *d);
 
 /* lookup.c */
@@ -275,12 +331,26 @@ void lookup_run_timers(struct discovery *d, uint64_t now);
 void lookup_on_event(struct discovery *d, int fd, uint32_t events);
 void lookup_destroy(struct discovery *d);
 
+/* fetch.c */
+/* Puts line idx of v (not self, not done) on a fetch of its peer: one running that
+ * started at or after v's arrival, else the peer's queued one, else a new one, started
+ * at once while fewer than peer_max_connections run, queued otherwise. The line is
+ * answered through view_line_done() later, never inside this call. false when no fetch
+ * could be had (memory, or curl refused the transfer): the line is untouched. */
+bool fetch_join(struct discovery *d, struct view *v, size_t idx);
+/* transfer.c: fetch f ended with answer a (NULL: out of memory; the reference passes to
+ * this call). Every waiting line gets a, and the peer's queued fetch may start. */
+void fetch_done(struct discovery *d, struct fetch *f, struct fanout_answer *a);
+/* Ends every fetch, running or queued, with "Error: shutting down". */
+void fetch_shutdown(struct discovery *d);
+
 /* transfer.c */
 bool transfer_setup(struct discovery *d, char *err, size_t errlen);
-/* Starts GET /data for line idx of v; false when it could not be started. */
-bool transfer_start(struct discovery *d, struct view *v, size_t idx);
-/* Ends a running transfer without touching its line (shutdown). */
-void transfer_abort(struct discovery *d, void *xfer);
+/* Starts GET /data from peer k for fetch f; when it ends, fetch_done(d, f, answer). k
+ * must live until then. NULL when it could not be started. */
+struct xfer *transfer_start(struct discovery *d, const struct peer_key *k, struct fetch *f);
+/* Ends a running transfer without calling fetch_done() (shutdown). */
+void transfer_abort(struct discovery *d, struct xfer *x);
 void transfer_on_event(struct discovery *d, int fd, uint32_t events);
 void transfer_run_timer(struct discovery *d, uint64_t now);
 void transfer_destroy(struct discovery *d);

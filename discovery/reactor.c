@@ -162,7 +162,7 @@ static void arm_timer(struct discovery *d)
 }
 
 /* Answers everything still open, so that every done callback has run when the thread
- * ends: the lookup's waiters, late submissions, then the transfers in flight. */
+ * ends: the lookup's waiters, late submissions, then the fetches, running or queued. */
 static void shutdown_all(struct discovery *d)
 {
 	d->loop_stopping = true;
@@ -265,6 +265,10 @@ static bool check_config(const struct discovery_config *cfg, char *err, size_t e
 	}
 	if (cfg->max_peers == 0 || cfg->max_pending == 0) {
 		errtext_set(err, errlen, "max peers and max pending requests must be at least 1");
+		return false;
+	}
+	if (cfg->peer_max_connections == 0) {
+		errtext_set(err, errlen, "max connections per peer must be at least 1");
 		return false;
 	}
 	return true;
@@ -389,6 +393,10 @@ bool discovery_request(struct discovery *d, discovery_done_fn done, void *ctx)
 	v->done = done;
 	v->ctx = ctx;
 	pthread_mutex_lock(&d->mu);
+	/* The view's arrival, taken as late as it can be: every POST a peer acknowledged
+	 * before this call is acknowledged before this time, so a fetch started at or after
+	 * it sees that POST (fetch.c). */
+	v->arrival_ns = now_ns();
 	if (!d->stopping && d->pending < d->cfg.max_pending) {
 		if (d->q_tail != NULL) {
 			d->q_tail->next = v;

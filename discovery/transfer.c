@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Asking the peers: one libcurl easy handle per line of a view, all on one multi handle
- * driven by the loop's epoll (curl's multi-socket API). The multi handle lives as long
- * as the loop, so idle keep-alive connections to the peers are reused across views.
+ * Asking the peers: one libcurl easy handle per started fetch (fetch.c), all on one multi
+ * handle driven by the loop's epoll (curl's multi-socket API). The multi handle lives as
+ * long as the loop, so idle keep-alive connections to the peers are reused across
+ * fetches. A finished transfer becomes one answer, the body or the reason it failed,
+ * which fetch.c shares among the lines waiting for it.
  *
  * Finished transfers are reaped from curl_multi_info_read() only, never inside a curl
  * callback: a view may complete (and its done callback run) only where the loop expects
@@ -23,8 +25,10 @@
 
 struct xfer {
 	struct discovery *d;
-	struct view *view;
-	size_t idx;
+	struct fetch *fetch;
+	const struct peer_key *key; /* fetch.c's, alive while the fetch runs */
+	struct xfer *next; /* d->xfers */
+	struct xfer *prev;
 	CURL *easy;
 	struct curl_slist *hdrs;
 	char *buf;
@@ -80,26 +84,35 @@ static void xfer_free(struct xfer *x)
 	free(x);
 }
 
-/* Detaches a transfer from curl and from its line; the caller sets the line's text. */
+/* Detaches a transfer from curl and from the list of transfers. */
 static void xfer_detach(struct discovery *d, struct xfer *x)
 {
 	CURLMcode rc = curl_multi_remove_handle(d->multi, x->easy);
 
 	if (rc != CURLM_OK) {
 		disc_log(d, DISCOVERY_LOG_WARN, "peer %s: curl_multi_remove_handle: %s",
-			 x->view->lines[x->idx].name, curl_multi_strerror(rc));
+			 x->key->name, curl_multi_strerror(rc));
 	}
-	x->view->lines[x->idx].xfer = NULL;
+	if (x->prev != NULL) {
+		x->prev->next = x->next;
+	} else {
+		d->xfers = x->next;
+	}
+	if (x->next != NULL) {
+		x->next->prev = x->prev;
+	}
+	x->next = NULL;
+	x->prev = NULL;
 }
 
-static bool xfer_headers(struct xfer *x, const struct fanout_line *l)
+static bool xfer_headers(struct xfer *x, const struct peer_key *k)
 {
-	char host[sizeof(l->name) + 16];
+	char host[sizeof(k->name) + 16];
 	struct curl_slist *h;
 
 	/* The peer is reached by address (no second DNS lookup inside curl) but told its
 	 * own name, as a client that had resolved it would. */
-	snprintf(host, sizeof(host), "Host: %s:%u", l->name, (unsigned)l->port);
+	snprintf(host, sizeof(host), "Host: %s:%u", k->name, (unsigned)k->port);
 	h = curl_slist_append(NULL, host);
 	if (h == NULL) {
 		return false;
@@ -142,55 +155,56 @@ static bool xfer_options(struct discovery *d, struct xfer *x, const char *url)
 		       CURLE_OK;
 }
 
-bool transfer_start(struct discovery *d, struct view *v, size_t idx)
+struct xfer *transfer_start(struct discovery *d, const struct peer_key *k, struct fetch *f)
 {
-	struct fanout_line *l = &v->lines[idx];
 	char ip[INET6_ADDRSTRLEN];
 	char url[INET6_ADDRSTRLEN + 32];
 	struct xfer *x;
 	CURLMcode rc;
 
-	if (inet_ntop(l->family, l->addr, ip, sizeof(ip)) == NULL) {
-		return false;
+	if (inet_ntop(k->family, k->addr, ip, sizeof(ip)) == NULL) {
+		return NULL;
 	}
 	snprintf(url, sizeof(url),
-		 l->family == AF_INET6 ? "http://[%s]:%u/data" : "http://%s:%u/data", ip,
-		 (unsigned)l->port);
+		 k->family == AF_INET6 ? "http://[%s]:%u/data" : "http://%s:%u/data", ip,
+		 (unsigned)k->port);
 	x = calloc(1, sizeof(*x));
 	if (x == NULL) {
-		return false;
+		return NULL;
 	}
 	x->d = d;
-	x->view = v;
-	x->idx = idx;
+	x->fetch = f;
+	x->key = k;
 	x->easy = curl_easy_init();
-	if (x->easy == NULL || !xfer_headers(x, l) || !xfer_options(d, x, url)) {
+	if (x->easy == NULL || !xfer_headers(x, k) || !xfer_options(d, x, url)) {
 		goto fail;
 	}
 	rc = curl_multi_add_handle(d->multi, x->easy);
 	if (rc != CURLM_OK) {
-		disc_log(d, DISCOVERY_LOG_ERROR, "peer %s: curl_multi_add_handle: %s", l->name,
+		disc_log(d, DISCOVERY_LOG_ERROR, "peer %s: curl_multi_add_handle: %s", k->name,
 			 curl_multi_strerror(rc));
 		goto fail;
 	}
-	l->xfer = x;
-	return true;
+	x->next = d->xfers;
+	if (d->xfers != NULL) {
+		d->xfers->prev = x;
+	}
+	d->xfers = x;
+	return x;
 
 fail:
 	xfer_free(x);
-	return false;
+	return NULL;
 }
 
-void transfer_abort(struct discovery *d, void *xfer)
+void transfer_abort(struct discovery *d, struct xfer *x)
 {
-	struct xfer *x = xfer;
-
 	xfer_detach(d, x);
 	xfer_free(x);
 }
 
 /* The transfer that owns easy handle e. Normally its private pointer; should curl not
- * give that back, the views in flight are searched, so that no view is left waiting
+ * give that back, the running transfers are searched, so that no view is left waiting
  * (and its client's connection suspended) for a transfer nobody will finish. */
 static struct xfer *xfer_of(struct discovery *d, CURL *e)
 {
@@ -200,23 +214,18 @@ static struct xfer *xfer_of(struct discovery *d, CURL *e)
 		return (struct xfer *)(void *)priv;
 	}
 	disc_log(d, DISCOVERY_LOG_WARN, "a finished transfer has no private pointer; searching");
-	for (struct view *v = d->inflight; v != NULL; v = v->next) {
-		for (size_t i = 0; i < v->nlines; i++) {
-			struct xfer *x = v->lines[i].xfer;
-
-			if (x != NULL && x->easy == e) {
-				return x;
-			}
+	for (struct xfer *x = d->xfers; x != NULL; x = x->next) {
+		if (x->easy == e) {
+			return x;
 		}
 	}
 	return NULL;
 }
 
-/* The line's text for a finished transfer: the peer's bytes as they are, or the reason
- * it failed. */
-static void xfer_result(struct discovery *d, struct xfer *x, CURLcode res)
+/* The answer of a finished transfer: the peer's bytes as they are, or the reason it
+ * failed. NULL when memory ran out. */
+static struct fanout_answer *xfer_answer(struct discovery *d, struct xfer *x, CURLcode res)
 {
-	struct fanout_line *l = &x->view->lines[x->idx];
 	long code = 0;
 
 	if (res == CURLE_OK &&
@@ -224,43 +233,45 @@ static void xfer_result(struct discovery *d, struct xfer *x, CURLcode res)
 		code = 0;
 	}
 	if (res == CURLE_OK && code == 200) {
+		struct fanout_answer *a;
+
 		if (x->buf == NULL) {
-			fanout_line_set(l, "", 0);
-		} else {
-			/* The buffer becomes the line's: no copy. */
-			free(l->data);
-			l->data = x->buf;
-			l->len = x->len;
-			l->done = true;
-			x->buf = NULL;
+			return fanout_answer_copy("", 0);
 		}
-	} else if (res == CURLE_OK) {
-		fanout_line_error(l, "HTTP %ld", code);
-	} else if (x->too_large || res == CURLE_FILESIZE_EXCEEDED) {
-		fanout_line_error(l, "reply larger than %zu bytes", d->cfg.peer_max_bytes);
-	} else if (x->errbuf[0] != '\0') {
-		fanout_line_error(l, "%s", x->errbuf);
-	} else {
-		fanout_line_error(l, "%s", curl_easy_strerror(res));
+		/* The buffer becomes the answer's: no copy. */
+		a = fanout_answer_take(x->buf, x->len);
+		x->buf = NULL;
+		return a;
 	}
+	if (res == CURLE_OK) {
+		return fanout_answer_error("HTTP %ld", code);
+	}
+	if (x->too_large || res == CURLE_FILESIZE_EXCEEDED) {
+		return fanout_answer_error("reply larger than %zu bytes", d->cfg.peer_max_bytes);
+	}
+	if (x->errbuf[0] != '\0') {
+		return fanout_answer_error("%s", x->errbuf);
+	}
+	return fanout_answer_error("%s", curl_easy_strerror(res));
 }
 
 static void xfer_done(struct discovery *d, CURL *e, CURLcode res)
 {
 	struct xfer *x = xfer_of(d, e);
-	struct view *v;
+	struct fanout_answer *a;
+	struct fetch *f;
 
 	if (x == NULL) {
 		/* Not one of ours: take it off the multi handle so it cannot come back. */
-		disc_log(d, DISCOVERY_LOG_ERROR, "a finished transfer belongs to no view");
+		disc_log(d, DISCOVERY_LOG_ERROR, "a finished transfer belongs to no fetch");
 		(void)curl_multi_remove_handle(d->multi, e);
 		return;
 	}
-	v = x->view;
+	f = x->fetch;
 	xfer_detach(d, x);
-	xfer_result(d, x, res);
+	a = xfer_answer(d, x, res);
 	xfer_free(x);
-	view_line_done(d, v);
+	fetch_done(d, f, a);
 }
 
 static void check_multi(struct discovery *d)
@@ -357,10 +368,15 @@ static int curl_timer_cb(CURLM *m, long timeout_ms, void *userp)
 
 bool transfer_setup(struct discovery *d, char *err, size_t errlen)
 {
-	long maxconn = (long)d->cfg.max_peers * 2;
+	long cap = (long)d->cfg.peer_max_connections;
+	/* Room to keep every peer's connections alive between fetches, within reason. */
+	long maxconn = (long)d->cfg.max_peers * cap;
 
 	if (maxconn < 8) {
 		maxconn = 8;
+	}
+	if (maxconn > 4096) {
+		maxconn = 4096;
 	}
 	d->curl_due = NEVER;
 	d->multi = curl_multi_init();
@@ -368,11 +384,15 @@ bool transfer_setup(struct discovery *d, char *err, size_t errlen)
 		errtext_set(err, errlen, "HTTP client: could not create the multi handle");
 		return false;
 	}
+	/* fetch.c keeps the cap per peer itself (it must know what has started). curl's own
+	 * limit, per address and port, is a second guard that acts only should two peer
+	 * names share both; a transfer it holds back waits with its time-outs running. */
 	if (curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, curl_sock_cb) != CURLM_OK ||
 	    curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d) != CURLM_OK ||
 	    curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb) != CURLM_OK ||
 	    curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d) != CURLM_OK ||
-	    curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, maxconn) != CURLM_OK) {
+	    curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, maxconn) != CURLM_OK ||
+	    curl_multi_setopt(d->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap) != CURLM_OK) {
 		errtext_set(err, errlen, "HTTP client: could not configure the multi handle");
 		return false;
 	}

@@ -3,36 +3,13 @@
  * Cluster views on the loop thread, from the moment the loop takes one from the
  * submission queue to its done callback: served from the cached SRV outcome or queued
  * for the lookup (lookup.c); once the outcome is known, its lines are planned
- * (fanout.c), this pod's own line is read locally and every other peer is asked
- * (transfer.c); the last line to finish renders the text and hands it over.
+ * (fanout.c), this pod's own line is read locally and every other line waits for a
+ * fetch of its peer (fetch.c), which it may share with other views; the last line to
+ * finish renders the text and hands it over.
  */
 #include "discovery/internal.h"
 
 #include <stdlib.h>
-
-static void inflight_add(struct discovery *d, struct view *v)
-{
-	v->prev = NULL;
-	v->next = d->inflight;
-	if (d->inflight != NULL) {
-		d->inflight->prev = v;
-	}
-	d->inflight = v;
-}
-
-static void inflight_del(struct discovery *d, struct view *v)
-{
-	if (v->prev != NULL) {
-		v->prev->next = v->next;
-	} else {
-		d->inflight = v->next;
-	}
-	if (v->next != NULL) {
-		v->next->prev = v->prev;
-	}
-	v->next = NULL;
-	v->prev = NULL;
-}
 
 /* Hands body to the view's callback and frees the view. The slot is released first so
  * that a callback which submits again is not refused for its own view. */
@@ -59,7 +36,6 @@ static void view_complete(struct discovery *d, struct view *v)
 	size_t len = 0;
 	char *body;
 
-	inflight_del(d, v);
 	body = fanout_render(v->lines, v->nlines, &len);
 	view_finish(d, v, body, len);
 }
@@ -82,16 +58,17 @@ static void read_local(struct discovery *d, struct fanout_line *l)
 	} else if (data == NULL) {
 		fanout_line_set(l, "", 0);
 	} else {
-		l->data = data;
-		l->len = dlen;
-		l->done = true;
+		/* The copy becomes the answer's: no second one. */
+		struct fanout_answer *a = fanout_answer_take(data, dlen);
+
+		fanout_line_share(l, a);
+		fanout_answer_unref(a);
 	}
 }
 
-/* Gives every line its text or a running transfer. */
+/* Gives every line its text or a fetch to wait for. */
 static void view_ask(struct discovery *d, struct view *v)
 {
-	inflight_add(d, v);
 	v->nleft = v->nlines;
 	for (size_t i = 0; i < v->nlines; i++) {
 		struct fanout_line *l = &v->lines[i];
@@ -104,13 +81,13 @@ static void view_ask(struct discovery *d, struct view *v)
 		} else if (d->loop_stopping) {
 			fanout_line_error(l, SHUTDOWN_TEXT);
 			v->nleft--;
-		} else if (!transfer_start(d, v, i)) {
+		} else if (!fetch_join(d, v, i)) {
 			fanout_line_error(l, "could not start the request (out of memory)");
 			v->nleft--;
 		}
 	}
-	/* Transfers are reaped only by the loop, never inside transfer_start(), so v is
-	 * still ours here. */
+	/* Fetches answer only from the loop, never inside fetch_join(), so v is still
+	 * ours here. */
 	if (v->nleft == 0) {
 		view_complete(d, v);
 	}
@@ -176,17 +153,7 @@ void view_start(struct discovery *d, struct view *v)
 
 void views_shutdown(struct discovery *d)
 {
-	while (d->inflight != NULL) {
-		struct view *v = d->inflight;
-
-		for (size_t i = 0; i < v->nlines; i++) {
-			if (v->lines[i].xfer == NULL) {
-				continue;
-			}
-			transfer_abort(d, v->lines[i].xfer);
-			fanout_line_error(&v->lines[i], SHUTDOWN_TEXT);
-			v->nleft--;
-		}
-		view_complete(d, v);
-	}
+	/* Every line still waiting waits in a fetch, running or queued: ending them all
+	 * completes every view in flight. */
+	fetch_shutdown(d);
 }

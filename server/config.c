@@ -71,6 +71,8 @@ static const struct opt opts[] = {
 	 "time allowed to connect to one peer"},
 	{"peer-max-bytes", "KUBIA_PEER_MAX_BYTES", OPT_U64, OFF(peer_max_bytes), 1,
 	 (uint64_t)1 << 30, "1048576", NULL, "largest /data reply accepted from a peer"},
+	{"peer-max-connections", "KUBIA_PEER_MAX_CONNECTIONS", OPT_UINT, OFF(peer_max_connections),
+	 1, 1024, "4", NULL, "most requests to one peer at once; views share them"},
 	{"max-peers", "KUBIA_MAX_PEERS", OPT_UINT, OFF(max_peers), 1, 65535, "256", NULL,
 	 "most peers listed from one SRV answer"},
 	{"max-pending", "KUBIA_MAX_PENDING", OPT_UINT, OFF(max_pending), 1, 1000000, "1024", NULL,

@@ -24,6 +24,7 @@ struct config {
 	unsigned peer_timeout_ms;
 	unsigned peer_connect_timeout_ms;
 	uint64_t peer_max_bytes;
+	unsigned peer_max_connections;
 	unsigned max_peers;
 	unsigned max_pending;
 	const char *dns_server; /* NULL: the servers of resolv.conf */

@@ -162,6 +162,7 @@ static struct discovery *start_discovery(struct app *a, char *err, size_t errlen
 		.peer_timeout_ms = cfg->peer_timeout_ms,
 		.peer_connect_timeout_ms = cfg->peer_connect_timeout_ms,
 		.peer_max_bytes = (size_t)cfg->peer_max_bytes,
+		.peer_max_connections = cfg->peer_max_connections,
 		.max_peers = cfg->max_peers,
 		.max_pending = cfg->max_pending,
 		.log = log_discovery,

@@ -41,16 +41,27 @@
 
 enum peer_mode { PEER_BODY, PEER_500, PEER_HANG };
 
-#define NPEERS 6
-#define NCONN 64
+#define NPEERS 9
+#define NCONN 128
+/* The peer reached over IPv6; two that answer after a delay; one that holds its
+ * answers until the test lets them go, and whose body the test changes. */
+#define PEER_V6 5
+#define PEER_SLOW_A 6
+#define PEER_SLOW_B 7
+#define PEER_GATE 8
 
+/* The counters and the fields a test changes are under g.mu. */
 struct peer {
 	int lfd;
 	unsigned port;
 	enum peer_mode mode;
-	const char *body;
+	const char *body; /* what a request gets: the body as it was when it arrived */
+	unsigned delay_ms; /* each answer leaves this long after its request arrived */
+	bool hold; /* answers wait until this is false again */
 	unsigned accepts;
 	unsigned requests;
+	unsigned open; /* connections open now */
+	unsigned max_open; /* most connections open at once */
 	char host[128]; /* Host header of the last request */
 };
 
@@ -59,6 +70,10 @@ struct conn {
 	struct peer *peer;
 	char buf[4096];
 	size_t len;
+	bool waiting; /* an answer is held back: no further request is read */
+	uint64_t due_ns;
+	size_t used; /* bytes of the held request */
+	const char *answer; /* the body it gets */
 };
 
 static struct {
@@ -200,24 +215,65 @@ static int listen_on(unsigned *port, int type)
 	return fd;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static void conn_close(struct conn *c)
 {
 	close(c->fd);
 	c->fd = -1;
 	c->len = 0;
+	c->waiting = false;
+	pthread_mutex_lock(&g.mu);
+	c->peer->open--;
+	pthread_mutex_unlock(&g.mu);
 }
 
-/* Answers every complete request head in the buffer (keep-alive, no bodies). */
+/* Writes the answer to the request at the head of the buffer and drops that request;
+ * false when the connection was closed. */
+static bool conn_answer(struct conn *c, const char *body, size_t used)
+{
+	char head[256];
+	int n;
+
+	if (c->peer->mode == PEER_500) {
+		n = snprintf(head, sizeof(head),
+			     "HTTP/1.1 500 Internal Server Error\r\n"
+			     "Content-Length: 4\r\n\r\noops");
+	} else {
+		n = snprintf(head, sizeof(head),
+			     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+			     "Content-Length: %zu\r\n\r\n",
+			     strlen(body));
+	}
+	if (write(c->fd, head, (size_t)n) != n ||
+	    (c->peer->mode == PEER_BODY &&
+	     write(c->fd, body, strlen(body)) != (ssize_t)strlen(body))) {
+		conn_close(c);
+		return false;
+	}
+	memmove(c->buf, c->buf + used, c->len - used);
+	c->len -= used;
+	return true;
+}
+
+/* Answers every complete request head in the buffer (keep-alive, no bodies), one at a
+ * time: a held answer stops the reading until it has left. */
 static void conn_serve(struct conn *c)
 {
 	char *end;
 
-	while ((end = memmem(c->buf, c->len, "\r\n\r\n", 4)) != NULL) {
+	while (!c->waiting && (end = memmem(c->buf, c->len, "\r\n\r\n", 4)) != NULL) {
 		size_t used = (size_t)(end - c->buf) + 4;
 		struct peer *p = c->peer;
-		char head[256];
 		const char *h;
-		int n;
+		const char *body;
+		bool later;
 
 		pthread_mutex_lock(&g.mu);
 		p->requests++;
@@ -227,34 +283,101 @@ static void conn_serve(struct conn *c)
 
 			snprintf(p->host, sizeof(p->host), "%.*s", (int)(e - h - 8), h + 8);
 		}
+		body = p->body;
+		later = p->hold || p->delay_ms > 0;
+		c->due_ns = mono_ns() + (uint64_t)p->delay_ms * 1000000ull;
 		pthread_mutex_unlock(&g.mu);
 		if (p->mode == PEER_HANG) {
 			c->len = 0;
 			return;
 		}
-		if (p->mode == PEER_500) {
-			n = snprintf(head, sizeof(head),
-				     "HTTP/1.1 500 Internal Server Error\r\n"
-				     "Content-Length: 4\r\n\r\noops");
-		} else {
-			n = snprintf(head, sizeof(head),
-				     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-				     "Content-Length: %zu\r\n\r\n",
-				     strlen(p->body));
-		}
-		if (write(c->fd, head, (size_t)n) != n ||
-		    (p->mode == PEER_BODY &&
-		     write(c->fd, p->body, strlen(p->body)) != (ssize_t)strlen(p->body))) {
-			conn_close(c);
+		if (later) {
+			c->waiting = true;
+			c->used = used;
+			c->answer = body;
 			return;
 		}
-		memmove(c->buf, c->buf + used, c->len - used);
-		c->len -= used;
+		if (!conn_answer(c, body, used)) {
+			return;
+		}
+	}
+}
+
+/* Sends the held answers that may leave now; true while some are still held. */
+static bool conns_release(void)
+{
+	uint64_t now = mono_ns();
+	bool held = false;
+
+	for (int i = 0; i < NCONN; i++) {
+		struct conn *c = &g.conns[i];
+		bool go;
+
+		if (c->fd < 0 || !c->waiting) {
+			continue;
+		}
+		pthread_mutex_lock(&g.mu);
+		go = !c->peer->hold && now >= c->due_ns;
+		pthread_mutex_unlock(&g.mu);
+		if (!go) {
+			held = true;
+			continue;
+		}
+		c->waiting = false;
+		if (conn_answer(c, c->answer, c->used)) {
+			conn_serve(c);
+			held = held || c->waiting;
+		}
+	}
+	return held;
+}
+
+static void peer_accept(struct peer *p)
+{
+	int fd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0) {
+		return;
+	}
+	pthread_mutex_lock(&g.mu);
+	p->accepts++;
+	pthread_mutex_unlock(&g.mu);
+	for (int i = 0; i < NCONN; i++) {
+		if (g.conns[i].fd < 0) {
+			g.conns[i].fd = fd;
+			g.conns[i].peer = p;
+			g.conns[i].len = 0;
+			g.conns[i].waiting = false;
+			pthread_mutex_lock(&g.mu);
+			if (++p->open > p->max_open) {
+				p->max_open = p->open;
+			}
+			pthread_mutex_unlock(&g.mu);
+			return;
+		}
+	}
+	close(fd);
+}
+
+static void conn_read(struct conn *c)
+{
+	ssize_t r = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+
+	if (r <= 0) {
+		conn_close(c);
+		return;
+	}
+	c->len += (size_t)r;
+	conn_serve(c);
+	if (c->fd >= 0 && c->len == sizeof(c->buf)) {
+		conn_close(c);
 	}
 }
 
 static void *peers_main(void *arg)
 {
+	bool held = false;
+
 	(void)arg;
 	for (;;) {
 		struct pollfd pf[1 + NPEERS + NCONN];
@@ -277,53 +400,26 @@ static void *peers_main(void *arg)
 				map[n++] = i;
 			}
 		}
-		if (poll(pf, n, 1000) < 0 && errno != EINTR) {
+		/* Held answers are looked at every few ms. */
+		if (poll(pf, n, held ? 2 : 1000) < 0 && errno != EINTR) {
 			return NULL;
 		}
 		if (pf[0].revents != 0) {
 			return NULL;
 		}
+		/* Connections first: a peer that closed one and opened another is seen closing
+		 * before the new one is counted. */
 		for (nfds_t k = 1; k < n; k++) {
-			if (pf[k].revents == 0) {
-				continue;
-			}
-			if (map[k] >= 1000) {
-				struct peer *p = &g.peers[map[k] - 1000];
-				int fd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
-
-				if (fd < 0) {
-					continue;
-				}
-				pthread_mutex_lock(&g.mu);
-				p->accepts++;
-				pthread_mutex_unlock(&g.mu);
-				for (int i = 0; i < NCONN; i++) {
-					if (g.conns[i].fd < 0) {
-						g.conns[i].fd = fd;
-						g.conns[i].peer = p;
-						g.conns[i].len = 0;
-						fd = -1;
-						break;
-					}
-				}
-				if (fd >= 0) {
-					close(fd);
-				}
-			} else {
-				struct conn *c = &g.conns[map[k]];
-				ssize_t r = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
-
-				if (r <= 0) {
-					conn_close(c);
-					continue;
-				}
-				c->len += (size_t)r;
-				conn_serve(c);
-				if (c->fd >= 0 && c->len == sizeof(c->buf)) {
-					conn_close(c);
-				}
+			if (pf[k].revents != 0 && map[k] >= 0 && map[k] < 1000) {
+				conn_read(&g.conns[map[k]]);
 			}
 		}
+		for (nfds_t k = 1; k < n; k++) {
+			if (pf[k].revents != 0 && map[k] >= 1000) {
+				peer_accept(&g.peers[map[k] - 1000]);
+			}
+		}
+		held = conns_release();
 	}
 }
 
@@ -423,7 +519,13 @@ static bool start_dnsmasq_once(void)
 	ARG("--host-record=kubia-3" SFX ",127.0.0.1");
 	ARG("--host-record=kubia-10" SFX ",127.0.0.1");
 	/* "v6": a peer reached over IPv6 only. */
-	ARG("--srv-host=v6.default.svc.cluster.local,kubia-6" SFX ",%u,0,100", ports[5]);
+	ARG("--srv-host=v6.default.svc.cluster.local,kubia-6" SFX ",%u,0,100", ports[PEER_V6]);
+	/* "slow": two peers that answer late; "gate": one that answers when told to. */
+	ARG("--srv-host=slow.default.svc.cluster.local,kubia-1" SFX ",%u,0,100",
+	    ports[PEER_SLOW_A]);
+	ARG("--srv-host=slow.default.svc.cluster.local,kubia-2" SFX ",%u,0,100",
+	    ports[PEER_SLOW_B]);
+	ARG("--srv-host=gate.default.svc.cluster.local,kubia-1" SFX ",%u,0,100", ports[PEER_GATE]);
 	ARG("--host-record=kubia-6" SFX ",::1");
 #undef ARG
 	for (int i = 0; i < n; i++) {
@@ -495,11 +597,14 @@ static void stop_dnsmasq(void)
 static int setup(void **state)
 {
 	static const enum peer_mode modes[NPEERS] = {PEER_BODY, PEER_BODY, PEER_500,
-						     PEER_BODY, PEER_HANG, PEER_BODY};
+						     PEER_BODY, PEER_HANG, PEER_BODY,
+						     PEER_BODY, PEER_BODY, PEER_BODY};
 	static const char *const bodies[NPEERS] = {
-		"one", "two\nlines",
-		NULL,  "0123456789012345678901234567890123456789012345678901234567890123456789",
-		NULL,  "six"};
+		"one",    "two\nlines",
+		NULL,     "0123456789012345678901234567890123456789012345678901234567890123456789",
+		NULL,     "six",
+		"slow a", "slow b",
+		"old"};
 	FILE *f;
 	int fd;
 
@@ -520,7 +625,7 @@ static int setup(void **state)
 	for (int i = 0; i < NPEERS; i++) {
 		g.peers[i].mode = modes[i];
 		g.peers[i].body = bodies[i];
-		if (i == NPEERS - 1) {
+		if (i == PEER_V6) {
 			g.peers[i].lfd = listen_on6(&g.peers[i].port);
 			g.have_v6 = g.peers[i].lfd >= 0;
 			continue;
@@ -676,6 +781,7 @@ static void base_config(struct discovery_config *c, char *server, size_t len, un
 	c->peer_timeout_ms = 2000;
 	c->peer_connect_timeout_ms = 1000;
 	c->peer_max_bytes = 1024;
+	c->peer_max_connections = 4;
 	c->max_peers = 16;
 	c->max_pending = 8;
 }
@@ -991,9 +1097,9 @@ static void test_ipv6_peer(void **state)
 	d = make(&c);
 	assert_string_equal(ask(d, &r), "- kubia-0" SFX ": mine\n- kubia-6" SFX ": six\n");
 	pthread_mutex_lock(&g.mu);
-	snprintf(host, sizeof(host), "%s", g.peers[5].host);
+	snprintf(host, sizeof(host), "%s", g.peers[PEER_V6].host);
 	pthread_mutex_unlock(&g.mu);
-	snprintf(want, sizeof(want), "kubia-6" SFX ":%u", g.peers[5].port);
+	snprintf(want, sizeof(want), "kubia-6" SFX ":%u", g.peers[PEER_V6].port);
 	assert_string_equal(host, want);
 	discovery_destroy(d);
 	result_finish(&r);
@@ -1022,6 +1128,328 @@ static void test_many_concurrent(void **state)
 	}
 	discovery_destroy(d);
 	for (int i = 0; i < 6; i++) {
+		result_finish(&r[i]);
+	}
+}
+
+/* ---- shared fetches ---------------------------------------------------------- */
+
+#define NVIEWS 64
+
+/* Sets how peer i answers and zeroes its counters, once the connections of earlier
+ * tests are gone (bounded wait), so that max_open counts this test's alone. */
+static void peer_set(int i, const char *body, unsigned delay_ms, bool hold)
+{
+	struct peer *p = &g.peers[i];
+
+	for (int k = 0; k < 200; k++) {
+		unsigned open;
+
+		pthread_mutex_lock(&g.mu);
+		open = p->open;
+		pthread_mutex_unlock(&g.mu);
+		if (open == 0) {
+			break;
+		}
+		usleep(10 * 1000);
+	}
+	pthread_mutex_lock(&g.mu);
+	p->body = body;
+	p->delay_ms = delay_ms;
+	p->hold = hold;
+	p->accepts = 0;
+	p->requests = 0;
+	p->max_open = p->open;
+	pthread_mutex_unlock(&g.mu);
+}
+
+/* A POST the peer acknowledged: requests that arrive from now on get body. */
+static void peer_body(int i, const char *body)
+{
+	pthread_mutex_lock(&g.mu);
+	g.peers[i].body = body;
+	pthread_mutex_unlock(&g.mu);
+}
+
+static void peer_release(int i)
+{
+	pthread_mutex_lock(&g.mu);
+	g.peers[i].hold = false;
+	pthread_mutex_unlock(&g.mu);
+}
+
+static void peer_counts(int i, unsigned *requests, unsigned *max_open)
+{
+	pthread_mutex_lock(&g.mu);
+	*requests = g.peers[i].requests;
+	*max_open = g.peers[i].max_open;
+	pthread_mutex_unlock(&g.mu);
+}
+
+/* Waits (bounded by ms) until peer i has had n requests. */
+static bool wait_requests(int i, unsigned n, int ms)
+{
+	for (int k = 0; k < ms / 5; k++) {
+		unsigned req;
+		unsigned max_open;
+
+		peer_counts(i, &req, &max_open);
+		if (req >= n) {
+			return true;
+		}
+		usleep(5 * 1000);
+	}
+	return false;
+}
+
+/* Submits n views, gap_us apart, and checks that each gets want. */
+static void views_run(struct discovery *d, int n, unsigned gap_us, const char *want)
+{
+	static struct result r[NVIEWS];
+
+	assert_true(n <= NVIEWS);
+	for (int i = 0; i < n; i++) {
+		result_init(&r[i]);
+		assert_true(discovery_request(d, on_done, &r[i]));
+		if (gap_us > 0) {
+			usleep(gap_us);
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		assert_string_equal(wait_done(&r[i], 1), want);
+	}
+	for (int i = 0; i < n; i++) {
+		result_finish(&r[i]);
+	}
+}
+
+static const char slow_view[] = "- kubia-0" SFX ": mine\n"
+				"- kubia-1" SFX ": slow a\n"
+				"- kubia-2" SFX ": slow b\n";
+
+/* Many views over slow peers: a peer never has more connections from us than the cap,
+ * though more fetches than that were needed. */
+static void test_connections_per_peer_capped(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	peer_set(PEER_SLOW_A, "slow a", 40, false);
+	peer_set(PEER_SLOW_B, "slow b", 40, false);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "slow";
+	c.peer_max_connections = 2;
+	c.max_pending = NVIEWS;
+	d = make(&c);
+	views_run(d, NVIEWS, 1000, slow_view);
+	discovery_destroy(d);
+	for (int i = PEER_SLOW_A; i <= PEER_SLOW_B; i++) {
+		unsigned requests;
+		unsigned max_open;
+
+		peer_counts(i, &requests, &max_open);
+		print_message("peer %d: %u views, %u requests, at most %u connections\n", i, NVIEWS,
+			      requests, max_open);
+		assert_int_equal(max_open, 2);
+		assert_true(requests > 2);
+	}
+}
+
+/* Views that arrive while a fetch waits for its turn share it: far fewer requests than
+ * views. */
+static void test_concurrent_views_share_fetches(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	/* Answers held long enough that most views arrive while the first fetches run. */
+	peer_set(PEER_SLOW_A, "slow a", 100, false);
+	peer_set(PEER_SLOW_B, "slow b", 100, false);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "slow";
+	c.max_pending = NVIEWS;
+	d = make(&c);
+	views_run(d, NVIEWS, 500, slow_view);
+	discovery_destroy(d);
+	for (int i = PEER_SLOW_A; i <= PEER_SLOW_B; i++) {
+		unsigned requests;
+		unsigned max_open;
+
+		peer_counts(i, &requests, &max_open);
+		print_message("peer %d: %u views, %u requests, at most %u connections\n", i, NVIEWS,
+			      requests, max_open);
+		/* One request per view would be NVIEWS. */
+		assert_true(requests >= 1 && requests <= NVIEWS / 4);
+		assert_true(max_open <= 4);
+	}
+}
+
+/* A view that arrives while a fetch of the peer is in flight, after the peer took a
+ * new POST, sees that POST: it gets a fetch of its own (started at once under cap 4,
+ * queued behind the first under cap 1, shared by every late view), never the older
+ * answer already on its way. */
+static void read_after_arrival(unsigned cap, int late)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r[4];
+	unsigned requests;
+	unsigned max_open;
+
+	peer_set(PEER_GATE, "old", 0, true);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "gate";
+	c.peer_max_connections = cap;
+	c.peer_timeout_ms = 5000; /* longer than the answers are held */
+	d = make(&c);
+	for (int i = 0; i <= late; i++) {
+		result_init(&r[i]);
+	}
+	assert_true(discovery_request(d, on_done, &r[0]));
+	/* The first fetch is at the peer, its answer ("old") held there. */
+	assert_true(wait_requests(PEER_GATE, 1, WAIT_MS));
+	peer_body(PEER_GATE, "new");
+	for (int i = 1; i <= late; i++) {
+		assert_true(discovery_request(d, on_done, &r[i]));
+	}
+	if (cap > 1) {
+		/* The late view's own fetch reaches the peer (not asserted here: a view that
+		 * joined the first fetch shows itself below, by its body). */
+		(void)wait_requests(PEER_GATE, 2, 2000);
+	} else {
+		/* Time for the late views to reach the loop and join the queued fetch. */
+		usleep(200 * 1000);
+	}
+	peer_release(PEER_GATE);
+	assert_string_equal(wait_done(&r[0], 1), "- kubia-0" SFX ": mine\n- kubia-1" SFX ": old\n");
+	for (int i = 1; i <= late; i++) {
+		assert_string_equal(wait_done(&r[i], 1),
+				    "- kubia-0" SFX ": mine\n- kubia-1" SFX ": new\n");
+	}
+	discovery_destroy(d);
+	peer_counts(PEER_GATE, &requests, &max_open);
+	assert_int_equal(requests, 2);
+	assert_true(max_open <= cap);
+	for (int i = 0; i <= late; i++) {
+		result_finish(&r[i]);
+	}
+}
+
+static void test_read_after_arrival(void **state)
+{
+	(void)state;
+	SKIP_UNLESS_READY();
+	read_after_arrival(4, 1);
+}
+
+static void test_read_after_arrival_queued(void **state)
+{
+	(void)state;
+	SKIP_UNLESS_READY();
+	read_after_arrival(1, 3);
+}
+
+/* discovery_stop() answers the views waiting in a queued fetch too, before it returns. */
+static void test_stop_with_queued_fetch(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r[3];
+	struct timespec t0;
+	struct timespec t1;
+	unsigned requests;
+	unsigned max_open;
+	long ms;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	peer_set(PEER_GATE, "old", 0, true);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "gate";
+	c.peer_max_connections = 1;
+	c.peer_timeout_ms = 20000;
+	d = make(&c);
+	for (int i = 0; i < 3; i++) {
+		result_init(&r[i]);
+	}
+	assert_true(discovery_request(d, on_done, &r[0]));
+	assert_true(wait_requests(PEER_GATE, 1, WAIT_MS));
+	assert_true(discovery_request(d, on_done, &r[1]));
+	assert_true(discovery_request(d, on_done, &r[2]));
+	usleep(200 * 1000);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	discovery_stop(d);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms < 1000);
+	for (int i = 0; i < 3; i++) {
+		/* done has run before discovery_stop() returned. */
+		assert_int_equal(r[i].calls, 1);
+		assert_string_equal(r[i].body, "- kubia-0" SFX ": mine\n"
+					       "- kubia-1" SFX ": Error: shutting down\n");
+	}
+	discovery_destroy(d);
+	peer_release(PEER_GATE);
+	peer_counts(PEER_GATE, &requests, &max_open);
+	assert_int_equal(requests, 1);
+	for (int i = 0; i < 3; i++) {
+		result_finish(&r[i]);
+	}
+}
+
+/* A shared fetch that fails gives its error to every view that waited for it; each fetch
+ * has its own time-out. */
+static void test_shared_fetch_error(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r[5];
+	static const char want[] = "- kubia-1" SFX ": Error: Operation timed out after ";
+	unsigned requests;
+	unsigned max_open;
+	const char *b;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	peer_set(4, NULL, 0, false);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "hang";
+	c.peer_max_connections = 1;
+	c.peer_timeout_ms = 300;
+	d = make(&c);
+	for (int i = 0; i < 5; i++) {
+		result_init(&r[i]);
+	}
+	assert_true(discovery_request(d, on_done, &r[0]));
+	assert_true(wait_requests(4, 1, WAIT_MS));
+	for (int i = 1; i < 5; i++) {
+		assert_true(discovery_request(d, on_done, &r[i]));
+	}
+	for (int i = 0; i < 5; i++) {
+		b = wait_done(&r[i], 1);
+		if (strstr(b, want) == NULL) {
+			print_error("view %d got:\n%s", i, b);
+			fail();
+		}
+	}
+	/* The four late views waited in one queued fetch: the same text, one request. */
+	for (int i = 2; i < 5; i++) {
+		assert_string_equal(r[i].body, r[1].body);
+	}
+	discovery_destroy(d);
+	peer_counts(4, &requests, &max_open);
+	assert_int_equal(requests, 2);
+	assert_int_equal(max_open, 1);
+	for (int i = 0; i < 5; i++) {
 		result_finish(&r[i]);
 	}
 }
@@ -1179,6 +1607,12 @@ int main(void)
 		cmocka_unit_test(test_stop_in_flight),
 		cmocka_unit_test(test_ipv6_peer),
 		cmocka_unit_test(test_many_concurrent),
+		cmocka_unit_test(test_connections_per_peer_capped),
+		cmocka_unit_test(test_concurrent_views_share_fetches),
+		cmocka_unit_test(test_read_after_arrival),
+		cmocka_unit_test(test_read_after_arrival_queued),
+		cmocka_unit_test(test_stop_with_queued_fetch),
+		cmocka_unit_test(test_shared_fetch_error),
 		cmocka_unit_test(test_failures_are_logged),
 		cmocka_unit_test(test_view_ends_without_the_private_pointer),
 		cmocka_unit_test(test_socket_action_failure_is_logged),

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The cluster view's exact bytes: fanout_plan() decides the lines (self detection, the
- * self line for a pod DNS does not list yet, unresolved peers), fanout_render() and
- * fanout_render_dns_error() produce the text the server sends.
+ * self line for a pod DNS does not list yet, unresolved peers), the answers lines share,
+ * and fanout_render() and fanout_render_dns_error() produce the text the server sends.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -207,9 +207,8 @@ static void test_errors(void **state)
 		      ": no address\n"
 		      "- kubia-3" SUFFIX ": Error: HTTP 500\n");
 	/* A line whose text could not be stored says so rather than vanishing. */
-	free(lines[3].data);
-	lines[3].data = NULL;
-	lines[3].len = 0;
+	fanout_line_share(&lines[3], NULL);
+	assert_true(lines[3].done);
 	expect_render(&lines[3], 1, "- kubia-3" SUFFIX ": Error: out of memory\n");
 	fanout_lines_free(lines, n);
 	srv_answer_free(&a);
@@ -286,9 +285,95 @@ static void test_long_error_text(void **state)
 	big[sizeof(big) - 1] = '\0';
 	assert_true(fanout_line_error(&l, "%s", big));
 	assert_true(l.done);
-	assert_int_equal(l.len, strlen(l.data));
-	assert_memory_equal(l.data, "Error: xxx", 10);
-	free(l.data);
+	assert_int_equal(l.ans->len, 1023);
+	assert_int_equal(l.ans->len, strlen(l.ans->data));
+	assert_memory_equal(l.ans->data, "Error: xxx", 10);
+	fanout_answer_unref(l.ans);
+}
+
+/* Two views asking the same peers: one answer per peer serves both views' lines, each
+ * render copies it, and the answer lives exactly as long as its last line. */
+static void test_shared_answer(void **state)
+{
+	struct srv_answer a = {0};
+	struct fanout_line *v1;
+	struct fanout_line *v2;
+	size_t n1;
+	size_t n2;
+	struct fanout_answer *one;
+	struct fanout_answer *err;
+	char *body = malloc(7);
+	static const char want[] = "- kubia-0" SUFFIX ": mine\n"
+				   "- kubia-1" SUFFIX ": one\ntwo\n"
+				   "- kubia-2" SUFFIX ": Error: HTTP 503\n";
+
+	(void)state;
+	assert_non_null(body);
+	memcpy(body, "one\ntwo", 7);
+	add_peer(&a, "kubia-0" SUFFIX, 8080, AF_INET);
+	add_peer(&a, "kubia-1" SUFFIX, 8080, AF_INET);
+	add_peer(&a, "kubia-2" SUFFIX, 8080, AF_INET);
+	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &v1, &n1), 0);
+	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &v2, &n2), 0);
+	/* The body is adopted as it is, not copied (and needs no terminating NUL). */
+	one = fanout_answer_take(body, 7);
+	assert_non_null(one);
+	assert_ptr_equal(one->data, body);
+	err = fanout_answer_error("HTTP %d", 503);
+	assert_non_null(err);
+	assert_int_equal(one->refs, 1);
+	fanout_line_share(&v1[1], one);
+	fanout_line_share(&v2[1], one);
+	fanout_line_share(&v1[2], err);
+	fanout_line_share(&v2[2], err);
+	assert_int_equal(one->refs, 3);
+	assert_int_equal(err->refs, 3);
+	assert_ptr_equal(v1[1].ans, v2[1].ans);
+	assert_ptr_equal(v1[1].ans->data, body);
+	assert_true(v1[1].done && v2[2].done);
+	/* The fetch lets go: the lines hold it now. */
+	fanout_answer_unref(one);
+	fanout_answer_unref(err);
+	assert_true(fanout_line_set(&v1[0], "mine", 4));
+	assert_true(fanout_line_set(&v2[0], "mine", 4));
+	expect_render(v1, n1, want);
+	expect_render(v2, n2, want);
+	/* The first view is gone; the second still shows the same bytes. */
+	fanout_lines_free(v1, n1);
+	assert_int_equal(v2[1].ans->refs, 1);
+	expect_render(v2, n2, want);
+	/* A line given another answer drops its reference to the old one. */
+	one = fanout_answer_copy("two", 3);
+	assert_non_null(one);
+	fanout_line_share(&v2[1], one);
+	fanout_answer_unref(one);
+	assert_int_equal(v2[1].ans->refs, 1);
+	assert_memory_equal(v2[1].ans->data, "two", 4);
+	fanout_lines_free(v2, n2);
+	srv_answer_free(&a);
+}
+
+static void test_answer_texts(void **state)
+{
+	struct fanout_answer *a = fanout_answer_copy("", 0);
+
+	(void)state;
+	/* An empty body is an answer with its bytes, not "out of memory". */
+	assert_non_null(a);
+	assert_int_equal(a->len, 0);
+	assert_non_null(a->data);
+	assert_int_equal(a->data[0], '\0');
+	fanout_answer_unref(a);
+	a = fanout_answer_take(NULL, 0);
+	assert_non_null(a);
+	assert_int_equal(a->len, 0);
+	fanout_answer_unref(a);
+	a = fanout_answer_error("%s after %d ms", "timed out", 20);
+	assert_non_null(a);
+	assert_int_equal(a->len, strlen("Error: timed out after 20 ms"));
+	assert_string_equal(a->data, "Error: timed out after 20 ms");
+	fanout_answer_unref(a);
+	fanout_answer_unref(NULL);
 }
 
 int main(void)
@@ -304,6 +389,8 @@ int main(void)
 		cmocka_unit_test(test_verbatim_data),
 		cmocka_unit_test(test_dns_error),
 		cmocka_unit_test(test_long_error_text),
+		cmocka_unit_test(test_shared_answer),
+		cmocka_unit_test(test_answer_texts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
