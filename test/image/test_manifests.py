@@ -7,8 +7,9 @@ against the Kubernetes API schemas by validate.mjs (the npm packages kubernetes-
 and yaml, pinned in package.json and package-lock.json); and the tests below read the
 manifests and check what the schemas cannot know: the port the headless Service's SRV
 records carry, the name kubia asks for them, the probes' paths, the security context,
-the retention of the claims, what each overlay changes and nothing more, what the
-NetworkPolicies let through, and so on.
+the retention of the claims, the labels, and so on, in the book's files and in
+everything every kustomization renders. What each overlay changes, and what the
+NetworkPolicies let through, is in test_overlays.py; k8sfiles.py has what both share.
 
 The npm packages are installed with `npm ci` outside the source tree: in
 $KUBIA_VALIDATOR_DIR when it is set (kept and reused while package-lock.json is
@@ -19,7 +20,6 @@ cannot be reached, except in CI (CI set in the environment), where that is a fai
 
 import copy
 import filecmp
-import ipaddress
 import os
 import re
 import shutil
@@ -27,23 +27,12 @@ import subprocess
 
 import pytest
 
+from k8sfiles import (ALL_FILES, K8S, KUBECTL, KUBIA_PORT, TOP, container, env,
+                      kustomizations, load_book, load_every, meson_version, needs_kubectl,
+                      path, statefulset)
 from kubiasim import manifests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = manifests.TOP
-K8S = manifests.K8S_DIR
-# The book's file names, so the chapter's `kubectl create -f` commands work as printed,
-# and the PodDisruptionBudget that is not in the book; where each is under k8s/.
-BOOK_FILES = {
-    "persistent-volumes-hostpath.yaml": "overlays/hostpath",
-    "persistent-volumes-gcepd.yaml": "base",
-    "kubia-service-headless.yaml": "base",
-    "kubia-service-public.yaml": "base",
-    "kubia-statefulset.yaml": "base",
-    "kubia-statefulset-peers.yaml": "base",
-}
-ALL_FILES = dict(BOOK_FILES, **{"kubia-pdb.yaml": "base"})
-KUBIA_PORT = 8080
 KUBIA_UID = KUBIA_GID = 10001
 NPM_TIMEOUT_S = 600
 NODE_TIMEOUT_S = 120
@@ -53,30 +42,10 @@ NETWORK_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ECONNRESET", "ETIME
 
 NODE = shutil.which("node")
 NPM = shutil.which("npm")
-KUBECTL = manifests.kubectl()
 
 if not (manifests.have_pyyaml() or KUBECTL):
     pytest.skip("no way to read YAML: neither python3-yaml nor kubectl is installed",
                 allow_module_level=True)
-needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
-
-
-def path(name):
-    """A file under its book's name, where it is in k8s/."""
-    return os.path.join(K8S, ALL_FILES[name], name)
-
-
-def kustomizations():
-    """Every directory under k8s/ with a kustomization.yaml, relative to k8s/ ("." is
-    k8s/ itself)."""
-    found = []
-    for d, _dirs, files in os.walk(K8S):
-        if "kustomization.yaml" in files:
-            found.append(os.path.relpath(d, K8S))
-    return sorted(found)
-
-
-OVERLAYS = sorted(d.split("/", 1)[1] for d in kustomizations() if d.startswith("overlays/"))
 
 
 @pytest.fixture(scope="session")
@@ -88,29 +57,12 @@ def rendered():
 
 @pytest.fixture(scope="session")
 def book():
-    return {name: manifests.load(path(name)) for name in ALL_FILES}
-
-
-def statefulset(objects):
-    [sts] = manifests.find(objects, "StatefulSet", "kubia")
-    return sts
-
-
-def container(sts):
-    [c] = sts["spec"]["template"]["spec"]["containers"]
-    return c
-
-
-def env(c):
-    return {e["name"]: e.get("value") for e in c.get("env", [])}
+    return load_book()
 
 
 @pytest.fixture(scope="session")
 def every():
-    """{where under k8s/: the objects kubectl kustomize renders} for every kustomization."""
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed")
-    return {where: manifests.load(os.path.join(K8S, where)) for where in kustomizations()}
+    return load_every()
 
 
 def all_statefulsets(book, every):
@@ -458,11 +410,6 @@ def test_disruption_budget(book, every):
         assert pdb["spec"]["selector"] == {"matchLabels": {"app": "kubia"}}, where
 
 
-def _meson_version():
-    with open(os.path.join(TOP, "meson.build"), encoding="utf-8") as f:
-        return re.search(r"^\s*version: '([^']+)'", f.read(), re.M).group(1)
-
-
 def _kustomization(where):
     [k] = manifests.load(os.path.join(K8S, where, "kustomization.yaml"), "pyyaml")
     return k
@@ -474,8 +421,8 @@ def test_image_is_set_in_one_place(book, rendered, tmp_path):
              for n in ("kubia-statefulset.yaml", "kubia-statefulset-peers.yaml")}
     assert len(plain) == 1
     name, _, tag = plain.pop().rpartition(":")
-    assert tag == _meson_version()
-    assert container(statefulset(rendered))["image"].endswith(":" + _meson_version())
+    assert tag == meson_version()
+    assert container(statefulset(rendered))["image"].endswith(":" + meson_version())
     if manifests.have_pyyaml():
         k = _kustomization("base")
         [img] = k["images"]
@@ -529,7 +476,7 @@ def test_recommended_labels_without_changing_the_selectors(book, every):
     clusters that run the earlier manifests can apply these."""
     want = {"app": "kubia", "app.kubernetes.io/name": "kubia",
             "app.kubernetes.io/instance": "kubia",
-            "app.kubernetes.io/version": _meson_version(),
+            "app.kubernetes.io/version": meson_version(),
             "app.kubernetes.io/component": "data-store"}
     sources = [(n, o) for n, objects in book.items() for o in objects]
     sources += [("k8s/" + w, o) for w, objects in every.items() for o in objects]
@@ -559,264 +506,6 @@ def test_pods_spread_over_nodes_where_they_can(book, every):
         assert pod["metadata"]["labels"]["app"] == "kubia", where
 
 
-# --- the overlays ------------------------------------------------------------------------
-
-def _without(objects, change):
-    """A deep copy of objects with change(statefulset) applied to the StatefulSet."""
-    out = copy.deepcopy(objects)
-    change(statefulset(out))
-    return sorted(out, key=lambda o: (o["kind"], o["metadata"]["name"]))
-
-
-def _by_kind(objects):
-    return sorted(objects, key=lambda o: (o["kind"], o["metadata"]["name"]))
-
-
-@needs_kubectl
-@pytest.mark.parametrize("target", ["kind", "minikube"])
-def test_local_overlays_never_pull_the_loaded_image(every, target):
-    """kind and minikube: the image that `kind load` / `minikube image load` put on the
-    node, never pulled; nothing else differs from the base."""
-    objects = every["overlays/" + target]
-    c = container(statefulset(objects))
-    assert c["image"] == "localhost/kubia:%s" % _meson_version()
-    assert c["imagePullPolicy"] == "Never"
-
-    def as_base(sts):
-        container(sts)["imagePullPolicy"] = "IfNotPresent"
-    assert _without(objects, as_base) == _by_kind(every["base"])
-
-
-def _copy_of_k8s(tmp_path):
-    """k8s/ copied, so an overlay's files can be changed as a user would."""
-    dest = tmp_path / "k8s"
-    shutil.copytree(K8S, str(dest))
-    return dest
-
-
-@needs_kubectl
-def test_the_gke_overlay(every, tmp_path):
-    objects = every["overlays/gke"]
-    sts = statefulset(objects)
-    c = container(sts)
-    # as shipped: a registry that cannot exist, so a forgotten step fails visibly
-    assert c["image"] == "registry.invalid/kubia:%s" % _meson_version()
-    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {
-        "storage": "10Gi"}
-    assert sts["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
-    assert not manifests.find(objects, "ConfigMap"), "the image's ConfigMap is deployed"
-
-    def as_base(s):
-        s["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] = {
-            "storage": "1Mi"}
-        del s["spec"]["template"]["spec"]["nodeSelector"]
-        container(s)["image"] = "localhost/kubia:%s" % _meson_version()
-    assert _without(objects, as_base) == _by_kind(every["base"])
-
-    # The README's step: `echo "KUBIA_IMAGE=$IMAGE" >k8s/overlays/gke/image.env`.
-    k8s = _copy_of_k8s(tmp_path)
-    image = "europe-west1-docker.pkg.dev/a-project/kubia/kubia:%s" % _meson_version()
-    (k8s / "overlays" / "gke" / "image.env").write_text("KUBIA_IMAGE=%s\n" % image)
-    mine = manifests.load(str(k8s / "overlays" / "gke"))
-    assert container(statefulset(mine))["image"] == image
-    assert _by_kind(mine) == _without(objects, lambda s: container(s).update(image=image))
-
-
-@needs_kubectl
-def test_the_hostpath_overlay(book, every):
-    """PersistentVolumes on a node's disk that bind where a default StorageClass exists
-    too, survive a restart of the node, are made when missing, stay with their node,
-    and that kubia (a non-root user) can write to."""
-    objects = every["overlays/hostpath"]
-    sts = statefulset(objects)
-    [claim] = sts["spec"]["volumeClaimTemplates"]
-    [sc] = manifests.find(objects, "StorageClass")
-    assert claim["spec"]["storageClassName"] == sc["metadata"]["name"] == "kubia-hostpath"
-    assert sc["provisioner"] == "kubernetes.io/no-provisioner"
-    assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
-    pvs = manifests.find(objects, "PersistentVolume")
-    assert pvs == book["persistent-volumes-hostpath.yaml"]
-    assert [pv["metadata"]["name"] for pv in pvs] == ["pv-a", "pv-b", "pv-c"]
-    for pv in pvs:
-        spec, letter = pv["spec"], pv["metadata"]["name"]
-        assert spec["storageClassName"] == "kubia-hostpath"
-        assert spec["accessModes"] == claim["spec"]["accessModes"]
-        assert manifests.quantity(spec["capacity"]["storage"]) >= manifests.quantity(
-            claim["spec"]["resources"]["requests"]["storage"])
-        assert spec["persistentVolumeReclaimPolicy"] == "Retain"
-        assert spec["hostPath"] == {"path": "/var/lib/kubia/" + letter,
-                                    "type": "DirectoryOrCreate"}
-        assert spec["nodeAffinity"] == {"required": {"nodeSelectorTerms": [{
-            "matchExpressions": [{"key": "kubia-volumes", "operator": "In",
-                                  "values": ["hostpath"]}]}]}}
-    # The directory the kubelet makes is root's: handed to kubia's user first, by a
-    # container that can do that and nothing more.
-    pod = sts["spec"]["template"]["spec"]
-    [init] = pod["initContainers"]
-    uid, gid = pod["securityContext"]["runAsUser"], pod["securityContext"]["fsGroup"]
-    assert init["command"] == ["chown", "%d:%d" % (uid, gid), "/var/data"]
-    assert init["volumeMounts"] == [{"name": "data", "mountPath": "/var/data"}]
-    assert init["securityContext"] == {
-        "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False,
-        "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}}
-    assert "limits" in init["resources"]
-
-    def as_base(s):
-        del s["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"]
-        del s["spec"]["template"]["spec"]["initContainers"]
-    rest = [o for o in objects if o["kind"] not in ("PersistentVolume", "StorageClass")]
-    assert _without(rest, as_base) == _by_kind(every["base"])
-
-
-# --- the NetworkPolicies: what they let through ----------------------------------------
-
-def _selects(selector, labels):
-    """Whether a label selector (matchLabels, matchExpressions) selects labels."""
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for e in selector.get("matchExpressions") or []:
-        key, op, values = e["key"], e["operator"], e.get("values") or []
-        ok = {"In": key in labels and labels[key] in values,
-              "NotIn": labels.get(key) not in values,
-              "Exists": key in labels, "DoesNotExist": key not in labels}[op]
-        if not ok:
-            return False
-    return True
-
-
-def _peer_matches(peer, policy_ns, end):
-    """Whether a NetworkPolicyPeer (from/to) matches an end of a connection."""
-    if "ipBlock" in peer:
-        net = ipaddress.ip_network(peer["ipBlock"]["cidr"])
-        ip = ipaddress.ip_address(end["ip"])
-        return ip in net and not any(ip in ipaddress.ip_network(x)
-                                     for x in peer["ipBlock"].get("except") or [])
-    if end.get("namespace") is None:
-        return False  # not a pod: only an ipBlock matches it
-    if "namespaceSelector" in peer:
-        ns_ok = _selects(peer["namespaceSelector"],
-                         {"kubernetes.io/metadata.name": end["namespace"]})
-    else:
-        ns_ok = end["namespace"] == policy_ns
-    return ns_ok and ("podSelector" not in peer or _selects(peer["podSelector"],
-                                                            end["labels"]))
-
-
-def _port_matches(ports, port, protocol, named):
-    """Whether a rule's ports allow port/protocol at a pod whose named ports are named."""
-    if not ports:
-        return True
-    for p in ports:
-        if p.get("protocol", "TCP") != protocol:
-            continue
-        if "port" not in p:
-            return True
-        first = named.get(p["port"]) if isinstance(p["port"], str) else p["port"]
-        if first is not None and first <= port <= p.get("endPort", first):
-            return True
-    return False
-
-
-def _allowed(policies, src, dst, port, protocol="TCP", ns="default"):
-    """Whether the policies (applied in namespace ns) let src open port/protocol at dst,
-    as a NetworkPolicy implementation decides: egress at src, then ingress at dst."""
-    for direction, me, other, rules_key, peers_key in (
-            ("Egress", src, dst, "egress", "to"), ("Ingress", dst, src, "ingress", "from")):
-        if me.get("namespace") != ns:
-            continue  # not a pod these policies can select
-        mine = [p["spec"] for p in policies if _selects(p["spec"]["podSelector"], me["labels"])
-                and direction in p["spec"].get("policyTypes", ["Ingress"])]
-        if not mine:
-            continue  # isolated in that direction by no policy: allowed
-        if not any(_port_matches(rule.get("ports"), port, protocol, dst.get("ports", {}))
-                   and (peers_key not in rule or any(_peer_matches(peer, ns, other)
-                                                     for peer in rule[peers_key]))
-                   for spec in mine for rule in spec.get(rules_key) or []):
-            return False
-    return True
-
-
-def _kubia_pod(every):
-    sts = statefulset(every["overlays/network-policy"])
-    c = container(sts)
-    return {"namespace": "default", "labels": sts["spec"]["template"]["metadata"]["labels"],
-            "ports": {p["name"]: p["containerPort"] for p in c["ports"]}}
-
-
-@needs_kubectl
-def test_network_policies_let_through_what_kubia_needs_and_nothing_else(every):
-    objects = every["overlays/network-policy"]
-    policies = manifests.find(objects, "NetworkPolicy")
-    assert len(policies) == 3
-    assert policies == every["components/network-policy"]
-    kubia = _kubia_pod(every)
-    dns = {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}
-    agent = {"namespace": "kube-system", "labels": {"k8s-app": "konnectivity-agent"}}
-    client = {"namespace": "default", "labels": {"run": "client"}}
-    stranger = {"namespace": "shop", "labels": {"app": "kubia"}}
-    web = {"namespace": "default", "labels": {"app": "web"}, "ports": {"http": 8080}}
-    outside = {"ip": "192.0.2.7"}
-    allowed = [  # (from, to, port, protocol)
-        (kubia, kubia, KUBIA_PORT, "TCP"),  # a peer's GET /data
-        (kubia, dns, 53, "UDP"), (kubia, dns, 53, "TCP"),  # the SRV lookup
-        (agent, kubia, KUBIA_PORT, "TCP"),  # the API server's proxy (Konnectivity)
-        (client, kubia, KUBIA_PORT, "TCP"),  # kubia-public's clients in the namespace
-    ]
-    denied = [
-        (kubia, kubia, 9090, "TCP"), (kubia, kubia, KUBIA_PORT, "UDP"),
-        (kubia, dns, 5353, "UDP"), (kubia, web, KUBIA_PORT, "TCP"),
-        (kubia, outside, 443, "TCP"), (stranger, kubia, KUBIA_PORT, "TCP"),
-        (agent, kubia, 22, "TCP"), (client, kubia, 9090, "TCP"),
-        (outside, kubia, KUBIA_PORT, "TCP"),
-    ]
-    for src, dst, port, proto in allowed:
-        assert _allowed(policies, src, dst, port, proto), (src, dst, port, proto)
-    for src, dst, port, proto in denied:
-        assert not _allowed(policies, src, dst, port, proto), (src, dst, port, proto)
-    # the policies are what make the difference: without them all of it goes through
-    for src, dst, port, proto in denied:
-        assert _allowed([], src, dst, port, proto)
-    # each policy is needed: without kubia-dns, the lookup is blocked, and so on
-    for name, (src, dst, port, proto) in (("kubia-dns", allowed[1]),
-                                          ("kubia-peers", allowed[0]),
-                                          ("kubia-clients", allowed[3])):
-        rest = [p for p in policies if p["metadata"]["name"] != name]
-        assert not _allowed(rest, src, dst, port, proto), name
-    assert _without(objects, lambda s: None) == _by_kind(every["base"] + policies)
-
-
-# --- what the README tells a user to run -----------------------------------------------
-
-def _readme():
-    with open(os.path.join(TOP, "README.md"), encoding="utf-8") as f:
-        return f.read()
-
-
-def test_readme_deploys_each_target_with_one_apply_of_its_overlay():
-    text = _readme()
-    for target in OVERLAYS:
-        assert "kubectl apply -k k8s/overlays/%s" % target in text, target
-    assert "kubectl apply -k k8s/\n" in text or "kubectl apply -k k8s/`" in text
-    # no file to write by hand: no here-document, no placeholder to fill in
-    assert "<<" not in text
-    assert "REGISTRY/" not in text
-    # every path under k8s/ that it names is there
-    for p in set(re.findall(r"\bk8s/[\w./-]*\w", text)):
-        assert os.path.exists(os.path.join(TOP, p)), p
-
-
-def test_the_build_commands_make_the_image_the_manifests_name(book):
-    image = container(statefulset(book["kubia-statefulset.yaml"]))["image"]
-    with open(os.path.join(TOP, "docker", "Dockerfile"), encoding="utf-8") as f:
-        dockerfile = f.read()
-    tags = re.findall(r"build .*-t (\S+) \.", dockerfile)
-    assert tags and set(tags) == {image}, tags
-    local = re.findall(r"(?:docker|podman) build [^\n]*-t (\S+) \.", _readme())
-    assert local and set(local) <= {image, '"$IMAGE"', "localhost/kubia:test"}, local
-
-
 # --- manifests.py -----------------------------------------------------------------------
 
 @needs_kubectl
@@ -826,7 +515,7 @@ def test_settings_of_the_kustomization():
         "statefulset_name": "kubia",
         "replicas": 3,
         "service_name": "kubia",
-        "image": "localhost/kubia:%s" % _meson_version(),
+        "image": "localhost/kubia:%s" % meson_version(),
         "container_port": KUBIA_PORT,
         "readiness_path": "/readyz",
         "liveness_path": "/healthz",
