@@ -18,6 +18,7 @@
  */
 
 struct discovery;
+struct budget;
 
 enum discovery_log_level {
 	DISCOVERY_LOG_ERROR = 0,
@@ -44,6 +45,7 @@ struct discovery_config {
 	unsigned peer_max_connections; /* most requests running to one peer at once (>= 1) */
 	unsigned max_peers; /* most records used from one answer */
 	unsigned max_pending; /* most cluster requests in flight at once */
+	struct budget *budget; /* peer answers and assembled views are charged; NULL: none */
 	discovery_log_fn log; /* NULL: nothing is logged */
 	void *log_ctx;
 };
@@ -62,23 +64,29 @@ struct discovery_dns_server {
 bool discovery_parse_dns_server(const char *text, struct discovery_dns_server *out, char *err,
 				size_t errlen);
 
-/* Returns a malloc()ed copy of this pod's data (or "No data posted yet") in *out and
- * its length in *len; false on allocation failure. Called on the loop thread. */
-typedef bool (*discovery_local_fn)(void *ctx, char **out, size_t *len);
+/* Where this pod's own line comes from: read locally, never over the network, and never
+ * copied. get() points *data and *len at this pod's data (or "No data posted yet"), kept
+ * alive until release(ctx, *hold); both are called on the loop thread. */
+struct discovery_local {
+	void (*get)(void *ctx, const char **data, size_t *len, void **hold);
+	void (*release)(void *ctx, void *hold);
+	void *ctx;
+};
 
 /* Receives the peer part of the cluster view (the lines after "Data stored in the
- * cluster:\n"), malloc()ed, ownership passed to the callee. body is NULL only when
- * memory ran out. Called exactly once per accepted request, always on the loop thread
- * (also during discovery_stop(), which waits for it). It may call discovery_request()
- * but must not call discovery_stop() or discovery_destroy(). */
+ * cluster:\n"), malloc()ed, ownership passed to the callee, and len + 1 bytes of it
+ * charged to the configured budget: the callee gives them back (budget_credit()) when it
+ * frees body. body is NULL when the memory budget (or memory) ran out. Called exactly once per
+ * accepted request, always on the loop thread (also during discovery_stop(), which waits for it).
+ * It may call discovery_request() but must not call discovery_stop() or discovery_destroy(). */
 typedef void (*discovery_done_fn)(void *ctx, char *body, size_t len);
 
 /* Creates the loop thread. NULL on failure with one line in err (a bad dns_server, a
  * zero time-out or limit, an empty service name). The first call also initialises
  * libcurl and c-ares for the whole process (curl_global_init, ares_library_init, once,
  * never undone). */
-struct discovery *discovery_create(const struct discovery_config *cfg, discovery_local_fn local,
-				   void *local_ctx, char *err, size_t errlen);
+struct discovery *discovery_create(const struct discovery_config *cfg,
+				   const struct discovery_local *local, char *err, size_t errlen);
 
 /* Queues one cluster-view request; thread-safe. Returns false (done is not called)
  * when the queue is full or the loop is stopping. */

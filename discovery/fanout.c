@@ -9,7 +9,10 @@
  */
 #include "discovery/internal.h"
 
+#include "common/budget.h"
+
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +29,7 @@ static size_t first_label_len(const char *name)
 
 struct fanout_answer *fanout_answer_take(char *data, size_t len)
 {
-	struct fanout_answer *a = malloc(sizeof(*a));
+	struct fanout_answer *a = calloc(1, sizeof(*a));
 
 	if (a == NULL) {
 		free(data);
@@ -35,6 +38,26 @@ struct fanout_answer *fanout_answer_take(char *data, size_t len)
 	a->refs = 1;
 	a->len = len;
 	a->data = data;
+	return a;
+}
+
+struct fanout_answer *fanout_answer_borrow(const char *data, size_t len,
+					   void (*release)(void *ctx, void *hold), void *ctx,
+					   void *hold)
+{
+	struct fanout_answer *a = calloc(1, sizeof(*a));
+
+	if (a == NULL) {
+		release(ctx, hold);
+		return NULL;
+	}
+	a->refs = 1;
+	a->len = len;
+	/* Never written through: a borrowed answer is only read, then given back. */
+	a->data = (char *)(uintptr_t)data;
+	a->release = release;
+	a->release_ctx = ctx;
+	a->hold = hold;
 	return a;
 }
 
@@ -88,7 +111,12 @@ void fanout_answer_unref(struct fanout_answer *a)
 	if (a == NULL || --a->refs > 0) {
 		return;
 	}
-	free(a->data);
+	if (a->release != NULL) {
+		a->release(a->release_ctx, a->hold);
+	} else {
+		free(a->data);
+	}
+	budget_credit(a->budget, a->charged);
 	free(a);
 }
 
@@ -208,10 +236,26 @@ int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_
 	return 0;
 }
 
+static const char none[] = "No peers discovered.\n";
+
+size_t fanout_render_len(const struct fanout_line *lines, size_t n)
+{
+	size_t total = 0;
+
+	if (n == 0) {
+		return sizeof(none) - 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t dlen = lines[i].ans != NULL ? lines[i].ans->len : strlen(OOM_TEXT);
+
+		total += 2 + strlen(lines[i].name) + 2 + dlen + 1;
+	}
+	return total;
+}
+
 char *fanout_render(const struct fanout_line *lines, size_t n, size_t *len)
 {
-	static const char none[] = "No peers discovered.\n";
-	size_t total = 0;
+	size_t total = fanout_render_len(lines, n);
 	char *body;
 	char *p;
 
@@ -222,11 +266,6 @@ char *fanout_render(const struct fanout_line *lines, size_t n, size_t *len)
 			*len = sizeof(none) - 1;
 		}
 		return body;
-	}
-	for (size_t i = 0; i < n; i++) {
-		size_t dlen = lines[i].ans != NULL ? lines[i].ans->len : strlen(OOM_TEXT);
-
-		total += 2 + strlen(lines[i].name) + 2 + dlen + 1;
 	}
 	body = malloc(total + 1);
 	if (body == NULL) {

@@ -147,11 +147,24 @@ struct fanout_answer {
 	size_t refs;
 	size_t len;
 	char *data; /* malloc()ed; NUL-terminated when made by a copy, not when adopted */
+	/* A borrowed answer (this pod's own data) is given back, not freed. */
+	void (*release)(void *ctx, void *hold);
+	void *release_ctx;
+	void *hold;
+	/* What the answer's bytes hold of the memory budget, given back when it is freed. */
+	struct budget *budget;
+	size_t charged;
 };
 
 /* A new answer owning data (malloc()ed, or NULL when len is 0), one reference. NULL when
  * memory ran out; data is freed then, so the caller never keeps it. */
 struct fanout_answer *fanout_answer_take(char *data, size_t len);
+
+/* A new answer pointing at data owned elsewhere, given back with release(ctx, hold)
+ * when the last reference goes (also when memory runs out here: NULL then). */
+struct fanout_answer *fanout_answer_borrow(const char *data, size_t len,
+					   void (*release)(void *ctx, void *hold), void *ctx,
+					   void *hold);
 
 /* A new answer holding a copy of data, NUL-terminated; NULL when memory ran out. */
 struct fanout_answer *fanout_answer_copy(const char *data, size_t len);
@@ -205,6 +218,9 @@ bool fanout_line_set(struct fanout_line *l, const char *data, size_t len);
 /* Sets "Error: <printf>" on a line (cut at 1 KiB) and marks it done; false when memory
  * ran out (ans is then NULL). */
 bool fanout_line_error(struct fanout_line *l, const char *fmt, ...) DISCOVERY_PRINTF(2, 3);
+
+/* The length of what fanout_render() makes of these lines. */
+size_t fanout_render_len(const struct fanout_line *lines, size_t n);
 
 /* The body handed to done: "- <name>: <data>\n" per line, or "No peers discovered.\n"
  * when n is 0. The one copy of the answers' bytes a view makes. malloc()ed,
@@ -265,8 +281,7 @@ struct discovery {
 	char *resolv_conf;
 	char *dns_server;
 
-	discovery_local_fn local;
-	void *local_ctx;
+	struct discovery_local local;
 
 	int epfd;
 	int evfd;

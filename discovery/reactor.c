@@ -291,7 +291,7 @@ static char *dup_or_null(const char *s, bool *ok)
 /* A zeroed object with its mutexes and owned copies of the configuration's strings;
  * NULL when memory (or a mutex) could not be had. */
 static struct discovery *discovery_alloc(const struct discovery_config *cfg,
-					 discovery_local_fn local, void *local_ctx)
+					 const struct discovery_local *local)
 {
 	struct discovery *d = calloc(1, sizeof(*d));
 	bool ok = true;
@@ -319,8 +319,7 @@ static struct discovery *discovery_alloc(const struct discovery_config *cfg,
 	d->hostname = dup_or_null(cfg->hostname, &ok);
 	d->resolv_conf = dup_or_null(cfg->resolv_conf, &ok);
 	d->dns_server = dup_or_null(cfg->dns_server, &ok);
-	d->local = local;
-	d->local_ctx = local_ctx;
+	d->local = *local;
 	if (!ok) {
 		discovery_destroy(d);
 		return NULL;
@@ -333,13 +332,13 @@ static struct discovery *discovery_alloc(const struct discovery_config *cfg,
 	return d;
 }
 
-struct discovery *discovery_create(const struct discovery_config *cfg, discovery_local_fn local,
-				   void *local_ctx, char *err, size_t errlen)
+struct discovery *discovery_create(const struct discovery_config *cfg,
+				   const struct discovery_local *local, char *err, size_t errlen)
 {
 	struct discovery *d;
 	int rc;
 
-	if (cfg == NULL || local == NULL) {
+	if (cfg == NULL || local == NULL || local->get == NULL || local->release == NULL) {
 		errtext_set(err, errlen, "discovery: no configuration");
 		return NULL;
 	}
@@ -351,7 +350,7 @@ struct discovery *discovery_create(const struct discovery_config *cfg, discovery
 		errtext_set(err, errlen, "discovery: could not initialise libcurl or c-ares");
 		return NULL;
 	}
-	d = discovery_alloc(cfg, local, local_ctx);
+	d = discovery_alloc(cfg, local);
 	if (d == NULL) {
 		errtext_set(err, errlen, "discovery: out of memory");
 		return NULL;

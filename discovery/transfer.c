@@ -12,6 +12,8 @@
  */
 #include "discovery/internal.h"
 
+#include "common/budget.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -34,7 +36,9 @@ struct xfer {
 	char *buf;
 	size_t len;
 	size_t cap;
+	size_t charged; /* of the memory budget, for buf */
 	bool too_large;
+	bool over_budget;
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -59,10 +63,17 @@ static size_t xfer_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 		while (cap < x->len + n) {
 			cap = cap > max / 2 ? max : cap * 2;
 		}
-		nb = realloc(x->buf, cap);
-		if (nb == NULL) {
+		/* Charged before it is taken; returning short ends the transfer. */
+		if (!budget_charge(x->d->cfg.budget, cap - x->cap)) {
+			x->over_budget = true;
 			return 0;
 		}
+		nb = realloc(x->buf, cap);
+		if (nb == NULL) {
+			budget_credit(x->d->cfg.budget, cap - x->cap);
+			return 0;
+		}
+		x->charged += cap - x->cap;
 		x->buf = nb;
 		x->cap = cap;
 	}
@@ -81,6 +92,7 @@ static void xfer_free(struct xfer *x)
 	}
 	curl_slist_free_all(x->hdrs);
 	free(x->buf);
+	budget_credit(x->d->cfg.budget, x->charged);
 	free(x);
 }
 
@@ -238,13 +250,24 @@ static struct fanout_answer *xfer_answer(struct discovery *d, struct xfer *x, CU
 		if (x->buf == NULL) {
 			return fanout_answer_copy("", 0);
 		}
-		/* The buffer becomes the answer's: no copy. */
+		/* The buffer becomes the answer's, with its charge: no copy. */
 		a = fanout_answer_take(x->buf, x->len);
 		x->buf = NULL;
+		if (a != NULL) {
+			a->budget = d->cfg.budget;
+			a->charged = x->charged;
+		} else {
+			budget_credit(d->cfg.budget, x->charged);
+		}
+		x->charged = 0;
 		return a;
 	}
 	if (res == CURLE_OK) {
 		return fanout_answer_error("HTTP %ld", code);
+	}
+	if (x->over_budget) {
+		return fanout_answer_error("not enough memory for its reply now (the memory "
+					   "budget is in use); try again");
 	}
 	if (x->too_large || res == CURLE_FILESIZE_EXCEEDED) {
 		return fanout_answer_error("reply larger than %zu bytes", d->cfg.peer_max_bytes);

@@ -11,8 +11,11 @@
 
 #include <stdlib.h>
 
-/* Hands body to the view's callback and frees the view. The slot is released first so
- * that a callback which submits again is not refused for its own view. */
+#include "common/budget.h"
+
+/* Hands body (charged to the budget, or NULL) to the view's callback and frees the view.
+ * The slot is released first so that a callback which submits again is not refused for
+ * its own view. */
 static void view_finish(struct discovery *d, struct view *v, char *body, size_t len)
 {
 	pthread_mutex_lock(&d->mu);
@@ -23,20 +26,37 @@ static void view_finish(struct discovery *d, struct view *v, char *body, size_t 
 	free(v);
 }
 
+/* Charges a short body made already (a line or two); NULL when it does not fit. */
+static char *charge_short(struct discovery *d, char *body, size_t len)
+{
+	if (body != NULL && !budget_charge(d->cfg.budget, len + 1)) {
+		free(body);
+		return NULL;
+	}
+	return body;
+}
+
 void view_dns_error(struct discovery *d, struct view *v, const char *reason)
 {
 	size_t len = 0;
 	char *body = fanout_render_dns_error(reason, &len);
 
-	view_finish(d, v, body, len);
+	view_finish(d, v, charge_short(d, body, len), len);
 }
 
+/* Renders the view's text, charged before it is made: it may be as large as every
+ * peer's answer together. */
 static void view_complete(struct discovery *d, struct view *v)
 {
-	size_t len = 0;
-	char *body;
+	size_t len = fanout_render_len(v->lines, v->nlines);
+	char *body = NULL;
 
-	body = fanout_render(v->lines, v->nlines, &len);
+	if (budget_charge(d->cfg.budget, len + 1)) {
+		body = fanout_render(v->lines, v->nlines, &len);
+		if (body == NULL) {
+			budget_credit(d->cfg.budget, len + 1);
+		}
+	}
 	view_finish(d, v, body, len);
 }
 
@@ -47,23 +67,19 @@ void view_line_done(struct discovery *d, struct view *v)
 	}
 }
 
-/* This pod's line: its data as storage has it, never over the network. */
+/* This pod's line: its data as storage has it, never over the network and never
+ * copied: the line borrows it until the view is rendered. */
 static void read_local(struct discovery *d, struct fanout_line *l)
 {
-	char *data = NULL;
-	size_t dlen = 0;
+	const char *data = NULL;
+	size_t len = 0;
+	void *hold = NULL;
+	struct fanout_answer *a;
 
-	if (!d->local(d->local_ctx, &data, &dlen)) {
-		fanout_line_error(l, "out of memory");
-	} else if (data == NULL) {
-		fanout_line_set(l, "", 0);
-	} else {
-		/* The copy becomes the answer's: no second one. */
-		struct fanout_answer *a = fanout_answer_take(data, dlen);
-
-		fanout_line_share(l, a);
-		fanout_answer_unref(a);
-	}
+	d->local.get(d->local.ctx, &data, &len, &hold);
+	a = fanout_answer_borrow(data, len, d->local.release, d->local.ctx, hold);
+	fanout_line_share(l, a);
+	fanout_answer_unref(a);
 }
 
 /* Gives every line its text or a fetch to wait for. */
@@ -111,7 +127,7 @@ static void view_serve(struct discovery *d, struct view *v, enum result_kind kin
 	}
 	if (v->nlines == 0) {
 		body = fanout_render(NULL, 0, &len);
-		view_finish(d, v, body, len);
+		view_finish(d, v, charge_short(d, body, len), len);
 		return;
 	}
 	view_ask(d, v);

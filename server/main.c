@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,24 +60,21 @@ static bool setup_signals(sigset_t *set)
 	return pthread_sigmask(SIG_BLOCK, set, NULL) == 0;
 }
 
-static bool local_data(void *ctx, char **out, size_t *len)
+/* This pod's own line of its cluster view: the stored blob itself, held (not copied)
+ * until the view is rendered. */
+static void local_get(void *ctx, const char **data, size_t *len, void **hold)
 {
-	struct storage *st = ctx;
-	const struct storage_blob *b = storage_acquire(st);
-	const char *text = b->present ? b->data : HTTP_NO_DATA;
-	size_t n = b->present ? b->len : strlen(text);
-	char *copy = malloc(n + 1);
+	const struct storage_blob *b = storage_acquire(ctx);
 
-	if (copy == NULL) {
-		storage_release(b);
-		return false;
-	}
-	memcpy(copy, text, n);
-	copy[n] = '\0';
-	storage_release(b);
-	*out = copy;
-	*len = n;
-	return true;
+	*data = b->present ? b->data : HTTP_NO_DATA;
+	*len = b->present ? b->len : strlen(HTTP_NO_DATA);
+	*hold = (void *)(uintptr_t)b;
+}
+
+static void local_release(void *ctx, void *hold)
+{
+	(void)ctx;
+	storage_release(hold);
 }
 
 static double ms_since(const struct timespec *t0)
@@ -165,10 +163,13 @@ static struct discovery *start_discovery(struct app *a, char *err, size_t errlen
 		.peer_max_connections = cfg->peer_max_connections,
 		.max_peers = cfg->max_peers,
 		.max_pending = cfg->max_pending,
+		.budget = &a->budget,
 		.log = log_discovery,
 	};
 
-	return discovery_create(&dc, local_data, a->st, err, errlen);
+	const struct discovery_local local = {local_get, local_release, a->st};
+
+	return discovery_create(&dc, &local, err, errlen);
 }
 
 /* Opens the data, starts peer discovery (peers mode) and the HTTP server, in that

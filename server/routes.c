@@ -88,6 +88,16 @@ static enum MHD_Result serve_ready(struct http_server *s, struct MHD_Connection 
 	return queue_fixed(conn, MHD_HTTP_OK, s->ready_resp);
 }
 
+/* The assembled lines, with the charge discovery made for them. */
+static void free_peers(struct http_server *s, struct request *r)
+{
+	if (r->peers != NULL) {
+		free(r->peers);
+		r->peers = NULL;
+		budget_credit(s->budget, r->peers_len + 1);
+	}
+}
+
 /* Runs on the discovery loop thread. */
 static void on_cluster_done(void *ctx, char *body, size_t len)
 {
@@ -125,16 +135,19 @@ static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 		break;
 	}
 	if (r->peers == NULL) {
-		return queue_fmt(r->conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
-				 "Could not assemble the cluster view: out of memory\n");
+		/* The memory budget (or memory) ran out while the view was assembled. */
+		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->over_budget_resp);
 	}
 	total = s->cluster_prefix_len + r->peers_len;
 	buf = charged_alloc(s->budget, total);
+	if (buf != NULL) {
+		memcpy(buf, s->cluster_prefix, s->cluster_prefix_len);
+		memcpy(buf + s->cluster_prefix_len, r->peers, r->peers_len);
+	}
+	free_peers(s, r);
 	if (buf == NULL) {
 		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->over_budget_resp);
 	}
-	memcpy(buf, s->cluster_prefix, s->cluster_prefix_len);
-	memcpy(buf + s->cluster_prefix_len, r->peers, r->peers_len);
 	return queue_charged(r->conn, MHD_HTTP_OK, buf, total);
 }
 
@@ -443,7 +456,7 @@ void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	if ((void *)r != (void *)&stateless) {
 		budget_credit(s->budget, r->charged);
 		free(r->body);
-		free(r->peers);
+		free_peers(s, r);
 		free(r);
 	}
 	*req_cls = NULL;

@@ -31,6 +31,7 @@
 
 #include <curl/curl.h>
 
+#include "common/budget.h"
 #include "discovery/discovery.h"
 
 #define DNSMASQ "/usr/sbin/dnsmasq"
@@ -713,13 +714,26 @@ struct result {
 	size_t len;
 };
 
-static bool local_data(void *ctx, char **out, size_t *len)
+/* This pod's own data; the count of borrows not given back must end at zero. */
+static atomic_int local_held;
+
+static void local_get(void *ctx, const char **data, size_t *len, void **hold)
 {
 	(void)ctx;
-	*out = strdup("mine");
+	*data = "mine";
 	*len = 4;
-	return *out != NULL;
+	*hold = &local_held;
+	atomic_fetch_add(&local_held, 1);
 }
+
+static void local_release(void *ctx, void *hold)
+{
+	(void)ctx;
+	assert_ptr_equal(hold, &local_held);
+	atomic_fetch_sub(&local_held, 1);
+}
+
+static const struct discovery_local local_data = {local_get, local_release, NULL};
 
 static void on_done(void *ctx, char *body, size_t len)
 {
@@ -749,7 +763,8 @@ static void result_finish(struct result *r)
 }
 
 /* Waits (bounded) for the next done call and returns the body (owned by r). */
-static const char *wait_done(struct result *r, int calls)
+/* Waits (bounded) for the next done call; the body may be NULL. */
+static void wait_calls(struct result *r, int calls)
 {
 	struct timespec ts;
 
@@ -763,6 +778,11 @@ static const char *wait_done(struct result *r, int calls)
 	}
 	pthread_mutex_unlock(&r->mu);
 	assert_int_equal(r->calls, calls);
+}
+
+static const char *wait_done(struct result *r, int calls)
+{
+	wait_calls(r, calls);
 	assert_non_null(r->body);
 	assert_int_equal(strlen(r->body), r->len);
 	return r->body;
@@ -789,7 +809,7 @@ static void base_config(struct discovery_config *c, char *server, size_t len, un
 static struct discovery *make(const struct discovery_config *c)
 {
 	char err[256] = "";
-	struct discovery *d = discovery_create(c, local_data, NULL, err, sizeof(err));
+	struct discovery *d = discovery_create(c, &local_data, err, sizeof(err));
 
 	if (d == NULL) {
 		print_error("discovery_create: %s\n", err);
@@ -1529,6 +1549,59 @@ static void test_socket_action_failure_is_logged(void **state)
 	assert_true(log_has("0 curl_multi_socket_action: "));
 }
 
+/* Peer answers and the assembled text are charged to the budget, and everything but
+ * the text handed over is given back once the view is done; this pod's own data is
+ * borrowed, never copied, and given back too. */
+static void test_views_are_charged_to_the_budget(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+	struct budget b;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	budget_init(&b, 1u << 20);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.budget = &b;
+	d = make(&c);
+	assert_non_null(strstr(ask(d, &r), "- kubia-1" SFX ": one\n"));
+	discovery_destroy(d);
+	/* The text handed over stays charged until its receiver gives it back. */
+	assert_int_equal(budget_used(&b), r.len + 1);
+	budget_credit(&b, r.len + 1);
+	assert_int_equal(atomic_load(&local_held), 0);
+	result_finish(&r);
+}
+
+/* A budget too small for the answers: the peers' lines say so, and the text that could
+ * not be made is not handed over (NULL), nothing is left charged. */
+static void test_a_view_past_the_budget_is_not_made(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+	struct budget b;
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	budget_init(&b, 64);
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.budget = &b;
+	d = make(&c);
+	assert_true(discovery_request(d, on_done, &r));
+	wait_calls(&r, 1);
+	assert_null(r.body);
+	discovery_destroy(d);
+	assert_int_equal(budget_used(&b), 0);
+	assert_int_equal(atomic_load(&local_held), 0);
+	result_finish(&r);
+}
+
 static void test_bad_config(void **state)
 {
 	struct discovery_config c;
@@ -1544,33 +1617,32 @@ static void test_bad_config(void **state)
 		err[0] = '\0';
 		if (bad[i][0] == '\0') {
 			/* Empty means "use resolv.conf": not an error. */
-			struct discovery *d =
-				discovery_create(&c, local_data, NULL, err, sizeof(err));
+			struct discovery *d = discovery_create(&c, &local_data, err, sizeof(err));
 
 			assert_non_null(d);
 			discovery_destroy(d);
 			continue;
 		}
-		assert_null(discovery_create(&c, local_data, NULL, err, sizeof(err)));
+		assert_null(discovery_create(&c, &local_data, err, sizeof(err)));
 		assert_non_null(strstr(err, "DNS server"));
 	}
 	c.dns_server = "::1";
 	{
-		struct discovery *d = discovery_create(&c, local_data, NULL, err, sizeof(err));
+		struct discovery *d = discovery_create(&c, &local_data, err, sizeof(err));
 
 		assert_non_null(d);
 		discovery_destroy(d);
 	}
 	c.dns_server = "[::1]:5353";
 	{
-		struct discovery *d = discovery_create(&c, local_data, NULL, err, sizeof(err));
+		struct discovery *d = discovery_create(&c, &local_data, err, sizeof(err));
 
 		assert_non_null(d);
 		discovery_destroy(d);
 	}
 	c.dns_server = NULL;
 	c.service = "";
-	assert_null(discovery_create(&c, local_data, NULL, err, sizeof(err)));
+	assert_null(discovery_create(&c, &local_data, err, sizeof(err)));
 	assert_string_equal(err, "service name is empty");
 	/* 253 characters and a trailing dot: the longest name there is. */
 	{
@@ -1582,11 +1654,11 @@ static void test_bad_config(void **state)
 		name[253] = '.';
 		name[254] = '\0';
 		c.service = name;
-		d = discovery_create(&c, local_data, NULL, err, sizeof(err));
+		d = discovery_create(&c, &local_data, err, sizeof(err));
 		assert_non_null(d);
 		discovery_destroy(d);
 		name[253] = 'a';
-		assert_null(discovery_create(&c, local_data, NULL, err, sizeof(err)));
+		assert_null(discovery_create(&c, &local_data, err, sizeof(err)));
 		assert_non_null(strstr(err, "longer than 253"));
 	}
 	discovery_destroy(NULL);
@@ -1596,6 +1668,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_config),
+		cmocka_unit_test(test_views_are_charged_to_the_budget),
+		cmocka_unit_test(test_a_view_past_the_budget_is_not_made),
 		cmocka_unit_test(test_cluster_view),
 		cmocka_unit_test(test_fqdn_and_peer_port),
 		cmocka_unit_test(test_named_port_form_walks_the_search_list),
