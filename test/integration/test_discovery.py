@@ -243,7 +243,12 @@ def test_max_pending_gives_503(factory):
         k = querier(factory, dns.port, args=["--max-pending", "2", "--peer-timeout-ms",
                                              "4000"])
         with concurrent.futures.ThreadPoolExecutor(2) as ex:
-            futs = [ex.submit(timed_get, k, "/", timeout=10) for _ in range(2)]
+            # One after the other: the second view arrives after the first one's fetch
+            # started, so it cannot share it and opens its own connection, which shows
+            # that both views are in flight.
+            futs = [ex.submit(timed_get, k, "/", timeout=10)]
+            wait_until(lambda: hung.accepted >= 1, 3, what="the first fan-out in flight")
+            futs.append(ex.submit(timed_get, k, "/", timeout=10))
             wait_until(lambda: hung.accepted >= 2, 3, what="two fan-outs in flight")
             r, dt = timed_get(k)
             assert r.status == 503, r
