@@ -729,3 +729,96 @@ def test_two_pods_with_cluster_dns_in_a_namespace(image, netns, containers, tmp_
     links = subprocess.run([TOOL["ip"], "-n", ns, "-o", "link"], capture_output=True, text=True,
                            timeout=10).stdout.splitlines()
     assert len(links) == 1 and ": lo:" in links[0], "the namespace has a way out: %s" % links
+
+
+# ---------------------------------------------------------------------------
+# the memory limit of the manifests, under clients that would exceed it
+
+MIB = 1 << 20
+
+
+def _read_status(sock, timeout=60):
+    """The status of the one answer on sock (its body is drained, not kept)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise AssertionError("closed before an answer: %r" % data[:200])
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+    got = len(rest)
+    while got < length:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise AssertionError("closed %d bytes into a %d-byte answer" % (got, length))
+        got += len(chunk)
+    return status
+
+
+def _srv_dns(port, pods):
+    """dnsmasq on 127.0.0.1:port with the SRV records of the Service for pods, a list of
+    (name, port), every pod at 127.0.0.1."""
+    svc = "kubia.default.svc.cluster.local"
+    args = [TOOL["dnsmasq"], "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+            "--listen-address=127.0.0.1", "--bind-interfaces", "--port=%d" % port,
+            "--local=/cluster.local/", "--pid-file="]
+    for name, p in pods:
+        fqdn = "%s.%s" % (name, svc)
+        args += ["--srv-host=%s,%s,%d,0,100" % (svc, fqdn, p),
+                 "--host-record=%s,127.0.0.1" % fqdn]
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def test_the_manifests_memory_limit_holds_against_uploads_and_slow_readers(image, containers):
+    """Under the manifests' memory limit (64 MiB), 200 clients uploading 1 MiB slowly
+    and 200 clients that ask for a cluster view of 2 MiB (two peers hold 1 MiB each) and
+    read it slowly: without a budget the pod would need hundreds of MiB and be killed.
+    With the default budget (half the cgroup limit) every request gets 200 or 503, the
+    container is not killed, and its memory stays under the limit."""
+    assert TOOL["dnsmasq"], "dnsmasq is needed"
+    ports = {n: free_port() for n in ("kubia-0", "kubia-1", "kubia-2")}
+    dns_port = free_port()
+    dns = _srv_dns(dns_port, sorted(ports.items()))
+    socks = []
+    try:
+        for name in ("kubia-1", "kubia-2"):
+            peer = containers.run(*host_network(ports[name], name), port=ports[name])
+            peer.wait_ready()
+            assert request(ports[name], "POST", "/", b"p" * MIB)[0] == 200
+        pod = containers.run(
+            "--read-only", "--network", "host", "--memory", "64m", "--memory-swap", "64m",
+            "-e", "KUBIA_PORT=%d" % ports["kubia-0"], "-e", "KUBIA_HOSTNAME=kubia-0",
+            "-e", "KUBIA_DNS_SERVER=127.0.0.1:%d" % dns_port,
+            "-e", "KUBIA_SERVICE=kubia.default.svc.cluster.local.",
+            port=ports["kubia-0"])
+        pod.wait_ready()
+        assert "half the cgroup memory limit" in pod.logs(), pod.logs()
+        port = ports["kubia-0"]
+        head = b"POST / HTTP/1.1\r\nHost: kubia-0\r\nContent-Length: %d\r\n\r\n" % MIB
+        for i in range(400):
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            if i % 2 == 0:
+                s.sendall(head + b"u" * (MIB // 4))  # an upload, a quarter sent
+            else:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: kubia-0\r\n\r\n")  # read later
+            socks.append(s)
+        for i in range(0, 400, 2):
+            socks[i].sendall(b"u" * (MIB - MIB // 4))
+        statuses = [_read_status(s) for s in socks]
+        assert pod.alive(), pod.logs()
+        info = json.loads(podman("container", "inspect", pod.name).stdout)[0]["State"]
+        assert info["Running"] and not info.get("OOMKilled"), info
+        peak = int(proc_status(pod.pid)["VmHWM"].split()[0])
+    finally:
+        for s in socks:
+            s.close()
+        dns.terminate()
+        dns.wait(10)
+    assert set(statuses) <= {200, 503}, sorted(set(statuses))
+    uploads, views = statuses[0::2], statuses[1::2]
+    assert 200 in uploads and 200 in views, (uploads.count(200), views.count(200))
+    assert peak < 64 * 1024, "VmHWM %d KiB under a 64 MiB limit" % peak
