@@ -76,6 +76,9 @@ struct fanout_answer *fanout_answer_copy(const char *data, size_t len)
 	return fanout_answer_take(copy, len);
 }
 
+/* fmt is the caller's, checked where the caller is (DISCOVERY_PRINTF). */
+static struct fanout_answer *answer_verror(const char *fmt, va_list ap) DISCOVERY_PRINTF(1, 0);
+
 static struct fanout_answer *answer_verror(const char *fmt, va_list ap)
 {
 	char buf[1024];
