@@ -33,6 +33,10 @@ typedef void (*discovery_log_fn)(void *ctx, enum discovery_log_level level, cons
 
 struct discovery_config {
 	const char *service; /* short name (search list) or fully qualified */
+	/* The container port's name: when a bare service name exists in DNS without SRV
+	 * records (the Kubernetes DNS specification defines them only for named ports),
+	 * "_<port_name>._tcp.<name>" is asked instead. NULL or "": no such fallback. */
+	const char *port_name;
 	const char *hostname; /* this pod's name: its entry is read locally */
 	const char *dns_server; /* IP[:port], [IPv6]:port; NULL or "": resolv.conf */
 	const char *resolv_conf; /* NULL = /etc/resolv.conf (tests point elsewhere) */

@@ -267,6 +267,11 @@ struct lookup {
 	bool cancelling; /* deadline or shutdown: callbacks must not start new queries */
 	bool timed_out;
 	size_t name; /* index into d->names of the name being asked */
+	/* The named-port form of names[name] ("_<port>._tcp.<name>"), being asked because
+	 * names[name] exists without SRV records of its own (a DNS that follows only the
+	 * Kubernetes DNS specification). */
+	bool named_port;
+	char named_port_name[SRV_NAME_MAX + 80];
 	uint64_t start;
 	uint64_t deadline;
 	struct srv_answer ans;
@@ -280,6 +285,7 @@ struct discovery {
 	char *hostname;
 	char *resolv_conf;
 	char *dns_server;
+	char *port_name;
 
 	struct discovery_local local;
 
@@ -288,6 +294,7 @@ struct discovery {
 	int tfd;
 	ares_channel channel;
 	bool channel_ok;
+	bool told_named_port; /* the named-port fallback was logged once */
 	CURLM *multi;
 	uint64_t curl_due;
 

@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #define DNS_TRIES 3
+/* "<name asked>: <why>", the name possibly in its named-port form */
+#define REASON_MAX (sizeof(((struct lookup *)0)->named_port_name) + SRV_ERR_MAX + 32)
 
 /* Which peer of the lookup's answer an address query is for. */
 struct addr_query {
@@ -101,13 +103,19 @@ static void lookup_end(struct discovery *d, enum result_kind kind, const char *r
 	srv_answer_free(&ans);
 }
 
+/* The name being asked right now. */
+static const char *asking(const struct discovery *d)
+{
+	return d->lk.named_port ? d->lk.named_port_name : d->names[d->lk.name];
+}
+
 static void lookup_fail(struct discovery *d, int status)
 {
 	char text[SRV_ERR_MAX];
-	char reason[SRV_NAME_MAX + SRV_ERR_MAX + 8];
+	char reason[REASON_MAX];
 
 	failure_text(d, status, text, sizeof(text));
-	snprintf(reason, sizeof(reason), "%s: %s", d->names[d->lk.name], text);
+	snprintf(reason, sizeof(reason), "%s: %s", asking(d), text);
 	lookup_end(d, RES_ERROR, reason);
 }
 
@@ -205,11 +213,11 @@ static bool lookup_answered(struct discovery *d, const unsigned char *abuf, int 
 {
 	struct lookup *lk = &d->lk;
 	char perr[SRV_ERR_MAX];
-	char reason[SRV_NAME_MAX + SRV_ERR_MAX + 32];
+	char reason[REASON_MAX];
 
 	if (abuf == NULL || alen < 0 ||
 	    srv_parse(abuf, (size_t)alen, d->cfg.max_peers, &lk->ans, perr, sizeof(perr)) < 0) {
-		snprintf(reason, sizeof(reason), "%s: malformed reply (%s)", d->names[lk->name],
+		snprintf(reason, sizeof(reason), "%s: malformed reply (%s)", asking(d),
 			 abuf == NULL ? "empty" : perr);
 		lookup_end(d, RES_ERROR, reason);
 		return true;
@@ -218,6 +226,33 @@ static bool lookup_answered(struct discovery *d, const unsigned char *abuf, int 
 		return false;
 	}
 	lookup_resolve(d);
+	return true;
+}
+
+/* The name exists but has no SRV records (NODATA, not NXDOMAIN): a cluster DNS that
+ * follows only the Kubernetes DNS specification, which defines SRV records for named
+ * ports alone. A bare service name is then asked in its named-port form; true when that
+ * query is to be made. */
+static bool try_named_port(struct discovery *d)
+{
+	struct lookup *lk = &d->lk;
+	const char *name = d->names[lk->name];
+	int n;
+
+	if (lk->named_port || name[0] == '_' || d->port_name == NULL || d->port_name[0] == '\0') {
+		return false;
+	}
+	n = snprintf(lk->named_port_name, sizeof(lk->named_port_name), "_%s._tcp.%s", d->port_name,
+		     name);
+	if (n < 0 || (size_t)n >= sizeof(lk->named_port_name)) {
+		return false;
+	}
+	lk->named_port = true;
+	disc_log(d, d->told_named_port ? DISCOVERY_LOG_DEBUG : DISCOVERY_LOG_WARN,
+		 "%s has no SRV records of its own: asking %s, the DNS specification's form "
+		 "(set the service to _%s._tcp.<service> to ask it first)",
+		 name, lk->named_port_name, d->port_name);
+	d->told_named_port = true;
 	return true;
 }
 
@@ -243,7 +278,10 @@ static void srv_cb(void *arg, int status, int timeouts, unsigned char *abuf, int
 	}
 	if (status != ARES_ENOTFOUND && status != ARES_ENODATA) {
 		lookup_fail(d, status);
+	} else if (status == ARES_ENODATA && try_named_port(d)) {
+		lookup_query(d);
 	} else if (lk->name + 1 < d->nnames) {
+		lk->named_port = false;
 		lk->name++;
 		lookup_query(d);
 	} else {
@@ -255,7 +293,7 @@ static void lookup_query(struct discovery *d)
 {
 	/* Plain ares_query(), not ares_search(): c-ares 1.18's search goes on to the next
 	 * domain after SERVFAIL, which would turn a failing server into "no peers". */
-	ares_query(d->channel, d->names[d->lk.name], DNS_CLASS_IN, DNS_TYPE_SRV, srv_cb, d);
+	ares_query(d->channel, asking(d), DNS_CLASS_IN, DNS_TYPE_SRV, srv_cb, d);
 }
 
 void lookup_begin(struct discovery *d)

@@ -319,6 +319,7 @@ static struct discovery *discovery_alloc(const struct discovery_config *cfg,
 	d->hostname = dup_or_null(cfg->hostname, &ok);
 	d->resolv_conf = dup_or_null(cfg->resolv_conf, &ok);
 	d->dns_server = dup_or_null(cfg->dns_server, &ok);
+	d->port_name = dup_or_null(cfg->port_name, &ok);
 	d->local = *local;
 	if (!ok) {
 		discovery_destroy(d);
@@ -329,6 +330,7 @@ static struct discovery *discovery_alloc(const struct discovery_config *cfg,
 	d->cfg.hostname = d->hostname;
 	d->cfg.resolv_conf = d->resolv_conf;
 	d->cfg.dns_server = d->dns_server;
+	d->cfg.port_name = d->port_name;
 	return d;
 }
 
@@ -461,6 +463,7 @@ void discovery_destroy(struct discovery *d)
 	free(d->hostname);
 	free(d->resolv_conf);
 	free(d->dns_server);
+	free(d->port_name);
 	pthread_mutex_destroy(&d->stop_mu);
 	pthread_mutex_destroy(&d->mu);
 	free(d);

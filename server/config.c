@@ -40,6 +40,7 @@ static bool check_path(const char *v, char *why, size_t whylen);
 static bool check_dns_name(const char *v, char *why, size_t whylen);
 static bool check_host_port(const char *v, char *why, size_t whylen);
 static bool check_hostname(const char *v, char *why, size_t whylen);
+static bool check_port_name(const char *v, char *why, size_t whylen);
 
 #define OFF(field) offsetof(struct config, field)
 
@@ -58,6 +59,9 @@ static const struct opt opts[] = {
 	 "port for peers; 0 = the SRV record's port"},
 	{"peer-timeout-ms", "KUBIA_PEER_TIMEOUT_MS", OPT_UINT, OFF(peer_timeout_ms), 1, 600000,
 	 "2000", NULL, "total time allowed for one peer"},
+	{"port-name", "KUBIA_PORT_NAME", OPT_STRING, OFF(port_name), 0, 0, "http", check_port_name,
+	 "the container port's name: a bare service name without SRV records is asked as "
+	 "_<port-name>._tcp.<service>"},
 	{"dns-server", "KUBIA_DNS_SERVER", OPT_STRING, OFF(dns_server), 0, 0, NULL, check_host_port,
 	 "IP[:port] to ask instead of the system's servers (an address, not a name)"},
 	{"dns-timeout-ms", "KUBIA_DNS_TIMEOUT_MS", OPT_UINT, OFF(dns_timeout_ms), 1, 600000, "2000",
@@ -167,6 +171,33 @@ static bool check_host_port(const char *v, char *why, size_t whylen)
 	struct discovery_dns_server server;
 
 	return discovery_parse_dns_server(v, &server, why, whylen);
+}
+
+/* A Kubernetes port name (an IANA service name): 1-15 lower-case letters, digits and
+ * '-', at least one letter, no '-' at either end or twice in a row. */
+static bool check_port_name(const char *v, char *why, size_t whylen)
+{
+	size_t n = strlen(v);
+	bool letter = false;
+
+	snprintf(why, whylen,
+		 "expected a port name such as http: 1-15 lower-case letters, "
+		 "digits and single inner dashes, with a letter");
+	if (n == 0 || n > 15 || v[0] == '-' || v[n - 1] == '-') {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char c = v[i];
+
+		if (c == '-' && v[i + 1] == '-') {
+			return false;
+		}
+		if ((c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-') {
+			return false;
+		}
+		letter = letter || (c >= 'a' && c <= 'z');
+	}
+	return letter;
 }
 
 static bool check_hostname(const char *v, char *why, size_t whylen)

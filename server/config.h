@@ -20,6 +20,7 @@ struct config {
 	const char *data_file;
 	enum config_mode mode;
 	const char *service;
+	const char *port_name;
 	unsigned peer_port;
 	unsigned peer_timeout_ms;
 	unsigned peer_connect_timeout_ms;

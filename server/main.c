@@ -151,6 +151,7 @@ static struct discovery *start_discovery(struct app *a, char *err, size_t errlen
 	const struct config *cfg = &a->cfg;
 	struct discovery_config dc = {
 		.service = cfg->service,
+		.port_name = cfg->port_name,
 		.hostname = cfg->hostname,
 		.dns_server = cfg->dns_server,
 		.resolv_conf = cfg->resolv_conf,

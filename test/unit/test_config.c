@@ -187,6 +187,11 @@ static void test_bad_values(void **state)
 	expect_error(NULL, "--data-file", "\"/var/data/\"", 2, "--data-file=/var/data/", NULL);
 	expect_error(NULL, "--hostname", "\"a b\"", 2, "--hostname=a b", NULL);
 	expect_error(NULL, "--log-level", "\"loud\"", 2, "--log-level=loud", NULL);
+	expect_error(NULL, "--port-name", "\"HTTP\"", 2, "--port-name=HTTP", NULL);
+	expect_error(NULL, "--port-name", "\"8080\"", 2, "--port-name=8080", NULL);
+	expect_error(NULL, "--port-name", "\"a--b\"", 2, "--port-name=a--b", NULL);
+	expect_error(NULL, "--port-name", "\"averyverylongname\"", 2,
+		     "--port-name=averyverylongname", NULL);
 	expect_error(NULL, "--peer-timeout-ms", "\"0\"", 2, "--peer-timeout-ms=0", NULL);
 	expect_error(NULL, "unknown option", "--nope", 2, "--nope", NULL);
 	expect_error(NULL, "unexpected argument", "\"extra\"", 2, "extra", NULL);
@@ -296,6 +301,7 @@ static void test_help_and_version(void **state)
 		{"  --data-file ", "KUBIA_DATA_FILE"},
 		{"  --mode ", "KUBIA_MODE"},
 		{"  --service ", "KUBIA_SERVICE"},
+		{"  --port-name ", "KUBIA_PORT_NAME"},
 		{"  --peer-port ", "KUBIA_PEER_PORT"},
 		{"  --peer-timeout-ms ", "KUBIA_PEER_TIMEOUT_MS"},
 		{"  --dns-server ", "KUBIA_DNS_SERVER"},

@@ -511,6 +511,12 @@ static bool start_dnsmasq_once(void)
 	ARG("--srv-host=others.default.svc.cluster.local,kubia-1" SFX ",%u,0,100", ports[0]);
 	ARG("--srv-host=big.default.svc.cluster.local,kubia-1" SFX ",%u,0,100", ports[3]);
 	ARG("--srv-host=hang.default.svc.cluster.local,kubia-1" SFX ",%u,0,100", ports[4]);
+	/* A Service as a DNS that follows only the specification publishes it: its name
+	 * has an address (so an SRV query gets NODATA), its SRV records are per named
+	 * port. */
+	ARG("--host-record=specsvc.default.svc.cluster.local,127.0.0.9");
+	ARG("--srv-host=_http._tcp.specsvc.default.svc.cluster.local,kubia-1" SFX ",%u,0,100",
+	    ports[0]);
 	/* The Kubernetes DNS specification's form, for the named port "http". */
 	ARG("--srv-host=_http._tcp.named.default.svc.cluster.local,kubia-1" SFX ",%u,0,100",
 	    ports[0]);
@@ -935,6 +941,38 @@ static void test_named_port_form_walks_the_search_list(void **state)
 	d = make(&c);
 	snprintf(want, sizeof(want), "- kubia-0" SFX ": mine\n- kubia-1" SFX ": one\n");
 	assert_string_equal(ask(d, &r), want);
+	discovery_destroy(d);
+	result_finish(&r);
+}
+
+/* Given the bare name, on a DNS that has SRV records only for named ports, kubia asks
+ * the named-port form of the name that exists, says so once, and shows the peers. */
+static void test_bare_name_falls_back_to_the_named_port(void **state)
+{
+	struct discovery_config c;
+	char server[64];
+	struct discovery *d;
+	struct result r;
+	char want[256];
+
+	(void)state;
+	SKIP_UNLESS_READY();
+	result_init(&r);
+	log_reset();
+	base_config(&c, server, sizeof(server), g.dns_port);
+	c.service = "specsvc";
+	c.port_name = "http";
+	c.log = on_log;
+	d = make(&c);
+	snprintf(want, sizeof(want), "- kubia-0" SFX ": mine\n- kubia-1" SFX ": one\n");
+	assert_string_equal(ask(d, &r), want);
+	discovery_destroy(d);
+	assert_true(log_has("1 specsvc.default.svc.cluster.local has no SRV records of its "
+			    "own: asking _http._tcp.specsvc.default.svc.cluster.local"));
+	/* Without a port name there is nothing to fall back to: no peers. */
+	c.port_name = NULL;
+	d = make(&c);
+	assert_string_equal(ask(d, &r), "No peers discovered.\n");
 	discovery_destroy(d);
 	result_finish(&r);
 }
@@ -1673,6 +1711,7 @@ int main(void)
 		cmocka_unit_test(test_cluster_view),
 		cmocka_unit_test(test_fqdn_and_peer_port),
 		cmocka_unit_test(test_named_port_form_walks_the_search_list),
+		cmocka_unit_test(test_bare_name_falls_back_to_the_named_port),
 		cmocka_unit_test(test_no_peers),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_dns_down),
