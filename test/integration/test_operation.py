@@ -16,8 +16,8 @@ import pytest
 from conftest import (CT, DOMAIN, KUBIA, FakeDNS, HungPeer, clean_env, free_port, http_request,
                       is_root, pod_fqdn, run_kubia, wait_until)
 
-FLAGS = ["--port", "--data-file", "--mode", "--service", "--peer-port", "--peer-timeout-ms",
-         "--dns-server", "--dns-timeout-ms", "--max-body", "--hostname", "--dns-cache-ms",
+FLAGS = ["--port", "--data-file", "--mode", "--service", "--port-name", "--peer-port",
+         "--peer-timeout-ms", "--dns-server", "--dns-timeout-ms", "--max-body", "--hostname", "--dns-cache-ms",
          "--peer-connect-timeout-ms", "--peer-max-bytes", "--max-peers", "--max-pending",
          "--max-connections", "--max-connections-per-ip", "--connection-memory",
          "--idle-timeout-s", "--threads", "--max-memory", "--shutdown-timeout-ms",
@@ -72,6 +72,7 @@ BAD_FLAGS = [
     (["--log-level", "loud"], "--log-level", "loud"),
     (["--threads", "many"], "--threads", "many"),
     (["--max-memory", "lots"], "--max-memory", "lots"),
+    (["--port-name", "Web"], "--port-name", "Web"),
     (["--idle-timeout-s", "-1"], "--idle-timeout-s", "-1"),
     (["--max-connections", "1e3"], "--max-connections", "1e3"),
     (["--shutdown-timeout-ms", "99999999999999999999999"], "--shutdown-timeout-ms",
