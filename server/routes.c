@@ -10,18 +10,10 @@
 
 #include "common/budget.h"
 #include "discovery/discovery.h"
+#include "server/classify.h"
 #include "server/http_internal.h"
 #include "server/log.h"
 #include "storage/storage.h"
-
-/*
- * A too-large body is read and dropped before the 413 is queued, up to this much past
- * the limit. libmicrohttpd closes a connection whose body it did not read right after
- * the answer, and the unread bytes make the kernel reset it: a client or a proxy that
- * is still sending (nginx, the API server's proxy) loses the 413 and reports a broken
- * connection instead. A longer body is answered at once and the connection closed.
- */
-#define DISCARD_SLACK ((uint64_t)16 << 20)
 
 enum request_kind {
 	REQUEST_POST,
@@ -58,9 +50,14 @@ struct request {
 	size_t peers_len;
 };
 
-/* *req_cls of requests that need no state of their own (GET /data, probes, errors):
- * the hot path allocates nothing. */
-static char stateless;
+/* *req_cls of requests that need no state of their own (GET /data, probes, errors): one
+ * byte per route, so the pointer says the route and the hot path allocates nothing. */
+static char stateless[ROUTE_METHOD + 1];
+
+static bool is_stateless(const void *req_cls)
+{
+	return (uintptr_t)req_cls - (uintptr_t)stateless < sizeof(stateless);
+}
 
 /* GET /data and, in pet mode, GET of any other path. */
 static enum MHD_Result serve_data(struct http_server *s, struct MHD_Connection *conn, bool pet)
@@ -287,7 +284,7 @@ static enum MHD_Result receive_post(struct http_server *s, struct request *r, co
 	if (r->too_large || r->over_budget) {
 		r->discarded += n;
 		/* Stop reading an endless body: closing is the only answer left. */
-		return r->discarded > s->cfg->max_body + DISCARD_SLACK ? MHD_NO : MHD_YES;
+		return r->discarded > s->cfg->max_body + CLASSIFY_DISCARD_SLACK ? MHD_NO : MHD_YES;
 	}
 	if ((uint64_t)r->len + n > s->cfg->max_body) {
 		r->too_large = true;
@@ -304,11 +301,6 @@ static enum MHD_Result receive_post(struct http_server *s, struct request *r, co
 	return MHD_YES;
 }
 
-static bool is_path(const char *url, const char *path)
-{
-	return strcmp(url, path) == 0;
-}
-
 static struct request *new_request(struct http_server *s, struct MHD_Connection *conn,
 				   enum request_kind kind)
 {
@@ -323,42 +315,25 @@ static struct request *new_request(struct http_server *s, struct MHD_Connection 
 	return r;
 }
 
-/* A client that waits for "100 Continue" sends nothing more until told: answer it at
- * once. Another is answered once its body is read and dropped (see DISCARD_SLACK). */
+/* A client that waits for "100 Continue" sends nothing more until told. */
 static bool waits_for_continue(struct MHD_Connection *conn)
 {
 	return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT) != NULL;
 }
 
-/* First call of a POST: the body's room is charged and allocated now when
- * Content-Length gives its size, so that an upload that cannot fit is turned away
- * before it is read. */
+/* First call of a POST to be read (ROUTE_STORE or ROUTE_TOO_LARGE_DRAIN): the body's
+ * room is charged and allocated now when Content-Length gives its size, so that an
+ * upload that cannot fit is turned away before it is read. */
 static enum MHD_Result first_post(struct http_server *s, struct MHD_Connection *conn,
-				  void **req_cls)
+				  enum classify_route route, uint64_t want, void **req_cls)
 {
-	const char *cl =
-		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	unsigned long long want = 0;
-	struct request *r;
+	struct request *r = new_request(s, conn, REQUEST_POST);
 
-	if (cl != NULL) {
-		char *end = NULL;
-		errno = 0;
-		want = strtoull(cl, &end, 10);
-		if (errno != 0 || end == cl) {
-			return queue_fixed(conn, MHD_HTTP_CONTENT_TOO_LARGE, s->too_large_resp);
-		}
-	}
-	if (want > s->cfg->max_body &&
-	    (want - s->cfg->max_body > DISCARD_SLACK || waits_for_continue(conn))) {
-		return queue_fixed(conn, MHD_HTTP_CONTENT_TOO_LARGE, s->too_large_resp);
-	}
-	r = new_request(s, conn, REQUEST_POST);
 	if (r == NULL) {
 		return MHD_NO;
 	}
 	*req_cls = r;
-	if (want > s->cfg->max_body) {
+	if (route == ROUTE_TOO_LARGE_DRAIN) {
 		r->too_large = true;
 	} else if (want > 0 && !budget_charge(s->budget, want + 1)) {
 		r->over_budget = true;
@@ -377,33 +352,62 @@ static enum MHD_Result first_post(struct http_server *s, struct MHD_Connection *
 	return MHD_YES;
 }
 
-/* First call for a request: decide what it is; answer at once only when the body must
- * not be read (413 by Content-Length, 405). Answers that can wait are queued on the
- * second call: libmicrohttpd closes the connection after a response queued on the
- * first, which would cost keep-alive on every request. */
+/* First call for a request: decide what it is (classify.c); answer at once only when the
+ * body must not be read (405, 400 and 413 by Content-Length). Answers that can wait are
+ * queued on the second call: libmicrohttpd closes the connection after a response
+ * queued on the first, which would cost keep-alive on every request. */
 static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *conn,
 				  const char *url, const char *method, void **req_cls)
 {
-	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
-		   strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+	const struct classify_request rq = {
+		.method = method,
+		.path = url,
+		.content_length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							      MHD_HTTP_HEADER_CONTENT_LENGTH),
+		.expect = waits_for_continue(conn),
+	};
+	uint64_t want = 0;
+	enum classify_route route = classify_request(&rq, s->disc != NULL, s->cfg->max_body, &want);
+	struct request *r;
 
-	*req_cls = &stateless;
-	if (strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
-		return first_post(s, conn, req_cls);
-	}
-	if (!get) {
+	*req_cls = &stateless[route];
+	switch (route) {
+	case ROUTE_METHOD:
 		return queue_fixed(conn, MHD_HTTP_METHOD_NOT_ALLOWED, s->method_resp);
-	}
-	if (s->disc != NULL && !is_path(url, "/data") && !is_path(url, "/healthz") &&
-	    !is_path(url, "/readyz")) {
-		struct request *r = new_request(s, conn, REQUEST_CLUSTER);
-
+	case ROUTE_TOO_LARGE:
+		return queue_fixed(conn, MHD_HTTP_CONTENT_TOO_LARGE, s->too_large_resp);
+	case ROUTE_BAD_LENGTH:
+		return queue_fmt(conn, MHD_HTTP_BAD_REQUEST,
+				 "Bad request: Content-Length is not a number\n");
+	case ROUTE_STORE:
+	case ROUTE_TOO_LARGE_DRAIN:
+		return first_post(s, conn, route, want, req_cls);
+	case ROUTE_CLUSTER:
+		r = new_request(s, conn, REQUEST_CLUSTER);
 		if (r == NULL) {
 			return MHD_NO;
 		}
 		*req_cls = r;
+		return MHD_YES;
+	default:
+		return MHD_YES;
 	}
-	return MHD_YES;
+}
+
+/* Second call of a request without state: its route is where req_cls points. */
+static enum MHD_Result serve_stateless(struct http_server *s, struct MHD_Connection *conn,
+				       const char *req_cls)
+{
+	switch ((enum classify_route)(req_cls - stateless)) {
+	case ROUTE_DATA:
+		return serve_data(s, conn, false);
+	case ROUTE_HEALTHZ:
+		return queue_fixed(conn, MHD_HTTP_OK, s->healthz_resp);
+	case ROUTE_READYZ:
+		return serve_ready(s, conn);
+	default:
+		return serve_data(s, conn, true); /* pet mode */
+	}
 }
 
 enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -417,21 +421,12 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *u
 		atomic_fetch_add(&s->in_flight, 1);
 		return first_call(s, conn, url, method, req_cls);
 	}
-	if (*req_cls == &stateless) {
+	if (is_stateless(*req_cls)) {
 		if (*upload_data_size != 0) {
 			*upload_data_size = 0; /* a body on GET means nothing: drop it */
 			return MHD_YES;
 		}
-		if (is_path(url, "/data")) {
-			return serve_data(s, conn, false);
-		}
-		if (is_path(url, "/healthz")) {
-			return queue_fixed(conn, MHD_HTTP_OK, s->healthz_resp);
-		}
-		if (is_path(url, "/readyz")) {
-			return serve_ready(s, conn);
-		}
-		return serve_data(s, conn, true); /* pet mode */
+		return serve_stateless(s, conn, *req_cls);
 	}
 	r = *req_cls;
 	if (r->kind == REQUEST_POST) {
@@ -453,7 +448,7 @@ void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	if (r == NULL) {
 		return;
 	}
-	if ((void *)r != (void *)&stateless) {
+	if (!is_stateless(r)) {
 		budget_credit(s->budget, r->charged);
 		free(r->body);
 		free_peers(s, r);

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What a request is, from its method, path and headers (server/classify.c): the routes of
+ * the contract, both modes, and every way a POST's declared length can go.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "server/classify.h"
+
+#define MAX 1024
+
+static enum classify_route route(const char *method, const char *path, const char *length,
+				 bool expect, bool peers, uint64_t *want)
+{
+	const struct classify_request rq = {method, path, length, expect};
+
+	return classify_request(&rq, peers, MAX, want);
+}
+
+static void test_get_and_head(void **state)
+{
+	uint64_t want = 1;
+	const char *methods[] = {"GET", "HEAD"};
+
+	(void)state;
+	for (size_t i = 0; i < 2; i++) {
+		const char *m = methods[i];
+
+		assert_int_equal(route(m, "/data", NULL, false, true, &want), ROUTE_DATA);
+		assert_int_equal(want, 0);
+		assert_int_equal(route(m, "/healthz", NULL, false, true, &want), ROUTE_HEALTHZ);
+		assert_int_equal(route(m, "/readyz", NULL, false, false, &want), ROUTE_READYZ);
+		assert_int_equal(route(m, "/", NULL, false, true, &want), ROUTE_CLUSTER);
+		assert_int_equal(route(m, "/", NULL, false, false, &want), ROUTE_POD);
+		/* Only the exact paths are special: a proxy's prefix makes another path. */
+		assert_int_equal(route(m, "/data/", "5", false, false, &want), ROUTE_POD);
+		assert_int_equal(route(m, "/api/v1/namespaces/default/pods/kubia-0/proxy/data",
+				       NULL, false, true, &want),
+				 ROUTE_CLUSTER);
+		assert_int_equal(route(m, "/DATA", NULL, false, true, &want), ROUTE_CLUSTER);
+		assert_int_equal(route(m, "", NULL, false, false, &want), ROUTE_POD);
+	}
+}
+
+static void test_other_methods(void **state)
+{
+	uint64_t want = 1;
+	const char *methods[] = {"PUT", "DELETE", "OPTIONS", "get", "post", "POST ", "", "PATCH"};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		assert_int_equal(route(methods[i], "/data", "3", false, true, &want), ROUTE_METHOD);
+		assert_int_equal(want, 0);
+	}
+}
+
+static void test_post_lengths(void **state)
+{
+	uint64_t want = 7;
+
+	(void)state;
+	/* Any path stores, the probes' too. */
+	assert_int_equal(route("POST", "/healthz", NULL, false, true, &want), ROUTE_STORE);
+	assert_int_equal(want, 0);
+	assert_int_equal(route("POST", "/", "0", false, true, &want), ROUTE_STORE);
+	assert_int_equal(want, 0);
+	assert_int_equal(route("POST", "/", "1024", true, true, &want), ROUTE_STORE);
+	assert_int_equal(want, 1024);
+	assert_int_equal(route("POST", "/", "0001024", false, false, &want), ROUTE_STORE);
+	assert_int_equal(want, 1024);
+	assert_int_equal(route("POST", "/", "1025", false, true, &want), ROUTE_TOO_LARGE_DRAIN);
+	assert_int_equal(want, 1025);
+	/* The client waits for 100 Continue: answered at once, never read. */
+	assert_int_equal(route("POST", "/", "1025", true, true, &want), ROUTE_TOO_LARGE);
+	assert_int_equal(route("POST", "/", "16778240", false, true, &want),
+			 ROUTE_TOO_LARGE_DRAIN); /* MAX + the slack, 16 MiB */
+	assert_int_equal(route("POST", "/", "16778241", false, true, &want), ROUTE_TOO_LARGE);
+	assert_int_equal(route("POST", "/", "18446744073709551615", false, true, &want),
+			 ROUTE_TOO_LARGE);
+	assert_int_equal(want, UINT64_MAX);
+}
+
+static void test_post_bad_lengths(void **state)
+{
+	const char *bad[] = {"",
+			     "-1",
+			     "+1",
+			     " 1",
+			     "1 ",
+			     "1a",
+			     "0x10",
+			     "1.0",
+			     "1,2",
+			     "١٢",
+			     "18446744073709551616",
+			     "99999999999999999999999"};
+	uint64_t want = 7;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(route("POST", "/", bad[i], false, true, &want), ROUTE_BAD_LENGTH);
+		assert_int_equal(want, 0);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_get_and_head),
+		cmocka_unit_test(test_other_methods),
+		cmocka_unit_test(test_post_lengths),
+		cmocka_unit_test(test_post_bad_lengths),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
