@@ -494,6 +494,27 @@ def test_recommended_labels_without_changing_the_selectors(book, every):
             assert o["spec"][key] == {"matchLabels": {"app": "kubia"}}, where
 
 
+# Prometheus' usual pod scrape job keeps the pods annotated prometheus.io/scrape "true"
+# and asks prometheus.io/path on prometheus.io/port (docs/prometheus.md).
+SCRAPE_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/port": str(KUBIA_PORT),
+                      "prometheus.io/path": "/metrics"}
+
+
+@needs_kubectl
+def test_pods_carry_the_scrape_annotations(book, every):
+    """Every pod is scraped for its metrics: GET /metrics on the container port, the
+    annotations' values strings (a number or a boolean is not a valid annotation)."""
+    for where, sts in all_statefulsets(book, every).items():
+        annotations = sts["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == SCRAPE_ANNOTATIONS, where
+        assert int(annotations["prometheus.io/port"]) == container(sts)["ports"][0][
+            "containerPort"], where
+        assert "annotations" not in sts["metadata"], where
+    # kubia-sim reads them into the pod template, and its Prometheus follows them
+    assert manifests.settings(path("kubia-statefulset.yaml"))["pod_annotations"] == \
+        SCRAPE_ANNOTATIONS
+
+
 @needs_kubectl
 def test_pods_spread_over_nodes_where_they_can(book, every):
     for where, sts in all_statefulsets(book, every).items():
@@ -532,6 +553,11 @@ def test_settings_of_the_kustomization():
         "resources": {"requests": {"cpu": 0.05, "memory": 32 * 2**20},
                       "limits": {"memory": 64 * 2**20}},
         "env": s["env"],
+        "pod_labels": {"app": "kubia", "app.kubernetes.io/name": "kubia",
+                       "app.kubernetes.io/instance": "kubia",
+                       "app.kubernetes.io/version": meson_version(),
+                       "app.kubernetes.io/component": "data-store"},
+        "pod_annotations": SCRAPE_ANNOTATIONS,
         "volume_mount_path": "/var/data",
         "termination_grace_period_seconds": s["termination_grace_period_seconds"],
         "headless_service_port": KUBIA_PORT,

@@ -279,6 +279,7 @@ def settings(source=None, parser=None, services=None):
     read_only_root_filesystem, allow_privilege_escalation, capabilities_drop and
     capabilities_add, from the pod's and the container's securityContext.
     resources: requests and limits, each {"cpu": cores, "memory": bytes} as given.
+    pod_labels and pod_annotations: the pod template's metadata (empty when unset).
 
     services: a manifest whose Services exist before the source's objects, as the
     chapter creates kubia-service-headless.yaml before the StatefulSet; a Service of the
@@ -293,6 +294,7 @@ def settings(source=None, parser=None, services=None):
     sts = _one(objects, "StatefulSet", what)
     spec = sts["spec"]
     pod = spec["template"]["spec"]
+    pod_meta = spec["template"].get("metadata") or {}
     containers = pod.get("containers") or []
     if len(containers) != 1:
         raise ManifestError("expected one container in StatefulSet %s, found %d" %
@@ -334,6 +336,8 @@ def settings(source=None, parser=None, services=None):
         "security": _security(pod, c),
         "resources": _resources(c),
         "env": env,
+        "pod_labels": dict(pod_meta.get("labels") or {}),
+        "pod_annotations": dict(pod_meta.get("annotations") or {}),
         "volume_mount_path": mounts[0]["mountPath"] if mounts else None,
         "termination_grace_period_seconds": pod.get("terminationGracePeriodSeconds", 30),
         "headless_service_port": headless_port,
