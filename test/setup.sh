@@ -11,8 +11,9 @@ packages=(
     libcmocka-dev python3 python3-pytest dnsmasq-base iproute2 util-linux
     curl strace clang clang-tidy clang-format cppcheck valgrind wrk nginx-light
     python3-pyflakes python3-yaml
-    # the simulated cluster (test/e2e/kubia-sim) and its e2e suite
-    bind9-dnsutils
+    # the simulated cluster (test/e2e/kubia-sim) and its e2e suite; prometheus for
+    # `kubia-sim up --prometheus` (its server and promtool)
+    bind9-dnsutils prometheus
     # the container image and its tests (test/image): podman with runc, CNI networking
     # for the build's apt-get, debootstrap for the base image made without a registry
     podman buildah runc containernetworking-plugins iptables debootstrap

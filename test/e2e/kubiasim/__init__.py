@@ -14,6 +14,7 @@ line down:
     endpoints    which pods are ready, published to DNS and to the proxy
     cluster_dns  dnsmasq, answering as CoreDNS (or a DNS of the specification) does
     api_proxy    nginx, serving the API server's pod and Service proxy paths
+    prometheus   Prometheus (up --prometheus), its targets following the pods
     pod_http     HTTP GETs to pods, and what counts as a passing probe
     network      the bridge and each pod's network namespace
     state        the cluster's state file, names and addresses

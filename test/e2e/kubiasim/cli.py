@@ -10,6 +10,7 @@ from .commands import (cmd_dns, cmd_down, cmd_probe, cmd_rollout, cmd_scale, cmd
                        cmd_up)
 from .kubelet import kubelet_main
 from .pod_commands import cmd_cut, cmd_delete, cmd_exec, cmd_heal, cmd_logs, cmd_run
+from .prometheus import add_options as add_prometheus_options
 from .state import Cluster
 from .util import SimError
 
@@ -136,6 +137,7 @@ def add_up(sub):
     p.add_argument("--runtime", choices=("process", "podman"), default="process",
                    help="run each pod as the kubia binary in namespaces, or as a container "
                    "of the image (podman run --network ns:...)")
+    add_prometheus_options(p)
     p.add_argument("--image", help="the image for --runtime podman")
     p.add_argument("--user", help="uid:gid of a container (runAsUser:runAsGroup)")
     p.add_argument("--recreate", action="store_true",

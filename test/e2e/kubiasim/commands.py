@@ -12,6 +12,7 @@ import signal
 import socket
 import time
 
+from . import prometheus
 from .cluster_dns import dns_stop
 from .containers import PODMAN_FLAGS, container_pid
 from .controller import converge, roll_out
@@ -61,6 +62,7 @@ def try_next(c):
     say("  %s%s run -- dig SRV %s" % (me, cl, srv_name_to_try(c)))
     say("  %s%s delete pod kubia-0        # it comes back with its data" % (me, cl))
     say("  %s%s scale 4                   # and: status, cut/heal, rollout, logs" % (me, cl))
+    prometheus.say_try(c)
     say("Take it down: %s%s down   (the volumes stay; add --delete-volumes to drop them)"
         % (me, cl))
 
@@ -89,6 +91,7 @@ def cmd_up(c, a):
         raise SimError("cluster %r is already up (kubia-sim%s status; kubia-sim down to end it)"
                        % (c.name, "" if c.name == "kubia" else " --cluster " + c.name))
     base = free_subnet(a)
+    prom = prometheus.plan(a)
     os.makedirs(os.path.join(c.run, "pods"), exist_ok=True)
     os.makedirs(c.volumes, exist_ok=True)
     c.st = {"cluster": c.name, "namespace": a.namespace, "subnet": base,
@@ -103,6 +106,7 @@ def cmd_up(c, a):
     net_up(c)
     c.st["net_up"] = True
     c.save()
+    prometheus.start(c, prom)
     publish(c)
     say("service/%s created (headless; cluster DNS at %s answers for %s%s)"
         % (STS, c.dns_ip, c.domain(), "" if a.cluster_dns == "coredns" else
@@ -172,6 +176,7 @@ def cmd_down(c, a):
             stop_ref({"pid": s["pid"], "start": s.get("start")}, 5)
     for key in ("dns", "nginx"):
         stop_ref(st.get(key), 5)
+    prometheus.stop(c)
     if any(t.get("runtime") == "podman" for t in st.get("templates", {}).values()):
         # a container whose `podman run` was killed keeps running under conmon
         r = sh(tool("podman"), *PODMAN_FLAGS, "ps", "-a", "--format", "{{.Names}}",
@@ -225,6 +230,7 @@ def cmd_status(c, a):
            st["update_revision"]))
     say("endpoints %s (ready, in DNS): %s" % (STS, ", ".join(st["endpoints"]) or "<none>"))
     say("cluster DNS: %s; API proxy: localhost:%d" % (dns, st["api_port"]))
+    prometheus.say_status(c)
     for o in st["orphans"]:
         say("force-deleted %s still running on its cut-off node (netns %s)"
             % (o["name"], o["netns"]))

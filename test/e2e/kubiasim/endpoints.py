@@ -6,6 +6,7 @@ import os
 from .api_proxy import nginx_apply
 from .cluster_dns import dns_apply
 from .pod_http import probe
+from .prometheus import sync as prometheus_sync
 from .util import read_json
 
 
@@ -26,4 +27,5 @@ def publish(c):
     c.save()
     dns_apply(c, ready)
     nginx_apply(c, ready)
+    prometheus_sync(c)
     return ready

@@ -1,0 +1,201 @@
+"""A real Prometheus (Debian's) scraping the simulated cluster: `kubia-sim up
+--prometheus` starts it on 127.0.0.1, its file service discovery follows the pods
+(scaled away and back, deleted and recreated), the manifests' prometheus.io/*
+annotations decide what it scrapes, and nothing outside the cluster is ever a target.
+Every wait is bounded; the scrape interval is short (SCRAPE_S).
+"""
+
+import calendar
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+
+from conftest import BASE, wait_until
+from kubiasim import manifests, prometheus
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+SCRAPE_S = 1
+# Prometheus applies a change of its targets at most every 5 s, then scrapes
+FOLLOW_S = 30
+# the pods Prometheus scrapes: a series per pod target
+SERIES = 'count by (pod) (up{job="%s"})' % prometheus.JOB
+
+pytestmark = pytest.mark.skipif(not os.access(PROMETHEUS, os.X_OK),
+                                reason="prometheus is not installed (bash test/setup.sh)")
+
+
+def api(port, path, **params):
+    """The data of a Prometheus API answer."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path + ("?" + urllib.parse.urlencode(params) if params else ""))
+        r = conn.getresponse()
+        body = json.loads(r.read())
+    finally:
+        conn.close()
+    assert r.status == 200 and body["status"] == "success", body
+    return body["data"]
+
+
+def pods_with_series(port, expr=SERIES):
+    return sorted(r["metric"]["pod"] for r in api(port, "/api/v1/query", query=expr)["result"])
+
+
+def wait_series(port, want, what):
+    """Waits until exactly the pods want have fresh series (a pod that went is marked
+    stale at once, so its series leave the answer)."""
+    last = []
+
+    def ok():
+        last[:] = [pods_with_series(port)]
+        return last[0] == sorted(want)
+    try:
+        wait_until(ok, FOLLOW_S, what, interval=0.2)
+    except AssertionError:
+        assert last[0] == sorted(want), what
+
+
+def active_targets(port):
+    return {t["labels"]["pod"]: t for t in api(port, "/api/v1/targets")["activeTargets"]}
+
+
+def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
+    r = sim.up(3, "peers", "--prometheus", "--prometheus-interval", SCRAPE_S)
+    st = sim.status()
+    port = st["prometheus_port"]
+    # `up` says where it is, and it is there, on loopback only, its TSDB and files in
+    # the cluster's run directory
+    m = re.search(r"^Prometheus: http://127\.0\.0\.1:(\d+)/, scraping 3 pods every 1 s",
+                  r.stdout, re.M)
+    assert m and int(m.group(1)) == port, r.stdout
+    sim.refs.append(st["prometheus"])
+    flags = api(port, "/api/v1/status/flags")
+    assert flags["web.listen-address"] == "127.0.0.1:%d" % port
+    home = os.path.join(st["run"], "prometheus")
+    assert flags["storage.tsdb.path"] == os.path.join(home, "data")
+    assert flags["config.file"] == os.path.join(home, "prometheus.yml")
+    assert os.path.isdir(os.path.join(home, "data", "wal"))
+
+    # every ready pod is scraped, at its address in the cluster, as the annotations say
+    ready = st["endpoints"]
+    assert ready == ["kubia-0", "kubia-1", "kubia-2"]
+    wait_series(port, ready, "series of every ready pod")
+    targets = active_targets(port)
+    assert sorted(targets) == ready
+    for name, t in targets.items():
+        assert t["scrapeUrl"] == "http://%s:8080/metrics" % st["pods"][name]["ip"]
+        assert t["scrapeUrl"].startswith("http://%s." % sim.base)
+        assert t["labels"]["namespace"] == "default" and t["labels"]["job"] == prometheus.JOB
+    assert api(port, "/api/v1/targets")["droppedTargets"] == []
+
+    # scaled down, kubia-2 leaves Prometheus; scaled up, it is back
+    sim.cli("scale", 2)
+    wait_series(port, ["kubia-0", "kubia-1"], "kubia-2's series to end after scale 2")
+    assert sorted(active_targets(port)) == ["kubia-0", "kubia-1"]
+    sim.cli("scale", 3)
+    wait_series(port, ready, "kubia-2's series to come back after scale 3")
+
+    # deleted, kubia-1 comes back as a new pod (a new uid): Prometheus follows it
+    old_uid = active_targets(port)["kubia-1"]["discoveredLabels"]["__meta_kubernetes_pod_uid"]
+    sim.cli("delete", "pod", "kubia-1")
+    back = time.time()
+    new_uid = sim.pod("kubia-1")["netns"]
+    assert new_uid != old_uid
+
+    def follows():
+        t = active_targets(port)["kubia-1"]
+        return (t["discoveredLabels"]["__meta_kubernetes_pod_uid"] == new_uid
+                and t["lastScrape"] and scrape_time(t["lastScrape"]) > back)
+    wait_until(follows, FOLLOW_S, "Prometheus to scrape the new kubia-1", interval=0.2)
+    wait_series(port, sim.status()["endpoints"], "series of every ready pod after the deletion")
+
+    # down stops it and removes its files
+    pid = st["prometheus"]["pid"]
+    sim.cli("down")
+    assert not os.path.exists(home)
+    assert not proc_is(pid, st["prometheus"])
+    with pytest.raises(OSError):
+        http.client.HTTPConnection("127.0.0.1", port, timeout=2).connect()
+
+
+def scrape_time(text):
+    """A time of the targets API (RFC 3339, UTC) as seconds since the epoch."""
+    m = re.fullmatch(r"(\d+-\d+-\d+T\d+:\d+:\d+)(\.\d+)?Z", text)
+    assert m, text
+    return calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")) + float(
+        m.group(2) or 0)
+
+
+def proc_is(pid, ref):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] not in ("Z", "X") and fields[19] == ref["start"]
+
+
+class FakeCluster:
+    """What the configuration and the targets are made of: a name, a /24, a namespace,
+    pod templates by revision."""
+
+    def __init__(self, subnet, templates):
+        self.name = "t"
+        self.st = {"subnet": subnet, "namespace": "default", "endpoints": ["kubia-0"],
+                   "templates": templates}
+
+
+def pod(ordinal, revision, port=8080):
+    return {"name": "kubia-%d" % ordinal, "ordinal": ordinal, "netns": "ns-%d" % ordinal,
+            "ip": "10.244.7.%d" % (10 + ordinal), "port": port, "revision": revision}
+
+
+def discover(tmp_path, c, targets):
+    """What Prometheus makes of the targets with kubia-sim's configuration (promtool
+    runs its service discovery and relabeling): {address: labels} of those it keeps."""
+    tf = tmp_path / "targets.json"
+    tf.write_text(json.dumps(targets))
+    conf = tmp_path / "prometheus.yml"
+    conf.write_text(prometheus.config_text(c, str(tf), SCRAPE_S))
+    r = subprocess.run([PROMTOOL, "check", "service-discovery", "--timeout=2s", str(conf),
+                        prometheus.JOB], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    found = json.loads(r.stdout)
+    assert len(found) == len(targets), r.stdout
+    return {t["labels"]["__address__"]: t["labels"] for t in found if t["labels"]}
+
+
+def test_the_annotations_decide_and_nothing_outside_the_cluster_is_scraped(tmp_path):
+    # the pod template of the book's StatefulSet, as kubia-sim runs it (r1), and others
+    s = manifests.settings(os.path.join(BASE, "kubia-statefulset-peers.yaml"))
+    book = {"pod_labels": s["pod_labels"], "pod_annotations": s["pod_annotations"]}
+    c = FakeCluster("10.244.7", {
+        "r1": book,
+        "r2": dict(book, pod_annotations={"prometheus.io/scrape": "true",
+                                          "prometheus.io/port": "9102",
+                                          "prometheus.io/path": "/stats"}),
+        "r3": dict(book, pod_annotations={}),
+        "r4": dict(book, pod_annotations={"prometheus.io/scrape": "false"})})
+    ours = prometheus.target_of(c, pod(0, "r1"))
+    # a target that is not an address of the cluster's /24, even one that asks to be
+    # scraped, is dropped: the machine, Prometheus itself, another cluster's subnet
+    outside = [{"targets": [a], "labels": ours["labels"]}
+               for a in ("127.0.0.1:9090", "10.244.70.10:8080", "10.244.7.10.5:80",
+                         "192.168.1.10:8080", "[::1]:8080", "localhost:8080")]
+    kept = discover(tmp_path, c, [ours] + [prometheus.target_of(c, pod(o, "r%d" % (o + 1)))
+                                           for o in (1, 2, 3)] + outside)
+    # the book's annotations: GET /metrics on the container port; another port and path
+    # are followed; a pod without prometheus.io/scrape "true" is left alone
+    assert sorted(kept) == ["10.244.7.10:8080", "10.244.7.11:9102"]
+    assert kept["10.244.7.10:8080"]["__metrics_path__"] == "/metrics"
+    assert kept["10.244.7.10:8080"]["pod"] == "kubia-0"
+    assert kept["10.244.7.10:8080"]["namespace"] == "default"
+    assert kept["10.244.7.11:9102"]["__metrics_path__"] == "/stats"
