@@ -20,6 +20,9 @@
 struct discovery;
 struct budget;
 
+/* The longest host name taken: a DNS name's length. */
+#define DISCOVERY_HOSTNAME_MAX 253
+
 enum discovery_log_level {
 	DISCOVERY_LOG_ERROR = 0,
 	DISCOVERY_LOG_WARN,
@@ -37,7 +40,8 @@ struct discovery_config {
 	 * records (the Kubernetes DNS specification defines them only for named ports),
 	 * "_<port_name>._tcp.<name>" is asked instead. NULL or "": no such fallback. */
 	const char *port_name;
-	const char *hostname; /* this pod's name: its entry is read locally */
+	/* This pod's name, at most DISCOVERY_HOSTNAME_MAX bytes: its entry is read locally. */
+	const char *hostname;
 	const char *dns_server; /* IP[:port], [IPv6]:port; NULL or "": resolv.conf */
 	const char *resolv_conf; /* NULL = /etc/resolv.conf (tests point elsewhere) */
 	unsigned dns_timeout_ms; /* total time for one SRV lookup */

@@ -44,6 +44,10 @@
 /* A DNS name in presentation form is at most 253 characters; c-ares escapes unusual
  * bytes (\DDD), so names that do not fit here are dropped rather than truncated. */
 #define SRV_NAME_MAX 256
+/* A line's name: a target's, or this pod's inserted one, its first label (of a host name
+ * of at most DISCOVERY_HOSTNAME_MAX bytes) followed by what follows the first label of
+ * a target's name. */
+#define LINE_NAME_MAX (DISCOVERY_HOSTNAME_MAX + SRV_NAME_MAX)
 #define SRV_ERR_MAX 128
 
 #define DISCOVERY_PRINTF(fmt, first) ERRTEXT_PRINTF(fmt, first)
@@ -179,7 +183,7 @@ struct view;
 
 /* One line of the cluster view. */
 struct fanout_line {
-	char name[SRV_NAME_MAX + 64];
+	char name[LINE_NAME_MAX];
 	bool self; /* this pod: read locally, never over the network */
 	bool done; /* ans holds the final text */
 	int family;
@@ -199,8 +203,8 @@ struct fanout_line {
  * line "<hostname>.<rest>" is inserted in order, rest being what follows the first
  * label of the first other peer's name. Peers whose address is unknown get their
  * "Error: could not resolve ..." text now. Port is peer_port when nonzero, else the
- * record's. Returns 0 (*out NULL and *n 0 when there are no peers) or -1 when memory
- * ran out. */
+ * record's. hostname is at most DISCOVERY_HOSTNAME_MAX bytes. Returns 0 (*out NULL and
+ * *n 0 when there are no peers) or -1 when memory ran out. */
 int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_port,
 		struct fanout_line **out, size_t *n);
 
@@ -251,7 +255,7 @@ struct view {
 
 /* Which peer a fetch asks: lines with the same key may share one fetch. */
 struct peer_key {
-	char name[SRV_NAME_MAX + 64];
+	char name[LINE_NAME_MAX];
 	int family;
 	unsigned char addr[16];
 	uint16_t port;

@@ -250,6 +250,11 @@ static bool check_config(const struct discovery_config *cfg, char *err, size_t e
 			    cfg->service);
 		return false;
 	}
+	if (cfg->hostname != NULL && strlen(cfg->hostname) > DISCOVERY_HOSTNAME_MAX) {
+		errtext_set(err, errlen, "host name '%.40s...' is longer than %d characters",
+			    cfg->hostname, DISCOVERY_HOSTNAME_MAX);
+		return false;
+	}
 	if (cfg->dns_server != NULL && cfg->dns_server[0] != '\0' &&
 	    !discovery_parse_dns_server(cfg->dns_server, &server, why, sizeof(why))) {
 		errtext_set(err, errlen, "DNS server '%s': %s", cfg->dns_server, why);

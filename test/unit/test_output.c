@@ -376,6 +376,35 @@ static void test_answer_texts(void **state)
 	fanout_answer_unref(NULL);
 }
 
+/* The longest host name with the longest target: this pod's line still has its name
+ * (found by fuzz_fanout: the name did not fit, and the view failed as if out of
+ * memory). */
+static void test_self_missing_longest_names(void **state)
+{
+	struct srv_answer a = {0};
+	struct fanout_line *lines;
+	size_t n;
+	char host[DISCOVERY_HOSTNAME_MAX + 1];
+	char peer[SRV_NAME_MAX];
+	char want[LINE_NAME_MAX];
+
+	(void)state;
+	memset(host, 'h', sizeof(host) - 1);
+	host[sizeof(host) - 1] = '\0';
+	memset(peer, 'p', sizeof(peer) - 1);
+	peer[1] = '.';
+	peer[sizeof(peer) - 1] = '\0';
+	add_peer(&a, peer, 8080, AF_INET);
+	assert_int_equal(fanout_plan(&a, host, 0, &lines, &n), 0);
+	assert_int_equal(n, 2);
+	snprintf(want, sizeof(want), "%s%s", host, peer + 1);
+	assert_string_equal(lines[0].name, want);
+	assert_true(lines[0].self);
+	assert_string_equal(lines[1].name, peer);
+	fanout_lines_free(lines, n);
+	srv_answer_free(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -383,6 +412,7 @@ int main(void)
 		cmocka_unit_test(test_peer_port_override),
 		cmocka_unit_test(test_self_missing),
 		cmocka_unit_test(test_self_missing_single_label),
+		cmocka_unit_test(test_self_missing_longest_names),
 		cmocka_unit_test(test_only_self),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_no_peers),
