@@ -217,6 +217,43 @@ static bool check_hostname(const char *v, char *why, size_t whylen)
 	return true;
 }
 
+/* The first n bytes of v as an error message shows them: between quotes, control bytes
+ * as \xHH, quotes and backslashes after a backslash, so that a value never breaks the
+ * message's line or reads as something else; cut with "..." when buf is too small. */
+static const char *quote(const char *v, size_t n, char *buf, size_t buflen)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t w = 0;
+
+	buf[w++] = '"';
+	for (size_t i = 0; i < n && v[i] != '\0'; i++) {
+		unsigned char c = (unsigned char)v[i];
+		char esc[5] = {(char)c, '\0'};
+
+		if (c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			esc[2] = '\0';
+		} else if (c < 0x20 || c == 0x7f) {
+			esc[0] = '\\';
+			esc[1] = 'x';
+			esc[2] = hex[c >> 4];
+			esc[3] = hex[c & 0xf];
+			esc[4] = '\0';
+		}
+		if (w + strlen(esc) + 5 > buflen) {
+			memcpy(buf + w, "...", 3);
+			w += 3;
+			break;
+		}
+		memcpy(buf + w, esc, strlen(esc));
+		w += strlen(esc);
+	}
+	buf[w++] = '"';
+	buf[w] = '\0';
+	return buf;
+}
+
 static bool parse_u64(const char *s, uint64_t *out)
 {
 	char *end = NULL;
@@ -240,17 +277,18 @@ static bool apply(struct config *cfg, const struct opt *o, const char *value, co
 {
 	char *field = (char *)cfg + o->offset;
 	char why[160] = "";
+	char shown[160];
 	uint64_t v = 0;
 
+	quote(value, strlen(value), shown, sizeof(shown));
 	switch (o->kind) {
 	case OPT_UINT:
 	case OPT_U64:
 		if (!parse_u64(value, &v) || v < o->min || v > o->max) {
-			errtext_set(
-				err, errlen,
-				"invalid value for %s%s: \"%s\" (expected an integer from %" PRIu64
-				" to %" PRIu64 ")",
-				is_flag ? "--" : "", source, value, o->min, o->max);
+			errtext_set(err, errlen,
+				    "invalid value for %s%s: %s (expected an integer from %" PRIu64
+				    " to %" PRIu64 ")",
+				    is_flag ? "--" : "", source, shown, o->min, o->max);
 			return false;
 		}
 		if (o->kind == OPT_UINT) {
@@ -261,8 +299,8 @@ static bool apply(struct config *cfg, const struct opt *o, const char *value, co
 		return true;
 	case OPT_STRING:
 		if (o->check != NULL && !o->check(value, why, sizeof(why))) {
-			errtext_set(err, errlen, "invalid value for %s%s: \"%s\" (%s)",
-				    is_flag ? "--" : "", source, value, why);
+			errtext_set(err, errlen, "invalid value for %s%s: %s (%s)",
+				    is_flag ? "--" : "", source, shown, why);
 			return false;
 		}
 		*(const char **)(void *)field = value;
@@ -274,17 +312,17 @@ static bool apply(struct config *cfg, const struct opt *o, const char *value, co
 			cfg->mode = CONFIG_MODE_PET;
 		} else {
 			errtext_set(err, errlen,
-				    "invalid value for %s%s: \"%s\" (expected peers or pet)",
-				    is_flag ? "--" : "", source, value);
+				    "invalid value for %s%s: %s (expected peers or pet)",
+				    is_flag ? "--" : "", source, shown);
 			return false;
 		}
 		return true;
 	case OPT_LEVEL:
 		if (!log_level_parse(value, &cfg->log_level)) {
 			errtext_set(err, errlen,
-				    "invalid value for %s%s: \"%s\" (expected error, warn, info or "
+				    "invalid value for %s%s: %s (expected error, warn, info or "
 				    "debug)",
-				    is_flag ? "--" : "", source, value);
+				    is_flag ? "--" : "", source, shown);
 			return false;
 		}
 		return true;
@@ -358,11 +396,13 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
 		const char *name, *eq, *value;
+		char shown[160];
 		const struct opt *o;
 		size_t len;
 
 		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-			errtext_set(err, errlen, "unexpected argument \"%s\" (see --help)", arg);
+			errtext_set(err, errlen, "unexpected argument %s (see --help)",
+				    quote(arg, strlen(arg), shown, sizeof(shown)));
 			return CONFIG_ERROR;
 		}
 		name = arg + 2;
@@ -370,8 +410,8 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 		len = eq != NULL ? (size_t)(eq - name) : strlen(name);
 		o = find_flag(name, len);
 		if (o == NULL) {
-			errtext_set(err, errlen, "unknown option \"--%.*s\" (see --help)", (int)len,
-				    name);
+			errtext_set(err, errlen, "unknown option %s (see --help)",
+				    quote(arg, (size_t)(name - arg) + len, shown, sizeof(shown)));
 			return CONFIG_ERROR;
 		}
 		if (eq != NULL) {

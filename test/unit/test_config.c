@@ -195,6 +195,12 @@ static void test_bad_values(void **state)
 	expect_error(NULL, "--peer-timeout-ms", "\"0\"", 2, "--peer-timeout-ms=0", NULL);
 	expect_error(NULL, "unknown option", "--nope", 2, "--nope", NULL);
 	expect_error(NULL, "unexpected argument", "\"extra\"", 2, "extra", NULL);
+	/* A value is shown escaped: it can never break the message's line (found by
+	 * fuzz_config). */
+	expect_error(NULL, "--port", "\"a\\x0ab\\\"\\\\\\x1b[0m\" (expected", 2,
+		     "--port=a\nb\"\\\x1b[0m", NULL);
+	expect_error(NULL, "unknown option \"--a\\x0ab\"", NULL, 2, "--a\nb=1", NULL);
+	expect_error(NULL, "unexpected argument \"\\x09\"", NULL, 2, "\t", NULL);
 	expect_error(NULL, "--port needs a value", NULL, 2, "--port", NULL);
 	expect_error(bad_port_env, "KUBIA_PORT", "\"http\"", 1, NULL, NULL);
 	expect_error(bad_mode_env, "KUBIA_MODE", "\"cluster\"", 1, NULL, NULL);

@@ -159,6 +159,10 @@ static void test_dns_server_refusals(void **state)
 	expect_refused("10.0.0.1:0", "port '0'");
 	expect_refused("10.0.0.1:65536", "port '65536'");
 	expect_refused("10.0.0.1:", "port ''");
+	/* What the text holds is repeated on one line, whatever it holds (found by
+	 * fuzz_config). */
+	expect_refused("10.0.0.1:5\n", "port '5?'");
+	expect_refused("\x01\x1b[2J", "'??[2J' is not");
 	expect_refused("10.0.0.1:5x", "port '5x'");
 	expect_refused("10.0.0.1:+53", "port '+53'");
 	expect_refused("[::1]:123456", "port '123456'");
