@@ -89,6 +89,10 @@ struct discovery_local {
  * It may call discovery_request() but must not call discovery_stop() or discovery_destroy(). */
 typedef void (*discovery_done_fn)(void *ctx, char *body, size_t len);
 
+/* Inside a done callback: how many peers of that view could not be read (their lines
+ * are errors); 0 for a view that has no peers or could not look them up. */
+unsigned discovery_view_errors(void);
+
 /* Creates the loop thread. NULL on failure with one line in err (a bad dns_server, a
  * zero time-out or limit, an empty service name). The first call also initialises
  * libcurl and c-ares for the whole process (curl_global_init, ares_library_init, once,

@@ -82,6 +82,7 @@ static struct fanout_answer *answer_verror(const char *fmt, va_list ap) DISCOVER
 static struct fanout_answer *answer_verror(const char *fmt, va_list ap)
 {
 	char buf[1024];
+	struct fanout_answer *a;
 	int n;
 	size_t len;
 
@@ -95,7 +96,11 @@ static struct fanout_answer *answer_verror(const char *fmt, va_list ap)
 	if (len >= sizeof(buf)) {
 		len = sizeof(buf) - 1;
 	}
-	return fanout_answer_copy(buf, len);
+	a = fanout_answer_copy(buf, len);
+	if (a != NULL) {
+		a->error = true;
+	}
+	return a;
 }
 
 struct fanout_answer *fanout_answer_error(const char *fmt, ...)

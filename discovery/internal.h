@@ -150,6 +150,7 @@ void cache_clear(struct srv_cache *c);
 struct fanout_answer {
 	size_t refs;
 	size_t len;
+	bool error; /* the text says why the peer could not be read */
 	char *data; /* malloc()ed; NUL-terminated when made by a copy, not when adopted */
 	/* A borrowed answer (this pod's own data) is given back, not freed. */
 	void (*release)(void *ctx, void *hold);

@@ -16,6 +16,8 @@
  */
 #include "discovery/internal.h"
 
+#include "common/metrics.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -87,7 +89,11 @@ static void lookup_end(struct discovery *d, enum result_kind kind, const char *r
 {
 	struct view *w = d->waiters;
 	struct srv_answer ans = d->lk.ans;
+	static const enum metrics_srv_result results[] = {[RES_PEERS] = METRICS_SRV_OK,
+							  [RES_EMPTY] = METRICS_SRV_EMPTY,
+							  [RES_ERROR] = METRICS_SRV_ERROR};
 
+	metrics_srv_lookup(results[kind], now_ns() - d->lk.start, ans.npeers);
 	d->waiters = NULL;
 	d->waiters_tail = NULL;
 	free(d->lk.aq);

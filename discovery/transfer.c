@@ -13,6 +13,7 @@
 #include "discovery/internal.h"
 
 #include "common/budget.h"
+#include "common/metrics.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -278,6 +279,44 @@ static struct fanout_answer *xfer_answer(struct discovery *d, struct xfer *x, CU
 	return fanout_answer_error("%s", curl_easy_strerror(res));
 }
 
+/* What a finished transfer counts as (common/metrics.h). */
+static enum metrics_fetch_result xfer_result(const struct xfer *x, CURLcode res, long code)
+{
+	if (res == CURLE_OK) {
+		return code == 200 ? METRICS_FETCH_OK : METRICS_FETCH_HTTP_ERROR;
+	}
+	if (x->over_budget) {
+		return METRICS_FETCH_OVER_BUDGET;
+	}
+	if (x->too_large || res == CURLE_FILESIZE_EXCEEDED) {
+		return METRICS_FETCH_TOO_LARGE;
+	}
+	switch (res) {
+	case CURLE_OPERATION_TIMEDOUT:
+		return METRICS_FETCH_TIMEOUT;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+		return METRICS_FETCH_CONNECT_ERROR;
+	default:
+		return METRICS_FETCH_ERROR;
+	}
+}
+
+static void xfer_count(const struct xfer *x, CURLcode res)
+{
+	long code = 0;
+	curl_off_t us = 0;
+
+	if (res == CURLE_OK &&
+	    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK) {
+		code = 0;
+	}
+	if (curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &us) != CURLE_OK || us < 0) {
+		us = 0;
+	}
+	metrics_peer_fetch(xfer_result(x, res, code), (uint64_t)us * 1000U);
+}
+
 static void xfer_done(struct discovery *d, CURL *e, CURLcode res)
 {
 	struct xfer *x = xfer_of(d, e);
@@ -292,6 +331,9 @@ static void xfer_done(struct discovery *d, CURL *e, CURLcode res)
 	}
 	f = x->fetch;
 	xfer_detach(d, x);
+	if (METRICS_ENABLED) {
+		xfer_count(x, res);
+	}
 	a = xfer_answer(d, x, res);
 	xfer_free(x);
 	fetch_done(d, f, a);

@@ -16,11 +16,26 @@
 /* Hands body (charged to the budget, or NULL) to the view's callback and frees the view.
  * The slot is released first so that a callback which submits again is not refused for
  * its own view. */
+/* The peers of the view being handed over that could not be read (see
+ * discovery_view_errors()). */
+static _Thread_local unsigned finishing_errors;
+
+unsigned discovery_view_errors(void)
+{
+	return finishing_errors;
+}
+
 static void view_finish(struct discovery *d, struct view *v, char *body, size_t len)
 {
 	pthread_mutex_lock(&d->mu);
 	d->pending--;
 	pthread_mutex_unlock(&d->mu);
+	finishing_errors = 0;
+	for (size_t i = 0; i < v->nlines; i++) {
+		const struct fanout_line *l = &v->lines[i];
+
+		finishing_errors += !l->self && (l->ans == NULL || l->ans->error);
+	}
 	v->done(v->ctx, body, body != NULL ? len : 0);
 	fanout_lines_free(v->lines, v->nlines);
 	free(v);

@@ -61,5 +61,8 @@ enum classify_route classify_request(const struct classify_request *rq, bool pee
 	if (strcmp(rq->path, "/readyz") == 0) {
 		return ROUTE_READYZ;
 	}
+	if (strcmp(rq->path, "/metrics") == 0) {
+		return ROUTE_METRICS;
+	}
 	return peers ? ROUTE_CLUSTER : ROUTE_POD;
 }

@@ -24,6 +24,7 @@ enum classify_route {
 	ROUTE_DATA, /* GET or HEAD /data: the stored data verbatim */
 	ROUTE_HEALTHZ, /* GET or HEAD /healthz */
 	ROUTE_READYZ, /* GET or HEAD /readyz */
+	ROUTE_METRICS, /* GET or HEAD /metrics: the Prometheus exposition */
 	ROUTE_POD, /* GET or HEAD of any other path in pet mode: this pod's data */
 	ROUTE_CLUSTER, /* GET or HEAD of any other path in peers mode: the cluster view */
 	ROUTE_STORE, /* POST: the body is read and stored */

@@ -19,6 +19,8 @@ enum opt_kind {
 	OPT_STRING, /* validated by a check function */
 	OPT_MODE,
 	OPT_LEVEL,
+	OPT_FORMAT,
+	OPT_BOOL,
 };
 
 /* Checks a value; false with the reason (not repeating the value) in why. */
@@ -105,6 +107,10 @@ static const struct opt opts[] = {
 	 600000, "500", NULL, "time requests in flight get to finish after SIGTERM"},
 	{"log-level", "KUBIA_LOG_LEVEL", OPT_LEVEL, OFF(log_level), 0, 0, "info", NULL,
 	 "error, warn, info or debug"},
+	{"log-format", "KUBIA_LOG_FORMAT", OPT_FORMAT, OFF(log_format), 0, 0, "logfmt", NULL,
+	 "logfmt or json: one line per event on standard error"},
+	{"access-log", "KUBIA_ACCESS_LOG", OPT_BOOL, OFF(access_log), 0, 0, "true", NULL,
+	 "true or false: a line per request (at level info)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -326,6 +332,23 @@ static bool apply(struct config *cfg, const struct opt *o, const char *value, co
 			return false;
 		}
 		return true;
+	case OPT_FORMAT:
+		if (!log_format_parse(value, &cfg->log_format)) {
+			errtext_set(err, errlen,
+				    "invalid value for %s%s: \"%s\" (expected logfmt or json)",
+				    is_flag ? "--" : "", source, value);
+			return false;
+		}
+		return true;
+	case OPT_BOOL:
+		if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
+			errtext_set(err, errlen,
+				    "invalid value for %s%s: \"%s\" (expected true or false)",
+				    is_flag ? "--" : "", source, value);
+			return false;
+		}
+		*(bool *)(void *)field = strcmp(value, "true") == 0;
+		return true;
 	}
 	return false;
 }
@@ -392,6 +415,9 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 		if (v != NULL && !apply(cfg, &opts[i], v, opts[i].env, false, err, errlen)) {
 			return CONFIG_ERROR;
 		}
+		if (v != NULL) {
+			cfg->source[i] = CONFIG_FROM_VARIABLE;
+		}
 	}
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
@@ -425,6 +451,7 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 		if (!apply(cfg, o, value, o->flag, true, err, errlen)) {
 			return CONFIG_ERROR;
 		}
+		cfg->source[o - opts] = CONFIG_FROM_FLAG;
 	}
 	if (cfg->max_memory != 0 && cfg->max_memory <= cfg->max_body) {
 		errtext_set(err, errlen,
@@ -450,4 +477,64 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 		cfg->hostname = cfg->hostname_buf;
 	}
 	return CONFIG_RUN;
+}
+
+_Static_assert(NOPTS <= CONFIG_MAX_SETTINGS, "CONFIG_MAX_SETTINGS is too small");
+
+const char *config_source_name(enum config_source source)
+{
+	static const char *const names[] = {"default", "variable", "flag", "cgroup"};
+
+	return names[source];
+}
+
+void config_set_source(struct config *cfg, const char *flag, enum config_source source)
+{
+	const struct opt *o = find_flag(flag, strlen(flag));
+
+	if (o != NULL) {
+		cfg->source[o - opts] = (unsigned char)source;
+	}
+}
+
+bool config_setting(const struct config *cfg, size_t i, const char **name, char *value,
+		    size_t valuelen, enum config_source *source)
+{
+	const struct opt *o;
+	const char *field;
+
+	if (i >= NOPTS) {
+		return false;
+	}
+	o = &opts[i];
+	field = (const char *)cfg + o->offset;
+	*name = o->flag;
+	*source = (enum config_source)cfg->source[i];
+	switch (o->kind) {
+	case OPT_UINT:
+		snprintf(value, valuelen, "%u", *(const unsigned *)(const void *)field);
+		break;
+	case OPT_U64:
+		snprintf(value, valuelen, "%" PRIu64, *(const uint64_t *)(const void *)field);
+		break;
+	case OPT_STRING: {
+		const char *s = *(const char *const *)(const void *)field;
+		snprintf(value, valuelen, "%s", s != NULL ? s : "");
+		break;
+	}
+	case OPT_MODE:
+		snprintf(value, valuelen, "%s", config_mode_name(cfg->mode));
+		break;
+	case OPT_LEVEL:
+		snprintf(value, valuelen, "%s", log_level_name(cfg->log_level));
+		break;
+	case OPT_FORMAT:
+		snprintf(value, valuelen, "%s", log_format_name(cfg->log_format));
+		break;
+	case OPT_BOOL:
+		snprintf(value, valuelen, "%s",
+			 *(const bool *)(const void *)field ? "true" : "false");
+		break;
+	}
+	return true;
 }

@@ -14,6 +14,17 @@ enum config_mode {
 	CONFIG_MODE_PET, /* this pod only, no discovery */
 };
 
+/* Where a setting's value came from. */
+enum config_source {
+	CONFIG_FROM_DEFAULT = 0,
+	CONFIG_FROM_VARIABLE,
+	CONFIG_FROM_FLAG,
+	CONFIG_FROM_CGROUP, /* an automatic value taken from the container's cgroup */
+};
+
+/* More than the number of settings. */
+#define CONFIG_MAX_SETTINGS 48
+
 /* Strings point into argv, the environment or static defaults: nothing to free. */
 struct config {
 	unsigned port;
@@ -42,7 +53,10 @@ struct config {
 	uint64_t max_memory; /* 0 = automatic, resolved at start (main.c) */
 	unsigned shutdown_timeout_ms;
 	enum log_level log_level;
+	enum log_format log_format;
+	bool access_log;
 	char hostname_buf[256];
+	unsigned char source[CONFIG_MAX_SETTINGS]; /* enum config_source, by setting */
 };
 
 enum config_result {
@@ -66,5 +80,16 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 void config_usage(FILE *out);
 
 const char *config_mode_name(enum config_mode mode);
+
+/* Setting i (from 0, in --help's order): its flag name, its value as text and where the
+ * value came from. false past the last one. */
+bool config_setting(const struct config *cfg, size_t i, const char **name, char *value,
+		    size_t valuelen, enum config_source *source);
+
+/* Records where the value of the setting named flag came from (main.c resolves the
+ * automatic ones). */
+void config_set_source(struct config *cfg, const char *flag, enum config_source source);
+
+const char *config_source_name(enum config_source source);
 
 #endif

@@ -17,6 +17,7 @@
 #include "common/errtext.h"
 #include "server/http_internal.h"
 #include "server/log.h"
+#include "server/observe.h"
 
 #define ALLOWED "GET, HEAD, POST"
 /* Seconds a client turned away for memory is told to wait: requests in flight end fast. */
@@ -58,7 +59,7 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 			 MHD_USE_ERROR_LOG | MHD_USE_TURBO;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned threads = cfg->threads != 0 ? cfg->threads : (cpus > 0 ? (unsigned)cpus : 1);
-	struct MHD_OptionItem items[10];
+	struct MHD_OptionItem items[11];
 	size_t n = 0;
 
 	if (dual_stack) {
@@ -68,6 +69,8 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s};
 	items[n++] =
 		(struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s};
+	items[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
+					     (intptr_t)obs_on_connection, s};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
 					     (intptr_t)cfg->max_connections, NULL};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
@@ -88,9 +91,12 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 				MHD_OPTION_ARRAY, items, MHD_OPTION_END);
 }
 
-static struct MHD_Response *fixed(const char *text)
+static struct MHD_Response *fixed(struct http_server *s, const char *text)
 {
-	return text_response(text, strlen(text));
+	struct MHD_Response *r = text_response(text, strlen(text));
+
+	obs_fixed_register(s, r, strlen(text));
+	return r;
 }
 
 static bool build_fixed(struct http_server *s)
@@ -103,6 +109,7 @@ static bool build_fixed(struct http_server *s)
 		return false;
 	}
 	s->stored_resp = owned_response(text, (size_t)n);
+	obs_fixed_register(s, s->stored_resp, (size_t)n);
 	n = asprintf(&text,
 		     "Request body too large: the limit is %" PRIu64 " bytes; data unchanged\n",
 		     s->cfg->max_body);
@@ -110,6 +117,7 @@ static bool build_fixed(struct http_server *s)
 		return false;
 	}
 	s->too_large_resp = owned_response(text, (size_t)n);
+	obs_fixed_register(s, s->too_large_resp, (size_t)n);
 	n = asprintf(&s->cluster_prefix, "You've hit %s\nData stored in the cluster:\n",
 		     s->cfg->hostname);
 	if (n < 0) {
@@ -117,13 +125,13 @@ static bool build_fixed(struct http_server *s)
 		return false;
 	}
 	s->cluster_prefix_len = (size_t)n;
-	s->healthz_resp = fixed("ok\n");
-	s->ready_resp = fixed("ready\n");
-	s->stopping_resp = fixed("not ready: shutting down\n");
-	s->busy_resp = fixed("Too many cluster views in flight; try again\n");
+	s->healthz_resp = fixed(s, "ok\n");
+	s->ready_resp = fixed(s, "ready\n");
+	s->stopping_resp = fixed(s, "not ready: shutting down\n");
+	s->busy_resp = fixed(s, "Too many cluster views in flight; try again\n");
 	s->over_budget_resp =
-		fixed("Busy: the memory for requests in flight is in use; try again\n");
-	s->method_resp = fixed("Method not allowed: use GET, HEAD or POST\n");
+		fixed(s, "Busy: the memory for requests in flight is in use; try again\n");
+	s->method_resp = fixed(s, "Method not allowed: use GET, HEAD or POST\n");
 	if (s->stored_resp == NULL || s->too_large_resp == NULL || s->healthz_resp == NULL ||
 	    s->ready_resp == NULL || s->stopping_resp == NULL || s->busy_resp == NULL ||
 	    s->method_resp == NULL || s->over_budget_resp == NULL) {

@@ -53,6 +53,16 @@ struct http_server {
 	char *cluster_prefix; /* "You've hit <h>\nData stored in the cluster:\n" */
 	size_t cluster_prefix_len;
 
+	/* The body lengths of the fixed responses and of the data responses, for the
+	 * access log (metrics.c). */
+	struct {
+		const struct MHD_Response *r;
+		size_t len;
+	} fixed_len[16];
+	size_t nfixed;
+	size_t data_len; /* under cache_lock */
+	size_t pet_len;
+
 	MHD_socket quiesced_fd; /* closed only after MHD_stop_daemon() (MHD's rule) */
 
 	/* The last thing MHD said while starting, for the error message. MHD reports a

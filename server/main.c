@@ -115,6 +115,9 @@ static void resolve_limits(struct config *cfg)
 		 * the kernel's socket memory, which the cgroup counts too. */
 		cfg->max_memory = cg.memory != 0 ? cg.memory / 2 : DEFAULT_MAX_MEMORY;
 		mem_from = cg.memory != 0 ? "half the cgroup memory limit" : "default";
+		if (cg.memory != 0) {
+			config_set_source(cfg, "max-memory", CONFIG_FROM_CGROUP);
+		}
 		if (cfg->max_memory <= cfg->max_body) {
 			cfg->max_memory = cfg->max_body + 1;
 		}
@@ -123,11 +126,47 @@ static void resolve_limits(struct config *cfg)
 		cfg->threads = cg.cpus != 0 && cg.cpus < cpus ? cg.cpus : cpus;
 		threads_from =
 			cg.cpus != 0 && cg.cpus < cpus ? "the cgroup CPU quota" : "online CPUs";
+		if (cg.cpus != 0 && cg.cpus < cpus) {
+			config_set_source(cfg, "threads", CONFIG_FROM_CGROUP);
+		}
 	}
 	log_msg(LOG_LEVEL_INFO,
 		"memory budget %" PRIu64 " bytes (%s%s%s), %u HTTP threads (%s%s%s)",
 		cfg->max_memory, mem_from, cg.memory != 0 ? ", " : "", cg.memory_file, cfg->threads,
 		threads_from, cg.cpus != 0 ? ", " : "", cg.cpu_file);
+}
+
+/* The effective configuration, once, as one line: each setting (its flag's name with
+ * '_' for '-') and, as <name>_source, where its value came from. */
+static void log_config(const struct config *cfg)
+{
+	static char values[CONFIG_MAX_SETTINGS][256];
+	static char keys[CONFIG_MAX_SETTINGS][2][48];
+	struct log_field f[2 * CONFIG_MAX_SETTINGS];
+	const char *name;
+	enum config_source from;
+	size_t n = 0;
+
+	for (size_t i = 0; config_setting(cfg, i, &name, values[i], sizeof(values[i]), &from);
+	     i++) {
+		const char *src = config_source_name(from);
+
+		snprintf(keys[i][0], sizeof(keys[i][0]), "%s", name);
+		snprintf(keys[i][1], sizeof(keys[i][1]), "%s_source", name);
+		for (char *p = keys[i][0]; *p != '\0'; p++) {
+			*p = *p == '-' ? '_' : *p;
+		}
+		for (char *p = keys[i][1]; *p != '\0'; p++) {
+			*p = *p == '-' ? '_' : *p;
+		}
+		f[n++] = (struct log_field){.key = keys[i][0],
+					    .type = LOG_STR,
+					    .str = values[i],
+					    .len = strlen(values[i])};
+		f[n++] = (struct log_field){
+			.key = keys[i][1], .type = LOG_STR, .str = src, .len = strlen(src)};
+	}
+	log_fields(LOG_LEVEL_INFO, "configuration", f, n);
 }
 
 /* What goes wrong inside the discovery loop reaches the log like everything else. */
@@ -285,7 +324,9 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	log_set_level(a.cfg.log_level);
+	log_set_format(a.cfg.log_format);
 	resolve_limits(&a.cfg);
+	log_config(&a.cfg);
 	budget_init(&a.budget, a.cfg.max_memory);
 	if (!setup_signals(&a.signals)) {
 		log_errno(LOG_LEVEL_ERROR, errno, "could not set up signal handling");

@@ -9,6 +9,7 @@
 
 #include "common/budget.h"
 #include "server/http_internal.h"
+#include "server/observe.h"
 #include "storage/storage.h"
 
 struct MHD_Response *text_response(const char *text, size_t len)
@@ -51,6 +52,7 @@ enum MHD_Result queue_owned(struct MHD_Connection *conn, unsigned status, char *
 	if (r == NULL) {
 		return MHD_NO;
 	}
+	obs_response_len(conn, len);
 	ret = MHD_queue_response(conn, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -116,6 +118,7 @@ enum MHD_Result queue_charged(struct MHD_Connection *conn, unsigned status, char
 		MHD_destroy_response(r);
 		return MHD_NO;
 	}
+	obs_response_len(conn, len);
 	ret = MHD_queue_response(conn, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -138,6 +141,7 @@ enum MHD_Result queue_fmt(struct MHD_Connection *conn, unsigned status, const ch
 
 enum MHD_Result queue_fixed(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r)
 {
+	obs_fixed_queued(conn, r);
 	return MHD_queue_response(conn, status, r);
 }
 
@@ -149,6 +153,7 @@ bool cache_refresh_locked(struct http_server *s)
 	const char *text;
 	size_t len;
 	char *buf = NULL;
+	size_t pet_len = 0;
 	int n;
 
 	if (s->data_resp != NULL && s->cache_gen == storage_generation(s->st)) {
@@ -181,6 +186,7 @@ bool cache_refresh_locked(struct http_server *s)
 		memcpy(p, text, len);
 		p[len] = '\n';
 		pet = owned_response(buf, total);
+		pet_len = total;
 		buf = NULL;
 		if (pet == NULL) {
 			goto fail;
@@ -194,6 +200,8 @@ bool cache_refresh_locked(struct http_server *s)
 	}
 	s->data_resp = data;
 	s->pet_resp = pet;
+	s->data_len = len;
+	s->pet_len = pet_len;
 	s->cache_gen = b->generation;
 	storage_release(b);
 	return true;

@@ -13,6 +13,7 @@
 #include "server/classify.h"
 #include "server/http_internal.h"
 #include "server/log.h"
+#include "server/observe.h"
 #include "storage/storage.h"
 
 enum request_kind {
@@ -48,6 +49,7 @@ struct request {
 	/* cluster view */
 	char *peers;
 	size_t peers_len;
+	unsigned peer_errors; /* peers the view could not read, for the access log */
 };
 
 /* *req_cls of requests that need no state of their own (GET /data, probes, errors): one
@@ -66,6 +68,7 @@ static enum MHD_Result serve_data(struct http_server *s, struct MHD_Connection *
 
 	pthread_mutex_lock(&s->cache_lock);
 	if (cache_refresh_locked(s)) {
+		obs_response_len(conn, pet ? s->pet_len : s->data_len);
 		ret = MHD_queue_response(conn, MHD_HTTP_OK, pet ? s->pet_resp : s->data_resp);
 	}
 	pthread_mutex_unlock(&s->cache_lock);
@@ -102,6 +105,7 @@ static void on_cluster_done(void *ctx, char *body, size_t len)
 
 	r->peers = body;
 	r->peers_len = len;
+	r->peer_errors = discovery_view_errors();
 	/* The release store publishes peers to the MHD thread that reads state. */
 	atomic_store_explicit(&r->state, WAIT_DONE, memory_order_release);
 	MHD_resume_connection(r->conn);
@@ -405,6 +409,8 @@ static enum MHD_Result serve_stateless(struct http_server *s, struct MHD_Connect
 		return queue_fixed(conn, MHD_HTTP_OK, s->healthz_resp);
 	case ROUTE_READYZ:
 		return serve_ready(s, conn);
+	case ROUTE_METRICS:
+		return serve_metrics(s, conn);
 	default:
 		return serve_data(s, conn, true); /* pet mode */
 	}
@@ -419,6 +425,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *u
 
 	if (*req_cls == NULL) {
 		atomic_fetch_add(&s->in_flight, 1);
+		obs_begin(conn, url, method);
 		return first_call(s, conn, url, method, req_cls);
 	}
 	if (is_stateless(*req_cls)) {
@@ -448,7 +455,10 @@ void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	if (r == NULL) {
 		return;
 	}
-	if (!is_stateless(r)) {
+	if (is_stateless(r)) {
+		obs_end(s, conn, 0, 0);
+	} else {
+		obs_end(s, conn, r->len + r->discarded, r->peer_errors);
 		budget_credit(s->budget, r->charged);
 		free(r->body);
 		free_peers(s, r);

@@ -10,6 +10,8 @@
  */
 #include "storage/internal.h"
 
+#include "common/metrics.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,7 @@ static void commit_batch(struct storage *st, struct submission *batch)
 	struct storage_outcome o;
 	struct submission *last = batch;
 	size_t n = 1;
+	uint64_t t0 = metrics_now_ns();
 
 	while (last->next != NULL) {
 		last = last->next;
@@ -42,6 +45,7 @@ static void commit_batch(struct storage *st, struct submission *batch)
 	last->body = NULL;
 	o.batch = n;
 	atomic_fetch_add_explicit(&st->commits, 1, memory_order_relaxed);
+	metrics_commit(o.res == STORAGE_OK, metrics_now_ns() - t0, n);
 	answer_batch(batch, &o);
 }
 

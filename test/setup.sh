@@ -12,7 +12,8 @@ packages=(
     curl strace clang clang-tidy clang-format cppcheck valgrind wrk nginx-light
     python3-pyflakes python3-yaml
     # the simulated cluster (test/e2e/kubia-sim) and its e2e suite; prometheus for
-    # `kubia-sim up --prometheus` (its server and promtool)
+    # `kubia-sim up --prometheus` (its server and promtool) and for promtool's check of
+    # the /metrics exposition (test/integration/test_metrics.py)
     bind9-dnsutils prometheus
     # the container image and its tests (test/image): podman with runc, CNI networking
     # for the build's apt-get, debootstrap for the base image made without a registry

@@ -482,7 +482,7 @@ def test_discovery_failures_are_logged(factory):
         wait_until(lambda: "discovery: SRV lookup failed: kubia.default.svc.cluster.local: "
                    "server failure (SERVFAIL)" in k.stderr(), 5,
                    what="the failed lookup in the log")
-        assert " warn: discovery: " in k.stderr(), k.stderr()
+        assert re.search(r'^time=\S+ level=warn msg="discovery: ', k.stderr(), re.M), k.stderr()
     finally:
         fake.close()
 

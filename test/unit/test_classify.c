@@ -35,6 +35,9 @@ static void test_get_and_head(void **state)
 		assert_int_equal(want, 0);
 		assert_int_equal(route(m, "/healthz", NULL, false, true, &want), ROUTE_HEALTHZ);
 		assert_int_equal(route(m, "/readyz", NULL, false, false, &want), ROUTE_READYZ);
+		assert_int_equal(route(m, "/metrics", NULL, false, true, &want), ROUTE_METRICS);
+		assert_int_equal(route(m, "/metrics", NULL, false, false, &want), ROUTE_METRICS);
+		assert_int_equal(route(m, "/metrics/", NULL, false, true, &want), ROUTE_CLUSTER);
 		assert_int_equal(route(m, "/", NULL, false, true, &want), ROUTE_CLUSTER);
 		assert_int_equal(route(m, "/", NULL, false, false, &want), ROUTE_POD);
 		/* Only the exact paths are special: a proxy's prefix makes another path. */
