@@ -32,12 +32,12 @@
 #define PATH_LOG_MAX 256
 
 enum route {
-	ROUTE_ROOT,
-	ROUTE_DATA,
-	ROUTE_HEALTHZ,
-	ROUTE_READYZ,
-	ROUTE_METRICS,
-	ROUTE_OTHER,
+	OBS_ROUTE_ROOT,
+	OBS_ROUTE_DATA,
+	OBS_ROUTE_HEALTHZ,
+	OBS_ROUTE_READYZ,
+	OBS_ROUTE_METRICS,
+	OBS_ROUTE_OTHER,
 	NROUTES
 };
 
@@ -102,12 +102,12 @@ void obs_on_connection(void *cls, struct MHD_Connection *conn, void **socket_con
 
 static enum route route_of(const char *url)
 {
-	for (size_t i = 0; i < ROUTE_OTHER; i++) {
+	for (size_t i = 0; i < OBS_ROUTE_OTHER; i++) {
 		if (strcmp(url, route_names[i]) == 0) {
 			return (enum route)i;
 		}
 	}
-	return ROUTE_OTHER;
+	return OBS_ROUTE_OTHER;
 }
 
 static const char *method_name(const char *m)
@@ -208,7 +208,7 @@ static void access_log(const struct conn_obs *o, unsigned status, uint64_t ns, u
 	if (body != 0) {
 		f[n++] = (struct log_field){.key = "request_bytes", .type = LOG_UINT, .u = body};
 	}
-	if (o->route == ROUTE_ROOT && o->srv->disc != NULL) {
+	if (o->route == OBS_ROUTE_ROOT && o->srv->disc != NULL) {
 		f[n++] = (struct log_field){
 			.key = "peer_errors", .type = LOG_UINT, .u = peer_errors};
 	}
@@ -347,7 +347,7 @@ static void http_series(struct text *t)
 			for (size_t s = 0; s < SHARDS; s++) {
 				v += load(&shards[s].requests[r][c]);
 			}
-			if (v == 0 && !(c == 0 && r == ROUTE_DATA)) {
+			if (v == 0 && !(c == 0 && r == OBS_ROUTE_DATA)) {
 				continue; /* series appear once they count something */
 			}
 			textf(t, "kubia_http_requests_total{route=\"%s\",code=\"", route_names[r]);
