@@ -11,13 +11,14 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 import urllib.parse
 
 import pytest
 
-from conftest import BASE, wait_until
+from conftest import BASE, KUBIA, wait_until
 from kubiasim import manifests, prometheus
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -124,6 +125,25 @@ def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
     assert not proc_is(pid, st["prometheus"])
     with pytest.raises(OSError):
         http.client.HTTPConnection("127.0.0.1", port, timeout=2).connect()
+
+
+def test_bad_prometheus_options_are_refused_and_change_nothing(sim):
+    base = ["up", "--binary", KUBIA, "--subnet", sim.base + ".0/24", "--api-port",
+            sim.api_port]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        for args, status, msg in (
+                (["--prometheus-interval", "0"], 2, "--prometheus-interval: 0 s: from 0.1"),
+                (["--prometheus-interval", "soon"], 2, "'soon' is not a number of seconds"),
+                (["--prometheus-port", "9090"], 1, "need --prometheus"),
+                (["--prometheus", "--prometheus-port", taken], 1,
+                 "--prometheus-port %d: not a free port on 127.0.0.1" % taken)):
+            r = sim.cli(*base, *args, check=False)
+            assert r.returncode == status and msg in r.stderr, (args, r.stderr)
+            assert sim.leftovers() == []
+            assert not os.path.exists(os.path.join(sim.run_dir, sim.name, "state.json"))
 
 
 def scrape_time(text):
