@@ -1,8 +1,9 @@
 """A real Prometheus (Debian's) scraping the simulated cluster: `kubia-sim up
---prometheus` starts it on 127.0.0.1, its file service discovery follows the pods
-(scaled away and back, deleted and recreated), the manifests' prometheus.io/*
-annotations decide what it scrapes, and nothing outside the cluster is ever a target.
-Every wait is bounded; the scrape interval is short (SCRAPE_S).
+--prometheus` starts it on 127.0.0.1 and it finds kubia's kubia_* series on every ready
+pod; its file service discovery follows the pods (scaled away and back, cut off and
+healed, deleted and recreated); the manifests' prometheus.io/* annotations decide what
+it scrapes, and nothing outside the cluster is ever a target. Every wait is bounded;
+the scrape interval is short (SCRAPE_S).
 """
 
 import calendar
@@ -26,8 +27,11 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 SCRAPE_S = 1
 # Prometheus applies a change of its targets at most every 5 s, then scrapes
 FOLLOW_S = 30
-# the pods Prometheus scrapes: a series per pod target
-SERIES = 'count by (pod) (up{job="%s"})' % prometheus.JOB
+JOB = 'job="%s"' % prometheus.JOB
+# the pods whose last scrape worked and gave kubia's series (a failed scrape, or a pod
+# that left, marks the pod's series stale at once: they leave the answer)
+SERIES = ('count by (pod) ({__name__=~"kubia_.+",%s}) and on (pod) (up{%s} == 1)'
+          % (JOB, JOB))
 
 pytestmark = pytest.mark.skipif(not os.access(PROMETHEUS, os.X_OK),
                                 reason="prometheus is not installed (bash test/setup.sh)")
@@ -51,8 +55,7 @@ def pods_with_series(port, expr=SERIES):
 
 
 def wait_series(port, want, what):
-    """Waits until exactly the pods want have fresh series (a pod that went is marked
-    stale at once, so its series leave the answer)."""
+    """Waits until exactly the pods want have fresh kubia_* series."""
     last = []
 
     def ok():
@@ -96,6 +99,18 @@ def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
         assert t["scrapeUrl"].startswith("http://%s." % sim.base)
         assert t["labels"]["namespace"] == "default" and t["labels"]["job"] == prometheus.JOB
     assert api(port, "/api/v1/targets")["droppedTargets"] == []
+    # each target is the pod it is named for
+    info = api(port, "/api/v1/query", query="kubia_build_info{%s}" % JOB)["result"]
+    assert sorted((i["metric"]["pod"], i["metric"]["hostname"], i["metric"]["mode"])
+                  for i in info) == [(p, p, "peers") for p in ready]
+
+    # cut off the network, kubia-0 stays a target (the API server keeps a pod of an
+    # unreachable node) whose scrapes fail; back, it is scraped again
+    sim.cli("cut", "kubia-0")
+    wait_series(port, ["kubia-1", "kubia-2"], "kubia-0's series to end when it is cut off")
+    assert pods_with_series(port, "up{%s} == 0" % JOB) == ["kubia-0"]
+    sim.cli("heal", "kubia-0")
+    wait_series(port, ready, "kubia-0's series to come back when it is healed")
 
     # scaled down, kubia-2 leaves Prometheus; scaled up, it is back
     sim.cli("scale", 2)
@@ -117,6 +132,11 @@ def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
                 and t["lastScrape"] and scrape_time(t["lastScrape"]) > back)
     wait_until(follows, FOLLOW_S, "Prometheus to scrape the new kubia-1", interval=0.2)
     wait_series(port, sim.status()["endpoints"], "series of every ready pod after the deletion")
+    # the same series, now from a new process: its request counter started again
+    resets = ('resets(kubia_http_requests_total{%s,pod="kubia-1",route="/metrics",'
+              'code="200"}[5m])' % JOB)
+    [r] = api(port, "/api/v1/query", query=resets)["result"]
+    assert float(r["value"][1]) >= 1, r
 
     # down stops it and removes its files
     pid = st["prometheus"]["pid"]

@@ -37,7 +37,7 @@ START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 10
 
 # The scrape job's relabeling: what a cluster's Prometheus does with the pods it
-# discovers (docs/prometheus.md has the whole job for a real cluster).
+# discovers (docs/metrics.md has the whole job for a real cluster).
 RELABEL = r"""  - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
     action: keep
     regex: "true"
@@ -50,8 +50,6 @@ RELABEL = r"""  - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io
     regex: ([^:]+)(?::\d+)?;(\d+)
     replacement: $1:$2
     target_label: __address__
-  - action: labelmap
-    regex: __meta_kubernetes_pod_label_(.+)
   - source_labels: [__meta_kubernetes_namespace]
     target_label: namespace
   - source_labels: [__meta_kubernetes_pod_name]
