@@ -341,3 +341,21 @@ def test_every_overlay_runs_in_the_simulated_cluster(sim, overlay):
     assert sim.post_pod("kubia-1", data["kubia-1"]).status == 200
     for pod in data:
         sim.wait_view(pod, data)
+
+
+def test_the_prestop_sleep_runs_before_the_sigterm_within_the_grace_period(sim, tmp_path):
+    def stopped_in(r):
+        m = re.search(r'pod "kubia-0" deleted \(stopped in ([0-9.]+) s\)', r.stdout)
+        assert m, r.stdout
+        return float(m.group(1))
+    # A sleep as long as the grace period is cut at its end: SIGTERM at 1 s here.
+    sts = book_statefulset()
+    sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 1
+    container(sts)["lifecycle"]["preStop"]["sleep"]["seconds"] = 30
+    sim.up(1, None, manifest=write(tmp_path, "sts.yaml", sts))
+    assert 1.0 <= stopped_in(sim.cli("delete", "pod", "kubia-0")) < 2.5
+    # The book's manifests: a 2 s sleep, a 5 s grace period; kubia serves until its
+    # SIGTERM at 2 s, then stops in milliseconds.
+    sim.cli("rollout", "-f", PET, *sim.template_args())
+    assert sim.get_pod("kubia-0", "/healthz").status == 200
+    assert 2.0 <= stopped_in(sim.cli("delete", "pod", "kubia-0")) < 3.5

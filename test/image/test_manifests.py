@@ -199,6 +199,10 @@ NOT_VALID = {
         "StatefulSet kubia", "podManagementPolicy must be equal to one of the allowed values"),
     "container port a word": (_broken("containerPort: 8080", "containerPort: http"),
                               "StatefulSet kubia", "containerPort must be integer"),
+    # the schema knows the sleep action (Kubernetes 1.29 and later) and checks it
+    "preStop sleep of a word": (
+        _broken("              seconds: 2\n", "              seconds: two\n"),
+        "StatefulSet kubia", "sleep/seconds must be integer"),
     "unknown kind": ("apiVersion: v1\nkind: Serivce\nmetadata:\n  name: kubia\n",
                      "Serivce kubia", "unknown kind Serivce"),
     "no name": ("apiVersion: v1\nkind: Service\nmetadata: {}\nspec: {}\n",
@@ -387,6 +391,12 @@ def test_lifecycle(book, every):
         # kubia stops in milliseconds; a long grace period would only hide a hang.
         grace = spec["template"]["spec"]["terminationGracePeriodSeconds"]
         assert 1 <= grace <= 10, where
+        # The preStop sleep keeps kubia serving while the endpoints catch up with the
+        # deletion (kubia stops accepting on SIGTERM); the grace period includes it and
+        # must leave kubia's own shutdown time (KUBIA_SHUTDOWN_TIMEOUT_MS, 500 ms by
+        # default) after it. The sleep action, not exec: the image has no shell.
+        assert container(sts)["lifecycle"] == {"preStop": {"sleep": {"seconds": 2}}}, where
+        assert 2 + 0.5 < grace, where
 
 
 @needs_kubectl
@@ -560,6 +570,7 @@ def test_settings_of_the_kustomization():
         "pod_annotations": SCRAPE_ANNOTATIONS,
         "volume_mount_path": "/var/data",
         "termination_grace_period_seconds": s["termination_grace_period_seconds"],
+        "pre_stop_sleep_seconds": 2,
         "headless_service_port": KUBIA_PORT,
         "headless_service_target_port": KUBIA_PORT,
         "headless_service_ports": [{"name": "http", "protocol": "tcp", "port": KUBIA_PORT}],
@@ -651,6 +662,11 @@ def test_settings_refuse_what_kubia_cannot_run(tmp_path):
     f.write_text(_pet_text() + "---\napiVersion: v1\nkind: Service\nmetadata:\n"
                  "  name: kubia\nspec:\n  ports:\n  - port: 8080\n")
     with pytest.raises(manifests.ManifestError, match="not headless"):
+        manifests.settings(str(f))
+    f = tmp_path / "exec-hook.yaml"
+    f.write_text(_broken("            sleep:\n              seconds: 2\n",
+                         "            exec:\n              command: [sleep, '2']\n"))
+    with pytest.raises(manifests.ManifestError, match="only the sleep action"):
         manifests.settings(str(f))
 
 

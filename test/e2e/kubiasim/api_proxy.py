@@ -30,7 +30,7 @@ def nginx_conf(c, generation, ready):
     pod_map = "".join("\t\t%s %s:%d;\n" % (p["name"], p["ip"], p["port"]) for p in pods)
     if ready:
         upstream = "\tupstream kubia_public {\n%s\t}\n" % "".join(
-            "\t\tserver %s:%d;\n" % (p["ip"], p["port"]) for p in ready)
+            "\t\tserver %s:%d max_fails=0;\n" % (p["ip"], p["port"]) for p in ready)
         public = "proxy_pass http://kubia_public$ksim_uri;"
     else:
         upstream = ""
@@ -56,6 +56,9 @@ http {{
 	proxy_buffering off;
 	proxy_connect_timeout 5s;
 	proxy_read_timeout 60s;
+	# kube-proxy sends a connection to one endpoint and never retries it on another:
+	# a failed request is the client's to see, and a failing pod stays in the rotation
+	proxy_next_upstream off;
 	default_type application/json;
 	map $ksim_pod $ksim_pod_addr {{
 		default "";

@@ -129,6 +129,10 @@ def add_up(sub):
     p.add_argument("--env", action="append", help="NAME=VALUE for every pod")
     p.add_argument("--arg", action="append", help="an argument for kubia in every pod")
     p.add_argument("--log-dns-queries", action="store_true")
+    p.add_argument("--endpoint-lag", type=float, default=0.0, metavar="SECONDS",
+                   help="kube-proxy's lag: a deleted pod leaves the endpoints (cluster DNS "
+                   "and kubia-public) a random time of 0 to SECONDS after its kubelet "
+                   "begins to stop it (preStop hook, then SIGTERM); default 0: before")
     p.add_argument("--cluster-dns", choices=DNS_MODES, default="coredns",
                    help="the records cluster DNS serves: coredns (the default) as CoreDNS "
                    "and kube-dns do, SRV for the Service's bare name included; spec: only "

@@ -90,6 +90,8 @@ def cmd_up(c, a):
     if c.st is not None:
         raise SimError("cluster %r is already up (kubia-sim%s status; kubia-sim down to end it)"
                        % (c.name, "" if c.name == "kubia" else " --cluster " + c.name))
+    if not 0 <= a.endpoint_lag <= 60:
+        raise SimError("--endpoint-lag %g: 0 to 60 seconds" % a.endpoint_lag)
     base = free_subnet(a)
     prom = prometheus.plan(a)
     os.makedirs(os.path.join(c.run, "pods"), exist_ok=True)
@@ -101,7 +103,7 @@ def cmd_up(c, a):
             "backoff_ms": a.restart_backoff_ms, "ready_timeout_s": a.ready_timeout,
             "pods": {}, "orphans": [], "generations": {}, "endpoints": [],
             "dns": None, "nginx": None, "dns_log_queries": a.log_dns_queries,
-            "dns_mode": a.cluster_dns}
+            "dns_mode": a.cluster_dns, "endpoint_lag_s": a.endpoint_lag}
     c.save()
     net_up(c)
     c.st["net_up"] = True
@@ -166,8 +168,9 @@ def cmd_down(c, a):
     st = c.st or {}
     ip = tool("ip")
     pods = list(st.get("pods", {}).values()) + list(st.get("orphans", []))
-    for p in pods:  # all kubelets at once: they stop their containers in parallel
-        signal_ref(p.get("kubelet"), signal.SIGTERM)
+    for p in pods:  # all kubelets at once: they stop their containers in parallel,
+        # without preStop hooks (SIGINT): no Service routes to the pods any more
+        signal_ref(p.get("kubelet"), signal.SIGINT)
     for p in pods:
         with contextlib.suppress(SimError):
             stop_ref(p.get("kubelet"), p.get("grace_s", 30) + 5)

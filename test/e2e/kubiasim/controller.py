@@ -6,6 +6,8 @@ highest ordinal first, above a partition."""
 import contextlib
 import json
 import os
+import random
+import signal
 import sys
 import time
 
@@ -13,7 +15,7 @@ from .containers import PODMAN_FLAGS, container_cmd
 from .endpoints import pod_state, publish
 from .network import pod_net_create, pod_net_delete
 from .pod_http import probe
-from .processes import alive, spawn, stop_ref
+from .processes import alive, signal_ref, spawn, stop_ref
 from .state import STS
 from .util import SimError, say, tool, wait_for, write_atomic
 
@@ -67,6 +69,7 @@ def create_pod(c, ordinal):
     spec = {"name": name, "netns": netns, "ip": addr,
             "cmd": container_cmd(c, netns, name, scratch, volume, template),
             "env": template["env"], "grace_s": template["grace_s"],
+            "pre_stop_s": template.get("pre_stop_s", 0),
             "liveness": template["liveness"],
             "kill_cmd": ([tool("podman")] + PODMAN_FLAGS + ["rm", "-f", "-t", "0", netns]
                          if template.get("runtime") == "podman" else None),
@@ -123,10 +126,19 @@ def retire(c, pod, timeout):
 def delete_pod(c, name):
     st = c.st
     pod = st["pods"][name]
-    # A terminating pod leaves the endpoints first, as in Kubernetes.
+    t0 = time.monotonic()
+    lag = st.get("endpoint_lag_s") or 0
+    if lag > 0:
+        # up --endpoint-lag: as in a real cluster, the kubelet starts stopping the pod
+        # (preStop hook, then SIGTERM) at once, while the endpoints, and the Service's
+        # proxy that follows them as kube-proxy does, catch up a moment later.
+        signal_ref(pod.get("kubelet"), signal.SIGTERM)
+        delay = random.uniform(0, lag)
+        time.sleep(delay)
+        say("endpoints: %s removed %.2f s after its deletion began" % (name, delay))
+    # A terminating pod leaves the endpoints (at once without a lag).
     pod["terminating"] = True
     publish(c)
-    t0 = time.monotonic()
     retire(c, pod, pod["grace_s"] + 5)
     del st["pods"][name]
     c.save()

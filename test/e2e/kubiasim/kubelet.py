@@ -1,9 +1,9 @@
 """The kubelet: one supervisor process per pod, started as `kubia-sim _kubelet SPEC`.
 
-It runs the pod's container, stops it when the pod is deleted (SIGTERM, SIGKILL when the
-grace period ends), runs its liveness probe, and restarts it when it dies or fails the
-probe, with the kubelet's doubling back-off. What it sees goes to the pod's status file,
-which `status` and the controller read.
+It runs the pod's container, stops it when the pod is deleted (the preStop sleep, then
+SIGTERM, SIGKILL when the grace period ends), runs its liveness probe, and restarts it
+when it dies or fails the probe, with the kubelet's doubling back-off. What it sees goes
+to the pod's status file, which `status` and the controller read.
 """
 
 import contextlib
@@ -56,6 +56,7 @@ class Container:
     def __init__(self, child, live):
         self.child = child
         self.started = time.monotonic()
+        self.term_at = None  # when the preStop sleep of a stop ends: SIGTERM then
         self.kill_at = None  # when the grace period of a stop ends
         self.terminating = False  # the pod is being deleted: no restart
         self.unhealthy = None  # why the liveness probe had the container killed
@@ -65,17 +66,32 @@ class Container:
     def wakeup(self):
         """Seconds until there is something to do: a grace period ends, or a probe."""
         now = time.monotonic()
+        if self.term_at is not None:
+            return self.term_at - now
         if self.kill_at is not None:
             return self.kill_at - now
         if self.next_probe is not None:
             return self.next_probe - now
         return 3600
 
-    def stop(self, grace_s):
-        """SIGTERM now; SIGKILL once grace_s have passed."""
+    def stop(self, grace_s, pre_stop_s=0):
+        """The kubelet's stop: the preStop sleep (pre_stop_s), then SIGTERM; SIGKILL once
+        grace_s have passed since the stop began. The grace period includes the hook: a
+        sleep that reaches its end is cut there, and the container then gets 2 s more
+        after its SIGTERM, the kubelet's one-off extension."""
+        now = time.monotonic()
+        self.kill_at = now + grace_s
+        if pre_stop_s > 0:
+            self.term_at = now + min(pre_stop_s, grace_s)
+            if pre_stop_s >= grace_s:
+                self.kill_at = self.term_at + 2
+        else:
+            self.term()
+
+    def term(self):
+        self.term_at = None
         with contextlib.suppress(ProcessLookupError):
             self.child.send_signal(signal.SIGTERM)
-        self.kill_at = time.monotonic() + grace_s
 
 
 class Kubelet:
@@ -150,7 +166,12 @@ class Kubelet:
             if sig in (signal.SIGTERM, signal.SIGINT) and not c.terminating:
                 c.terminating = True
                 self.status(state="Terminating", pid=child.pid, start=proc_start(child.pid))
-                c.stop(self.spec["grace_s"])
+                # SIGINT is `down`'s: the whole cluster goes, nothing is routed to
+                # the pod any more, so its preStop hook has nothing to wait for
+                hook = self.spec.get("pre_stop_s", 0) if sig == signal.SIGTERM else 0
+                c.stop(self.spec["grace_s"], hook)
+            elif c.term_at is not None and time.monotonic() >= c.term_at:
+                c.term()
             elif c.kill_at is not None:
                 if time.monotonic() >= c.kill_at:
                     self.kill(c)
@@ -180,7 +201,7 @@ class Kubelet:
             c.unhealthy = "Liveness probe failed: %s" % why
             self.status(state="Running", pid=c.child.pid, start=proc_start(c.child.pid),
                         reason=c.unhealthy)
-            c.stop(self.spec["grace_s"])
+            c.stop(self.spec["grace_s"], self.spec.get("pre_stop_s", 0))
 
     def back_off(self, c, how):
         """Waits before the next start; True when the pod was deleted meanwhile.

@@ -207,6 +207,22 @@ def _http_probe(container, probe):
     }
 
 
+def _pre_stop_sleep(container):
+    """Seconds of the container's preStop sleep action (0 without a preStop hook)."""
+    hook = (container.get("lifecycle") or {}).get("preStop")
+    if not hook:
+        return 0
+    if set(hook) != {"sleep"}:
+        raise ManifestError("the preStop hook of container %s is %s; only the sleep action "
+                            "runs without a shell in the image" %
+                            (container.get("name"), ", ".join(sorted(hook))))
+    seconds = hook["sleep"].get("seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        raise ManifestError("the preStop sleep of container %s is %r seconds; give a whole "
+                            "number of seconds, 0 or more" % (container.get("name"), seconds))
+    return seconds
+
+
 _SUFFIXES = {"": 1, "m": 10**-3, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
              "P": 10**15, "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30,
              "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
@@ -267,6 +283,7 @@ def settings(source=None, parser=None, services=None):
     liveness_path (None without that probe), env (name -> value; None for a value
     taken from elsewhere with valueFrom), volume_mount_path (where the claim "data" is
     mounted), termination_grace_period_seconds (Kubernetes' default 30 when unset),
+    pre_stop_sleep_seconds (the container's lifecycle.preStop.sleep, 0 without one),
     headless_service_port and headless_service_target_port: the governing Service's
     (first) port and the container port it targets, a number (None when there is no
     such headless Service). The target port is what cluster DNS puts in the SRV records.
@@ -340,6 +357,7 @@ def settings(source=None, parser=None, services=None):
         "pod_annotations": dict(pod_meta.get("annotations") or {}),
         "volume_mount_path": mounts[0]["mountPath"] if mounts else None,
         "termination_grace_period_seconds": pod.get("terminationGracePeriodSeconds", 30),
+        "pre_stop_sleep_seconds": _pre_stop_sleep(c),
         "headless_service_port": headless_port,
         "headless_service_target_port": headless_target,
         "headless_service_ports": headless_ports,

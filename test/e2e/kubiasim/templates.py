@@ -62,7 +62,8 @@ def template_of(source, s, base, a):
         srv_port=srv_ports[0]["port"], srv_ports=srv_ports,
         readiness=s["readiness_probe"], liveness=s["liveness_probe"],
         mount_path=s["volume_mount_path"], env=dict(s["env"]), args=list(s["args"] or []),
-        grace_s=s["termination_grace_period_seconds"], security=s["security"],
+        grace_s=s["termination_grace_period_seconds"],
+        pre_stop_s=s["pre_stop_sleep_seconds"], security=s["security"],
         resources=s["resources"], pod_labels=s["pod_labels"],
         pod_annotations=s["pod_annotations"])
     if template.get("runtime") == "podman":
