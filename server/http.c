@@ -59,7 +59,7 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 			 MHD_USE_ERROR_LOG | MHD_USE_TURBO;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned threads = cfg->threads != 0 ? cfg->threads : (cpus > 0 ? (unsigned)cpus : 1);
-	struct MHD_OptionItem items[11];
+	struct MHD_OptionItem items[12];
 	size_t n = 0;
 
 	if (dual_stack) {
@@ -78,6 +78,8 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
 					     (intptr_t)cfg->idle_timeout_s, NULL};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
+	items[n++] = (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK,
+					     (intptr_t)strict_unescape, NULL};
 	if (cfg->max_connections_per_ip != 0) {
 		items[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 						     (intptr_t)cfg->max_connections_per_ip, NULL};

@@ -82,6 +82,16 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *u
 void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		  enum MHD_RequestTerminationCode toe);
 
+/* strict.c: what libmicrohttpd lets through and RFC 9112 refuses. */
+/* The URL unescaper (MHD_OPTION_UNESCAPE_CALLBACK): marks a request whose target holds
+ * raw control bytes, for strict_check(), then unescapes as libmicrohttpd does. */
+size_t strict_unescape(void *cls, struct MHD_Connection *conn, char *s);
+/* 0 when the request may be served, else the status to refuse it with and *why. */
+unsigned strict_check(struct MHD_Connection *conn, const char *method, const char *version,
+		      const char **why);
+/* Queues the refusal and closes the connection after it. */
+enum MHD_Result strict_refuse(struct MHD_Connection *conn, unsigned status, const char *why);
+
 /* responses.c */
 struct MHD_Response *text_response(const char *text, size_t len);
 /* Takes ownership of buf (malloc()ed) in every case. */

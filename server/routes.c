@@ -424,8 +424,16 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *u
 	struct request *r;
 
 	if (*req_cls == NULL) {
+		const char *why = NULL;
+		unsigned refuse = strict_check(conn, method, version, &why);
+
 		atomic_fetch_add(&s->in_flight, 1);
 		obs_begin(conn, url, method);
+		if (refuse != 0) {
+			/* a stateless route that is never served: the answer is queued now */
+			*req_cls = &stateless[ROUTE_BAD_LENGTH];
+			return strict_refuse(conn, refuse, why);
+		}
 		return first_call(s, conn, url, method, req_cls);
 	}
 	if (is_stateless(*req_cls)) {
