@@ -72,13 +72,13 @@ static const char *ares_text(int status)
 /* The reason for a failed query, honest about which limit ended it. */
 static void failure_text(struct discovery *d, int status, char *buf, size_t len)
 {
-	if (d->lk.timed_out) {
-		snprintf(buf, len, "timed out after %u ms", d->cfg.dns_timeout_ms);
-	} else if (d->lk.cancelling) {
+	/* When c-ares's own tries run out first, they have used up the budget too (see the
+	 * channel's time-out): the budget is named, not the clock's reading, so the line is
+	 * the same every time. */
+	if (d->lk.cancelling && !d->lk.timed_out) {
 		snprintf(buf, len, SHUTDOWN_TEXT);
-	} else if (status == ARES_ETIMEOUT) {
-		snprintf(buf, len, "timed out after %" PRIu64 " ms",
-			 (uint64_t)((now_ns() - d->lk.start) / NS_PER_MS));
+	} else if (d->lk.timed_out || status == ARES_ETIMEOUT) {
+		snprintf(buf, len, "timed out after %u ms", d->cfg.dns_timeout_ms);
 	} else {
 		snprintf(buf, len, "%s", ares_text(status));
 	}

@@ -235,6 +235,51 @@ static struct xfer *xfer_of(struct discovery *d, CURL *e)
 	return NULL;
 }
 
+/*
+ * Why a transfer failed, in words of kubia's own that stay the same from one view to the
+ * next: curl's messages carry the milliseconds and bytes of each try ("Failed to connect
+ * to ... after 2 ms"), so the same fault would read differently every time.
+ */
+static struct fanout_answer *peer_failure(struct discovery *d, struct xfer *x, CURLcode res)
+{
+	curl_off_t connected = 0;
+	long os_errno = 0;
+	unsigned connect_ms = d->cfg.peer_connect_timeout_ms;
+
+	if (connect_ms == 0 || connect_ms > d->cfg.peer_timeout_ms) {
+		connect_ms = d->cfg.peer_timeout_ms;
+	}
+	(void)curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connected);
+	(void)curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno);
+	switch (res) {
+	case CURLE_COULDNT_CONNECT:
+		return fanout_answer_error("could not connect: %s",
+					   os_errno != 0 ? strerror((int)os_errno)
+							 : "no address answered");
+	case CURLE_OPERATION_TIMEDOUT:
+		if (connected == 0) {
+			return fanout_answer_error("could not connect within %u ms", connect_ms);
+		}
+		return fanout_answer_error("no complete answer within %u ms",
+					   d->cfg.peer_timeout_ms);
+	case CURLE_GOT_NOTHING:
+		return fanout_answer_error("closed the connection without answering");
+	case CURLE_PARTIAL_FILE:
+		return fanout_answer_error("closed the connection in the middle of its answer");
+	case CURLE_RECV_ERROR:
+		return fanout_answer_error("the connection broke while reading its answer");
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		return fanout_answer_error("its answer is not HTTP");
+	default:
+		break;
+	}
+	if (x->errbuf[0] != '\0') {
+		return fanout_answer_error("%s", x->errbuf);
+	}
+	return fanout_answer_error("%s", curl_easy_strerror(res));
+}
+
 /* The answer of a finished transfer: the peer's bytes as they are, or the reason it
  * failed. NULL when memory ran out. */
 static struct fanout_answer *xfer_answer(struct discovery *d, struct xfer *x, CURLcode res)
@@ -273,10 +318,7 @@ static struct fanout_answer *xfer_answer(struct discovery *d, struct xfer *x, CU
 	if (x->too_large || res == CURLE_FILESIZE_EXCEEDED) {
 		return fanout_answer_error("reply larger than %zu bytes", d->cfg.peer_max_bytes);
 	}
-	if (x->errbuf[0] != '\0') {
-		return fanout_answer_error("%s", x->errbuf);
-	}
-	return fanout_answer_error("%s", curl_easy_strerror(res));
+	return peer_failure(d, x, res);
 }
 
 /* What a finished transfer counts as (common/metrics.h). */
