@@ -7,6 +7,11 @@
  *   FAULTFS_PATH=DIR             only files and directories at or under DIR (an absolute,
  *                                canonical path) are faulted; unset: all of them
  *   FAULTFS_DIR_FSYNC_EIO=WHEN   fsync()/fdatasync() of a directory fails with EIO
+ *   FAULTFS_FILE_FSYNC_EIO=WHEN  fsync()/fdatasync() of a regular file fails with EIO
+ *   FAULTFS_DIR_FSYNC_SKIP=WHEN  fsync()/fdatasync() of a directory returns 0 without
+ *                                reaching the file system: the process behaves as if
+ *                                built without that fsync (for the power-cut tests)
+ *   FAULTFS_FILE_FSYNC_SKIP=WHEN the same for fsync()/fdatasync() of a regular file
  *   FAULTFS_RENAME_EIO=WHEN      rename()/renameat()/renameat2() fails with EIO, judged
  *                                by where the new name is
  *   FAULTFS_WRITE_ENOSPC=WHEN    write() to a regular file fails with ENOSPC
@@ -56,6 +61,9 @@ struct fault {
 };
 
 static struct fault dir_fsync_eio = {.var = "FAULTFS_DIR_FSYNC_EIO"};
+static struct fault file_fsync_eio = {.var = "FAULTFS_FILE_FSYNC_EIO"};
+static struct fault dir_fsync_skip = {.var = "FAULTFS_DIR_FSYNC_SKIP"};
+static struct fault file_fsync_skip = {.var = "FAULTFS_FILE_FSYNC_SKIP"};
 static struct fault rename_eio = {.var = "FAULTFS_RENAME_EIO"};
 static struct fault write_enospc = {.var = "FAULTFS_WRITE_ENOSPC"};
 static struct fault write_short = {.var = "FAULTFS_WRITE_SHORT"};
@@ -179,6 +187,9 @@ static void init(void)
 		fsync_delay_ms = (unsigned long)ms;
 	}
 	parse_when(&dir_fsync_eio);
+	parse_when(&file_fsync_eio);
+	parse_when(&dir_fsync_skip);
+	parse_when(&file_fsync_skip);
 	parse_when(&rename_eio);
 	parse_when(&write_enospc);
 	parse_when(&write_short);
@@ -284,22 +295,32 @@ static int sync_hook(int fd, int (*real)(int), const char *name)
 	char path[PATH_MAX];
 	struct stat sb;
 	bool dir;
+	struct fault *eio;
+	struct fault *skip;
 
-	if (fstat(fd, &sb) < 0) {
+	if (fstat(fd, &sb) < 0 || (!S_ISDIR(sb.st_mode) && !S_ISREG(sb.st_mode))) {
 		return real(fd);
 	}
 	dir = S_ISDIR(sb.st_mode);
-	if ((fsync_delay_ms > 0 || (dir && dir_fsync_eio.on)) && fd_path(fd, path, sizeof(path)) &&
+	eio = dir ? &dir_fsync_eio : &file_fsync_eio;
+	skip = dir ? &dir_fsync_skip : &file_fsync_skip;
+	if ((fsync_delay_ms > 0 || eio->on || skip->on) && fd_path(fd, path, sizeof(path)) &&
 	    in_scope(path)) {
 		if (fsync_delay_ms > 0) {
 			say("faultfs: %s(%d) of %s %s: delayed %lu ms", name, fd,
 			    dir ? "directory" : "file", path, fsync_delay_ms);
 			delay();
 		}
-		if (dir && fire(&dir_fsync_eio)) {
-			say("faultfs: %s(%d) of directory %s: EIO", name, fd, path);
+		if (fire(eio)) {
+			say("faultfs: %s(%d) of %s %s: EIO", name, fd, dir ? "directory" : "file",
+			    path);
 			errno = EIO;
 			return -1;
+		}
+		if (fire(skip)) {
+			say("faultfs: %s(%d) of %s %s: skipped", name, fd,
+			    dir ? "directory" : "file", path);
+			return 0;
 		}
 	}
 	return real(fd);
