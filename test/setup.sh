@@ -11,6 +11,8 @@ packages=(
     libcmocka-dev python3 python3-pytest dnsmasq-base iproute2 util-linux
     curl strace clang clang-tidy clang-format cppcheck valgrind wrk nginx-light
     python3-pyflakes python3-yaml
+    # the power-cut tests: a FUSE file system in Python (test/faults/powercut.py)
+    python3-fusepy fuse3
     # the simulated cluster (test/e2e/kubia-sim) and its e2e suite; prometheus for
     # `kubia-sim up --prometheus` (its server and promtool) and for promtool's check of
     # the /metrics exposition (test/integration/test_metrics.py)
