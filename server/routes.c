@@ -234,8 +234,14 @@ static enum MHD_Result finish_post(struct http_server *s, struct request *r)
 	 * answers; only the disk can have lost them. */
 	note = o->previous_kept ? "previous data kept"
 				: "previous data still served but may be lost on disk";
-	status = o->res == STORAGE_ENOSPC ? MHD_HTTP_INSUFFICIENT_STORAGE
-					  : MHD_HTTP_INTERNAL_SERVER_ERROR;
+	status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+	if (o->res == STORAGE_ENOSPC) {
+		status = MHD_HTTP_INSUFFICIENT_STORAGE;
+	} else if (o->res == STORAGE_GONE) {
+		/* Not ready either (GET /readyz says why); only a restart stores again. */
+		status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		note = "previous data still served but no longer on disk";
+	}
 	log_msg(LOG_LEVEL_ERROR, "could not store %zu bytes: %s; %s", r->len, o->err, note);
 	return queue_fmt(r->conn, status, "Could not store data: %s; %s\n", o->err, note);
 }

@@ -266,6 +266,19 @@ static enum storage_result report(const struct storage *st, int e, const char *w
 	}
 }
 
+static bool dir_gone(const struct storage *st, char *err, size_t errlen);
+
+/* A failed commit in a directory that is no longer the volume's is said to be that,
+ * rather than the step that failed (creating a file in a removed directory gives
+ * ENOENT): the previous contents are not on the volume any more either. */
+static void tell_if_gone(const struct storage *st, struct storage_outcome *o)
+{
+	if (dir_gone(st, o->err, sizeof(o->err))) {
+		o->res = STORAGE_GONE;
+		o->previous_kept = false;
+	}
+}
+
 /* Publishes nb as the current body: readers see it from now on. Writer thread only. */
 static void publish(struct storage *st, struct blob *nb)
 {
@@ -303,6 +316,7 @@ void storage_commit(struct storage *st, char *body, size_t len, struct storage_o
 	e = volume_write_and_rename(st, nb->data, len, &what);
 	if (e != 0) {
 		o->res = report(st, e, what, "", o->err, sizeof(o->err));
+		tell_if_gone(st, o);
 		blob_unref(nb);
 		return;
 	}
@@ -319,6 +333,7 @@ void storage_commit(struct storage *st, char *body, size_t len, struct storage_o
 			o->previous_kept = false;
 		}
 		o->res = report(st, e, "fsync the data directory", note, o->err, sizeof(o->err));
+		tell_if_gone(st, o);
 		blob_unref(nb);
 		return;
 	}
@@ -350,20 +365,21 @@ uint64_t storage_generation(const struct storage *st)
 	return atomic_load_explicit(&st->generation, memory_order_acquire);
 }
 
-bool storage_ready(struct storage *st, char *err, size_t errlen)
+/* True, with the reason in err, when the data directory was removed or replaced (by
+ * an unmount, or by a new directory under its name) since it was opened. */
+static bool dir_gone(const struct storage *st, char *err, size_t errlen)
 {
 	struct stat fs;
 	struct stat ps;
-	struct statvfs vfs;
 
 	if (fstat(st->dirfd, &fs) < 0) {
 		errtext_set(err, errlen, "cannot stat data directory %s: %s", st->dirpath,
 			    strerror(errno));
-		return false;
+		return true;
 	}
 	if (fs.st_nlink == 0) {
 		errtext_set(err, errlen, "data directory %s was removed", st->dirpath);
-		return false;
+		return true;
 	}
 	/* The path must still lead to our directory: an unmounted volume leaves the bare
 	 * mount point behind, and writes through our fd would no longer reach the volume
@@ -371,11 +387,21 @@ bool storage_ready(struct storage *st, char *err, size_t errlen)
 	if (stat(st->dirpath, &ps) < 0) {
 		errtext_set(err, errlen, "data directory %s is gone: %s", st->dirpath,
 			    strerror(errno));
-		return false;
+		return true;
 	}
 	if (ps.st_dev != fs.st_dev || ps.st_ino != fs.st_ino) {
 		errtext_set(err, errlen, "data directory %s was replaced (volume unmounted?)",
 			    st->dirpath);
+		return true;
+	}
+	return false;
+}
+
+bool storage_ready(struct storage *st, char *err, size_t errlen)
+{
+	struct statvfs vfs;
+
+	if (dir_gone(st, err, errlen)) {
 		return false;
 	}
 	if (faccessat(st->dirfd, ".", W_OK, AT_EACCESS) < 0) {

@@ -38,6 +38,9 @@ enum storage_result {
 	STORAGE_ENOSPC, /* the volume is full (or over quota) */
 	STORAGE_EROFS, /* the volume is read-only */
 	STORAGE_EIO, /* any other failure: see the error text */
+	STORAGE_GONE, /* the data directory was removed or replaced while in use: nothing
+		       * more can be stored until a restart, and the previous contents are
+		       * no longer on the volume (previous_kept is false) */
 };
 
 /*
@@ -103,8 +106,10 @@ void storage_release(const struct storage_blob *blob);
 /* Current generation, without taking a reference (cheap, lock-free). */
 uint64_t storage_generation(const struct storage *st);
 
-/* True when the data directory is usable (exists, is writable, volume not read-only);
- * otherwise false with the reason in err. For readiness probes. */
+/* True when the data directory is usable (still the one opened at start, not removed,
+ * writable, volume not read-only); otherwise false with the reason in err. For
+ * readiness probes. Once the directory was removed or replaced it stays unusable: the
+ * storage object keeps the directory it locked and never follows a new one. */
 bool storage_ready(struct storage *st, char *err, size_t errlen);
 
 #endif
