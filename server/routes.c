@@ -240,7 +240,7 @@ static enum MHD_Result finish_post(struct http_server *s, struct request *r)
 	} else if (o->res == STORAGE_GONE) {
 		/* Not ready either (GET /readyz says why); only a restart stores again. */
 		status = MHD_HTTP_SERVICE_UNAVAILABLE;
-		note = "previous data still served but no longer on disk";
+		note = "previous data still served but no longer in the data directory";
 	}
 	log_msg(LOG_LEVEL_ERROR, "could not store %zu bytes: %s; %s", r->len, o->err, note);
 	return queue_fmt(r->conn, status, "Could not store data: %s; %s\n", o->err, note);

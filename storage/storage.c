@@ -270,7 +270,7 @@ static bool dir_gone(const struct storage *st, char *err, size_t errlen);
 
 /* A failed commit in a directory that is no longer the volume's is said to be that,
  * rather than the step that failed (creating a file in a removed directory gives
- * ENOENT): the previous contents are not on the volume any more either. */
+ * ENOENT), when that happened while the commit ran. */
 static void tell_if_gone(const struct storage *st, struct storage_outcome *o)
 {
 	if (dir_gone(st, o->err, sizeof(o->err))) {
@@ -311,6 +311,14 @@ void storage_commit(struct storage *st, char *body, size_t len, struct storage_o
 		free(body);
 		o->res = STORAGE_EIO;
 		errtext_set(o->err, sizeof(o->err), "out of memory");
+		return;
+	}
+	/* A directory that is no longer the volume's takes nothing more: a body written
+	 * there would be acknowledged but never found by the next start. */
+	if (dir_gone(st, o->err, sizeof(o->err))) {
+		o->res = STORAGE_GONE;
+		o->previous_kept = false;
+		blob_unref(nb);
 		return;
 	}
 	e = volume_write_and_rename(st, nb->data, len, &what);

@@ -39,8 +39,8 @@ enum storage_result {
 	STORAGE_EROFS, /* the volume is read-only */
 	STORAGE_EIO, /* any other failure: see the error text */
 	STORAGE_GONE, /* the data directory was removed or replaced while in use: nothing
-		       * more can be stored until a restart, and the previous contents are
-		       * no longer on the volume (previous_kept is false) */
+		       * more is stored until a restart, and the previous contents are no
+		       * longer in the data directory (previous_kept is false) */
 };
 
 /*

@@ -195,7 +195,7 @@ def test_data_directory_removed(factory, workdir):
     assert r.status == 503, r
     assert r.body.decode() == (
         "Could not store data: data directory %s was removed; previous data still served "
-        "but no longer on disk\n" % k.data_dir), r
+        "but no longer in the data directory\n" % k.data_dir), r
     assert k.get("/data").body == OLD
     r = k.get("/readyz")
     assert r.status == 503 and r.body.decode() == (
@@ -232,3 +232,24 @@ def test_probes_answer_at_once_during_a_slow_fsync(factory, workdir):
     assert r.status == 200, r
     assert on_disk(k) == NEW and k.get("/data").body == NEW
     assert temp_files(k) == []
+
+
+def test_data_directory_replaced(factory, workdir):
+    """The data directory is moved away and a new one made under its name: kubia
+    writes into neither (a body stored in the old one would be acknowledged, then never
+    found by the next start)."""
+    k = start_faulty(factory, workdir, {})
+    moved = k.data_dir + ".moved"
+    os.rename(k.data_dir, moved)
+    os.mkdir(k.data_dir)
+    r = k.post("/", NEW)
+    assert r.status == 503, r
+    assert r.body.decode() == (
+        "Could not store data: data directory %s was replaced (volume unmounted?); "
+        "previous data still served but no longer in the data directory\n" % k.data_dir), r
+    assert os.listdir(k.data_dir) == []
+    with open(os.path.join(moved, "kubia.txt"), "rb") as f:
+        assert f.read() == OLD
+    assert [n for n in os.listdir(moved) if ".tmp." in n] == []
+    assert k.get("/data").body == OLD
+    assert k.get("/readyz").status == 503
