@@ -54,17 +54,20 @@ def pods_with_series(port, expr=SERIES):
     return sorted(r["metric"]["pod"] for r in api(port, "/api/v1/query", query=expr)["result"])
 
 
-def wait_series(port, want, what):
-    """Waits until exactly the pods want have fresh kubia_* series."""
+def wait_series(port, want, what, targets=None):
+    """Waits until exactly the pods want have fresh kubia_* series, and exactly the pods
+    targets (default: want) are Prometheus' targets, each with an up series."""
+    targets = want if targets is None else targets
     last = []
 
     def ok():
-        last[:] = [pods_with_series(port)]
-        return last[0] == sorted(want)
+        last[:] = [(pods_with_series(port), pods_with_series(port, "up{%s}" % JOB),
+                    sorted(active_targets(port)))]
+        return last[0] == (sorted(want), sorted(targets), sorted(targets))
     try:
         wait_until(ok, FOLLOW_S, what, interval=0.2)
     except AssertionError:
-        assert last[0] == sorted(want), what
+        assert last[0] == (sorted(want), sorted(targets), sorted(targets)), what
 
 
 def active_targets(port):
@@ -107,7 +110,8 @@ def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
     # cut off the network, kubia-0 stays a target (the API server keeps a pod of an
     # unreachable node) whose scrapes fail; back, it is scraped again
     sim.cli("cut", "kubia-0")
-    wait_series(port, ["kubia-1", "kubia-2"], "kubia-0's series to end when it is cut off")
+    wait_series(port, ["kubia-1", "kubia-2"], "kubia-0's series to end when it is cut off",
+                targets=ready)
     assert pods_with_series(port, "up{%s} == 0" % JOB) == ["kubia-0"]
     sim.cli("heal", "kubia-0")
     wait_series(port, ready, "kubia-0's series to come back when it is healed")
@@ -115,7 +119,6 @@ def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
     # scaled down, kubia-2 leaves Prometheus; scaled up, it is back
     sim.cli("scale", 2)
     wait_series(port, ["kubia-0", "kubia-1"], "kubia-2's series to end after scale 2")
-    assert sorted(active_targets(port)) == ["kubia-0", "kubia-1"]
     sim.cli("scale", 3)
     wait_series(port, ready, "kubia-2's series to come back after scale 3")
 
@@ -135,8 +138,9 @@ def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
     # the same series, now from a new process: its request counter started again
     resets = ('resets(kubia_http_requests_total{%s,pod="kubia-1",route="/metrics",'
               'code="200"}[5m])' % JOB)
-    [r] = api(port, "/api/v1/query", query=resets)["result"]
-    assert float(r["value"][1]) >= 1, r
+    wait_until(lambda: [float(r["value"][1]) >= 1 for r in api(
+        port, "/api/v1/query", query=resets)["result"]] == [True], FOLLOW_S,
+        "Prometheus to see the new kubia-1's request counter start again", interval=0.2)
 
     # down stops it and removes its files
     pid = st["prometheus"]["pid"]
