@@ -53,6 +53,9 @@ struct discovery_config {
 	unsigned peer_max_connections; /* most requests running to one peer at once (>= 1) */
 	unsigned max_peers; /* most records used from one answer */
 	unsigned max_pending; /* most cluster requests in flight at once */
+	/* The StatefulSet's expected number of pods: the ordinals from the highest listed
+	 * up to replicas - 1 are shown as missing. 0: unknown. */
+	unsigned replicas;
 	struct budget *budget; /* peer answers and assembled views are charged; NULL: none */
 	discovery_log_fn log; /* NULL: nothing is logged */
 	void *log_ctx;
@@ -93,6 +96,15 @@ typedef void (*discovery_done_fn)(void *ctx, char *body, size_t len);
  * are errors); 0 for a view that has no peers or could not look them up. */
 unsigned discovery_view_errors(void);
 
+/* What a view's body is. */
+enum discovery_format {
+	/* The lines after "Data stored in the cluster:\n" (the caller adds the head). */
+	DISCOVERY_FORMAT_TEXT = 0,
+	/* The whole JSON document of the view (docs/view-json.md), newline-terminated:
+	 * this pod, the SRV answer as it was seen, every line's peer. */
+	DISCOVERY_FORMAT_JSON,
+};
+
 /* Creates the loop thread. NULL on failure with one line in err (a bad dns_server, a
  * zero time-out or limit, an empty service name). The first call also initialises
  * libcurl and c-ares for the whole process (curl_global_init, ares_library_init, once,
@@ -103,6 +115,10 @@ struct discovery *discovery_create(const struct discovery_config *cfg,
 /* Queues one cluster-view request; thread-safe. Returns false (done is not called)
  * when the queue is full or the loop is stopping. */
 bool discovery_request(struct discovery *d, discovery_done_fn done, void *ctx);
+
+/* As discovery_request(), with the body in the given format. */
+bool discovery_request_as(struct discovery *d, enum discovery_format format, discovery_done_fn done,
+			  void *ctx);
 
 /* Ends every request still in flight (peers not yet answered get an
  * "Error: shutting down" line; requests still waiting for DNS get

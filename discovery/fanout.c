@@ -221,6 +221,7 @@ int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_
 			l = &lines[k++];
 			memcpy(l->name, selfname, sizeof(selfname));
 			l->self = true;
+			l->unlisted = true;
 		}
 		if (i == a->npeers) {
 			break;

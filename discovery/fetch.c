@@ -258,6 +258,10 @@ void fetch_done(struct discovery *d, struct fetch *f, struct fanout_answer *a)
 	struct fetch_peer *p = f->peer;
 
 	f->xfer = NULL;
+	if (a != NULL) {
+		a->fetched = true;
+		a->fetch_ns = now_ns() - f->start_ns;
+	}
 	running_del(p, f);
 	/* The next request goes out before this answer's views are rendered. */
 	fetch_pump(d, p);

@@ -88,6 +88,8 @@ struct srv_peer {
 
 struct srv_answer {
 	int rcode; /* the reply's RCODE; peers are parsed only for NOERROR */
+	/* The name whose query gave these records (set by the lookup, not by srv_parse()). */
+	char qname[SRV_NAME_MAX + 80];
 	uint32_t ttl; /* least TTL of the records used; UINT32_MAX when none */
 	size_t npeers;
 	struct srv_peer *peers; /* malloc()ed, sorted by srv_name_cmp(), unique names */
@@ -159,6 +161,8 @@ struct fanout_answer {
 	/* What the answer's bytes hold of the memory budget, given back when it is freed. */
 	struct budget *budget;
 	size_t charged;
+	bool fetched; /* a GET /data made it; fetch_ns is how long it took */
+	uint64_t fetch_ns;
 };
 
 /* A new answer owning data (malloc()ed, or NULL when len is 0), one reference. NULL when
@@ -187,6 +191,8 @@ struct fanout_line {
 	char name[LINE_NAME_MAX];
 	bool self; /* this pod: read locally, never over the network */
 	bool done; /* ans holds the final text */
+	bool unlisted; /* not in the SRV answer: this pod's own line, or a missing pod */
+	bool missing; /* a missing pod's line (missing.c) */
 	int family;
 	unsigned char addr[16];
 	uint16_t port;
@@ -235,6 +241,53 @@ char *fanout_render(const struct fanout_line *lines, size_t n, size_t *len);
 /* "Could not look up DNS SRV records: <reason>\n", malloc()ed; NULL when memory ran out */
 char *fanout_render_dns_error(const char *reason, size_t *len);
 
+/* ---- missing.c: the pods DNS does not list ------------------------------------------ */
+
+/* The reason a missing pod's line shows. */
+#define MISSING_TEXT "not ready (not in DNS)"
+
+/* Adds the lines of the StatefulSet's pods that the planned lines (sorted, as
+ * fanout_plan() makes them) leave out, when every line's first label is
+ * "<base>-<ordinal>" with one base (compared without regard to case) and ordinals
+ * without leading zeros: each ordinal below the highest one listed that no line has,
+ * and, when replicas is not 0, each from the highest + 1 to replicas - 1. A missing
+ * line is named "<base>-<ordinal><rest>", rest being what follows the first label of
+ * the first line, and is done with "Error: " MISSING_TEXT. At most limit lines are
+ * added (the lowest ordinals first). *lines is replaced by a new array when lines are
+ * added. Returns the number added, or -1 when memory ran out (*lines untouched). */
+int missing_add(struct fanout_line **lines, size_t *n, unsigned replicas, size_t limit);
+
+/* ---- viewjson.c: the cluster view as JSON ------------------------------------------- */
+
+struct viewjson; /* the SRV part of a JSON view, made when the outcome is known */
+
+/* The "srv" member for an outcome: kind RES_PEERS (ans), RES_EMPTY or RES_ERROR
+ * (reason). NULL when memory ran out. */
+struct viewjson *viewjson_begin(enum result_kind kind, const struct srv_answer *ans,
+				const char *reason, bool from_cache);
+
+void viewjson_free(struct viewjson *vj);
+
+/* What the document says of this pod. */
+struct viewjson_pod {
+	const char *name;
+	const char *data;
+	size_t len;
+};
+
+/* The whole document (pod, srv, peers), newline-terminated. What it needs while it is
+ * made and len + 1 bytes of the result are charged to budget (NULL: none); the result
+ * stays charged, as fanout_render()'s does for the view. NULL when the budget or
+ * memory ran out. */
+char *viewjson_render(const struct viewjson *vj, const struct viewjson_pod *pod,
+		      const struct fanout_line *lines, size_t n, struct budget *budget,
+		      size_t *len);
+
+/* Standard base64 (RFC 4648, padded) of data, NUL-terminated in a buffer of at least
+ * base64_len(len) + 1 bytes. */
+size_t base64_len(size_t len);
+void base64_encode(const unsigned char *data, size_t len, char *out);
+
 /* ---- the loop's state (loop thread only unless marked) ------------------------------- */
 
 struct fetch; /* fetch.c: one GET /data of a peer, running or queued */
@@ -252,6 +305,8 @@ struct view {
 	struct fanout_line *lines;
 	size_t nlines;
 	size_t nleft; /* lines still waiting for their peer */
+	enum discovery_format format;
+	struct viewjson *json; /* DISCOVERY_FORMAT_JSON: the SRV part, once known */
 };
 
 /* Which peer a fetch asks: lines with the same key may share one fetch. */

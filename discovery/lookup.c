@@ -231,6 +231,7 @@ static bool lookup_answered(struct discovery *d, const unsigned char *abuf, int 
 	if (lk->ans.npeers == 0) {
 		return false;
 	}
+	snprintf(lk->ans.qname, sizeof(lk->ans.qname), "%s", asking(d));
 	lookup_resolve(d);
 	return true;
 }

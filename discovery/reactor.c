@@ -385,6 +385,12 @@ fail:
 
 bool discovery_request(struct discovery *d, discovery_done_fn done, void *ctx)
 {
+	return discovery_request_as(d, DISCOVERY_FORMAT_TEXT, done, ctx);
+}
+
+bool discovery_request_as(struct discovery *d, enum discovery_format format, discovery_done_fn done,
+			  void *ctx)
+{
 	struct view *v;
 	uint64_t one = 1;
 	bool ok = false;
@@ -398,6 +404,7 @@ bool discovery_request(struct discovery *d, discovery_done_fn done, void *ctx)
 	}
 	v->done = done;
 	v->ctx = ctx;
+	v->format = format;
 	pthread_mutex_lock(&d->mu);
 	/* The view's arrival, taken as late as it can be: every POST a peer acknowledged
 	 * before this call is acknowledged before this time, so a fetch started at or after

@@ -38,6 +38,7 @@ static void view_finish(struct discovery *d, struct view *v, char *body, size_t 
 	}
 	v->done(v->ctx, body, body != NULL ? len : 0);
 	fanout_lines_free(v->lines, v->nlines);
+	viewjson_free(v->json);
 	free(v);
 }
 
@@ -51,11 +52,32 @@ static char *charge_short(struct discovery *d, char *body, size_t len)
 	return body;
 }
 
+/* The JSON document of a view whose SRV part is known (v->json; NULL: memory ran out),
+ * with this pod's data read now. */
+static char *view_json(struct discovery *d, struct view *v, size_t *len)
+{
+	struct viewjson_pod pod = {.name = d->hostname, .data = NULL, .len = 0};
+	void *hold = NULL;
+	char *body;
+
+	d->local.get(d->local.ctx, &pod.data, &pod.len, &hold);
+	body = viewjson_render(v->json, &pod, v->lines, v->nlines, d->cfg.budget, len);
+	d->local.release(d->local.ctx, hold);
+	return body;
+}
+
 void view_dns_error(struct discovery *d, struct view *v, const char *reason)
 {
 	size_t len = 0;
-	char *body = fanout_render_dns_error(reason, &len);
+	char *body;
 
+	if (v->format == DISCOVERY_FORMAT_JSON) {
+		v->json = viewjson_begin(RES_ERROR, NULL, reason, false);
+		body = view_json(d, v, &len);
+		view_finish(d, v, body, len);
+		return;
+	}
+	body = fanout_render_dns_error(reason, &len);
 	view_finish(d, v, charge_short(d, body, len), len);
 }
 
@@ -66,7 +88,9 @@ static void view_complete(struct discovery *d, struct view *v)
 	size_t len = fanout_render_len(v->lines, v->nlines);
 	char *body = NULL;
 
-	if (budget_charge(d->cfg.budget, len + 1)) {
+	if (v->format == DISCOVERY_FORMAT_JSON) {
+		body = view_json(d, v, &len);
+	} else if (budget_charge(d->cfg.budget, len + 1)) {
 		body = fanout_render(v->lines, v->nlines, &len);
 		if (body == NULL) {
 			budget_credit(d->cfg.budget, len + 1);
@@ -124,8 +148,15 @@ static void view_ask(struct discovery *d, struct view *v)
 	}
 }
 
+/* The lines for a parsed answer: its records, this pod, the missing pods. */
+static bool view_plan(struct discovery *d, struct view *v, const struct srv_answer *ans)
+{
+	return fanout_plan(ans, d->hostname, d->cfg.peer_port, &v->lines, &v->nlines) == 0 &&
+	       missing_add(&v->lines, &v->nlines, d->cfg.replicas, d->cfg.max_peers) >= 0;
+}
+
 static void view_serve(struct discovery *d, struct view *v, enum result_kind kind,
-		       const struct srv_answer *ans, const char *reason)
+		       const struct srv_answer *ans, const char *reason, bool from_cache)
 {
 	size_t len = 0;
 	char *body;
@@ -134,10 +165,16 @@ static void view_serve(struct discovery *d, struct view *v, enum result_kind kin
 		view_dns_error(d, v, reason != NULL ? reason : "unknown error");
 		return;
 	}
-	if (kind == RES_PEERS &&
-	    fanout_plan(ans, d->hostname, d->cfg.peer_port, &v->lines, &v->nlines) < 0) {
+	if (kind == RES_PEERS && !view_plan(d, v, ans)) {
 		disc_log(d, DISCOVERY_LOG_ERROR, "out of memory planning a cluster view");
 		view_finish(d, v, NULL, 0);
+		return;
+	}
+	if (v->format == DISCOVERY_FORMAT_JSON) {
+		v->json = viewjson_begin(kind, ans, NULL, from_cache);
+	}
+	if (v->nlines == 0 && v->format == DISCOVERY_FORMAT_JSON) {
+		view_complete(d, v);
 		return;
 	}
 	if (v->nlines == 0) {
@@ -155,7 +192,7 @@ void views_serve(struct discovery *d, struct view *waiters, enum result_kind kin
 		struct view *next = waiters->next;
 
 		waiters->next = NULL;
-		view_serve(d, waiters, kind, ans, reason);
+		view_serve(d, waiters, kind, ans, reason, false);
 		waiters = next;
 	}
 }
@@ -165,7 +202,7 @@ void view_start(struct discovery *d, struct view *v)
 	const struct srv_cache *c = cache_get(&d->cache, now_ns());
 
 	if (c != NULL) {
-		view_serve(d, v, c->kind, &c->ans, NULL);
+		view_serve(d, v, c->kind, &c->ans, NULL, true);
 		return;
 	}
 	if (d->loop_stopping) {

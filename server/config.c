@@ -83,6 +83,9 @@ static const struct opt opts[] = {
 	 "most peers listed from one SRV answer"},
 	{"max-pending", "KUBIA_MAX_PENDING", OPT_UINT, OFF(max_pending), 1, 1000000, "1024", NULL,
 	 "most cluster views being assembled at once (more get 503)"},
+	{"replicas", "KUBIA_REPLICAS", OPT_UINT, OFF(replicas), 0, 65535, "0", NULL,
+	 "the StatefulSet's number of pods: the ordinals up to it that DNS does not list "
+	 "are shown as missing; 0 = unknown"},
 	{"dns-cache-ms", "KUBIA_DNS_CACHE_MS", OPT_UINT, OFF(dns_cache_ms), 0, 3600000, "1000",
 	 NULL, "longest time an SRV answer is reused (never past its TTL); 0 = never"},
 	{"resolv-conf", "KUBIA_RESOLV_CONF", OPT_STRING, OFF(resolv_conf), 0, 0, "/etc/resolv.conf",

@@ -39,6 +39,7 @@ struct config {
 	unsigned peer_max_connections;
 	unsigned max_peers;
 	unsigned max_pending;
+	unsigned replicas; /* the StatefulSet's pods; 0 = unknown */
 	const char *dns_server; /* NULL: the servers of resolv.conf */
 	const char *resolv_conf;
 	unsigned dns_timeout_ms;

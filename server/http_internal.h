@@ -19,6 +19,7 @@
 #include "server/http.h"
 
 #define CONTENT_TYPE "text/plain; charset=utf-8"
+#define CONTENT_TYPE_JSON "application/json"
 
 struct http_server {
 	const struct config *cfg;
@@ -99,6 +100,9 @@ struct MHD_Response *owned_response(char *buf, size_t len);
 /* Queues buf (from charged_alloc(), len bytes) as the body: its charge is given back
  * when libmicrohttpd is done with the response. Takes buf over in every case. */
 enum MHD_Result queue_charged(struct MHD_Connection *conn, unsigned status, char *buf, size_t len);
+/* As queue_charged(), with another Content-Type. */
+enum MHD_Result queue_charged_as(struct MHD_Connection *conn, unsigned status, char *buf,
+				 size_t len, const char *content_type);
 
 /* size bytes charged to budget; NULL when they do not fit or memory ran out. */
 char *charged_alloc(struct budget *budget, size_t size);
@@ -112,5 +116,20 @@ enum MHD_Result queue_fmt(struct MHD_Connection *conn, unsigned status, const ch
 enum MHD_Result queue_fixed(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r);
 /* Must hold cache_lock. Rebuilds the data responses if a POST changed the data. */
 bool cache_refresh_locked(struct http_server *s);
+
+/* format.c: the format a cluster view is asked in. */
+enum view_format {
+	VIEW_FORMAT_TEXT = 0,
+	VIEW_FORMAT_JSON,
+	VIEW_FORMAT_BAD, /* "?format=" names no format kubia has */
+};
+/* format: the value of "?format=" (NULL: not given), which wins; else accept: every
+ * Accept field joined with ", " (NULL: none). JSON only when application/json weighs
+ * more than text/plain under the most specific ranges that match each. */
+enum view_format view_format_choose(const char *format, const char *accept);
+/* view_format_choose() for a request. */
+enum view_format view_format_of(struct MHD_Connection *conn);
+/* Queues the 400 for an unknown "?format=". */
+enum MHD_Result view_format_refuse(struct MHD_Connection *conn);
 
 #endif

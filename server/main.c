@@ -203,6 +203,7 @@ static struct discovery *start_discovery(struct app *a, char *err, size_t errlen
 		.peer_max_connections = cfg->peer_max_connections,
 		.max_peers = cfg->max_peers,
 		.max_pending = cfg->max_pending,
+		.replicas = cfg->replicas,
 		.budget = &a->budget,
 		.log = log_discovery,
 	};

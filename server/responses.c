@@ -106,6 +106,12 @@ static void charged_release(void *cls)
 
 enum MHD_Result queue_charged(struct MHD_Connection *conn, unsigned status, char *buf, size_t len)
 {
+	return queue_charged_as(conn, status, buf, len, CONTENT_TYPE);
+}
+
+enum MHD_Result queue_charged_as(struct MHD_Connection *conn, unsigned status, char *buf,
+				 size_t len, const char *content_type)
+{
 	struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
 		len, buf, charged_release, buf);
 	enum MHD_Result ret;
@@ -114,7 +120,7 @@ enum MHD_Result queue_charged(struct MHD_Connection *conn, unsigned status, char
 		charged_free(buf);
 		return MHD_NO;
 	}
-	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, CONTENT_TYPE) != MHD_YES) {
+	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
 		MHD_destroy_response(r);
 		return MHD_NO;
 	}

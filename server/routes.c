@@ -50,6 +50,7 @@ struct request {
 	char *peers;
 	size_t peers_len;
 	unsigned peer_errors; /* peers the view could not read, for the access log */
+	bool json; /* peers is the whole JSON document (server/format.c decides) */
 };
 
 /* *req_cls of requests that need no state of their own (GET /data, probes, errors): one
@@ -115,15 +116,27 @@ static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 {
 	int state = atomic_load_explicit(&r->state, memory_order_acquire);
 	char *buf;
+	size_t prefix;
 	size_t total;
 
 	switch (state) {
 	case WAIT_NEW:
+		switch (view_format_of(r->conn)) {
+		case VIEW_FORMAT_BAD:
+			return view_format_refuse(r->conn);
+		case VIEW_FORMAT_JSON:
+			r->json = true;
+			break;
+		default:
+			break;
+		}
 		/* Suspend before handing the job over: the answer may come back before
 		 * discovery_request() even returns. */
 		atomic_store(&r->state, WAIT_SUSPENDED);
 		MHD_suspend_connection(r->conn);
-		if (!discovery_request(s->disc, on_cluster_done, r)) {
+		if (!discovery_request_as(s->disc,
+					  r->json ? DISCOVERY_FORMAT_JSON : DISCOVERY_FORMAT_TEXT,
+					  on_cluster_done, r)) {
 			atomic_store(&r->state, WAIT_REJECTED);
 			MHD_resume_connection(r->conn);
 		}
@@ -139,17 +152,20 @@ static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 		/* The memory budget (or memory) ran out while the view was assembled. */
 		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->over_budget_resp);
 	}
-	total = s->cluster_prefix_len + r->peers_len;
+	/* The JSON document is whole; the text gets its two head lines. */
+	prefix = r->json ? 0 : s->cluster_prefix_len;
+	total = prefix + r->peers_len;
 	buf = charged_alloc(s->budget, total);
 	if (buf != NULL) {
-		memcpy(buf, s->cluster_prefix, s->cluster_prefix_len);
-		memcpy(buf + s->cluster_prefix_len, r->peers, r->peers_len);
+		memcpy(buf, s->cluster_prefix, prefix);
+		memcpy(buf + prefix, r->peers, r->peers_len);
 	}
 	free_peers(s, r);
 	if (buf == NULL) {
 		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->over_budget_resp);
 	}
-	return queue_charged(r->conn, MHD_HTTP_OK, buf, total);
+	return queue_charged_as(r->conn, MHD_HTTP_OK, buf, total,
+				r->json ? CONTENT_TYPE_JSON : CONTENT_TYPE);
 }
 
 /* Runs on the storage writer thread, once the commit covering this POST is durable or

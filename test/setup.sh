@@ -6,11 +6,11 @@ set -euo pipefail
 packages=(
     # build
     gcc meson ninja-build pkg-config
-    libmicrohttpd-dev libc-ares-dev libcurl4-openssl-dev
+    libmicrohttpd-dev libc-ares-dev libcurl4-openssl-dev libjansson-dev
     # tests: unit, integration (real dnsmasq, pytest), analysis, fuzzing, benchmarks
     libcmocka-dev python3 python3-pytest dnsmasq-base iproute2 util-linux
     curl strace clang clang-tidy clang-format cppcheck valgrind wrk nginx-light
-    python3-pyflakes python3-yaml
+    python3-pyflakes python3-yaml python3-jsonschema
     # the power-cut tests: a FUSE file system in Python (test/faults/powercut.py)
     python3-fusepy fuse3
     # the simulated cluster (test/e2e/kubia-sim) and its e2e suite; prometheus for

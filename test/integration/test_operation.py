@@ -221,8 +221,8 @@ def test_sigterm_finishes_inflight_cluster_get(factory):
     hung = HungPeer()
     try:
         dns = factory.dns(srv=[(DOMAIN, pod_fqdn("kubia-0"), 1),
-                               (DOMAIN, pod_fqdn("kubia-9"), hung.port)],
-                          hosts=[(pod_fqdn("kubia-9"), "127.0.0.1", None),
+                               (DOMAIN, pod_fqdn("kubia-1"), hung.port)],
+                          hosts=[(pod_fqdn("kubia-1"), "127.0.0.1", None),
                                  (pod_fqdn("kubia-0"), "127.0.0.1", None)])
         k = factory.kubia("kubia-0", mode="peers", dns=dns.port, resolv=factory.resolv(),
                           args=["--peer-timeout-ms", "20000", "--shutdown-timeout-ms",
@@ -243,7 +243,7 @@ def test_sigterm_finishes_inflight_cluster_get(factory):
         lines = r.body.split(b"\n")
         assert lines[:3] == [b"You've hit kubia-0", b"Data stored in the cluster:",
                              b"- kubia-0.kubia.default.svc.cluster.local: in flight"], r.body
-        assert re.match(rb"^- kubia-9\.kubia\.default\.svc\.cluster\.local: Error: [^\n]+$",
+        assert re.match(rb"^- kubia-1\.kubia\.default\.svc\.cluster\.local: Error: [^\n]+$",
                         lines[3]), r.body
         assert lines[4:] == [b""]
         assert rc == 0, k.stderr()

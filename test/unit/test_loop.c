@@ -843,7 +843,7 @@ static void test_cluster_view(void **state)
 {
 	struct discovery_config c;
 	char server[64];
-	char want_tail[512];
+	char want_tail[1024];
 	char host[128];
 	unsigned requests;
 	unsigned accepts;
@@ -864,6 +864,12 @@ static void test_cluster_view(void **state)
 	snprintf(want_tail, sizeof(want_tail),
 		 "\n- kubia-4" SFX ": Error: could not resolve kubia-4" SFX
 		 ": no such name (NXDOMAIN)\n"
+		 /* kubia-5 to kubia-9 are not in DNS: they show as missing pods. */
+		 "- kubia-5" SFX ": Error: not ready (not in DNS)\n"
+		 "- kubia-6" SFX ": Error: not ready (not in DNS)\n"
+		 "- kubia-7" SFX ": Error: not ready (not in DNS)\n"
+		 "- kubia-8" SFX ": Error: not ready (not in DNS)\n"
+		 "- kubia-9" SFX ": Error: not ready (not in DNS)\n"
 		 "- kubia-10" SFX ": Error: HTTP 500\n");
 	if (strncmp(b, head, strlen(head)) != 0 ||
 	    strcmp(b + strlen(b) - strlen(want_tail), want_tail) != 0) {
@@ -1154,7 +1160,14 @@ static void test_ipv6_peer(void **state)
 	base_config(&c, server, sizeof(server), g.dns_port);
 	c.service = "v6";
 	d = make(&c);
-	assert_string_equal(ask(d, &r), "- kubia-0" SFX ": mine\n- kubia-6" SFX ": six\n");
+	/* kubia-1 to kubia-5 are not in this answer: missing pods. */
+	assert_string_equal(ask(d, &r), "- kubia-0" SFX ": mine\n"
+					"- kubia-1" SFX ": Error: not ready (not in DNS)\n"
+					"- kubia-2" SFX ": Error: not ready (not in DNS)\n"
+					"- kubia-3" SFX ": Error: not ready (not in DNS)\n"
+					"- kubia-4" SFX ": Error: not ready (not in DNS)\n"
+					"- kubia-5" SFX ": Error: not ready (not in DNS)\n"
+					"- kubia-6" SFX ": six\n");
 	pthread_mutex_lock(&g.mu);
 	snprintf(host, sizeof(host), "%s", g.peers[PEER_V6].host);
 	pthread_mutex_unlock(&g.mu);
