@@ -206,6 +206,27 @@ static void test_bad_values(void **state)
 	expect_error(bad_mode_env, "KUBIA_MODE", "\"cluster\"", 1, NULL, NULL);
 }
 
+/* --replicas / KUBIA_REPLICAS: 0 (unknown) by default, 0-65535, the flag wins. */
+static void test_replicas(void **state)
+{
+	static const char *const env[] = {"KUBIA_REPLICAS", "7", NULL};
+	static const char *const bad_env[] = {"KUBIA_REPLICAS", "2x", NULL};
+	struct config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&c, NULL, err, sizeof(err), 1), CONFIG_RUN);
+	assert_int_equal(c.replicas, 0);
+	assert_int_equal(parse(&c, env, err, sizeof(err), 1), CONFIG_RUN);
+	assert_int_equal(c.replicas, 7);
+	assert_int_equal(parse(&c, env, err, sizeof(err), 2, "--replicas=65535"), CONFIG_RUN);
+	assert_int_equal(c.replicas, 65535);
+	expect_error(NULL, "--replicas", "\"65536\"", 2, "--replicas=65536", NULL);
+	expect_error(NULL, "--replicas", "\"-1\"", 3, "--replicas", "-1");
+	expect_error(NULL, "--replicas", "\"three\"", 2, "--replicas=three", NULL);
+	expect_error(bad_env, "KUBIA_REPLICAS", "\"2x\"", 1, NULL, NULL);
+}
+
 static void test_dns_server_shapes(void **state)
 {
 	static const char *const ok[] = {"10.96.0.10", "10.96.0.10:53", "[fd00::a]:5353", "[::1]",
@@ -381,6 +402,7 @@ int main(void)
 		cmocka_unit_test(test_every_flag_parses),
 		cmocka_unit_test(test_connect_timeout_capped),
 		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_replicas),
 		cmocka_unit_test(test_dns_server_shapes),
 		cmocka_unit_test(test_dns_server_host_name_refused),
 		cmocka_unit_test(test_service_name_length),
