@@ -74,6 +74,14 @@ def active_targets(port):
     return {t["labels"]["pod"]: t for t in api(port, "/api/v1/targets")["activeTargets"]}
 
 
+def wait_ready_label(port, pod, ready):
+    """Waits until Prometheus has the pod as a target whose discovery says ready."""
+    def ok():
+        t = active_targets(port).get(pod)
+        return t and t["discoveredLabels"]["__meta_kubernetes_pod_ready"] == ready
+    wait_until(ok, FOLLOW_S, "%s to be a target with ready %s" % (pod, ready), interval=0.2)
+
+
 def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
     r = sim.up(3, "peers", "--prometheus", "--prometheus-interval", SCRAPE_S)
     st = sim.status()
@@ -107,13 +115,17 @@ def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
     assert sorted((i["metric"]["pod"], i["metric"]["hostname"], i["metric"]["mode"])
                   for i in info) == [(p, p, "peers") for p in ready]
 
-    # cut off the network, kubia-0 stays a target (the API server keeps a pod of an
-    # unreachable node) whose scrapes fail; back, it is scraped again
+    # cut off the network, kubia-0 leaves the endpoints (probe publishes them) but stays
+    # a target, not ready (the API server keeps a pod of an unreachable node), whose
+    # scrapes fail; back, it is ready and scraped again
     sim.cli("cut", "kubia-0")
+    sim.cli("probe")
+    wait_ready_label(port, "kubia-0", "false")
     wait_series(port, ["kubia-1", "kubia-2"], "kubia-0's series to end when it is cut off",
                 targets=ready)
     assert pods_with_series(port, "up{%s} == 0" % JOB) == ["kubia-0"]
     sim.cli("heal", "kubia-0")
+    wait_ready_label(port, "kubia-0", "true")
     wait_series(port, ready, "kubia-0's series to come back when it is healed")
 
     # scaled down, kubia-2 leaves Prometheus; scaled up, it is back
