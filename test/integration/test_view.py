@@ -22,7 +22,7 @@ SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..
 JSON_CT = "application/json"
 MISSING = b"Error: not ready (not in DNS)"
 TTL = 42  # dnsmasq's --local-ttl: the TTL of every record it serves here
-BINARY = b"\xff\xfe\x00 not UTF-8 \x80"
+BINARY = b"\xff\xfe\x00 not UTF-8 \x80!"  # 16 bytes: base64 with padding
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +158,7 @@ NEGOTIATION = [
     ("application/json;q=0.5, text/plain", False),
     ("application/json;q=0, */*", False),
     ("*/*;q=0.1, application/json", True),
+    ("text/*;q=0.1, */*;q=0.5", True),  # text/plain weighs what text/* says
     ("text/html, application/json;q=0.9, */*;q=0.8", True),
     ("application/json;q=2", False),  # a malformed weight: the range is ignored
     ("image/png", False),
@@ -202,14 +203,18 @@ def test_format_parameter_wins_and_unknown_formats_are_refused(factory, validato
 
 
 def test_json_view_counts_against_the_memory_budget(factory, validator):
-    """A JSON view of a peer's 600 KiB of binary data (800 KiB of base64, more while it
-    is made) does not fit a 2 MiB budget: 503 with Retry-After, and the process goes on."""
-    big = bytes(range(256)) * 2400
+    """A peer's 700 KiB of binary data under a 3 MiB budget: the text view fits (the
+    peer's answer, at most 1 MiB, the text and its copy for the answer); the JSON view
+    (933 KiB of base64, twice that while the document is made, then the document and its
+    copy) does not: 503 with Retry-After, and the process goes on."""
+    big = bytes(range(256)) * 2800
     dns, ks, _, _, _ = cluster(factory, ["kubia-0", "kubia-1"],
-                               args=["--max-memory", str(2 << 20)])
+                               args=["--max-memory", str(3 << 20)])
     assert ks["kubia-1"].post("/", big).status == 200
     r = ks["kubia-0"].get("/", headers={"Accept": JSON_CT})
     assert r.status == 503 and r.header("Retry-After") == "1", r
+    # the text view of the same data fits: the JSON one is charged for what it needs
+    assert ks["kubia-0"].get("/").status == 200
     assert ks["kubia-1"].post("/", b"small").status == 200
     doc = get_json(ks["kubia-0"], validator)
     assert doc["peers"][1]["data"] == "small"
@@ -270,9 +275,10 @@ def test_all_pods_ready_changes_nothing(factory):
 
 @pytest.mark.parametrize("pods,querier", [
     (["web-0", "web-2"], "db-1"),  # two bases: this pod's and the listed ones'
+    (["kubia-0", "kubia-2"], "web-5"),  # the same, in ordinal order
     (["alpha", "beta"], "alpha"),  # no ordinals at all
     (["kubia-00", "kubia-2"], "kubia-2"),  # a leading zero is no StatefulSet ordinal
-], ids=["two-bases", "no-ordinals", "leading-zero"])
+], ids=["two-bases", "two-bases-in-order", "no-ordinals", "leading-zero"])
 def test_names_that_are_not_one_statefulset_take_no_part(factory, pods, querier):
     ports = {n: free_port() for n in pods}
     srv = [(DOMAIN, pod_fqdn(n), ports[n]) for n in pods]

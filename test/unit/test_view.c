@@ -167,6 +167,7 @@ static void test_limit(void **state)
 static void test_names_that_take_no_part(void **state)
 {
 	static const char *const two_bases[] = {"web-0" SUFFIX, "web-2" SUFFIX};
+	static const char *const other_base[] = {"a-0" SUFFIX, "b-2" SUFFIX};
 	static const char *const no_ordinal[] = {"alpha" SUFFIX, "beta-2" SUFFIX};
 	static const char *const leading_zero[] = {"kubia-00" SUFFIX, "kubia-2" SUFFIX};
 	static const char *const empty_base[] = {"-0" SUFFIX, "-2" SUFFIX};
@@ -178,6 +179,13 @@ static void test_names_that_take_no_part(void **state)
 	(void)state;
 	/* this pod (db-5) is of another base than the listed pods */
 	body = view_of(two_bases, 2, "db-5", 3, 256, &added);
+	assert_int_equal(added, 0);
+	free(body);
+	/* two bases whose ordinals happen to be in order */
+	body = view_of(other_base, 2, "a-0", 3, 256, &added);
+	assert_int_equal(added, 0);
+	free(body);
+	body = view_of(two_bases, 2, "zz-5", 3, 256, &added);
 	assert_int_equal(added, 0);
 	free(body);
 	body = view_of(no_ordinal, 2, "beta-2", 3, 256, &added);
