@@ -258,9 +258,9 @@ static struct fanout_answer *peer_failure(struct discovery *d, struct xfer *x, C
 							 : "no address answered");
 	case CURLE_OPERATION_TIMEDOUT:
 		if (connected == 0) {
-			return fanout_answer_error("could not connect within %u ms", connect_ms);
+			return fanout_answer_error("connect timed out after %u ms", connect_ms);
 		}
-		return fanout_answer_error("no complete answer within %u ms",
+		return fanout_answer_error("timed out after %u ms without a complete answer",
 					   d->cfg.peer_timeout_ms);
 	case CURLE_GOT_NOTHING:
 		return fanout_answer_error("closed the connection without answering");

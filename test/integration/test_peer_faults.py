@@ -35,9 +35,9 @@ def answer_ok(body):
 # mode -> (what the peer does, the line kubia must show for it after "<name>: ")
 CASES = {
     "refusing": (None, rb"Error: could not connect: Connection refused"),
-    "hung after accept": ("hang", rb"Error: no complete answer within 1000 ms"),
+    "hung after accept": ("hang", rb"Error: timed out after 1000 ms without a complete answer"),
     "byte by byte, in time": ("trickle-fast", rb"slow but whole"),
-    "byte by byte, too slow": ("trickle-slow", rb"Error: no complete answer within 1000 ms"),
+    "byte by byte, too slow": ("trickle-slow", rb"Error: timed out after 1000 ms without a complete answer"),
     "10 MB": ("big", rb"Error: reply larger than 1048576 bytes"),
     "10 MB, no length": ("big-close", rb"Error: reply larger than 1048576 bytes"),
     "status 500": ("status-500", rb"Error: HTTP 500"),

@@ -1485,7 +1485,7 @@ static void test_shared_fetch_error(void **state)
 	char server[64];
 	struct discovery *d;
 	struct result r[5];
-	static const char want[] = "- kubia-1" SFX ": Error: no complete answer within ";
+	static const char want[] = "- kubia-1" SFX ": Error: timed out after ";
 	unsigned requests;
 	unsigned max_open;
 	const char *b;
