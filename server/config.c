@@ -400,6 +400,23 @@ static bool help_or_version(int argc, char *const argv[], FILE *out)
 	return false;
 }
 
+/* The KUBIA_* variables, each over its default. */
+static bool apply_env(struct config *cfg, config_getenv_fn get_env, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < NOPTS; i++) {
+		const char *v = get_env != NULL ? get_env(opts[i].env) : NULL;
+
+		if (v == NULL) {
+			continue;
+		}
+		if (!apply(cfg, &opts[i], v, opts[i].env, false, err, errlen)) {
+			return false;
+		}
+		cfg->source[i] = CONFIG_FROM_VARIABLE;
+	}
+	return true;
+}
+
 enum config_result config_parse(struct config *cfg, int argc, char *const argv[],
 				config_getenv_fn get_env, FILE *out, char *err, size_t errlen)
 {
@@ -413,14 +430,8 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 			return CONFIG_ERROR; /* a broken default is a bug; still say so */
 		}
 	}
-	for (size_t i = 0; i < NOPTS; i++) {
-		const char *v = get_env != NULL ? get_env(opts[i].env) : NULL;
-		if (v != NULL && !apply(cfg, &opts[i], v, opts[i].env, false, err, errlen)) {
-			return CONFIG_ERROR;
-		}
-		if (v != NULL) {
-			cfg->source[i] = CONFIG_FROM_VARIABLE;
-		}
+	if (!apply_env(cfg, get_env, err, errlen)) {
+		return CONFIG_ERROR;
 	}
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
