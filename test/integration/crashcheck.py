@@ -282,10 +282,10 @@ class Campaign:
         others = ", ".join("%s: %d" % (k, v) for k, v in sorted(self.stats.items())
                            if k not in ("torn", "lost", "acked", "sent"))
         return ("%d rounds, %d POSTs sent, %d acknowledged; rounds that lost acknowledged "
-                "data: %d, that left a torn file: %d%s" % (
+                "data: %d, that left a torn file: %d%s (seed %d)" % (
                     self.rounds, self.stats["sent"], self.stats["acked"],
                     self.stats["lost"], self.stats["torn"],
-                    "; other faults: " + others if others else ""))
+                    "; other faults: " + others if others else "", self.seed))
 
 
 def kill(server):
@@ -299,6 +299,12 @@ def kill(server):
 def rounds_from_env(var, default):
     v = os.environ.get(var)
     return int(v) if v else default
+
+
+def seed():
+    """KUBIA_CRASH_SEED, to replay the choices (delays, body sizes) of a run; else a
+    new one, which every summary names."""
+    return rounds_from_env("KUBIA_CRASH_SEED", random.SystemRandom().randrange(1 << 31))
 
 
 class KubiaServer:

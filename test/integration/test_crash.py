@@ -7,7 +7,9 @@ serves it and has removed every temporary file.
 
 CI runs 100 kills. The long profile is the same test with more:
     KUBIA_CRASH_KILLS=1000 meson test -C BUILD test_crash
-The book's app (its reference model, node) under the same harness, a report only:
+Every summary names its seed; KUBIA_CRASH_SEED=N replays a run's choices (delays, body
+sizes; the moments of the kills still depend on timing). The book's app (its reference
+model, node) under the same harness, a report only:
     KUBIA_CRASH_REFERENCE=200 /usr/bin/python3 -m pytest -s test/integration/test_crash.py
 """
 
@@ -17,7 +19,8 @@ import shutil
 import pytest
 
 from conftest import free_port
-from crashcheck import Campaign, KubiaServer, ReferenceServer, kill, rounds_from_env
+from crashcheck import (Campaign, KubiaServer, ReferenceServer, kill, rounds_from_env,
+                        seed)
 
 KILLS = rounds_from_env("KUBIA_CRASH_KILLS", 100)
 REFERENCE_KILLS = rounds_from_env("KUBIA_CRASH_REFERENCE", 0)
@@ -30,7 +33,7 @@ def report(c):
 
 def test_sigkill_at_random_moments(factory):
     k = factory.kubia("kubia-0", mode="pet", wait=False)
-    c = Campaign(KubiaServer(k), seed=os.getpid(), down=kill)
+    c = Campaign(KubiaServer(k), seed=seed(), down=kill)
     faults = c.run(KILLS)
     print("kubia, SIGKILL: " + c.summary())
     assert not faults, report(c)
@@ -47,7 +50,7 @@ def test_reference_model_under_sigkill(procs, workdir):
     data_dir = os.path.join(workdir, "ref")
     os.mkdir(data_dir)
     srv = ReferenceServer(procs, os.path.join(data_dir, "kubia.txt"), free_port(), {})
-    c = Campaign(srv, seed=os.getpid(), down=kill)
+    c = Campaign(srv, seed=seed(), down=kill)
     c.run(REFERENCE_KILLS, stop_at_first=False)
     print("reference model, SIGKILL: " + c.summary())
     assert c.rounds == REFERENCE_KILLS

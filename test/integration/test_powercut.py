@@ -27,7 +27,8 @@ import time
 import pytest
 
 from conftest import SHIM, clean_env, free_port, is_root, preload, wait_until
-from crashcheck import Campaign, KubiaServer, ReferenceServer, rounds_from_env
+from crashcheck import (Campaign, KubiaServer, ReferenceServer, rounds_from_env,
+                        seed)
 
 CUTS = rounds_from_env("KUBIA_POWERCUT_CUTS", 200)
 REFERENCE_CUTS = rounds_from_env("KUBIA_POWERCUT_REFERENCE", 0)
@@ -172,13 +173,13 @@ def kubia_on(factory, fs, env=None):
     return OnPowerCut(fs, KubiaServer(k))
 
 
-def campaign(server, seed):
-    return Campaign(server, seed=seed, down=cut)
+def campaign(server):
+    return Campaign(server, seed=seed(), down=cut)
 
 
 def test_power_cut_at_random_moments(factory, powercut):
     srv = kubia_on(factory, powercut)
-    c = campaign(srv, os.getpid())
+    c = campaign(srv)
     faults = c.run(CUTS)
     print("kubia, power cut: " + c.summary())
     assert not faults, "%s\n%s" % (c.summary(), "\n".join(
@@ -195,7 +196,7 @@ def test_harness_catches_a_missing_fsync(factory, powercut, skip):
         pytest.skip("faultfs shim not built")
     env = {"LD_PRELOAD": preload(), "FAULTFS_PATH": powercut.mount, skip: "all"}
     srv = kubia_on(factory, powercut, env)
-    c = campaign(srv, os.getpid())
+    c = campaign(srv)
     faults = c.run(20)
     print("kubia with %s: %s" % (skip, c.summary()))
     assert c.stats["acked"] > 0, c.summary()
@@ -214,7 +215,7 @@ def test_reference_model_under_power_cuts(procs, powercut):
     ref = ReferenceServer(procs, os.path.join(powercut.mount, "data", "kubia.txt"),
                           free_port(), clean_env())
     srv = OnPowerCut(powercut, ref)
-    c = campaign(srv, os.getpid())
+    c = campaign(srv)
     c.run(REFERENCE_CUTS, stop_at_first=False)
     print("reference model, power cut: " + c.summary())
     assert c.rounds == REFERENCE_CUTS
