@@ -102,7 +102,10 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 			return MHD_NO;
 		}
 	}
-	for (const unsigned char *p = (const unsigned char *)value; p != NULL && *p != '\0'; p++) {
+	if (value == NULL) {
+		value = ""; /* a field without a value: as an empty one */
+	}
+	for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
 		if ((*p < 0x20 && *p != '\t') || *p == 0x7f) {
 			fail(sc, MHD_HTTP_BAD_REQUEST,
 			     "control characters in a header field value");
