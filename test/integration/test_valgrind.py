@@ -5,6 +5,7 @@ length and chunked, 405, HEAD, probes) and stop on SIGTERM; valgrind must report
 error and no definite or indirect leak (its exit status says so)."""
 
 import http.client
+import json
 import shutil
 import signal
 
@@ -60,7 +61,7 @@ def test_peers_mode_under_valgrind(factory):
     k1 = factory.kubia("kubia-1", port=p1, mode="peers", dns=dns.port, resolv=resolv)
     k1.post("/", b"one")
     k0 = factory.kubia("kubia-0", port=p0, mode="peers", dns=dns.port, resolv=resolv,
-                       args=["--max-body", "1024", "--dns-cache-ms", "0"],
+                       args=["--max-body", "1024", "--dns-cache-ms", "0", "--replicas", "4"],
                        wrapper=WRAPPER, ready_timeout=60)
     exercise_common(k0)
     for _ in range(5):
@@ -71,6 +72,13 @@ def test_peers_mode_under_valgrind(factory):
         assert lines[3] == b"- kubia-1.kubia.default.svc.cluster.local: one", r.body
         assert lines[4].startswith(b"- kubia-2.kubia.default.svc.cluster.local: Error: "), \
             r.body
+        assert lines[5] == b"- kubia-3.kubia.default.svc.cluster.local: Error: not ready " \
+                           b"(not in DNS)", r.body
+        # the same view as JSON (jansson's allocations under valgrind too)
+        r = k0.get("/?format=json", timeout=30)
+        doc = json.loads(r.body)
+        assert [p.get("data", p.get("error")) for p in doc["peers"]][:2] == ["zero", "one"]
+        assert doc["peers"][3]["missing"] is True, r.body
     stop_clean(k0)
 
 
