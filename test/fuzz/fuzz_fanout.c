@@ -1,0 +1,376 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libFuzzer target for the cluster view's assembly (discovery/fanout.c): planning the
+ * lines of an SRV answer, giving them their answers (copied, errors, shared by
+ * reference, borrowed, out of memory) and rendering the text.
+ *
+ * The rendered body is compared byte for byte with the view built here on its own from
+ * the contract (README "What it answers"): one "- <name>: <text>\n" line per pod in the
+ * answer's order, this pod's line inserted among them when the answer lacks it, never a
+ * line for a pod the answer does not name, "No peers discovered.\n" for none. Borrowed
+ * data are given back exactly once, after the last line lets go of them.
+ *
+ * Input: the peer count, flags (1: a hostname, 2: a fixed peer port), the peer port, then
+ * NUL-separated fields: hostname, this pod's data, a DNS error reason, the shared
+ * answer; then per peer four bytes (family, port, port, answer kind) and two fields
+ * (its name, its data or error).
+ */
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "discovery/internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define MAX_PEERS 12
+#define FIELD_MAX 2048
+#define OOM "Error: out of memory"
+
+enum kind { SET, ERROR, NOMEM, SHARED, KINDS };
+
+struct spec {
+	struct srv_peer p;
+	enum kind kind;
+	char *data;
+};
+
+struct text {
+	char *s;
+	size_t len;
+};
+
+static size_t releases;
+static size_t borrows;
+
+static char *field(const uint8_t **p, const uint8_t *end)
+{
+	const uint8_t *nul = memchr(*p, '\0', (size_t)(end - *p));
+	size_t n = nul != NULL ? (size_t)(nul - *p) : (size_t)(end - *p);
+	char *s;
+
+	if (n > FIELD_MAX) {
+		n = FIELD_MAX;
+	}
+	s = malloc(n + 1);
+	if (s == NULL) {
+		abort();
+	}
+	memcpy(s, *p, n);
+	s[n] = '\0';
+	*p = nul != NULL ? nul + 1 : end;
+	return s;
+}
+
+static void release(void *ctx, void *hold)
+{
+	if (ctx != &releases || hold != &releases) {
+		abort();
+	}
+	releases++;
+}
+
+/* The order srv_parse() gives (the documented precondition of fanout_plan()). */
+static int spec_cmp(const void *a, const void *b)
+{
+	return srv_name_cmp(((const struct spec *)a)->p.name, ((const struct spec *)b)->p.name);
+}
+
+/* "Error: " and printf-like text, cut as fanout.c documents (1 KiB with the NUL). */
+static struct text error_text(const char *a, const char *b, const char *c)
+{
+	struct text t;
+	char *s = NULL;
+	int n = asprintf(&s, "Error: %s%s%s", a, b, c);
+
+	if (n < 0) {
+		abort();
+	}
+	t.s = s;
+	t.len = (size_t)n < 1023 ? (size_t)n : 1023;
+	return t;
+}
+
+/* Reads the peers into specs, in the answer's order, unique by name ignoring case. */
+static size_t read_peers(const uint8_t **p, const uint8_t *end, size_t want, struct spec *specs)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < want && end - *p >= 4; i++) {
+		struct spec *s = &specs[n];
+		const uint8_t *b = *p;
+		char *name;
+
+		memset(s, 0, sizeof(*s));
+		*p += 4;
+		name = field(p, end);
+		s->data = field(p, end);
+		s->kind = (enum kind)(b[3] % KINDS);
+		s->p.port = (uint16_t)(b[1] << 8 | b[2]);
+		s->p.family = b[0] % 3 == 0 ? 0 : (b[0] % 3 == 1 ? AF_INET : AF_INET6);
+		memset(s->p.addr, b[0], sizeof(s->p.addr));
+		if (s->p.family == 0 && (b[0] & 0x80) != 0) {
+			snprintf(s->p.err, sizeof(s->p.err), "%s", s->data);
+		}
+		/* srv_parse() never keeps an empty target, nor one that does not fit. */
+		if (name[0] == '\0' || strlen(name) >= sizeof(s->p.name)) {
+			free(name);
+			free(s->data);
+			continue;
+		}
+		memcpy(s->p.name, name, strlen(name) + 1);
+		free(name);
+		n++;
+	}
+	qsort(specs, n, sizeof(*specs), spec_cmp);
+	for (size_t r = 1, w = 1; r <= n; r++) {
+		if (r == n) {
+			n = w;
+			break;
+		}
+		if (strcasecmp(specs[w - 1].p.name, specs[r].p.name) == 0) {
+			free(specs[r].data);
+			continue;
+		}
+		specs[w++] = specs[r];
+	}
+	return n;
+}
+
+/* Gives every line that waits its answer, as the loop would; returns the text each line
+ * must show. */
+static void answer_lines(struct fanout_line *lines, size_t nl, const struct spec *specs, size_t np,
+			 const char *local, const char *shared_text, struct text *want)
+{
+	struct fanout_answer *shared = fanout_answer_copy(shared_text, strlen(shared_text));
+	size_t k = 0;
+
+	if (shared == NULL) {
+		abort();
+	}
+	for (size_t i = 0; i < nl; i++) {
+		struct fanout_line *l = &lines[i];
+		const struct spec *s =
+			k < np && strcmp(l->name, specs[k].p.name) == 0 ? &specs[k++] : NULL;
+		struct fanout_answer *a;
+
+		if (s == NULL && !l->self) {
+			abort(); /* a line for a pod the answer does not name */
+		}
+		if (l->self) {
+			/* This pod's own line: borrowed, never fetched, whatever its address. */
+			if (l->done) {
+				abort();
+			}
+			a = fanout_answer_borrow(local, strlen(local), release, &releases,
+						 &releases);
+			borrows++;
+			fanout_line_share(l, a);
+			fanout_answer_unref(a);
+			want[i] = (struct text){strdup(local), strlen(local)};
+		} else if (s->p.family == 0) {
+			if (!l->done) {
+				abort(); /* nothing to fetch from */
+			}
+			char tail[SRV_ERR_MAX + 8];
+
+			snprintf(tail, sizeof(tail), ": %s",
+				 s->p.err[0] != '\0' ? s->p.err : "no address");
+			want[i] = error_text("could not resolve ", s->p.name, tail);
+		} else {
+			if (l->done) {
+				abort();
+			}
+			switch (s->kind) {
+			case SET:
+				if (!fanout_line_set(l, s->data, strlen(s->data))) {
+					abort();
+				}
+				want[i] = (struct text){strdup(s->data), strlen(s->data)};
+				break;
+			case ERROR:
+				if (!fanout_line_error(l, "%s", s->data)) {
+					abort();
+				}
+				want[i] = error_text(s->data, "", "");
+				break;
+			case NOMEM:
+				fanout_line_share(l, NULL);
+				want[i] = (struct text){strdup(OOM), strlen(OOM)};
+				break;
+			default:
+				fanout_line_share(l, shared);
+				want[i] = (struct text){strdup(shared_text), strlen(shared_text)};
+				break;
+			}
+		}
+		if (!l->done || want[i].s == NULL) {
+			abort();
+		}
+	}
+	if (k != np) {
+		abort(); /* a pod of the answer without its line */
+	}
+	fanout_answer_unref(shared);
+}
+
+/* The planned lines: the answer's pods in order, each with its port, and this pod's own
+ * line where the answer lacks it. */
+static void check_plan(const struct srv_answer *a, const char *host, unsigned peer_port,
+		       const struct fanout_line *lines, size_t nl)
+{
+	size_t self_inserted = 0;
+	bool have_self = false;
+
+	if (nl < a->npeers || nl > a->npeers + 1 || (a->npeers == 0) != (nl == 0)) {
+		abort();
+	}
+	for (size_t j = 0; j < a->npeers; j++) {
+		have_self = have_self || (host != NULL && srv_is_self(a->peers[j].name, host));
+	}
+	for (size_t i = 0; i < nl; i++) {
+		const struct srv_peer *pe = NULL;
+
+		for (size_t j = 0; j < a->npeers; j++) {
+			pe = strcmp(a->peers[j].name, lines[i].name) == 0 ? &a->peers[j] : pe;
+		}
+		if (pe == NULL && (host == NULL || !lines[i].self)) {
+			abort(); /* a line for a pod the answer does not name */
+		}
+		if (pe == NULL) {
+			/* Named like the others: this pod's first label, then what follows the
+			 * first label of the answer's first pod. */
+			const char *rest = strchr(a->peers[0].name, '.');
+			size_t hl = strcspn(host, ".");
+
+			if (strncmp(lines[i].name, host, hl) != 0 ||
+			    strcmp(lines[i].name + hl, rest != NULL ? rest : "") != 0) {
+				abort();
+			}
+			self_inserted++;
+		}
+		if (lines[i].self != (host != NULL && srv_is_self(lines[i].name, host)) ||
+		    (pe == NULL && !lines[i].self) ||
+		    (i > 0 && srv_name_cmp(lines[i - 1].name, lines[i].name) >= 0)) {
+			abort();
+		}
+		if (pe != NULL && lines[i].port != (peer_port != 0 ? peer_port : pe->port)) {
+			abort();
+		}
+	}
+	/* This pod's line is inserted exactly when the answer lacks it. */
+	if (self_inserted !=
+	    (size_t)(host != NULL && strcspn(host, ".") > 0 && !have_self && a->npeers > 0)) {
+		abort();
+	}
+}
+
+static void check_view(const struct srv_answer *a, const struct spec *specs, const char *host,
+		       unsigned peer_port, const char *local, const char *shared)
+{
+	struct fanout_line *lines = NULL;
+	struct text want[MAX_PEERS + 1];
+	size_t nl = 0;
+	size_t len = 0;
+	char *body;
+	char *p;
+
+	if (fanout_plan(a, host, peer_port, &lines, &nl) < 0) {
+		abort(); /* only when memory runs out */
+	}
+	check_plan(a, host, peer_port, lines, nl);
+	answer_lines(lines, nl, specs, a->npeers, local, shared, want);
+	body = fanout_render(lines, nl, &len);
+	if (body == NULL || len != fanout_render_len(lines, nl) || body[len] != '\0') {
+		abort();
+	}
+	if (nl == 0 && strcmp(body, "No peers discovered.\n") != 0) {
+		abort();
+	}
+	p = body;
+	for (size_t i = 0; i < nl; i++) {
+		size_t n = strlen(lines[i].name);
+
+		if (memcmp(p, "- ", 2) != 0 || memcmp(p + 2, lines[i].name, n) != 0 ||
+		    memcmp(p + 2 + n, ": ", 2) != 0 || memcmp(p + 4 + n, want[i].s, want[i].len) ||
+		    p[4 + n + want[i].len] != '\n') {
+			abort();
+		}
+		p += 4 + n + want[i].len + 1;
+		free(want[i].s);
+	}
+	if (nl > 0 && (size_t)(p - body) != len) {
+		abort();
+	}
+	free(body);
+	if (releases != 0) {
+		abort(); /* this pod's data given back while a line still shows them */
+	}
+	fanout_lines_free(lines, nl);
+	if (releases != borrows) {
+		abort();
+	}
+}
+
+static void check_dns_error(const char *reason)
+{
+	size_t len = 0;
+	char *body = fanout_render_dns_error(reason, &len);
+	const char prefix[] = "Could not look up DNS SRV records: ";
+	size_t rl = strlen(reason);
+
+	if (body == NULL || len != sizeof(prefix) - 1 + rl + 1 ||
+	    memcmp(body, prefix, sizeof(prefix) - 1) != 0 ||
+	    memcmp(body + sizeof(prefix) - 1, reason, rl) != 0 || body[len - 1] != '\n' ||
+	    body[len] != '\0') {
+		abort();
+	}
+	free(body);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const uint8_t *p = data + 4;
+	const uint8_t *end = data + size;
+	struct spec specs[MAX_PEERS];
+	struct srv_answer a = {0};
+	char *host, *local, *reason, *shared;
+	unsigned peer_port;
+
+	if (size < 4) {
+		return 0;
+	}
+	peer_port = (data[1] & 2) != 0 ? (unsigned)(data[2] << 8 | data[3]) : 0;
+	host = field(&p, end);
+	host[strnlen(host, DISCOVERY_HOSTNAME_MAX)] = '\0'; /* discovery's own limit */
+	local = field(&p, end);
+	reason = field(&p, end);
+	shared = field(&p, end);
+	a.npeers = read_peers(&p, end, data[0] % (MAX_PEERS + 1), specs);
+	a.peers = calloc(a.npeers + 1, sizeof(*a.peers));
+	if (a.peers == NULL) {
+		abort();
+	}
+	for (size_t i = 0; i < a.npeers; i++) {
+		a.peers[i] = specs[i].p;
+	}
+	releases = 0;
+	borrows = 0;
+	check_view(&a, specs, (data[1] & 1) != 0 ? host : NULL, peer_port, local, shared);
+	check_dns_error(reason);
+	for (size_t i = 0; i < a.npeers; i++) {
+		free(specs[i].data);
+	}
+	srv_answer_free(&a);
+	free(host);
+	free(local);
+	free(reason);
+	free(shared);
+	return 0;
+}

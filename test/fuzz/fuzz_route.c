@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libFuzzer target for classify_request(): what a request is, from any method, path,
+ * Content-Length and Expect a client can send. The route is checked against the
+ * contract's table, stated here on its own (README "What it answers"), and against
+ * rules that need no model: GET and HEAD are routed alike, and a POST's route does not
+ * depend on its path or the mode.
+ *
+ * Input: a flags byte (1: Expect sent, 2: peers mode, 4: Content-Length sent), eight
+ * bytes of the body limit, then method, path and Content-Length separated by NUL bytes.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/classify.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FIELD_MAX 4096
+
+/* A Content-Length by RFC 9110 section 8.6: decimal digits only, here within 64 bits. */
+static bool valid_length(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (s[0] == '\0') {
+		return false;
+	}
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10) {
+			return false;
+		}
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return true;
+}
+
+static enum classify_route expected(const struct classify_request *rq, bool peers, uint64_t max,
+				    uint64_t *length)
+{
+	uint64_t want = 0;
+
+	*length = 0;
+	if (strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "HEAD") == 0) {
+		if (strcmp(rq->path, "/data") == 0) {
+			return ROUTE_DATA;
+		}
+		if (strcmp(rq->path, "/healthz") == 0) {
+			return ROUTE_HEALTHZ;
+		}
+		if (strcmp(rq->path, "/readyz") == 0) {
+			return ROUTE_READYZ;
+		}
+		if (strcmp(rq->path, "/metrics") == 0) {
+			return ROUTE_METRICS;
+		}
+		return peers ? ROUTE_CLUSTER : ROUTE_POD;
+	}
+	if (strcmp(rq->method, "POST") != 0) {
+		return ROUTE_METHOD;
+	}
+	if (rq->content_length != NULL && !valid_length(rq->content_length, &want)) {
+		return ROUTE_BAD_LENGTH;
+	}
+	*length = want;
+	if (want <= max) {
+		return ROUTE_STORE;
+	}
+	if (rq->expect || want - max > CLASSIFY_DISCARD_SLACK) {
+		return ROUTE_TOO_LARGE;
+	}
+	return ROUTE_TOO_LARGE_DRAIN;
+}
+
+/* The next NUL-terminated field of data (copied, so a read past it is caught). */
+static char *field(const uint8_t **p, const uint8_t *end)
+{
+	const uint8_t *nul = memchr(*p, '\0', (size_t)(end - *p));
+	size_t n = nul != NULL ? (size_t)(nul - *p) : (size_t)(end - *p);
+	char *s;
+
+	if (n > FIELD_MAX) {
+		n = FIELD_MAX;
+	}
+	s = malloc(n + 1);
+	if (s == NULL) {
+		abort();
+	}
+	memcpy(s, *p, n);
+	s[n] = '\0';
+	*p = nul != NULL ? nul + 1 : end;
+	return s;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const uint8_t *p = data + 9;
+	const uint8_t *end = data + size;
+	struct classify_request rq;
+	uint64_t max = 0;
+	uint64_t len = 0;
+	uint64_t want_len = 0;
+	uint64_t other_len = 0;
+	enum classify_route r;
+	char *method, *path, *cl;
+	bool peers;
+
+	if (size < 9) {
+		return 0;
+	}
+	for (int i = 0; i < 8; i++) {
+		max = max << 8 | data[1 + i];
+	}
+	/* Mostly limits a short decimal number can pass, sometimes any. */
+	if ((data[0] & 8) == 0) {
+		max %= 100000;
+	}
+	peers = (data[0] & 2) != 0;
+	method = field(&p, end);
+	path = field(&p, end);
+	cl = field(&p, end);
+	rq = (struct classify_request){method, path, (data[0] & 4) != 0 ? cl : NULL,
+				       (data[0] & 1) != 0};
+
+	r = classify_request(&rq, peers, max, &len);
+	if (r != expected(&rq, peers, max, &want_len) || len != want_len) {
+		abort();
+	}
+	/* GET and HEAD alike; a POST whatever its path and mode; no route without a
+	 * method's own. */
+	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+		struct classify_request other = rq;
+
+		other.method = method[0] == 'G' ? "HEAD" : "GET";
+		if (classify_request(&other, peers, max, &other_len) != r || other_len != 0) {
+			abort();
+		}
+		if (r > ROUTE_CLUSTER) {
+			abort();
+		}
+	} else if (strcmp(method, "POST") == 0) {
+		struct classify_request other = rq;
+
+		other.path = "/";
+		if (classify_request(&other, !peers, max, &other_len) != r || other_len != len) {
+			abort();
+		}
+		if (r < ROUTE_STORE || r > ROUTE_BAD_LENGTH || (r == ROUTE_STORE && len > max)) {
+			abort();
+		}
+	} else if (r != ROUTE_METHOD || len != 0) {
+		abort();
+	}
+	free(method);
+	free(path);
+	free(cl);
+	return 0;
+}
