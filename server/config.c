@@ -338,16 +338,16 @@ static bool apply(struct config *cfg, const struct opt *o, const char *value, co
 	case OPT_FORMAT:
 		if (!log_format_parse(value, &cfg->log_format)) {
 			errtext_set(err, errlen,
-				    "invalid value for %s%s: \"%s\" (expected logfmt or json)",
-				    is_flag ? "--" : "", source, value);
+				    "invalid value for %s%s: %s (expected logfmt or json)",
+				    is_flag ? "--" : "", source, shown);
 			return false;
 		}
 		return true;
 	case OPT_BOOL:
 		if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
 			errtext_set(err, errlen,
-				    "invalid value for %s%s: \"%s\" (expected true or false)",
-				    is_flag ? "--" : "", source, value);
+				    "invalid value for %s%s: %s (expected true or false)",
+				    is_flag ? "--" : "", source, shown);
 			return false;
 		}
 		*(bool *)(void *)field = strcmp(value, "true") == 0;
