@@ -56,6 +56,7 @@ static const struct model opts[] = {
 	{"peer-max-connections", UINT, 1, 1024, "4", OPT(peer_max_connections)},
 	{"max-peers", UINT, 1, 65535, "256", OPT(max_peers)},
 	{"max-pending", UINT, 1, 1000000, "1024", OPT(max_pending)},
+	{"replicas", UINT, 0, 65535, "0", OPT(replicas)},
 	{"dns-cache-ms", UINT, 0, 3600000, "1000", OPT(dns_cache_ms)},
 	{"resolv-conf", PATH, 0, 0, "/etc/resolv.conf", OPT(resolv_conf)},
 	{"max-connections", UINT, 1, 1000000, "1024", OPT(max_connections)},

@@ -10,10 +10,14 @@
  * line for a pod the answer does not name, "No peers discovered.\n" for none. Borrowed
  * data are given back exactly once, after the last line lets go of them.
  *
- * Input: the peer count, flags (1: a hostname, 2: a fixed peer port), the peer port, then
- * NUL-separated fields: hostname, this pod's data, a DNS error reason, the shared
- * answer; then per peer four bytes (family, port, port, answer kind) and two fields
- * (its name, its data or error).
+ * Missing pods (missing.c) are added as the view does, and checked against the rule
+ * stated on its own here: their names, their place, their text.
+ *
+ * Input: the peer count, flags (1: a hostname, 2: a fixed peer port, 4: at most 3
+ * missing pods, else 64; the high five bits: the StatefulSet's replicas), the peer port,
+ * then NUL-separated fields: hostname, this pod's data, a DNS error reason, the shared
+ * answer; then per peer four bytes (family, port, port, answer kind) and two fields (its
+ * name, its data or error).
  */
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -30,6 +34,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_PEERS 12
+#define MAX_MISSING 64
 #define FIELD_MAX 2048
 #define OOM "Error: out of memory"
 
@@ -143,8 +148,8 @@ static size_t read_peers(const uint8_t **p, const uint8_t *end, size_t want, str
 	return n;
 }
 
-/* Gives every line that waits its answer, as the loop would; returns the text each line
- * must show. */
+/* Gives every line that waits its answer, as the loop would (this pod's own line
+ * borrowed, never fetched, whatever its address); returns the text each line must show. */
 static void answer_lines(struct fanout_line *lines, size_t nl, const struct spec *specs, size_t np,
 			 const char *local, const char *shared_text, struct text *want)
 {
@@ -160,11 +165,17 @@ static void answer_lines(struct fanout_line *lines, size_t nl, const struct spec
 			k < np && strcmp(l->name, specs[k].p.name) == 0 ? &specs[k++] : NULL;
 		struct fanout_answer *a;
 
-		if (s == NULL && !l->self) {
+		if (s == NULL && !l->self && !l->missing) {
 			abort(); /* a line for a pod the answer does not name */
 		}
-		if (l->self) {
-			/* This pod's own line: borrowed, never fetched, whatever its address. */
+		if (l->missing) {
+			/* A pod of the StatefulSet that DNS does not list (checked in
+			 * check_missing()). */
+			if (!l->done || !l->unlisted || l->self) {
+				abort();
+			}
+			want[i] = error_text(MISSING_TEXT, "", "");
+		} else if (l->self) {
 			if (l->done) {
 				abort();
 			}
@@ -271,11 +282,122 @@ static void check_plan(const struct srv_answer *a, const char *host, unsigned pe
 	}
 }
 
+/* "<base>-<ordinal>" as a StatefulSet names its pods: the first label, a base, a dash,
+ * an ordinal of 1-9 digits without a leading zero. */
+static bool ordinal_of(const char *name, size_t *base, unsigned long *ord)
+{
+	size_t label = strcspn(name, ".");
+	size_t d = 0;
+
+	while (d < label && name[label - 1 - d] >= '0' && name[label - 1 - d] <= '9') {
+		d++;
+	}
+	if (d == 0 || d > 9 || d + 2 > label || name[label - d - 1] != '-' ||
+	    (d > 1 && name[label - d] == '0')) {
+		return false;
+	}
+	*base = label - d - 1;
+	*ord = strtoul(name + label - d, NULL, 10);
+	return true;
+}
+
+/* The nth (from 0) ordinal that none of ords has. */
+static unsigned long nth_missing(const unsigned long *ords, size_t n, size_t nth)
+{
+	for (unsigned long o = 0;; o++) {
+		bool listed = false;
+
+		for (size_t j = 0; j < n; j++) {
+			listed = listed || ords[j] == o;
+		}
+		if (!listed && nth-- == 0) {
+			return o;
+		}
+	}
+}
+
+/* The missing pods' lines: with every planned line "<base>-<ordinal>" of one base in
+ * ordinal order, each ordinal below the highest (and below replicas) that no line has,
+ * the lowest first, at most limit, named after the first line; the planned lines keep
+ * their order. */
+static void check_missing(struct fanout_line **lines, size_t *nl, unsigned replicas, size_t limit)
+{
+	size_t n0 = *nl;
+	char(*names)[LINE_NAME_MAX] = calloc(n0 + 1, sizeof(*names));
+	unsigned long *ords = calloc(n0 + 1, sizeof(*ords));
+	bool rule = n0 > 0 && limit > 0 && strlen((*lines)[0].name) + 10 < LINE_NAME_MAX;
+	size_t base = 0;
+	unsigned long end = 0;
+	size_t want = 0;
+	size_t k = 0, nth = 0;
+	int added;
+
+	if (names == NULL || ords == NULL) {
+		abort();
+	}
+	for (size_t i = 0; i < n0; i++) {
+		size_t b = 0;
+
+		memcpy(names[i], (*lines)[i].name, LINE_NAME_MAX);
+		rule = rule && ordinal_of(names[i], &b, &ords[i]) &&
+		       (i == 0 || (b == base && strncasecmp(names[i], names[0], b) == 0 &&
+				   ords[i] >= ords[i - 1]));
+		base = i == 0 ? b : base;
+	}
+	if (rule) {
+		end = ords[n0 - 1] + 1 > replicas ? ords[n0 - 1] + 1 : replicas;
+		for (unsigned long o = 0, i = 0; o < end && want < limit; o++) {
+			while (i < n0 && ords[i] < o) {
+				i++;
+			}
+			want += i >= n0 || ords[i] != o;
+		}
+	}
+	added = missing_add(lines, nl, replicas, limit);
+	if (added < 0 || (size_t)added != want || *nl != n0 + want) {
+		abort();
+	}
+	for (size_t i = 0; i < *nl; i++) {
+		const struct fanout_line *l = &(*lines)[i];
+
+		if (!l->missing) {
+			if (k >= n0 || strcmp(l->name, names[k++]) != 0) {
+				abort(); /* a planned line lost or moved */
+			}
+		} else {
+			char expect[LINE_NAME_MAX];
+			const char *rest = strchr(names[0], '.');
+			unsigned long o = nth_missing(ords, n0, nth++);
+			size_t b = 0;
+			unsigned long got = 0;
+
+			snprintf(expect, sizeof(expect), "%.*s-%lu%s", (int)base, names[0], o,
+				 rest != NULL ? rest : "");
+			if (strcmp(l->name, expect) != 0 || !ordinal_of(l->name, &b, &got)) {
+				abort();
+			}
+		}
+		/* In ordinal order with the planned lines around it. */
+		if (i > 0 && (*lines)[i - 1].missing != l->missing) {
+			size_t b = 0;
+			unsigned long prev = 0, cur = 0;
+
+			if (!ordinal_of((*lines)[i - 1].name, &b, &prev) ||
+			    !ordinal_of(l->name, &b, &cur) || prev >= cur) {
+				abort();
+			}
+		}
+	}
+	free(names);
+	free(ords);
+}
+
 static void check_view(const struct srv_answer *a, const struct spec *specs, const char *host,
-		       unsigned peer_port, const char *local, const char *shared)
+		       unsigned peer_port, unsigned replicas, size_t limit, const char *local,
+		       const char *shared)
 {
 	struct fanout_line *lines = NULL;
-	struct text want[MAX_PEERS + 1];
+	struct text want[MAX_PEERS + 1 + MAX_MISSING];
 	size_t nl = 0;
 	size_t len = 0;
 	char *body;
@@ -285,6 +407,7 @@ static void check_view(const struct srv_answer *a, const struct spec *specs, con
 		abort(); /* only when memory runs out */
 	}
 	check_plan(a, host, peer_port, lines, nl);
+	check_missing(&lines, &nl, replicas, limit);
 	answer_lines(lines, nl, specs, a->npeers, local, shared, want);
 	body = fanout_render(lines, nl, &len);
 	if (body == NULL || len != fanout_render_len(lines, nl) || body[len] != '\0') {
@@ -362,7 +485,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	releases = 0;
 	borrows = 0;
-	check_view(&a, specs, (data[1] & 1) != 0 ? host : NULL, peer_port, local, shared);
+	/* The StatefulSet's size, and at most how many missing pods are shown. */
+	check_view(&a, specs, (data[1] & 1) != 0 ? host : NULL, peer_port, data[1] >> 3,
+		   (data[1] & 4) != 0 ? 3 : MAX_MISSING, local, shared);
 	check_dns_error(reason);
 	for (size_t i = 0; i < a.npeers; i++) {
 		free(specs[i].data);
