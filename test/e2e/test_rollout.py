@@ -11,6 +11,7 @@ connections sent to it meanwhile, and the load sees it.
 
 import os
 import re
+import time
 
 from conftest import BASE, lines_of, wait_until
 from loadgen import Load
@@ -26,7 +27,9 @@ def rollout_under_load(sim, manifest=None):
     sim.up(3, "peers", "--endpoint-lag", LAG, manifest=manifest)
     with Load(sim, clients=3) as load:
         wait_until(lambda: load.total() >= 30, 30, "the load to get going", 0.05)
+        t0 = time.monotonic()
         r = sim.cli("rollout", "--env", "KUBIA_IDLE_TIMEOUT_S=31", *sim.template_args())
+        took = time.monotonic() - t0
         before = load.total()
         # a little more load on the new pods, so that the last replacement's lag is over
         wait_until(lambda: load.total() >= before + 30, 30, "load after the rollout", 0.05)
@@ -35,8 +38,8 @@ def rollout_under_load(sim, manifest=None):
     lags = [float(m.group(1)) for m in lines_of(r.stdout, r"removed ([0-9.]+) s after")]
     assert len(lags) == 3 and all(0 <= x <= LAG for x in lags), r.stdout
     stopped = [float(m.group(1)) for m in lines_of(r.stdout, r"stopped in ([0-9.]+) s")]
-    print("rollout: %s; endpoint lags %s s; pods stopped in %s s; %d view lines with "
-          "an error" % (load.summary(), lags, stopped, load.degraded_lines))
+    print("rollout in %.1f s: %s; endpoint lags %s s; pods stopped in %s s; %d view lines "
+          "with an error" % (took, load.summary(), lags, stopped, load.degraded_lines))
     return load, r
 
 
