@@ -655,14 +655,18 @@ class TricklePeer:
                 if not chunk:
                     return
                 buf += chunk
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                      b"Content-Length: 100000\r\n\r\n")
-            while not self._stop.wait(self.interval):
-                c.sendall(b"t")
+            self._answer(c)
         except OSError:
             pass
         finally:
             c.close()
+
+    def _answer(self, c):
+        """What the peer sends once the request's head has arrived."""
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                  b"Content-Length: 100000\r\n\r\n")
+        while not self._stop.wait(self.interval):
+            c.sendall(b"t")
 
     def close(self):
         self._stop.set()

@@ -7,41 +7,18 @@ answer, so a client that depends on their order shows it.
 Names are never compressed in what it writes except the owner of each SRV record, which
 points to the question: 500 SRV records then fit well inside TCP's 64 KiB."""
 
+import os
 import random
 import socket
 import struct
+import sys
 import threading
 
-QTYPE_A, QTYPE_SRV = 1, 33
+# the benchmark's DNS server reads and writes names the same way
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from srvdns import QTYPE_A, QTYPE_SRV, encode_name, parse_question  # noqa: E402
+
 NOERROR, SERVFAIL, NXDOMAIN, REFUSED = 0, 2, 3, 5
-
-
-def encode_name(name):
-    out = b""
-    for label in name.rstrip(".").split("."):
-        out += bytes([len(label)]) + label.encode("ascii")
-    return out + b"\0"
-
-
-def parse_question(msg):
-    """(id, flags, qname in lower case, qtype, end of the question) or None."""
-    if len(msg) < 12:
-        return None
-    qid, flags, qdcount = struct.unpack(">HHH", msg[:6])
-    if qdcount != 1:
-        return None
-    labels, off = [], 12
-    while off < len(msg) and msg[off] != 0:
-        n = msg[off]
-        if n & 0xC0:
-            return None
-        labels.append(msg[off + 1:off + 1 + n].decode("ascii", "replace"))
-        off += 1 + n
-    off += 1
-    if off + 4 > len(msg):
-        return None
-    qtype = struct.unpack(">H", msg[off:off + 2])[0]
-    return qid, flags, ".".join(labels).lower(), qtype, off + 4
 
 
 class FaultDNS:

@@ -14,10 +14,9 @@ import concurrent.futures
 import re
 import socket
 import struct
-import threading
 import time
 
-from conftest import DOMAIN, SANITIZE, free_port, pod_fqdn, wait_until
+from conftest import DOMAIN, SANITIZE, TricklePeer, free_port, pod_fqdn, wait_until
 from faultdns import FaultDNS
 
 PEER_TIMEOUT_MS = 1000
@@ -53,34 +52,14 @@ CASES = {
 }
 
 
-class FaultPeer:
-    """A TCP server on 127.0.0.1 answering each request for /data as mode says."""
+class FaultPeer(TricklePeer):
+    """A TCP server on 127.0.0.1 answering each request for /data as mode says: the
+    trickling peer, with answers of its own."""
 
     def __init__(self, mode):
         self.mode = mode
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.accepted = 0
-        self._stop = threading.Event()
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    def _accept(self):
-        self.sock.settimeout(0.05)
-        while not self._stop.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
-            t.start()
-            self.threads.append(t)
+        super().__init__()
 
     def _send_slowly(self, c, data, interval):
         for i in range(len(data)):
@@ -89,19 +68,8 @@ class FaultPeer:
             c.sendall(data[i:i + 1])
 
     def _serve(self, c):
-        try:
-            c.settimeout(5)
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                chunk = c.recv(4096)
-                if not chunk:
-                    return
-                buf += chunk
-            self._answer(c)
-        except OSError:
-            pass
-        finally:
-            c.close()
+        self.accepted += 1
+        super()._serve(c)
 
     def _answer(self, c):
         m = self.mode
@@ -135,11 +103,6 @@ class FaultPeer:
                       b"6\r\nin two\r\n7\r\n chunks\r\n0\r\n\r\n")
         # "close": nothing at all
 
-    def close(self):
-        self._stop.set()
-        self.sock.close()
-        for t in self.threads:
-            t.join(3)
 
 
 def line(name, data):
