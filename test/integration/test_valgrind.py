@@ -74,11 +74,11 @@ def test_peers_mode_under_valgrind(factory):
             r.body
         assert lines[5] == b"- kubia-3.kubia.default.svc.cluster.local: Error: not ready " \
                            b"(not in DNS)", r.body
-        # the same view as JSON (jansson's allocations under valgrind too)
-        r = k0.get("/?format=json", timeout=30)
-        doc = json.loads(r.body)
-        assert [p.get("data", p.get("error")) for p in doc["peers"]][:2] == ["zero", "one"]
-        assert doc["peers"][3]["missing"] is True, r.body
+    # the same view as JSON (jansson's allocations under valgrind too)
+    r = k0.get("/?format=json", timeout=30)
+    doc = json.loads(r.body)
+    assert [p.get("data", p.get("error")) for p in doc["peers"]][:2] == ["zero", "one"]
+    assert doc["peers"][3]["missing"] is True, r.body
     stop_clean(k0)
 
 
