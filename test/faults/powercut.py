@@ -23,7 +23,11 @@ system guarantees and no more:
 A power cut is commanded on CONTROL_SOCKET (a Unix stream socket): the line "cut"
 freezes the file system (every later operation fails with EIO, as on a machine that
 lost its power), writes exactly the durable state into BACKING (what was there
-before is replaced) and answers "ok". Mounting BACKING again is the restart after the
+before is replaced) and answers "ok". "cut SEED" does the same but lets a random part
+of what was not synced survive, chosen from SEED, as a disk's own writeback may have
+written it: each directory whose entries changed since its fsync keeps them as they
+were at the fsync or as they are now, and each file whose data changed keeps its
+synced contents or a random prefix of its current ones. Mounting BACKING again is the restart after the
 cut. "stats" answers one line of counters (JSON). SIGTERM unmounts and ends the process,
 as with any libfuse file system.
 
@@ -35,6 +39,7 @@ socket), so a cut falls between two operations, never inside one.
 import errno
 import json
 import os
+import random
 import shutil
 import socket
 import stat
@@ -80,23 +85,33 @@ def load(path):
     return n
 
 
-def store(node, path):
-    """Writes the durable state of the directory node into path (emptied first)."""
+def store(node, path, rnd=None):
+    """Writes the durable state of the directory node into path (emptied first). With
+    rnd, some of what was not synced survives too, as a disk's own writeback may have
+    written it: each directory whose entries changed is written as it was at its last
+    fsync or as it is now (a coin flip), and each file whose data changed keeps its
+    synced contents or a random prefix of what it holds now."""
     for name in os.listdir(path):
         p = os.path.join(path, name)
         if os.path.isdir(p) and not os.path.islink(p):
             shutil.rmtree(p)
         else:
             os.unlink(p)
-    for name, child in node.synced_children.items():
+    entries = node.synced_children
+    if rnd is not None and node.children != entries and rnd.random() < 0.5:
+        entries = node.children
+    for name, child in entries.items():
         p = os.path.join(path, name)
         if child.is_dir:
             os.mkdir(p, child.mode)
-            store(child, p)
-        else:
-            with open(p, "wb") as f:
-                f.write(child.synced)
-            os.chmod(p, child.mode)
+            store(child, p, rnd)
+            continue
+        data = child.synced
+        if rnd is not None and bytes(child.data) != data and rnd.random() < 0.5:
+            data = bytes(child.data[:rnd.randint(0, len(child.data))])
+        with open(p, "wb") as f:
+            f.write(data)
+        os.chmod(p, child.mode)
 
 
 def fail(e):
@@ -122,12 +137,13 @@ class PowerCut(fusepy.Operations):
 
     # -- control -------------------------------------------------------------------
 
-    def cut(self):
+    def cut(self, seed=None):
         with self.mu:
             if not self.frozen:
                 self.frozen = True
                 self.stats["cut"] += 1
-                store(self.root, self.backing)
+                store(self.root, self.backing,
+                      None if seed is None else random.Random(seed))
             return "ok"
 
     def __call__(self, op, *args):
@@ -347,6 +363,8 @@ def control(fs, sock):
                 cmd = line.strip()
                 if cmd == "cut":
                     f.write(fs.cut() + "\n")
+                elif cmd.startswith("cut ") and cmd[4:].isdigit():
+                    f.write(fs.cut(int(cmd[4:])) + "\n")
                 elif cmd == "stats":
                     with fs.mu:
                         f.write(json.dumps(fs.stats) + "\n")

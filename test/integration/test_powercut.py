@@ -18,6 +18,7 @@ CI runs 200 cuts. The long profile and the book's app (its reference model), a r
 """
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -98,8 +99,8 @@ class PowerCutFS:
                 answer += part
         return answer.decode().strip()
 
-    def cut(self):
-        answer = self.command("cut")
+    def cut(self, seed=None):
+        answer = self.command("cut" if seed is None else "cut %d" % seed)
         assert answer == "ok", "powercut answered %r to cut" % answer
 
     def stop(self):
@@ -138,6 +139,7 @@ class OnPowerCut:
         self.host, self.port, self.no_data = server.host, server.port, server.no_data
         self.data_file = os.path.join(fs.mount, name, "kubia.txt")
         self.down_file = os.path.join(fs.backing, name, "kubia.txt")
+        self.cuts = 0
 
     def before_start(self):
         if not mounted(self.fs.mount):
@@ -154,10 +156,12 @@ class OnPowerCut:
 
 
 def cut(server):
-    """The power cut: the file system forgets what was not synced and fails every
-    later call; then kubia is killed, as everything on the machine would be."""
+    """The power cut: the file system forgets what was not synced (every other cut, a
+    random part of it survives) and fails every later call; then kubia is killed, as
+    everything on the machine would be."""
+    server.cuts += 1
     t_before = time.monotonic()
-    server.fs.cut()
+    server.fs.cut(None if server.cuts % 2 else server.rnd.randrange(1 << 31))
     t_after = time.monotonic()
     server.kill()
     return t_before, t_after
@@ -174,7 +178,57 @@ def kubia_on(factory, fs, env=None):
 
 
 def campaign(server):
-    return Campaign(server, seed=seed(), down=cut)
+    c = Campaign(server, seed=seed(), down=cut)
+    server.rnd = random.Random(c.seed)
+    return c
+
+
+def _sync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write(path, data, sync):
+    with open(path, "wb") as f:
+        f.write(data)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def test_the_file_system_keeps_only_what_was_synced(powercut):
+    """The model itself: after a cut, a file's data are there only if it was fsynced,
+    a name only if its directory was, and a rename is all or nothing."""
+    powercut.start()
+    m = powercut.mount
+    os.mkdir(os.path.join(m, "d"))
+    _sync(m)
+    _write(os.path.join(m, "d", "both"), b"both synced", True)
+    _write(os.path.join(m, "d", "old"), b"old", True)
+    _write(os.path.join(m, "d", "data-only"), b"data synced", True)
+    _sync(os.path.join(m, "d"))
+    _write(os.path.join(m, "d", "name-only"), b"data not synced", False)
+    _write(os.path.join(m, "d", "new"), b"new", True)
+    os.rename(os.path.join(m, "d", "new"), os.path.join(m, "d", "old"))
+    _sync(os.path.join(m, "d"))
+    _write(os.path.join(m, "d", "unsynced-name"), b"x", True)
+    with open(os.path.join(m, "d", "both"), "ab") as f:
+        f.write(b" and more, not synced")
+    os.rename(os.path.join(m, "d", "old"), os.path.join(m, "d", "renamed-late"))
+    powercut.cut()
+    with pytest.raises(OSError):
+        os.listdir(m)  # no power: every call fails
+    powercut.stop()
+    d = os.path.join(powercut.backing, "d")
+    got = {}
+    for n in os.listdir(d):
+        with open(os.path.join(d, n), "rb") as f:
+            got[n] = f.read()
+    assert got == {"both": b"both synced", "data-only": b"data synced",
+                   "name-only": b"", "old": b"new"}, got
 
 
 def test_power_cut_at_random_moments(factory, powercut):

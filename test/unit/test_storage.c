@@ -719,18 +719,27 @@ static void test_ready_after_dir_removed(void **state)
 {
 	struct fixture *f = *state;
 	char err[256] = "";
+	bool kept = true;
+	struct stat sb;
 
 	f->st = open_ok(f->path);
 	assert_true(storage_ready(f->st, err, sizeof(err)));
 	assert_int_equal(rmdir(f->dir), 0);
 	assert_false(storage_ready(f->st, err, sizeof(err)));
 	assert_non_null(strstr(err, f->dir));
-	assert_int_not_equal(storage_replace(f->st, "x", 1, NULL, err, sizeof(err)), STORAGE_OK);
+	assert_int_equal(storage_replace(f->st, "x", 1, &kept, err, sizeof(err)), STORAGE_GONE);
+	assert_false(kept);
+	assert_non_null(strstr(err, "was removed"));
 
-	/* A new directory at the same path is not ours: still not ready. */
+	/* A new directory at the same path is not ours: still not ready, and nothing is
+	 * written into it. */
 	assert_int_equal(mkdir(f->dir, 0755), 0);
 	assert_false(storage_ready(f->st, err, sizeof(err)));
 	assert_non_null(strstr(err, f->dir));
+	assert_int_equal(storage_replace(f->st, "x", 1, &kept, err, sizeof(err)), STORAGE_GONE);
+	assert_non_null(strstr(err, "was removed"));
+	assert_int_equal(stat(f->path, &sb), -1);
+	assert_int_equal(storage_generation(f->st), 1);
 }
 
 /* Checks, in the calling process, what a read-only data directory does: opening still
