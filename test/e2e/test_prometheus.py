@@ -1,9 +1,9 @@
 """A real Prometheus (Debian's) scraping the simulated cluster: `kubia-sim up
 --prometheus` starts it on 127.0.0.1 and it finds kubia's kubia_* series on every ready
 pod; its file service discovery follows the pods (scaled away and back, cut off and
-healed, deleted and recreated); the manifests' prometheus.io/* annotations decide what
-it scrapes, and nothing outside the cluster is ever a target. Every wait is bounded;
-the scrape interval is short (SCRAPE_S).
+healed, replaced by a rolling update, deleted and recreated); the manifests'
+prometheus.io/* annotations decide what it scrapes, and nothing outside the cluster is
+ever a target. Every wait is bounded; the scrape interval is short (SCRAPE_S).
 """
 
 import calendar
@@ -74,6 +74,11 @@ def active_targets(port):
     return {t["labels"]["pod"]: t for t in api(port, "/api/v1/targets")["activeTargets"]}
 
 
+def discovered(port, pod):
+    """The labels Prometheus' discovery gave the pod's target."""
+    return active_targets(port)[pod]["discoveredLabels"]
+
+
 def wait_ready_label(port, pod, ready):
     """Waits until Prometheus has the pod as a target whose discovery says ready."""
     def ok():
@@ -134,25 +139,36 @@ def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
     sim.cli("scale", 3)
     wait_series(port, ready, "kubia-2's series to come back after scale 3")
 
-    # deleted, kubia-1 comes back as a new pod (a new uid): Prometheus follows it
-    old_uid = active_targets(port)["kubia-1"]["discoveredLabels"]["__meta_kubernetes_pod_uid"]
+    # a rolling update above a partition replaces kubia-2 with a pod of the new revision,
+    # and deleted, kubia-1 comes back as a new pod (a new uid): Prometheus follows both
+    old = {p: discovered(port, p) for p in ("kubia-1", "kubia-2")}
+    sim.cli("rollout", "--partition", 2, "--env", "KUBIA_LOG_LEVEL=info")
     sim.cli("delete", "pod", "kubia-1")
     back = time.time()
-    new_uid = sim.pod("kubia-1")["netns"]
-    assert new_uid != old_uid
+    st = sim.status()
+    new = {"kubia-1": ("__meta_kubernetes_pod_uid", st["pods"]["kubia-1"]["netns"]),
+           "kubia-2": ("__meta_kubernetes_pod_label_controller_revision_hash",
+                       st["update_revision"])}
+    for p, (label, value) in new.items():
+        assert old[p][label] != value, (p, label)
+    assert st["pods"]["kubia-1"]["revision"] == old["kubia-1"][
+        "__meta_kubernetes_pod_label_controller_revision_hash"]  # below the partition
 
     def follows():
-        t = active_targets(port)["kubia-1"]
-        return (t["discoveredLabels"]["__meta_kubernetes_pod_uid"] == new_uid
-                and t["lastScrape"] and scrape_time(t["lastScrape"]) > back)
-    wait_until(follows, FOLLOW_S, "Prometheus to scrape the new kubia-1", interval=0.2)
-    wait_series(port, sim.status()["endpoints"], "series of every ready pod after the deletion")
-    # the same series, now from a new process: its request counter started again
-    resets = ('resets(kubia_http_requests_total{%s,pod="kubia-1",route="/metrics",'
-              'code="200"}[5m])' % JOB)
-    wait_until(lambda: [float(r["value"][1]) >= 1 for r in api(
-        port, "/api/v1/query", query=resets)["result"]] == [True], FOLLOW_S,
-        "Prometheus to see the new kubia-1's request counter start again", interval=0.2)
+        # a pod being replaced may be no target for a moment
+        targets = active_targets(port)
+        return all(p in targets and targets[p]["discoveredLabels"][label] == value
+                   and scrape_time(targets[p]["lastScrape"]) > back
+                   for p, (label, value) in new.items())
+    wait_until(follows, FOLLOW_S, "Prometheus to scrape the new kubia-1 and kubia-2",
+               interval=0.2)
+    wait_series(port, st["endpoints"], "series of every ready pod after the replacements")
+    # the same series, now from new processes: their request counters started again
+    resets = ('resets(kubia_http_requests_total{%s,pod=~"kubia-[12]",route="/metrics",'
+              'code="200"}[5m]) >= 1' % JOB)
+    wait_until(lambda: pods_with_series(port, resets) == ["kubia-1", "kubia-2"], FOLLOW_S,
+               "Prometheus to see the request counters of the new pods start again",
+               interval=0.2)
 
     # down stops it and removes its files
     pid = st["prometheus"]["pid"]
