@@ -120,28 +120,28 @@ def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
     assert sorted((i["metric"]["pod"], i["metric"]["hostname"], i["metric"]["mode"])
                   for i in info) == [(p, p, "peers") for p in ready]
 
+    # Each step below changes the pods and waits for Prometheus once (it applies a
+    # change of targets at most every 5 s).
+    old = {p: discovered(port, p) for p in ("kubia-1", "kubia-2")}
     # cut off the network, kubia-0 leaves the endpoints (probe publishes them) but stays
     # a target, not ready (the API server keeps a pod of an unreachable node), whose
-    # scrapes fail; back, it is ready and scraped again
+    # scrapes fail
     sim.cli("cut", "kubia-0")
     sim.cli("probe")
     wait_ready_label(port, "kubia-0", "false")
     wait_series(port, ["kubia-1", "kubia-2"], "kubia-0's series to end when it is cut off",
                 targets=ready)
     assert pods_with_series(port, "up{%s} == 0" % JOB) == ["kubia-0"]
+    # healed, kubia-0 is ready and scraped again; scaled down, kubia-2 leaves Prometheus
     sim.cli("heal", "kubia-0")
-    wait_ready_label(port, "kubia-0", "true")
-    wait_series(port, ready, "kubia-0's series to come back when it is healed")
-
-    # scaled down, kubia-2 leaves Prometheus; scaled up, it is back
     sim.cli("scale", 2)
-    wait_series(port, ["kubia-0", "kubia-1"], "kubia-2's series to end after scale 2")
-    sim.cli("scale", 3)
-    wait_series(port, ready, "kubia-2's series to come back after scale 3")
+    wait_ready_label(port, "kubia-0", "true")
+    wait_series(port, ["kubia-0", "kubia-1"],
+                "kubia-0's series to come back when healed, kubia-2's to end after scale 2")
 
-    # a rolling update above a partition replaces kubia-2 with a pod of the new revision,
-    # and deleted, kubia-1 comes back as a new pod (a new uid): Prometheus follows both
-    old = {p: discovered(port, p) for p in ("kubia-1", "kubia-2")}
+    # scaled up, kubia-2 is back; a rolling update above a partition replaces it with a
+    # pod of the new revision; deleted, kubia-1 comes back as a new pod (a new uid)
+    sim.cli("scale", 3)
     sim.cli("rollout", "--partition", 2, "--env", "KUBIA_LOG_LEVEL=info")
     sim.cli("delete", "pod", "kubia-1")
     back = time.time()
