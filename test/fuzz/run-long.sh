@@ -38,8 +38,10 @@ for t in "${targets[@]}"; do
     exe=$build/test/fuzz/fuzz_$t
     [ -x "$exe" ] || { echo "$exe missing: is $build configured with -Dfuzzers=true?" >&2; exit 1; }
     mkdir -p "$work/$t/corpus" "$work/$t/artifacts"
+    dict=()
+    [ ! -f "$top/test/fuzz/$t.dict" ] || dict=(-dict="$top/test/fuzz/$t.dict")
     # New inputs go to the first directory; the seeds are read from the second.
-    "$exe" -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+    "$exe" "${dict[@]}" -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$work/$t/artifacts/" \
         "$work/$t/corpus" "$top/test/fuzz/corpus/$t" >"$work/$t/log" 2>&1 &
     pids+=($!)

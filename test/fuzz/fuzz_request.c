@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libFuzzer target for what kubia makes of a request's head before it reads a body:
+ * server/strict.c (what RFC 9112 refuses and libmicrohttpd lets through) and then
+ * server/classify.c (the route), as routes.c runs them.
+ *
+ * The input is the head of an HTTP request as a client sends it ("METHOD target
+ * VERSION", then "Name: value" lines, CRLF or LF). It is split the way libmicrohttpd
+ * hands it to kubia, and libmicrohttpd's few calls are stood in for here (its header
+ * iterator walks these fields), so strict.c runs without a connection. The verdict is
+ * checked against RFC 9112's rules stated on their own: one Host (none only in
+ * HTTP/1.0), at most one Content-Length and all digits, never both Content-Length and
+ * Transfer-Encoding, only "chunked" as a coding and not in HTTP/1.0, no body on GET or
+ * HEAD, only the 100-continue expectation, field names that are tokens, values and
+ * targets without control bytes; 501 only for a coding, 417 only for an expectation.
+ * A request let through is then routed, and never found to have a bad length.
+ */
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "server/classify.h"
+#include "server/http_internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define MAX_FIELDS 64
+
+struct field {
+	char *key;
+	char *value;
+};
+
+static struct field fields[MAX_FIELDS + 1];
+static size_t nfields;
+
+/* ---- what strict.c needs of libmicrohttpd ------------------------------------------ */
+
+int MHD_get_connection_values(struct MHD_Connection *conn, enum MHD_ValueKind kind,
+			      MHD_KeyValueIterator it, void *cls)
+{
+	int n = 0;
+
+	(void)conn;
+	for (size_t i = 0; i < nfields && (kind & MHD_HEADER_KIND) != 0; i++) {
+		n++;
+		if (it != NULL &&
+		    it(cls, MHD_HEADER_KIND, fields[i].key, fields[i].value) != MHD_YES) {
+			break;
+		}
+	}
+	return n;
+}
+
+enum MHD_Result MHD_set_connection_value(struct MHD_Connection *conn, enum MHD_ValueKind kind,
+					 const char *key, const char *value)
+{
+	(void)conn;
+	(void)kind;
+	if (nfields < MAX_FIELDS + 1) {
+		fields[nfields].key = strdup(key);
+		fields[nfields++].value = strdup(value);
+	}
+	return MHD_YES;
+}
+
+size_t MHD_http_unescape(char *val)
+{
+	return strlen(val);
+}
+
+/* Never reached: only strict_refuse() answers, and it is not called here. */
+enum MHD_Result MHD_add_response_header(struct MHD_Response *r, const char *h, const char *c)
+{
+	(void)r, (void)h, (void)c;
+	abort();
+}
+
+enum MHD_Result MHD_queue_response(struct MHD_Connection *conn, unsigned int status,
+				   struct MHD_Response *r)
+{
+	(void)conn, (void)status, (void)r;
+	abort();
+}
+
+void MHD_destroy_response(struct MHD_Response *r)
+{
+	(void)r;
+	abort();
+}
+
+struct MHD_Response *text_response(const char *text, size_t len)
+{
+	(void)text, (void)len;
+	abort();
+}
+
+/* ---- RFC 9112, stated on its own --------------------------------------------------- */
+
+static bool token(const char *s)
+{
+	if (*s == '\0') {
+		return false;
+	}
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      strchr("!#$%&'*+-.^_`|~", c) != NULL)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool digits(const char *s)
+{
+	return *s != '\0' && strspn(s, "0123456789") == strlen(s);
+}
+
+static bool has_controls(const char *s, bool tab_ok)
+{
+	for (; *s != '\0'; s++) {
+		if (((unsigned char)*s < 0x20 && !(tab_ok && *s == '\t')) || *s == 0x7f) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* 0 when the head is acceptable, else the status it must get (any of 400/501/417 is
+ * taken where several rules break: *allowed says which). */
+static unsigned judge(const char *method, const char *target, const char *version,
+		      unsigned *allowed)
+{
+	unsigned hosts = 0, lengths = 0, codings = 0, expects = 0;
+	const char *length = NULL, *coding = NULL, *expect = NULL;
+	bool http10 = strcmp(version, "HTTP/1.0") == 0;
+	bool bad = false;
+
+	*allowed = 0;
+	for (const char *p = target; *p != '\0'; p++) {
+		bad = bad || (unsigned char)*p <= 0x20 || *p == 0x7f;
+	}
+	for (size_t i = 0; i < nfields; i++) {
+		const char *k = fields[i].key;
+
+		if (!token(k) || has_controls(fields[i].value, true) ||
+		    (strlen(k) > 14 && strncasecmp(k, "Content-Length", 14) == 0) ||
+		    (strlen(k) > 17 && strncasecmp(k, "Transfer-Encoding", 17) == 0)) {
+			bad = true;
+		}
+		hosts += strcasecmp(k, "Host") == 0;
+		if (strcasecmp(k, "Content-Length") == 0) {
+			lengths++;
+			length = fields[i].value;
+		} else if (strcasecmp(k, "Transfer-Encoding") == 0) {
+			codings++;
+			coding = fields[i].value;
+		} else if (strcasecmp(k, "Expect") == 0) {
+			expects++;
+			expect = fields[i].value;
+		}
+	}
+	bad = bad || hosts > 1 || (hosts == 0 && !http10) || lengths > 1 ||
+	      (lengths == 1 && !digits(length)) || (lengths > 0 && codings > 0) ||
+	      (codings > 0 && http10) || codings > 1;
+	if ((strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
+	    (codings > 0 || (lengths == 1 && strcmp(length, "0") != 0))) {
+		bad = true;
+	}
+	*allowed |= bad ? 1 : 0;
+	if (codings == 1 && strcasecmp(coding, "chunked") != 0) {
+		*allowed |= 1 | 2; /* 400 or 501, by how the coding is wrong */
+	}
+	if (expects > 1 || (expects == 1 && strcasecmp(expect, "100-continue") != 0)) {
+		*allowed |= 4;
+	}
+	return *allowed != 0;
+}
+
+/* ---- the head, split as libmicrohttpd does ------------------------------------------ */
+
+static char *trim(char *s)
+{
+	char *e = s + strlen(s);
+
+	while (*s == ' ' || *s == '\t') {
+		s++;
+	}
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t')) {
+		*--e = '\0';
+	}
+	return s;
+}
+
+static char *next_line(char **p)
+{
+	char *line = *p;
+	char *nl = strchr(line, '\n');
+
+	if (nl != NULL) {
+		*nl = '\0';
+		*p = nl + 1;
+		if (nl > line && nl[-1] == '\r') {
+			nl[-1] = '\0';
+		}
+	} else {
+		*p = line + strlen(line);
+	}
+	return line;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char *head = malloc(size + 1);
+	char *p = head;
+	char *method, *target, *version, *line;
+	const char *why = NULL;
+	unsigned allowed = 0;
+	unsigned refuse;
+	uint64_t want = 0;
+
+	if (head == NULL) {
+		abort();
+	}
+	memcpy(head, data, size);
+	head[size] = '\0'; /* libmicrohttpd never hands over a NUL: the head ends there */
+	line = next_line(&p);
+	method = strsep(&line, " ");
+	target = line != NULL ? strsep(&line, " ") : NULL;
+	version = line;
+	if (target == NULL || version == NULL || strchr(version, ' ') != NULL ||
+	    strncmp(version, "HTTP/1.", 7) != 0 || *method == '\0') {
+		free(head); /* libmicrohttpd answers a malformed request line itself */
+		return 0;
+	}
+	nfields = 0;
+	while (*p != '\0' && nfields < MAX_FIELDS) {
+		char *colon;
+
+		line = next_line(&p);
+		if (*line == '\0') {
+			break; /* the end of the head */
+		}
+		colon = strchr(line, ':');
+		fields[nfields].key =
+			strndup(line, colon != NULL ? (size_t)(colon - line) : strlen(line));
+		fields[nfields++].value = strdup(colon != NULL ? trim(colon + 1) : "");
+	}
+	{
+		char *url = strdup(target);
+
+		(void)strict_unescape(NULL, NULL, url); /* marks a bad target, as in MHD */
+		free(url);
+	}
+	judge(method, target, version, &allowed);
+	refuse = strict_check(NULL, method, version, &why);
+	if ((refuse == 0) != (allowed == 0) || (refuse != 0 && (why == NULL || *why == '\0')) ||
+	    (refuse == 400 && (allowed & 1) == 0) || (refuse == 501 && (allowed & 2) == 0) ||
+	    (refuse == 417 && (allowed & 4) == 0) ||
+	    (refuse != 0 && refuse != 400 && refuse != 501 && refuse != 417)) {
+		abort();
+	}
+	if (refuse == 0) {
+		const char *cl = NULL;
+		struct classify_request rq;
+
+		for (size_t i = 0; i < nfields; i++) {
+			cl = strcasecmp(fields[i].key, "Content-Length") == 0 ? fields[i].value
+									      : cl;
+		}
+		rq = (struct classify_request){method, target, cl, false};
+		if (classify_request(&rq, true, 1024, &want) == ROUTE_BAD_LENGTH) {
+			abort(); /* strict.c let a length through that the route cannot read */
+		}
+	}
+	for (size_t i = 0; i < nfields; i++) {
+		free(fields[i].key);
+		free(fields[i].value);
+	}
+	free(head);
+	return 0;
+}
