@@ -60,10 +60,27 @@ def parse_expect(text):
     return want, close, False
 
 
-def read_answers(s, raw, deadline):
-    """Sends raw and reads until the server closes or the deadline. Returns
-    (statuses, closed). Statuses come from the heads of the responses, each body skipped
-    by its Content-Length."""
+def parse_answers(buf):
+    """The statuses of the complete responses at the start of buf, each body skipped by
+    its Content-Length, and the bytes after them."""
+    statuses = []
+    pos = 0
+    while True:
+        m = STATUS_RE.match(buf, pos)
+        end = buf.find(b"\r\n\r\n", pos)
+        if m is None or end < 0:
+            break
+        head = buf[pos:end].lower()
+        length = re.search(rb"\r\ncontent-length: *(\d+)", head)
+        statuses.append(m.group(1).decode())
+        pos = end + 4 + (int(length.group(1)) if length and m.group(1) != b"100" else 0)
+    return statuses, buf[pos:]
+
+
+def read_answers(s, raw, deadline, enough=None):
+    """Sends raw and reads until the server closes or the deadline; or, given enough,
+    until that many answers have come and then a moment more (for any extra one).
+    Returns (statuses, closed, what was left unparsed)."""
     try:
         s.sendall(raw)
     except (BrokenPipeError, ConnectionResetError):
@@ -83,28 +100,21 @@ def read_answers(s, raw, deadline):
             closed = True
             break
         buf += chunk
-    statuses = []
-    pos = 0
-    while True:
-        m = STATUS_RE.match(buf, pos)
-        end = buf.find(b"\r\n\r\n", pos)
-        if m is None or end < 0:
-            break
-        head = buf[pos:end].lower()
-        length = re.search(rb"\r\ncontent-length: *(\d+)", head)
-        statuses.append(m.group(1).decode())
-        pos = end + 4 + (int(length.group(1)) if length and m.group(1) != b"100" else 0)
-    return statuses, closed, buf[pos:pos + 200]
+        if enough is not None and len(parse_answers(buf)[0]) >= enough:
+            deadline = min(deadline, time.monotonic() + 0.3)
+    statuses, rest = parse_answers(buf)
+    return statuses, closed, rest[:200]
 
 
 def run_case(port, case):
     want, close, nothing = parse_expect(case["expect"])
-    # the "closed" cases wait out the idle time-out; the others are answered at once
-    deadline = time.monotonic() + (IDLE_S + 3 if nothing or not close and not want else 10)
+    # the "closed" cases wait out the idle time-out; the others are answered at once,
+    # those that keep the connection open read until their answers are in
+    deadline = time.monotonic() + (IDLE_S + 3 if nothing else 15)
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     try:
-        got, closed, rest = read_answers(s, case["raw"], deadline if close else
-                                         time.monotonic() + 3)
+        got, closed, rest = read_answers(s, case["raw"], deadline,
+                                         None if close else len(want))
     finally:
         s.close()
     ok = len(got) == len(want) and all(
