@@ -35,6 +35,8 @@ import subprocess
 import threading
 import time
 
+from conftest import free_port
+
 HEADER = b"kubia-body "
 MAX_BODY = 64 * 1024
 
@@ -307,14 +309,24 @@ def seed():
     return rounds_from_env("KUBIA_CRASH_SEED", random.SystemRandom().randrange(1 << 31))
 
 
+def _port_taken(e):
+    return "Address already in use" in str(e)
+
+
 class KubiaServer:
-    """A conftest Kubia (pet mode) as the campaign's server."""
+    """A conftest Kubia (pet mode) as the campaign's server. Restarted a thousand times
+    on a busy machine, its port may be taken meanwhile (ports come from the ephemeral
+    range, which every outgoing connection draws from): it then moves to another."""
 
     no_data = b"No data posted yet"
 
     def __init__(self, kubia):
         self.k = kubia
-        self.host, self.port, self.data_file = kubia.host, kubia.port, kubia.data_file
+        self.host, self.data_file = kubia.host, kubia.data_file
+
+    @property
+    def port(self):
+        return self.k.port
 
     def before_start(self):
         pass
@@ -322,8 +334,16 @@ class KubiaServer:
     def start(self):
         if self.k.proc is not None and self.k.proc.poll() is None:
             self.k.wait_ready()  # started by the fixture
-        else:
-            self.k.start()
+            return
+        for attempt in range(3):
+            try:
+                self.k.start()
+                return
+            except AssertionError as e:
+                if attempt == 2 or not _port_taken(e):
+                    raise
+            self.k.port = free_port()
+            self.k.argv[self.k.argv.index("--port") + 1] = str(self.k.port)
 
     def kill(self):
         self.k.proc.kill()
@@ -353,10 +373,19 @@ class ReferenceServer:
         pass
 
     def start(self):
-        self.proc = self.procs.add(subprocess.Popen(
-            ["node", REFERENCE], env=self.env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_listening(self.host, self.port, self.proc)
+        for attempt in range(3):
+            self.proc = self.procs.add(subprocess.Popen(
+                ["node", REFERENCE], env=self.env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            try:
+                wait_listening(self.host, self.port, self.proc)
+                return
+            except AssertionError:
+                # node exits when its port was taken meanwhile (see KubiaServer)
+                if attempt == 2 or self.proc.poll() is None:
+                    raise
+            self.port = free_port()
+            self.env["KUBIA_REF_PORT"] = str(self.port)
 
     def kill(self):
         self.proc.kill()

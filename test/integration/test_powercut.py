@@ -136,10 +136,14 @@ class OnPowerCut:
 
     def __init__(self, fs, server, name="data"):
         self.fs, self.server = fs, server
-        self.host, self.port, self.no_data = server.host, server.port, server.no_data
+        self.host, self.no_data = server.host, server.no_data
         self.data_file = os.path.join(fs.mount, name, "kubia.txt")
         self.down_file = os.path.join(fs.backing, name, "kubia.txt")
         self.cuts = 0
+
+    @property
+    def port(self):
+        return self.server.port
 
     def before_start(self):
         if not mounted(self.fs.mount):
