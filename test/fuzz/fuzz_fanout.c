@@ -11,7 +11,8 @@
  * data are given back exactly once, after the last line lets go of them.
  *
  * Missing pods (missing.c) are added as the view does, and checked against the rule
- * stated on its own here: their names, their place, their text.
+ * stated on its own here: their names, their place, their text. The JSON view
+ * (viewjson.c) of the same lines must parse and say the same.
  *
  * Input: the peer count, flags (1: a hostname, 2: a fixed peer port, 4: at most 3
  * missing pods, else 64; the high five bits: the StatefulSet's replicas), the peer port,
@@ -28,6 +29,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+
+#include <jansson.h>
 
 #include "discovery/internal.h"
 
@@ -73,6 +76,27 @@ static char *field(const uint8_t **p, const uint8_t *end)
 	return s;
 }
 
+/* Names as kubia gets them: c-ares writes a DNS name's other bytes as \DDD, and a host
+ * name is printable ASCII without '/' (config.c): anything else becomes 'x' here. */
+static void printable(char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s < 0x21 || *s > 0x7e || *s == '/') {
+			*s = 'x';
+		}
+	}
+}
+
+/* Error texts as kubia makes them: printable ASCII. */
+static void ascii(char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s < 0x20 || *s > 0x7e) {
+			*s = '?';
+		}
+	}
+}
+
 static void release(void *ctx, void *hold)
 {
 	if (ctx != &releases || hold != &releases) {
@@ -115,8 +139,12 @@ static size_t read_peers(const uint8_t **p, const uint8_t *end, size_t want, str
 		memset(s, 0, sizeof(*s));
 		*p += 4;
 		name = field(p, end);
+		printable(name);
 		s->data = field(p, end);
 		s->kind = (enum kind)(b[3] % KINDS);
+		if (s->kind == ERROR || (b[0] % 3 == 0 && (b[0] & 0x80) != 0)) {
+			ascii(s->data); /* error texts are kubia's, curl's and c-ares' own */
+		}
 		s->p.port = (uint16_t)(b[1] << 8 | b[2]);
 		s->p.family = b[0] % 3 == 0 ? 0 : (b[0] % 3 == 1 ? AF_INET : AF_INET6);
 		memset(s->p.addr, b[0], sizeof(s->p.addr));
@@ -392,6 +420,106 @@ static void check_missing(struct fanout_line **lines, size_t *nl, unsigned repli
 	free(ords);
 }
 
+static int unb64(char c)
+{
+	const char *abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const char *p = c != '\0' ? strchr(abc, c) : NULL;
+
+	return p != NULL ? (int)(p - abc) : -1;
+}
+
+/* Does the JSON "data" of o (a string, or base64 when "data_base64" is true) hold
+ * exactly want? */
+static bool same_data(json_t *o, const char *want, size_t wlen)
+{
+	json_t *d = json_object_get(o, "data");
+	const char *s = json_string_value(d);
+	size_t n = json_string_length(d);
+	unsigned char *out;
+	size_t k = 0;
+	bool same;
+
+	if (s == NULL || !json_is_boolean(json_object_get(o, "data_base64"))) {
+		return false;
+	}
+	if (!json_is_true(json_object_get(o, "data_base64"))) {
+		return n == wlen && memcmp(s, want, n) == 0;
+	}
+	if (n % 4 != 0 || (out = malloc(n / 4 * 3 + 1)) == NULL) {
+		return false;
+	}
+	for (size_t i = 0; i < n; i += 4) {
+		int v[4];
+
+		for (int j = 0; j < 4; j++) {
+			v[j] = s[i + j] == '=' && i + 4 == n && j >= 2 ? 0 : unb64(s[i + j]);
+			if (v[j] < 0) {
+				free(out);
+				return false;
+			}
+		}
+		out[k++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
+		if (s[i + 2] != '=') {
+			out[k++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
+		}
+		if (s[i + 3] != '=') {
+			out[k++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
+		}
+	}
+	same = k == wlen && memcmp(out, want, k) == 0;
+	free(out);
+	return same;
+}
+
+/* The same view as JSON (viewjson.c): a well-formed document, newline-terminated, whose
+ * "peers" are the text view's lines in order, each with its name, flags and the same
+ * bytes (data, or the error's reason), and whose "pod" is this pod and its data. */
+static void check_json(const struct srv_answer *a, const struct fanout_line *lines, size_t nl,
+		       const struct text *want, const char *host, const char *local)
+{
+	struct viewjson *vj = viewjson_begin(RES_PEERS, a, NULL, false);
+	struct viewjson_pod pod = {host != NULL ? host : "pod", local, strlen(local)};
+	size_t len = 0;
+	char *body = vj != NULL ? viewjson_render(vj, &pod, lines, nl, NULL, &len) : NULL;
+	json_error_t jerr;
+	json_t *doc, *peers;
+
+	if (body == NULL || len == 0 || body[len - 1] != '\n' || strlen(body) != len) {
+		abort();
+	}
+	doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	peers = json_object_get(doc, "peers");
+	if (doc == NULL || json_array_size(peers) != nl ||
+	    !same_data(json_object_get(doc, "pod"), local, strlen(local)) ||
+	    !json_is_object(json_object_get(doc, "srv"))) {
+		abort();
+	}
+	for (size_t i = 0; i < nl; i++) {
+		json_t *o = json_array_get(peers, i);
+		const char *err = json_string_value(json_object_get(o, "error"));
+		bool is_error = want[i].len >= 7 && memcmp(want[i].s, "Error: ", 7) == 0 &&
+				lines[i].ans != NULL && lines[i].ans->error;
+
+		if (strcmp(json_string_value(json_object_get(o, "name")), lines[i].name) != 0 ||
+		    json_is_true(json_object_get(o, "self")) != lines[i].self ||
+		    json_is_true(json_object_get(o, "missing")) != lines[i].missing ||
+		    json_is_true(json_object_get(o, "in_dns")) == lines[i].unlisted) {
+			abort();
+		}
+		if (lines[i].ans == NULL ? err == NULL || strcmp(err, "out of memory") != 0
+		    : is_error           ? err == NULL ||
+					 json_string_length(json_object_get(o, "error")) !=
+						 want[i].len - 7 ||
+					 memcmp(err, want[i].s + 7, want[i].len - 7) != 0
+			       : !same_data(o, want[i].s, want[i].len)) {
+			abort();
+		}
+	}
+	json_decref(doc);
+	free(body);
+	viewjson_free(vj);
+}
+
 static void check_view(const struct srv_answer *a, const struct spec *specs, const char *host,
 		       unsigned peer_port, unsigned replicas, size_t limit, const char *local,
 		       const char *shared)
@@ -416,6 +544,7 @@ static void check_view(const struct srv_answer *a, const struct spec *specs, con
 	if (nl == 0 && strcmp(body, "No peers discovered.\n") != 0) {
 		abort();
 	}
+	check_json(a, lines, nl, want, host, local);
 	p = body;
 	for (size_t i = 0; i < nl; i++) {
 		size_t n = strlen(lines[i].name);
@@ -472,6 +601,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	peer_port = (data[1] & 2) != 0 ? (unsigned)(data[2] << 8 | data[3]) : 0;
 	host = field(&p, end);
 	host[strnlen(host, DISCOVERY_HOSTNAME_MAX)] = '\0'; /* discovery's own limit */
+	printable(host);
 	local = field(&p, end);
 	reason = field(&p, end);
 	shared = field(&p, end);
