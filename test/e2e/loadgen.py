@@ -26,6 +26,7 @@ VIEW_HEAD = re.compile(r"You've hit (kubia-\d+)\nData stored in the cluster:\n")
 STORED = re.compile(r"Data stored on pod (kubia-\d+)\n")
 BODY = re.compile(r"load 0-(\d+) ")
 VIEW_LINE = re.compile(r"- (kubia-\d+)\.[^:]*: (.*)")
+ERROR_LINE = re.compile(r"^- kubia-\d+\.[^:]*: Error: ([^\n]*)", re.M)
 
 
 def seq_of(body):
@@ -45,6 +46,7 @@ class Load:
         self.ok = {"view": 0, "data": 0, "post": 0}
         self.failures = []  # (seconds since start, kind, what came back)
         self.degraded_lines = 0  # view lines with "Error:" (a peer being replaced)
+        self.degraded = {}  # the reasons of those lines, and how often each came
         self.acked = {}  # pod -> the body it acknowledged last
         self.acked_seq = {}  # pod -> that body's number (see seq_of)
         self.started = None
@@ -119,7 +121,9 @@ class Load:
             if older:
                 return self.fail(kind, older)
             with self.lock:
-                self.degraded_lines += text.count(": Error: ")
+                for m in ERROR_LINE.finditer(text):
+                    self.degraded_lines += 1
+                    self.degraded[m.group(1)] = self.degraded.get(m.group(1), 0) + 1
         elif kind == "post":
             m = STORED.fullmatch(text)
             if not m:

@@ -39,7 +39,8 @@ def rollout_under_load(sim, manifest=None):
     assert len(lags) == 3 and all(0 <= x <= LAG for x in lags), r.stdout
     stopped = [float(m.group(1)) for m in lines_of(r.stdout, r"stopped in ([0-9.]+) s")]
     print("rollout in %.1f s: %s; endpoint lags %s s; pods stopped in %s s; %d view lines "
-          "with an error" % (took, load.summary(), lags, stopped, load.degraded_lines))
+          "with an error %s" % (took, load.summary(), lags, stopped, load.degraded_lines,
+                                 load.degraded))
     return load, r
 
 
