@@ -10,7 +10,7 @@
 #      inversion or other report, from a unit test or from any kubia an integration
 #      test starts, fails that test);
 #   4. valgrind over the unit suite;
-#   5. a clang build with libFuzzer: the fuzz suite, every target 12 s, two at a time
+#   5. a clang build with libFuzzer: the fuzz suite, every target 10 s, two at a time
 #      (test/fuzz/README.md; test/fuzz/run-long.sh runs them for hours).
 # The last line is the summary "N passed, N failed[, N skipped]" over all of them.
 # Root is needed for the tests that mount file systems and for the e2e suite; without
