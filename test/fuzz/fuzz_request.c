@@ -13,12 +13,17 @@
  * Transfer-Encoding, only "chunked" as a coding and not in HTTP/1.0, no body on GET or
  * HEAD, only the 100-continue expectation, field names that are tokens, values and
  * targets without control bytes; 501 only for a coding, 417 only for an expectation.
- * A request let through is then routed, and never found to have a bad length.
+ * A request let through is then routed, and never found to have a bad length, and the
+ * format of its view is chosen (server/format.c): ?format= as given (json, text, else
+ * refused); from Accept, text unless JSON is preferred: an added "text/plain" always
+ * makes it text, an added refusal of one type never turns the choice to it.
  */
 #include <microhttpd.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -37,6 +42,7 @@ struct field {
 
 static struct field fields[MAX_FIELDS + 1];
 static size_t nfields;
+static const char *format_arg; /* ?format= of the target, as libmicrohttpd gives it */
 
 /* ---- what strict.c needs of libmicrohttpd ------------------------------------------ */
 
@@ -68,6 +74,21 @@ enum MHD_Result MHD_set_connection_value(struct MHD_Connection *conn, enum MHD_V
 	return MHD_YES;
 }
 
+const char *MHD_lookup_connection_value(struct MHD_Connection *conn, enum MHD_ValueKind kind,
+					const char *key)
+{
+	(void)conn;
+	if ((kind & MHD_GET_ARGUMENT_KIND) != 0 && strcmp(key, "format") == 0) {
+		return format_arg;
+	}
+	for (size_t i = 0; (kind & MHD_HEADER_KIND) != 0 && i < nfields; i++) {
+		if (strcasecmp(fields[i].key, key) == 0) {
+			return fields[i].value;
+		}
+	}
+	return NULL;
+}
+
 size_t MHD_http_unescape(char *val)
 {
 	return strlen(val);
@@ -96,6 +117,12 @@ void MHD_destroy_response(struct MHD_Response *r)
 struct MHD_Response *text_response(const char *text, size_t len)
 {
 	(void)text, (void)len;
+	abort();
+}
+
+enum MHD_Result queue_fmt(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
+{
+	(void)conn, (void)status, (void)fmt;
 	abort();
 }
 
@@ -183,6 +210,49 @@ static unsigned judge(const char *method, const char *target, const char *versio
 	return *allowed != 0;
 }
 
+/* The view's format: the query's word, else Accept (every field, one list). */
+static void check_format(void)
+{
+	enum view_format f = view_format_of(NULL);
+	char *accept = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&accept, &len);
+	char *more = NULL;
+
+	if (format_arg != NULL) {
+		if (f != (strcmp(format_arg, "json") == 0   ? VIEW_FORMAT_JSON
+			  : strcmp(format_arg, "text") == 0 ? VIEW_FORMAT_TEXT
+							    : VIEW_FORMAT_BAD)) {
+			abort();
+		}
+		fclose(m);
+		free(accept);
+		return;
+	}
+	for (size_t i = 0; i < nfields; i++) {
+		if (strcasecmp(fields[i].key, "Accept") == 0 && fields[i].value[0] != '\0') {
+			fprintf(m, "%s%s", len > 0 || ftell(m) > 0 ? ", " : "", fields[i].value);
+		}
+	}
+	fclose(m);
+	if ((f != VIEW_FORMAT_TEXT && f != VIEW_FORMAT_JSON) ||
+	    (len == 0 && f != VIEW_FORMAT_TEXT)) {
+		abort();
+	}
+	if (asprintf(&more, "%s, text/plain", accept) < 0 ||
+	    view_format_choose(NULL, more) != VIEW_FORMAT_TEXT) {
+		abort();
+	}
+	free(more);
+	if (asprintf(&more, "%s, %s", accept,
+		     f == VIEW_FORMAT_TEXT ? "application/json;q=0" : "text/plain;q=0") < 0 ||
+	    view_format_choose(NULL, more) != f) {
+		abort();
+	}
+	free(more);
+	free(accept);
+}
+
 /* ---- the head, split as libmicrohttpd does ------------------------------------------ */
 
 static char *trim(char *s)
@@ -252,6 +322,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			strndup(line, colon != NULL ? (size_t)(colon - line) : strlen(line));
 		fields[nfields++].value = strdup(colon != NULL ? trim(colon + 1) : "");
 	}
+	format_arg = NULL;
+	for (char *q = strchr(target, '?'); q != NULL; q = strchr(q + 1, '&')) {
+		if (strncmp(q + 1, "format=", 7) == 0) {
+			char *end = q + 8 + strcspn(q + 8, "&");
+
+			format_arg = strndup(q + 8, (size_t)(end - q - 8));
+			break;
+		}
+	}
 	{
 		char *url = strdup(target);
 
@@ -278,11 +357,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (classify_request(&rq, true, 1024, &want) == ROUTE_BAD_LENGTH) {
 			abort(); /* strict.c let a length through that the route cannot read */
 		}
+		check_format();
 	}
 	for (size_t i = 0; i < nfields; i++) {
 		free(fields[i].key);
 		free(fields[i].value);
 	}
+	free((void *)(uintptr_t)format_arg);
 	free(head);
 	return 0;
 }
