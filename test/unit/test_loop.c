@@ -1712,6 +1712,17 @@ static void test_bad_config(void **state)
 		name[253] = 'a';
 		assert_null(discovery_create(&c, &local_data, err, sizeof(err)));
 		assert_non_null(strstr(err, "longer than 253"));
+		/* A host name of 253 characters is the longest taken. */
+		c.service = "kubia";
+		name[253] = '\0';
+		c.hostname = name;
+		d = discovery_create(&c, &local_data, err, sizeof(err));
+		assert_non_null(d);
+		discovery_destroy(d);
+		name[253] = 'a';
+		assert_null(discovery_create(&c, &local_data, err, sizeof(err)));
+		assert_non_null(strstr(err, "host name"));
+		c.hostname = "kubia-0";
 	}
 	discovery_destroy(NULL);
 }
