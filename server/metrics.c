@@ -46,7 +46,7 @@ static const char *const route_names[NROUTES] = {"/",       "/data",    "/health
 
 /* The statuses kubia answers with; anything else (none: the connection ended first) is
  * counted as "other". */
-static const unsigned codes[] = {200, 400, 404, 405, 413, 500, 503, 507};
+static const unsigned codes[] = {200, 400, 404, 405, 413, 417, 500, 501, 503, 507};
 #define NCODES (sizeof(codes) / sizeof(codes[0]) + 1)
 
 struct shard {

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "server/http_internal.h"
+#include "server/observe.h"
 
 /* Set by the unescape callback on a request whose target holds raw control bytes or spaces. The
  * space makes it a name no valid header has, so it cannot come from a client's request
@@ -264,6 +265,7 @@ enum MHD_Result strict_refuse(struct MHD_Connection *conn, unsigned status, cons
 		MHD_destroy_response(r);
 		return MHD_NO;
 	}
+	obs_response_len(conn, n > 0 && (size_t)n < sizeof(text) ? (size_t)n : 0);
 	ret = MHD_queue_response(conn, status, r);
 	MHD_destroy_response(r);
 	return ret;

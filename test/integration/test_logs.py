@@ -19,6 +19,7 @@ PAIR_RE = re.compile(r'([A-Za-z0-9_]+)=("(?:[^"\\]|\\.)*"|[^ "=\\]+)')
 # A path with a line feed, a quote, a control byte, a backslash and invalid UTF-8.
 RAW_PATH = b"/a%0Ab%FF%22c%01\\x\xc3("
 RAW_PATH_LOGGED = '/a\nb\ufffd"c\x01\\x\ufffd('
+NO_HOST = b"Bad request: an HTTP/1.1 request needs exactly one Host\n"
 
 
 def logfmt(line):
@@ -63,10 +64,10 @@ def requests(evs):
     return [e for e in evs if e["msg"] == "request"]
 
 
-def raw_get(k, path):
+def raw_get(k, path, host=b"Host: x\r\n"):
     s = socket.create_connection((k.host, k.port), timeout=10)
     try:
-        s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.sendall(b"GET " + path + b" HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n")
         data = b""
         while True:
             chunk = s.recv(65536)
@@ -82,6 +83,8 @@ def traffic(k):
     assert k.post("/", b"hello").status == 200
     assert k.request("DELETE", "/x").status == 405
     assert raw_get(k, RAW_PATH).startswith(b"HTTP/1.1 200 ")
+    # Refused before routing (no Host): logged with its status and its answer's size.
+    assert raw_get(k, b"/nohost", host=b"").endswith(b"\r\n\r\n" + NO_HOST)
 
 
 def num(v):
@@ -94,19 +97,22 @@ def test_every_line_parses_and_requests_have_their_fields(factory, fmt):
     k = factory.kubia("kubia-0", mode="pet", args=args)
     traffic(k)
     # The lines are written when the requests complete: wait for the last one.
-    wait_until(lambda: len(requests(events(k, fmt))) >= 5, 5, what="the access-log lines")
+    wait_until(lambda: len([r for r in requests(events(k, fmt)) if r["path"] != "/readyz"]) >= 5,
+               5, what="the access-log lines")
     assert k.stop() == 0
     reqs = requests(events(k, fmt))
-    # The readiness probes of the fixture come first.
-    got = [(r["method"], r["path"], int(r["status"])) for r in reqs
-           if r["path"] != "/readyz"]
-    assert got == [("GET", "/data", 200), ("POST", "/", 200), ("DELETE", "/x", 405),
-                   ("GET", RAW_PATH_LOGGED, 200)], got
+    # Besides the readiness probes of the fixture; a line is written once its answer is
+    # sent, so a client may see its answer before the line is written: order aside.
+    got = sorted((r["method"], r["path"], int(r["status"])) for r in reqs
+                 if r["path"] != "/readyz")
+    assert got == sorted([("GET", "/data", 200), ("POST", "/", 200), ("DELETE", "/x", 405),
+                          ("GET", RAW_PATH_LOGGED, 200), ("GET", "/nohost", 400)]), got
     by = {(r["method"], r["path"]): r for r in reqs}
     assert int(by[("GET", "/data")]["bytes"]) == len("No data posted yet")
     post = by[("POST", "/")]
     assert int(post["request_bytes"]) == 5
     assert int(post["bytes"]) == len("Data stored on pod kubia-0\n")
+    assert int(by[("GET", "/nohost")]["bytes"]) == len(NO_HOST)
     for r in reqs:
         assert 0 <= num(r["duration_ms"]) < 10000, r
         assert "peer_errors" not in r, r  # pet mode: no views

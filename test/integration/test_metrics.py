@@ -61,6 +61,22 @@ def scrape(k):
     return r.body.decode()
 
 
+def served(samples):
+    """Requests counted on every route but /metrics and /readyz (the probes)."""
+    return sum(v for (n, p), v in samples.items()
+               if n == "kubia_http_requests_total"
+               and dict(p)["route"] not in ("/metrics", "/readyz"))
+
+
+def scrape_after(k, before, n):
+    """The exposition once n more requests than in before are counted: a request is
+    counted when it completes, which may be just after its client read the answer."""
+    want = served(before) + n
+    got = wait_until(lambda: (lambda s: s if served(s) >= want else None)(parse(scrape(k))[0]),
+                     5, what="%d requests counted" % n)
+    return got
+
+
 def value(samples, name, **labels):
     return samples.get((name, tuple(labels.items())), 0.0)
 
@@ -133,7 +149,13 @@ def test_requests_counted_by_route_and_status(factory):
     assert k.get("/healthz").status == 200
     r = k.request("DELETE", "/data")
     assert r.status == 405
-    after, _ = parse(scrape(k))
+    # Refused before routing (no Host header): still counted, with its status.
+    c = http.client.HTTPConnection(k.host, k.port, timeout=10)
+    c.putrequest("GET", "/healthz", skip_host=True)
+    c.endheaders()
+    assert c.getresponse().status == 400
+    c.close()
+    after = scrape_after(k, before, n + 4)
 
     def delta(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)
@@ -141,9 +163,10 @@ def test_requests_counted_by_route_and_status(factory):
     assert delta("kubia_http_requests_total", route="/data", code="200") == n
     assert delta("kubia_http_requests_total", route="/", code="413") == 1
     assert delta("kubia_http_requests_total", route="/healthz", code="200") == 1
+    assert delta("kubia_http_requests_total", route="/healthz", code="400") == 1
     assert delta("kubia_http_requests_total", route="/data", code="405") == 1
-    # The scrape before this one, counted once it was done.
-    assert delta("kubia_http_requests_total", route="/metrics", code="200") == 1
+    # The scrapes before this one (one, or more while waiting), counted once done.
+    assert delta("kubia_http_requests_total", route="/metrics", code="200") >= 1
     d0 = check_histogram(before, "kubia_http_request_duration_seconds", route="/data")
     d1 = check_histogram(after, "kubia_http_request_duration_seconds", route="/data")
     assert d1 - d0 == n + 1, (d0, d1)  # the 25 GETs and the DELETE
@@ -153,9 +176,10 @@ def test_requests_counted_by_route_and_status(factory):
 
 def test_route_label_is_bounded(factory):
     k = factory.kubia("kubia-0", mode="pet")
+    before, _ = parse(scrape(k))
     for i in range(40):
         k.get("/path-%d?q=%d" % (i, i))
-    samples, _ = parse(scrape(k))
+    samples = scrape_after(k, before, 40)
     routes = {dict(p).get("route") for n, p in samples if n == "kubia_http_requests_total"}
     assert routes <= {"/", "/data", "/healthz", "/readyz", "/metrics", "other"}, routes
     assert value(samples, "kubia_http_requests_total", route="other", code="200") == 40
@@ -166,7 +190,7 @@ def test_post_bytes_and_commits(factory):
     before, _ = parse(scrape(k))
     body = b"z" * 37
     assert k.post("/", body).status == 200
-    after, _ = parse(scrape(k))
+    after = scrape_after(k, before, 1)
     assert (value(after, "kubia_http_request_body_bytes_total")
             - value(before, "kubia_http_request_body_bytes_total")) == len(body)
     assert (value(after, "kubia_storage_commits_total", result="ok")
@@ -187,7 +211,7 @@ def test_view_counts_srv_lookup_and_peer_fetches(factory):
     before, _ = parse(scrape(ks[0]))
     r = ks[0].get("/")
     assert r.status == 200 and b"kubia-2" in r.body and b"Error: " in r.body, r
-    after, _ = parse(scrape(ks[0]))
+    after = scrape_after(ks[0], before, 1)
 
     def delta(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)
