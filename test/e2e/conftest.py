@@ -159,7 +159,7 @@ class Sim:
         st = read_state(self)
         if not st:
             return
-        for key in ("dns", "nginx", "prometheus"):
+        for key in ("dns", "nginx", "prometheus", "endpoints_controller"):
             if st.get(key):
                 self.refs.append(st[key])
         for p in list(st["pods"].values()) + st["orphans"]:

@@ -4,14 +4,19 @@
 line down:
 
     cli          the command line, and the dispatch under the cluster's lock
-    commands     commands on the whole cluster: up, down, status, scale, rollout, ...
+    commands     commands on the whole cluster: up, down, status, scale, probe, dns
+    rollout      rollout (kubectl apply / edit of the template) and rollout status
     pod_commands commands on one pod or claim: delete, cut, heal, exec, logs, run
     templates    the pod template, from the manifest and the command line
     manifests    the reader of k8s/ (also used by the image suite's manifest tests)
-    controller   the StatefulSet controller: ordered creation, scaling, rolling updates
-    kubelet      the supervisor of one pod: stops, restarts, back-off, liveness probe
+    controller   the StatefulSet controller: OrderedReady or Parallel pod management,
+                 ordinals.start, claim retention, rolling and OnDelete updates with a
+                 partition, revision history, the StatefulSet's status
+    kubelet      the supervisor of one pod: stops, restarts, back-off, liveness and
+                 readiness probes
     containers   the command that starts a pod's container (a process, or podman)
-    endpoints    which pods are ready, published to DNS and to the proxy
+    endpoints    which pods are ready, published to DNS and to the proxy, also by a
+                 daemon of its own while no command runs
     cluster_dns  dnsmasq, answering as CoreDNS (or a DNS of the specification) does
     api_proxy    nginx, serving the API server's pod and Service proxy paths
     prometheus   Prometheus (up --prometheus), its targets following the pods
@@ -22,6 +27,6 @@ line down:
     util         the error, output, running tools, files, waiting
 
 Nothing about a cluster is kept in memory from one command to the next: each command,
-and each pod's kubelet, is a process of its own, and the cluster is what its state file
-(state.py) and the pods' status files say.
+each pod's kubelet and the endpoints daemon is a process of its own, and the cluster
+is what its state file (state.py) and the pods' status files say.
 """

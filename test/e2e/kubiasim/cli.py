@@ -3,14 +3,16 @@ under the cluster's lock."""
 
 import argparse
 import os
+import re
 import sys
 
 from .cluster_dns import DNS_MODES
-from .commands import (cmd_dns, cmd_down, cmd_probe, cmd_rollout, cmd_scale, cmd_status,
-                       cmd_up)
+from .commands import cmd_dns, cmd_down, cmd_probe, cmd_scale, cmd_status, cmd_up
+from .endpoints import endpoints_main
 from .kubelet import kubelet_main
 from .pod_commands import cmd_cut, cmd_delete, cmd_exec, cmd_heal, cmd_logs, cmd_run
 from .prometheus import add_options as add_prometheus_options
+from .rollout import cmd_rollout, cmd_rollout_status
 from .state import Cluster
 from .util import SimError
 
@@ -24,11 +26,15 @@ def main(argv, launcher):
     command being run; the kubelets are started with it."""
     if argv[:1] == ["_kubelet"]:
         return kubelet_main(argv[1])
+    if argv[:1] == ["_endpoints"]:
+        return endpoints_main(argv[1:])
     a = parser().parse_args(argv)
     try:
         c = Cluster(a.cluster, a.run_dir, a.data_dir, launcher)
         if os.geteuid() != 0:
             raise SimError("kubia-sim needs root (network namespaces, mounts)")
+        if a.fn is cmd_rollout and a.action == "status":
+            return cmd_rollout_status(c, a)  # it takes the lock for each look
         with c.locked():
             rc = a.fn(c, a)
         return rc or 0
@@ -107,6 +113,15 @@ def parser():
     return ap
 
 
+def duration(text):
+    """A duration as kubectl's --timeout takes it (30s, 3m, 1h, 1m30s), or plain seconds."""
+    parts = re.fullmatch(r"((\d+(\.\d*)?)h)?((\d+(\.\d*)?)m)?((\d+(\.\d*)?)s?)?", text or "")
+    if not text or not parts:
+        raise argparse.ArgumentTypeError("%r is not a duration (30s, 3m, 1h)" % text)
+    h, m, sec = (float(parts.group(i) or 0) for i in (2, 5, 8))
+    return h * 3600 + m * 60 + sec
+
+
 def add_up(sub):
     p = sub.add_parser("up", help="create the Services and the StatefulSet (OrderedReady)")
     p.add_argument("-f", "--filename", dest="file", metavar="SOURCE",
@@ -144,13 +159,26 @@ def add_up(sub):
     add_prometheus_options(p)
     p.add_argument("--image", help="the image for --runtime podman")
     p.add_argument("--user", help="uid:gid of a container (runAsUser:runAsGroup)")
+    p.add_argument("--node-lost-grace", type=float, default=10.0, metavar="SECONDS",
+                   help="how long a pod cut off the network (its node lost) stays in the "
+                   "endpoints, showing Unknown, before it leaves them (the node "
+                   "controller's grace period; 40 s in a cluster)")
     p.add_argument("--recreate", action="store_true",
                    help="take the cluster down first if it is up (its volumes stay)")
     p.set_defaults(fn=cmd_up)
 
 
 def add_rollout(sub):
-    p = sub.add_parser("rollout", help="rolling update to a new pod template")
+    p = sub.add_parser("rollout", help="rolling update to a new pod template; rollout "
+                       "status [statefulset kubia]: what kubectl rollout status prints")
+    p.add_argument("action", nargs="?", choices=("status",),
+                   help="status: the rollout's progress, until it is done")
+    p.add_argument("target", nargs="*", help="statefulset kubia (for rollout status)")
+    p.add_argument("--watch", type=lambda v: v.lower() not in ("false", "0", "no"),
+                   default=True, help="rollout status: wait until done (--watch false: "
+                   "print once)")
+    p.add_argument("--timeout", type=duration, default=300.0,
+                   help="rollout status: how long to wait (30s, 3m, 1h; plain: seconds)")
     p.add_argument("-f", "--filename", dest="file", metavar="SOURCE",
                    help="kubectl apply -f: the pod template and replicas from a manifest "
                    "(the runtime and binary stay); without it, the current template with "

@@ -1,5 +1,5 @@
-"""The commands on the whole cluster: up, down, status, scale, rollout, probe and dns,
-and the table of pods that several of them print."""
+"""The commands on the whole cluster: up, down, status, scale, probe and dns, and the
+table of pods that several of them print (rollout is in rollout.py)."""
 
 import argparse
 import contextlib
@@ -10,19 +10,19 @@ import re
 import shutil
 import signal
 import socket
+import sys
 import time
 
 from . import prometheus
 from .cluster_dns import dns_stop
 from .containers import PODMAN_FLAGS, container_pid
-from .controller import converge, roll_out
-from .endpoints import pod_state, publish
+from .controller import converge, sts_status
+from .endpoints import kubelet_ready, pod_state, publish
 from .network import net_up, port_free, subnet_free
-from .pod_http import probe
-from .processes import alive, signal_ref, stop_ref
+from .processes import alive, signal_ref, spawn, stop_ref
 from .state import MAX_ORDINALS, PUBLIC, STS, revision_of
-from .templates import override, read_manifest, template_of
-from .util import SimError, say, sh, tool
+from .templates import controller_of, read_manifest, template_of
+from .util import SimError, say, sh, tool, wait_for
 
 
 def print_pods(c):
@@ -35,7 +35,7 @@ def print_pods(c):
         if p.get("cut"):
             state, ready = "Unknown", False
         else:
-            ready = state == "Running" and probe(p)
+            ready = kubelet_ready(c, p, s)
         age = int(now - p["created"])
         rows.append((p["name"], "1/1" if ready else "0/1", state, str(s.get("restarts", 0)),
                      "%dm%ds" % divmod(age, 60) if age >= 60 else "%ds" % age, p["ip"],
@@ -83,7 +83,9 @@ def cmd_up(c, a):
     if os.geteuid() != 0:
         raise SimError("kubia-sim needs root (network namespaces, mounts)")
     # The manifest first: a bad one leaves a running cluster alone, even with --recreate.
-    source, replicas, template = up_template(a)
+    source, replicas, template, ctl = up_template(a)
+    if a.node_lost_grace < 0:
+        raise SimError("--node-lost-grace %g: 0 or more" % a.node_lost_grace)
     rev = revision_of(template)
     if c.st is not None and a.recreate:
         cmd_down(c, argparse.Namespace(delete_volumes=False))
@@ -98,8 +100,10 @@ def cmd_up(c, a):
     os.makedirs(c.volumes, exist_ok=True)
     c.st = {"cluster": c.name, "namespace": a.namespace, "subnet": base,
             "api_port": a.api_port, "api_ipv6": port_free("::1", a.api_port, socket.AF_INET6),
-            "replicas": replicas, "partition": 0, "templates": {rev: template},
+            "replicas": replicas, "partition": ctl.pop("partition"), "controller": ctl,
+            "templates": {rev: template}, "history": [rev],
             "current_revision": rev, "update_revision": rev, "source": source,
+            "node_lost_grace_s": a.node_lost_grace,
             "backoff_ms": a.restart_backoff_ms, "ready_timeout_s": a.ready_timeout,
             "pods": {}, "orphans": [], "generations": {}, "endpoints": [],
             "dns": None, "nginx": None, "dns_log_queries": a.log_dns_queries,
@@ -109,7 +113,12 @@ def cmd_up(c, a):
     c.st["net_up"] = True
     c.save()
     prometheus.start(c, prom)
-    publish(c)
+    publish(c, force=True)
+    run_root, data_root = os.path.dirname(c.run), os.path.dirname(os.path.dirname(c.volumes))
+    c.st["endpoints_controller"], _ = spawn(
+        [sys.executable, c.launcher, "_endpoints", c.name, run_root, data_root, c.launcher],
+        os.path.join(c.run, "endpoints.log"))
+    c.save()
     say("service/%s created (headless; cluster DNS at %s answers for %s%s)"
         % (STS, c.dns_ip, c.domain(), "" if a.cluster_dns == "coredns" else
            " with the DNS specification's records only: SRV for named ports"))
@@ -132,15 +141,21 @@ def up_template(a):
     for t in ("ip", "unshare", "dnsmasq", "nginx"):
         tool(t)
     source, s = read_manifest(a.file)
+    ctl = controller_of(source, s)
     replicas = s["replicas"] if a.replicas is None else a.replicas
-    if not 0 <= replicas <= MAX_ORDINALS:
-        raise SimError("replicas %d: 0 to %d" % (replicas, MAX_ORDINALS))
+    check_ordinals(replicas, ctl["ordinals_start"])
     base_t = {"runtime": a.runtime}
     if a.runtime == "podman":
         tool("podman")
     else:
         base_t["binary"] = binary
-    return source, replicas, template_of(source, s, base_t, a)
+    return source, replicas, template_of(source, s, base_t, a), ctl
+
+
+def check_ordinals(replicas, start):
+    if replicas < 0 or start + replicas > MAX_ORDINALS:
+        raise SimError("replicas %d from ordinal %d: kubia-sim has ordinals 0 to %d"
+                       % (replicas, start, MAX_ORDINALS - 1))
 
 
 def free_subnet(a):
@@ -167,6 +182,7 @@ def free_subnet(a):
 def cmd_down(c, a):
     st = c.st or {}
     ip = tool("ip")
+    stop_ref(st.get("endpoints_controller"), 5)  # it would publish what goes away
     pods = list(st.get("pods", {}).values()) + list(st.get("orphans", []))
     for p in pods:  # all kubelets at once: they stop their containers in parallel,
         # without preStop hooks (SIGINT): no Service routes to the pods any more
@@ -200,6 +216,10 @@ def cmd_down(c, a):
     if os.path.exists("/sys/class/net/" + c.host_if):
         sh(ip, "link", "del", c.host_if, check=False)
     shutil.rmtree(c.run, ignore_errors=True)
+    if st and st["controller"]["when_deleted"] == "Delete" and not a.delete_volumes:
+        for claim in sorted(os.listdir(c.volumes)) if os.path.isdir(c.volumes) else []:
+            shutil.rmtree(os.path.join(c.volumes, claim), ignore_errors=True)
+            say("persistentvolumeclaim \"%s\" deleted (whenDeleted: Delete)" % claim)
     if a.delete_volumes:
         shutil.rmtree(os.path.dirname(c.volumes), ignore_errors=True)
         say("persistentvolumeclaims of cluster %s deleted" % c.name)
@@ -220,6 +240,7 @@ def cmd_status(c, a):
             ps["container_pid"] = container_pid(c, p, ps)
             out["pod_status"][p["name"]] = ps
         out["orphan_status"] = [pod_state(c, o) for o in st["orphans"]]
+        out["status"] = sts_status(c)
         out["volumes"] = c.volumes
         out["run"] = c.run
         say(json.dumps(out, indent=1, sort_keys=True))
@@ -228,9 +249,17 @@ def cmd_status(c, a):
     say("")
     dns = "down" if not alive(st.get("dns")) else "%s (%s records)" % (
         c.dns_ip, st.get("dns_mode", "coredns"))
-    say("statefulset %s: replicas %d, partition %d, current revision %s, update revision %s"
-        % (STS, st["replicas"], st["partition"], st["current_revision"],
-           st["update_revision"]))
+    ctl, status = st["controller"], sts_status(c)
+    say("statefulset %s: replicas %d (from ordinal %d), %s, %s%s, current revision %s, "
+        "update revision %s" % (STS, st["replicas"], ctl["ordinals_start"],
+                                ctl["pod_management_policy"], ctl["update_strategy"],
+                                " partition %d" % st["partition"]
+                                if ctl["update_strategy"] == "RollingUpdate" else "",
+                                st["current_revision"], st["update_revision"]))
+    say("status: replicas %d, readyReplicas %d, availableReplicas %d (minReadySeconds %d), "
+        "updatedReplicas %d, currentReplicas %d"
+        % (status["replicas"], status["readyReplicas"], status["availableReplicas"],
+           ctl["min_ready_s"], status["updatedReplicas"], status["currentReplicas"]))
     say("endpoints %s (ready, in DNS): %s" % (STS, ", ".join(st["endpoints"]) or "<none>"))
     say("cluster DNS: %s; API proxy: localhost:%d" % (dns, st["api_port"]))
     prometheus.say_status(c)
@@ -244,8 +273,7 @@ def cmd_status(c, a):
 
 def cmd_scale(c, a):
     st = c.require_up()
-    if not 0 <= a.replicas <= MAX_ORDINALS:
-        raise SimError("replicas %d: 0 to %d" % (a.replicas, MAX_ORDINALS))
+    check_ordinals(a.replicas, st["controller"]["ordinals_start"])
     st["replicas"] = a.replicas
     c.save()
     say("statefulset.apps/%s scaled to %d" % (STS, a.replicas))
@@ -254,61 +282,20 @@ def cmd_scale(c, a):
     print_pods(c)
 
 
-def cmd_rollout(c, a):
-    st = c.require_up()
-    binary = None
-    if a.binary:
-        binary = os.path.abspath(a.binary)
-        if not os.access(binary, os.X_OK):
-            raise SimError("no binary at %s" % binary)
-    partition = st["partition"] if a.partition is None else a.partition
-    if partition < 0:
-        raise SimError("--partition %d: 0 or more" % partition)
-    template, replicas = rollout_template(c, a, binary)
-    rev = revision_of(template)
-    st["templates"][rev] = template
-    st["update_revision"] = rev
-    st["partition"] = partition
-    c.save()
-    say("statefulset.apps/%s: update revision %s, partition %d" % (STS, rev, partition))
-    if replicas != st["replicas"]:
-        st["replicas"] = replicas
-        c.save()
-        say("statefulset.apps/%s: replicas %d" % (STS, replicas))
-        converge(c)
-    roll_out(c, rev, partition)
-    print_pods(c)
-
-
-def rollout_template(c, a, binary):
-    """(template, replicas) of the update: from the manifest given with -f, else the
-    current update revision's template with the command line's changes."""
-    st = c.st
-    cur = st["templates"][st["update_revision"]]
-    replicas = st["replicas"]
-    if a.file:
-        # kubectl apply -f: the whole pod template, and the replica count, from the file;
-        # what only this simulation knows (runtime, binary) carries over.
-        source, s = read_manifest(a.file)
-        base_t = {k: cur[k] for k in ("runtime", "binary") if k in cur}
-        template = template_of(source, s, base_t, a)
-        replicas = s["replicas"]
-        if not 0 <= replicas <= MAX_ORDINALS:
-            raise SimError("replicas %d: 0 to %d" % (replicas, MAX_ORDINALS))
-        st["source"] = source
-    else:
-        template = json.loads(json.dumps(cur))
-        override(template, a)
-    if binary:
-        if template.get("runtime") == "podman":
-            raise SimError("--binary: the pods run the image (use --image)")
-        template["binary"] = binary
-    return template, replicas
-
-
 def cmd_probe(c, a):
-    c.require_up()
-    ready = publish(c)
+    """Every kubelet probes readiness now, and its result counts at once; then the
+    endpoints are published."""
+    st = c.require_up()
+    t0 = time.time()
+    pods = [p for p in st["pods"].values() if alive(p.get("kubelet"))]
+    for p in pods:
+        signal_ref(p["kubelet"], signal.SIGUSR1)
+
+    def probed():
+        return all((pod_state(c, p).get("probed_at") or 0) >= t0 or
+                   pod_state(c, p).get("state") != "Running" for p in pods)
+    wait_for(probed, 10, "the kubelets to probe readiness")
+    ready = publish(c, force=True)
     say("endpoints %s: %s" % (STS, ", ".join(p["name"] for p in ready) or "<none>"))
 
 

@@ -1,29 +1,50 @@
 """The StatefulSet controller: pods created one at a time in order, each ready before the
-next (OrderedReady); a deleted pod replaced with the same name, address and volume;
-scaling down highest ordinal first and never while a pod is unhealthy; rolling updates
-highest ordinal first, above a partition."""
+next, and removed highest ordinal first, never while a pod is unhealthy (OrderedReady),
+or all at once whatever their health (Parallel); a deleted pod replaced with the same
+name, address and volume; ordinals from ordinals.start; claims kept or deleted on
+scale-down as persistentVolumeClaimRetentionPolicy.whenScaled says; rolling updates
+highest ordinal first, at and above a partition, or none (OnDelete: a pod gets the
+update revision when it is deleted); the revision history, pruned to
+revisionHistoryLimit."""
 
 import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import time
 
 from .containers import PODMAN_FLAGS, container_cmd
-from .endpoints import pod_state, publish
+from .endpoints import kubelet_ready, pod_state, publish
 from .network import pod_net_create, pod_net_delete
-from .pod_http import probe
 from .processes import alive, signal_ref, spawn, stop_ref
 from .state import STS
 from .util import SimError, say, tool, wait_for, write_atomic
 
 
 def template_for(c, ordinal):
+    """The revision a new pod of this ordinal gets, as the StatefulSet controller picks
+    it: the current one below the partition (counted from ordinals.start) of a rolling
+    update, else the update revision."""
     st = c.st
-    rev = st["update_revision"] if ordinal >= st["partition"] else st["current_revision"]
+    ctl = st["controller"]
+    rev = st["update_revision"]
+    if ctl["update_strategy"] == "RollingUpdate" and \
+            ordinal < ctl["ordinals_start"] + st["partition"]:
+        rev = st["current_revision"]
     return rev, st["templates"][rev]
+
+
+def wanted(st):
+    """The ordinals spec.replicas and ordinals.start ask for."""
+    start = st["controller"]["ordinals_start"]
+    return list(range(start, start + st["replicas"]))
+
+
+def pod_name(ordinal):
+    return "%s-%d" % (STS, ordinal)
 
 
 def apply_fs_group(volume, gid):
@@ -70,7 +91,7 @@ def create_pod(c, ordinal):
             "cmd": container_cmd(c, netns, name, scratch, volume, template),
             "env": template["env"], "grace_s": template["grace_s"],
             "pre_stop_s": template.get("pre_stop_s", 0),
-            "liveness": template["liveness"],
+            "liveness": template["liveness"], "readiness": template["readiness"],
             "kill_cmd": ([tool("podman")] + PODMAN_FLAGS + ["rm", "-f", "-t", "0", netns]
                          if template.get("runtime") == "podman" else None),
             "backoff_ms": st["backoff_ms"], "log": os.path.join(poddir, netns + ".log"),
@@ -99,7 +120,8 @@ def wait_ready(c, pod, timeout=None, quiet=False):
     def ready():
         if not alive(pod["kubelet"]):
             raise SimError("the kubelet of pod %s is gone" % pod["name"])
-        return pod_state(c, pod).get("state") == "Running" and probe(pod)
+        publish(c)  # the endpoints follow readiness while this command waits
+        return kubelet_ready(c, pod)
     try:
         wait_for(ready, timeout, "pod %s to become ready" % pod["name"], interval=0.02)
     except SimError as e:
@@ -161,67 +183,178 @@ def reap_orphans(c):
 
 
 def healthy(c, pod):
-    return not pod.get("cut") and pod_state(c, pod).get("state") == "Running" and probe(pod)
+    return not pod.get("cut") and not pod.get("terminating") and kubelet_ready(c, pod)
+
+
+def delete_pods(c, names):
+    """Deletes pods all at once (Parallel): every kubelet is told first."""
+    st = c.st
+    for name in names:
+        st["pods"][name]["terminating"] = True
+    publish(c)
+    for name in names:
+        signal_ref(st["pods"][name].get("kubelet"), signal.SIGTERM)
+    for name in names:
+        delete_pod(c, name)
 
 
 def converge(c):
-    """Brings the pods to spec.replicas: OrderedReady creation, reverse-order removal."""
+    """Brings the pods to spec.replicas from ordinals.start: creation (OrderedReady: in
+    order, each once every pod before it is ready; Parallel: all at once), then the
+    removal of the pods outside (OrderedReady: highest ordinal first, each once every
+    pod is healthy; Parallel: all at once)."""
     st = c.st
     reap_orphans(c)
-    for o in range(st["replicas"]):
-        name = "%s-%d" % (STS, o)
-        if name in st["pods"]:
-            continue
-        # OrderedReady: a pod is created only once every pod before it is ready.
-        for p in sorted(st["pods"].values(), key=lambda p: p["ordinal"]):
-            if p["ordinal"] < o and not healthy(c, p):
-                say("waiting for %s to be ready before creating %s" % (p["name"], name))
-                wait_ready(c, p)
-                publish(c)
-        pod = create_pod(c, o)
-        wait_ready(c, pod)
+    want = wanted(st)
+    parallel = st["controller"]["pod_management_policy"] == "Parallel"
+    missing = [o for o in want if pod_name(o) not in st["pods"]]
+    if parallel:
+        made = [create_pod(c, o) for o in missing]
         publish(c)
-    extra = sorted((p for p in st["pods"].values() if p["ordinal"] >= st["replicas"]),
+    else:
+        made = []
+        for o in missing:
+            # OrderedReady: a pod is created only once every pod before it is ready.
+            for p in sorted(st["pods"].values(), key=lambda p: p["ordinal"]):
+                if p["ordinal"] < o and not healthy(c, p):
+                    say("waiting for %s to be ready before creating %s"
+                        % (p["name"], pod_name(o)))
+                    wait_healthy(c, p, "scale-up to %s" % pod_name(o))
+            pod = create_pod(c, o)
+            wait_ready(c, pod)
+            publish(c)
+    extra = sorted((p for p in st["pods"].values() if p["ordinal"] not in want),
                    key=lambda p: -p["ordinal"])
+    if parallel:
+        delete_pods(c, [p["name"] for p in extra])
     for pod in extra:
-        def all_healthy():
-            bad = [p["name"] for p in st["pods"].values() if not healthy(c, p)]
-            if bad:
-                all_healthy.last = bad
-            return not bad
-        all_healthy.last = []
-        try:
-            wait_for(all_healthy, st["ready_timeout_s"], "every pod to be healthy", 0.1)
-        except SimError:
-            raise SimError("scale-down of %s is waiting: %s not ready, and a StatefulSet "
-                           "does not scale down while any pod is unhealthy"
-                           % (pod["name"], ", ".join(sorted(all_healthy.last))))
-        delete_pod(c, pod["name"])
-        say("persistentvolumeclaim/data-%s kept (it comes back with the pod)" % pod["name"])
+        if not parallel:
+            wait_all_healthy(c, pod)
+            delete_pod(c, pod["name"])
+        scaled_claim(c, pod)
+    for pod in made:
+        wait_ready(c, pod)
+    sync_revisions(c)
+
+
+def wait_healthy(c, pod, what):
+    try:
+        wait_ready(c, pod, quiet=True)
+    except SimError as e:
+        raise SimError("%s is waiting: %s, and OrderedReady goes on only once it is ready "
+                       "(%s)" % (what, "%s is not ready" % pod["name"], e))
+
+
+def wait_all_healthy(c, pod):
+    st = c.st
+
+    def all_healthy():
+        publish(c)
+        bad = [p["name"] for p in st["pods"].values() if not healthy(c, p)]
+        if bad:
+            all_healthy.last = bad
+        return not bad
+    all_healthy.last = []
+    try:
+        wait_for(all_healthy, st["ready_timeout_s"], "every pod to be healthy", 0.1)
+    except SimError:
+        raise SimError("scale-down of %s is waiting: %s not ready, and a StatefulSet "
+                       "does not scale down while any pod is unhealthy"
+                       % (pod["name"], ", ".join(sorted(all_healthy.last))))
+
+
+def scaled_claim(c, pod):
+    """persistentVolumeClaimRetentionPolicy.whenScaled, for a pod removed by a scale-down."""
+    claim = "data-%s" % pod["name"]
+    if c.st["controller"]["when_scaled"] == "Delete":
+        shutil.rmtree(c.volume(pod["ordinal"]), ignore_errors=True)
+        say("persistentvolumeclaim/%s deleted (whenScaled: Delete)" % claim)
+    else:
+        say("persistentvolumeclaim/%s kept (it comes back with the pod)" % claim)
+
+
+def sync_revisions(c):
+    """status.currentRevision becomes the update revision once every pod runs it, and the
+    revision history keeps revisionHistoryLimit revisions besides those in use."""
+    st = c.st
+    want = wanted(st)
+    pods = [st["pods"].get(pod_name(o)) for o in want]
+    if all(p is not None and p["revision"] == st["update_revision"] for p in pods) and \
+            st["current_revision"] != st["update_revision"]:
+        st["current_revision"] = st["update_revision"]
+        say("statefulset rolling update complete %d pods at revision %s"
+            % (len(pods), st["update_revision"]))
+    history = st.setdefault("history", [st["current_revision"]])
+    used = {st["current_revision"], st["update_revision"]} | {
+        p["revision"] for p in list(st["pods"].values()) + st["orphans"]}
+    spare = [r for r in history if r not in used]
+    drop = spare[:max(0, len(spare) - st["controller"]["history_limit"])]
+    for r in drop:
+        history.remove(r)
+        st["templates"].pop(r, None)
+    c.save()
+
+
+def record_revision(c, rev, template):
+    """A template applied: its revision becomes the update revision (an older template
+    applied again is its old revision: a roll-back)."""
+    st = c.st
+    st["templates"][rev] = template
+    history = st.setdefault("history", [st["current_revision"]])
+    if rev in history:
+        history.remove(rev)
+    history.append(rev)
+    st["update_revision"] = rev
+    c.save()
 
 
 def roll_out(c, rev, partition):
     """The rolling update to revision rev: every pod at or above the partition that runs
     another revision is replaced, highest ordinal first, each only once it is ready and
-    the next only once its replacement is."""
+    the next only once its replacement is. OnDelete replaces none."""
     st = c.st
-    for o in reversed(range(st["replicas"])):
-        name = "%s-%d" % (STS, o)
+    if st["controller"]["update_strategy"] == "OnDelete":
+        say("updateStrategy OnDelete: each pod gets revision %s when it is deleted" % rev)
+        sync_revisions(c)
+        return
+    start = st["controller"]["ordinals_start"]
+    for o in reversed(wanted(st)):
+        name = pod_name(o)
         pod = st["pods"].get(name)
-        if o < partition:
+        if o < start + partition:
             say("%s stays at %s (below the partition)" % (name, pod["revision"] if pod else "-"))
             continue
         if pod is not None and pod["revision"] == rev:
             continue
         if pod is not None:
-            wait_ready(c, pod, quiet=True)  # a pod is replaced only once it is ready
+            # a pod is replaced only once every pod is ready
+            for p in sorted(st["pods"].values(), key=lambda p: -p["ordinal"]):
+                if not healthy(c, p):
+                    wait_healthy(c, p, "the rolling update of %s" % name)
             say("rolling update: replacing %s (%s -> %s)" % (name, pod["revision"], rev))
             delete_pod(c, name)
         wait_ready(c, create_pod(c, o))
         publish(c)
-    if partition == 0:
-        # every ordinal now runs the update revision: it becomes the current one
-        st["current_revision"] = rev
-        c.save()
-        say("statefulset rolling update complete: %d pods at revision %s"
-            % (len(st["pods"]), rev))
+    sync_revisions(c)
+
+
+def sts_status(c):
+    """The StatefulSet's status as the API server shows it: replicas (pods that exist),
+    readyReplicas, availableReplicas (ready for minReadySeconds), updatedReplicas (at
+    the update revision), currentReplicas (at the current revision), the revisions."""
+    st = c.st
+    now = time.time()
+    min_ready = st["controller"]["min_ready_s"]
+    pods = [p for p in st["pods"].values() if not p.get("terminating")]
+    ready = available = 0
+    for p in pods:
+        s = pod_state(c, p)
+        if not p.get("cut") and kubelet_ready(c, p, s):
+            ready += 1
+            if now - (s.get("ready_since") or now) >= min_ready:
+                available += 1
+    return {"replicas": len(pods), "readyReplicas": ready, "availableReplicas": available,
+            "updatedReplicas": sum(p["revision"] == st["update_revision"] for p in pods),
+            "currentReplicas": sum(p["revision"] == st["current_revision"] for p in pods),
+            "currentRevision": st["current_revision"],
+            "updateRevision": st["update_revision"]}

@@ -2,8 +2,12 @@
 
 It runs the pod's container, stops it when the pod is deleted (the preStop sleep, then
 SIGTERM, SIGKILL when the grace period ends), runs its liveness probe, and restarts it
-when it dies or fails the probe, with the kubelet's doubling back-off. What it sees goes
-to the pod's status file, which `status` and the controller read.
+when it dies or fails the probe, with the kubelet's doubling back-off. It runs the
+readiness probe every periodSeconds with the manifest's thresholds, all the time the
+container runs (before its first success, every 0.1 s: a starting pod does not wait a
+whole period). What it sees goes to the pod's status file, which `status`, the
+controller and the endpoints controller read. SIGUSR1 asks for a readiness probe now,
+whose result counts at once (`kubia-sim probe`).
 """
 
 import contextlib
@@ -18,13 +22,14 @@ from .pod_http import http_get, probe_ok
 from .processes import proc_start
 from .util import read_json, write_atomic
 
-SIGS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+SIGS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1}
+STARTING_PERIOD_S = 0.1  # readiness probes of a container that was never ready yet
 
 
 def liveness_probe(spec, live):
-    """(ok, why): the liveness probe, from inside the pod's network namespace, so that a
-    pod cut off the network (its node, in the chapter's story) is not killed for it,
-    just as a kubelet on the same node still reaches the pod."""
+    """(ok, why): a probe (liveness or readiness), from inside the pod's network
+    namespace, so that a pod cut off the network (its node, in the chapter's story) is
+    not killed for it, just as a kubelet on the same node still reaches the pod."""
     try:
         sock = netns_socket(spec["netns"])
     except OSError as e:
@@ -62,17 +67,22 @@ class Container:
         self.unhealthy = None  # why the liveness probe had the container killed
         self.failures = 0  # liveness probes failed in a row
         self.next_probe = self.started + live["initial_delay_s"] if live else None
+        self.next_ready = None  # the next readiness probe (set by the kubelet)
+        self.ever_ready = False
 
     def wakeup(self):
         """Seconds until there is something to do: a grace period ends, or a probe."""
         now = time.monotonic()
+        when = [3600 + now]
         if self.term_at is not None:
-            return self.term_at - now
+            when.append(self.term_at)
         if self.kill_at is not None:
-            return self.kill_at - now
-        if self.next_probe is not None:
-            return self.next_probe - now
-        return 3600
+            when.append(self.kill_at)
+        elif self.next_probe is not None:
+            when.append(self.next_probe)
+        if not self.terminating and self.next_ready is not None:
+            when.append(self.next_ready)
+        return min(when) - now
 
     def stop(self, grace_s, pre_stop_s=0):
         """The kubelet's stop: the preStop sleep (pre_stop_s), then SIGTERM; SIGKILL once
@@ -108,6 +118,11 @@ class Kubelet:
         self.last = {}  # the last termination, kept while the next container runs
         self.current = {}  # the state last written
         self.probes = {"liveness_probes": 0, "liveness_failures": 0}
+        self.ready_probe = spec.get("readiness")
+        # readiness: ready, since when, the probes' counts in a row, the last probe's time
+        self.readiness = {"ready": False, "ready_since": None, "readiness_probes": 0,
+                          "probed_at": None}
+        self.ready_counts = [0, 0]  # successes, failures in a row
 
     def run(self):
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGS)
@@ -135,6 +150,7 @@ class Kubelet:
         self.current.update(kw)
         full = dict(self.last)
         full.update(kw, restarts=self.restarts, since=time.time(), **self.probes)
+        full.update(self.readiness)
         write_atomic(self.spec["status"], json.dumps(full))
 
     def last_line(self):
@@ -154,6 +170,9 @@ class Kubelet:
                 stderr=subprocess.STDOUT, env=self.env,
                 preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGS))
         c = Container(child, self.live)
+        if self.ready_probe:
+            c.next_ready = c.started + self.ready_probe["initial_delay_s"]
+        self.set_ready(False)
         self.status(state="Running", pid=child.pid, start=proc_start(child.pid))
         return c
 
@@ -165,18 +184,58 @@ class Kubelet:
             sig = wait_signal(c.wakeup())
             if sig in (signal.SIGTERM, signal.SIGINT) and not c.terminating:
                 c.terminating = True
+                self.set_ready(False)
                 self.status(state="Terminating", pid=child.pid, start=proc_start(child.pid))
                 # SIGINT is `down`'s: the whole cluster goes, nothing is routed to
                 # the pod any more, so its preStop hook has nothing to wait for
                 hook = self.spec.get("pre_stop_s", 0) if sig == signal.SIGTERM else 0
                 c.stop(self.spec["grace_s"], hook)
-            elif c.term_at is not None and time.monotonic() >= c.term_at:
-                c.term()
+                continue
+            if sig == signal.SIGUSR1:
+                self.probe_readiness(c, at_once=True)
+                continue
+            now = time.monotonic()
+            if c.term_at is not None:
+                if now >= c.term_at:
+                    c.term()
             elif c.kill_at is not None:
-                if time.monotonic() >= c.kill_at:
+                if now >= c.kill_at:
                     self.kill(c)
-            elif c.next_probe is not None and time.monotonic() >= c.next_probe:
+            elif c.next_probe is not None and now >= c.next_probe:
                 self.probe_liveness(c)
+            if not c.terminating and c.next_ready is not None and now >= c.next_ready:
+                self.probe_readiness(c)
+        self.set_ready(False)
+
+    def set_ready(self, ready):
+        if ready != self.readiness["ready"]:
+            self.readiness.update(ready=ready, ready_since=time.time() if ready else None)
+        if not ready:
+            self.ready_counts = [0, 0]
+
+    def probe_readiness(self, c, at_once=False):
+        """The readiness probe: the pod turns ready after successThreshold successes in a
+        row, unready after failureThreshold failures; at_once (a probe asked for with
+        SIGUSR1) decides either way by itself."""
+        rp = self.ready_probe
+        if c.terminating or not rp:
+            self.readiness["probed_at"] = time.time()
+            self.status(**self.current)
+            return
+        ok, _why = liveness_probe(self.spec, rp)
+        was = self.readiness["ready"]
+        n = self.ready_counts
+        n[0], n[1] = (n[0] + 1, 0) if ok else (0, n[1] + 1)
+        if at_once or (ok and n[0] >= rp.get("success_threshold", 1)) or \
+                (not ok and n[1] >= rp["failure_threshold"]):
+            self.set_ready(ok)
+        c.ever_ready = c.ever_ready or ok
+        period = rp["period_s"] if c.ever_ready else min(rp["period_s"], STARTING_PERIOD_S)
+        c.next_ready = time.monotonic() + period
+        self.readiness.update(readiness_probes=self.readiness["readiness_probes"] + 1,
+                              probed_at=time.time())
+        if at_once or self.readiness["ready"] != was or n[0] + n[1] == 1:
+            self.status(**self.current)
 
     def kill(self, c):
         with contextlib.suppress(ProcessLookupError):

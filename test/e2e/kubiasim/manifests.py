@@ -275,7 +275,7 @@ def _security(pod, container):
     }
 
 
-def settings(source=None, parser=None, services=None):
+def settings(source=None, parser=None, services=None, controller=False):
     """What the manifests say about running kubia, as a dict:
 
     statefulset_name, replicas, service_name (the StatefulSet's governing Service),
@@ -297,6 +297,8 @@ def settings(source=None, parser=None, services=None):
     capabilities_add, from the pod's and the container's securityContext.
     resources: requests and limits, each {"cpu": cores, "memory": bytes} as given.
     pod_labels and pod_annotations: the pod template's metadata (empty when unset).
+    With controller=True, also statefulset: what the StatefulSet's spec asks of its
+    controller, Kubernetes' defaults filled in (see controller_settings()).
 
     services: a manifest whose Services exist before the source's objects, as the
     chapter creates kubia-service-headless.yaml before the StatefulSet; a Service of the
@@ -338,7 +340,7 @@ def settings(source=None, parser=None, services=None):
             headless_port = svc["spec"]["ports"][0]["port"]
             headless_target = headless_ports[0]["port"]
 
-    return {
+    out = {
         "statefulset_name": sts["metadata"]["name"],
         "replicas": spec.get("replicas", 1),
         "service_name": service_name,
@@ -361,4 +363,32 @@ def settings(source=None, parser=None, services=None):
         "headless_service_port": headless_port,
         "headless_service_target_port": headless_target,
         "headless_service_ports": headless_ports,
+    }
+    if controller:
+        out["statefulset"] = controller_settings(spec)
+        out["statefulset"]["readiness_success_threshold"] = (
+            c.get("readinessProbe") or {}).get("successThreshold", 1)
+    return out
+
+
+def controller_settings(spec):
+    """The StatefulSet spec's settings for its controller, Kubernetes' defaults filled in:
+    fields (the spec's field names, as given), pod_management_policy, update_strategy
+    (its type), partition, rolling_update (the rollingUpdate fields given),
+    when_deleted and when_scaled (the claims' retention), min_ready_seconds,
+    ordinals_start and revision_history_limit."""
+    strategy = spec.get("updateStrategy") or {}
+    rolling = strategy.get("rollingUpdate") or {}
+    retention = spec.get("persistentVolumeClaimRetentionPolicy") or {}
+    return {
+        "fields": sorted(spec),
+        "pod_management_policy": spec.get("podManagementPolicy", "OrderedReady"),
+        "update_strategy": strategy.get("type", "RollingUpdate"),
+        "rolling_update": sorted(rolling),
+        "partition": rolling.get("partition", 0),
+        "when_deleted": retention.get("whenDeleted", "Retain"),
+        "when_scaled": retention.get("whenScaled", "Retain"),
+        "min_ready_seconds": spec.get("minReadySeconds", 0),
+        "ordinals_start": (spec.get("ordinals") or {}).get("start", 0),
+        "revision_history_limit": spec.get("revisionHistoryLimit", 10),
     }

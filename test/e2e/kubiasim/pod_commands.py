@@ -13,9 +13,8 @@ from .commands import print_pods
 from .containers import container_pid
 from .controller import (converge, create_pod, delete_pod, describe_wait, pod_log, retire,
                          wait_ready)
-from .endpoints import pod_state, publish
+from .endpoints import kubelet_ready, pod_state, publish
 from .network import pod_net_create, pod_net_delete, set_link
-from .pod_http import probe
 from .processes import alive, signal_ref
 from .state import STS, ordinal_of
 from .util import SimError, say, tool, wait_for
@@ -62,7 +61,7 @@ def force_delete(c, name):
 
     def settled():
         s = pod_state(c, new)
-        return s.get("restarts", 0) > 0 or (s.get("state") == "Running" and probe(new))
+        return s.get("restarts", 0) > 0 or kubelet_ready(c, new, s)
     wait_for(settled, st["ready_timeout_s"], "pod %s to start or fail" % name)
     s = pod_state(c, new)
     if s.get("restarts", 0) > 0:
@@ -80,10 +79,11 @@ def cmd_cut(c, a):
     if pod is None:
         raise SimError("pods \"%s\" not found" % a.pod)
     set_link(c, pod["veth"], False)
-    pod["cut"] = True
+    pod["cut"], pod["cut_at"] = True, time.time()
     c.save()
     say("%s's node is cut off the network: its process keeps running, nothing reaches it "
-        "(kubectl would show it Unknown)" % a.pod)
+        "(kubectl shows it Unknown; it leaves the endpoints once the node-lost grace of "
+        "%g s has passed)" % (a.pod, st.get("node_lost_grace_s", 0)))
 
 
 def cmd_heal(c, a):

@@ -46,6 +46,21 @@ class Cluster:
             self.st = read_json(self.statefile)
             yield self
 
+    @contextlib.contextmanager
+    def try_locked(self):
+        """The lock if no command holds it (yields True; st is then read), else False."""
+        if not os.path.exists(os.path.dirname(self.lockfile)):
+            yield False
+            return
+        with open(self.lockfile, "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            self.st = read_json(self.statefile)
+            yield True
+
     def save(self):
         write_atomic(self.statefile, json.dumps(self.st, indent=1, sort_keys=True))
 

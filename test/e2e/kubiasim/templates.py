@@ -19,7 +19,8 @@ def read_manifest(source):
     if not os.path.exists(source):
         raise SimError("-f %s: no such file or directory" % source)
     try:
-        return source, manifests.settings(source, services=manifests.HEADLESS_SERVICE)
+        return source, manifests.settings(source, services=manifests.HEADLESS_SERVICE,
+                                          controller=True)
     except (manifests.ManifestError, OSError, subprocess.SubprocessError) as e:
         raise SimError("-f %s: %s" % (source, e))
     except (KeyError, TypeError, AttributeError, IndexError) as e:
@@ -60,7 +61,8 @@ def template_of(source, s, base, a):
     template.update(
         port=s["container_port"],
         srv_port=srv_ports[0]["port"], srv_ports=srv_ports,
-        readiness=s["readiness_probe"], liveness=s["liveness_probe"],
+        readiness=dict(s["readiness_probe"], success_threshold=s["statefulset"][
+            "readiness_success_threshold"]), liveness=s["liveness_probe"],
         mount_path=s["volume_mount_path"], env=dict(s["env"]), args=list(s["args"] or []),
         grace_s=s["termination_grace_period_seconds"],
         pre_stop_s=s["pre_stop_sleep_seconds"], security=s["security"],
@@ -122,3 +124,52 @@ def parse_env(pairs):
             raise SimError("--env %s: give NAME=VALUE" % p)
         env[k] = v
     return env
+
+
+# The StatefulSet spec fields kubia-sim honours; a manifest with any other is refused.
+SPEC_FIELDS = ("serviceName", "replicas", "selector", "template", "volumeClaimTemplates",
+               "podManagementPolicy", "updateStrategy", "persistentVolumeClaimRetentionPolicy",
+               "minReadySeconds", "ordinals", "revisionHistoryLimit")
+
+
+def controller_of(source, s):
+    """What the StatefulSet's spec asks of the controller (manifests.controller_settings),
+    once kubia-sim can honour all of it: a field it does not implement is refused."""
+    where = "-f %s" % source
+    sts = s["statefulset"]
+    unknown = [f for f in sts["fields"] if f not in SPEC_FIELDS]
+    if unknown:
+        raise SimError("%s: the StatefulSet sets %s, which kubia-sim does not implement "
+                       "(it honours %s)" % (where, ", ".join(unknown), ", ".join(SPEC_FIELDS)))
+
+    def choice(what, value, allowed):
+        if value not in allowed:
+            raise SimError("%s: %s %r: kubia-sim implements %s" % (
+                where, what, value, " and ".join(allowed)))
+        return value
+
+    def count(what, value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SimError("%s: %s %r: give a whole number, 0 or more" % (where, what, value))
+        return value
+    extra = [f for f in sts["rolling_update"] if f != "partition"]
+    if extra:
+        raise SimError("%s: updateStrategy.rollingUpdate.%s: kubia-sim implements only "
+                       "partition (pods are replaced one at a time)" % (where, extra[0]))
+    if sts["update_strategy"] == "OnDelete" and sts["rolling_update"]:
+        raise SimError("%s: updateStrategy.rollingUpdate is only for type RollingUpdate"
+                       % where)
+    return {
+        "pod_management_policy": choice("podManagementPolicy", sts["pod_management_policy"],
+                                        ("OrderedReady", "Parallel")),
+        "update_strategy": choice("updateStrategy.type", sts["update_strategy"],
+                                  ("RollingUpdate", "OnDelete")),
+        "partition": count("updateStrategy.rollingUpdate.partition", sts["partition"]),
+        "when_deleted": choice("persistentVolumeClaimRetentionPolicy.whenDeleted",
+                               sts["when_deleted"], ("Retain", "Delete")),
+        "when_scaled": choice("persistentVolumeClaimRetentionPolicy.whenScaled",
+                              sts["when_scaled"], ("Retain", "Delete")),
+        "min_ready_s": count("minReadySeconds", sts["min_ready_seconds"]),
+        "ordinals_start": count("ordinals.start", sts["ordinals_start"]),
+        "history_limit": count("revisionHistoryLimit", sts["revision_history_limit"]),
+    }
