@@ -353,9 +353,10 @@ def test_the_prestop_sleep_runs_before_the_sigterm_within_the_grace_period(sim, 
     sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 1
     container(sts)["lifecycle"]["preStop"]["sleep"]["seconds"] = 30
     sim.up(1, None, manifest=write(tmp_path, "sts.yaml", sts))
-    assert 1.0 <= stopped_in(sim.cli("delete", "pod", "kubia-0")) < 2.5
+    # (uncut, the sleep would take 30 s; the upper bounds leave room for a busy machine)
+    assert 1.0 <= stopped_in(sim.cli("delete", "pod", "kubia-0")) < 5.0
     # The book's manifests: a 2 s sleep, a 5 s grace period; kubia serves until its
     # SIGTERM at 2 s, then stops in milliseconds.
     sim.cli("rollout", "-f", PET, *sim.template_args())
     assert sim.get_pod("kubia-0", "/healthz").status == 200
-    assert 2.0 <= stopped_in(sim.cli("delete", "pod", "kubia-0")) < 3.5
+    assert 2.0 <= stopped_in(sim.cli("delete", "pod", "kubia-0")) < 5.0
