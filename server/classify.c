@@ -3,8 +3,9 @@
 
 #include <string.h>
 
-/* A Content-Length: one or more decimal digits, nothing else (RFC 9110 section 8.6),
- * within 64 bits. false for anything else, so no prefix of a bad value is taken. */
+/* A Content-Length: one or more decimal digits, nothing else (RFC 9110 section 8.6).
+ * A number past 64 bits is taken as UINT64_MAX: too large, not malformed. false for
+ * anything else, so no prefix of a bad value is taken. */
 static bool parse_length(const char *s, uint64_t *out)
 {
 	uint64_t v = 0;
@@ -13,10 +14,10 @@ static bool parse_length(const char *s, uint64_t *out)
 	for (i = 0; s[i] != '\0'; i++) {
 		unsigned d = (unsigned)(unsigned char)s[i] - '0';
 
-		if (d > 9 || v > (UINT64_MAX - d) / 10) {
+		if (d > 9) {
 			return false;
 		}
-		v = v * 10 + d;
+		v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;
 	}
 	*out = v;
 	return i > 0;

@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FIELD_MAX 4096
 
-/* A Content-Length by RFC 9110 section 8.6: decimal digits only, here within 64 bits. */
+/* A Content-Length by RFC 9110 section 8.6: decimal digits only. */
 static bool valid_length(const char *s, uint64_t *out)
 {
 	uint64_t v = 0;
@@ -30,10 +30,12 @@ static bool valid_length(const char *s, uint64_t *out)
 		return false;
 	}
 	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10) {
+		if (*s < '0' || *s > '9') {
 			return false;
 		}
-		v = v * 10 + (uint64_t)(*s - '0');
+		/* Past 64 bits: too large for any limit. */
+		v = v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10 ? UINT64_MAX
+								 : v * 10 + (uint64_t)(*s - '0');
 	}
 	*out = v;
 	return true;
