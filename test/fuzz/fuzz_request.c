@@ -8,15 +8,18 @@
  * VERSION", then "Name: value" lines, CRLF or LF). It is split the way libmicrohttpd
  * hands it to kubia, and libmicrohttpd's few calls are stood in for here (its header
  * iterator walks these fields), so strict.c runs without a connection; a call of
- * libmicrohttpd or of the rest of server/ added to those files needs its stand-in here. The verdict
- * is checked against RFC 9112's rules stated on their own: one Host (none only in HTTP/1.0), at
- * most one Content-Length and all digits, never both Content-Length and Transfer-Encoding, only
- * "chunked" as a coding and not in HTTP/1.0, no body on GET or HEAD, only the 100-continue
- * expectation, field names that are tokens, values and targets without control bytes; 501 only for
- * a coding, 417 only for an expectation. A request let through is then routed, and never found to
- * have a bad length, and the format of its view is chosen (server/format.c): ?format= as given
- * (json, text, else refused); from Accept, text unless JSON is preferred: an added "text/plain"
- * always makes it text, an added refusal of one type never turns the choice to it.
+ * libmicrohttpd or of the rest of server/ added to those files needs its stand-in here.
+ *
+ * The verdict is checked against RFC 9112's rules stated on their own: one Host (none
+ * only in HTTP/1.0), at most one Content-Length and all digits, never both
+ * Content-Length and Transfer-Encoding, only "chunked" as a coding and not in HTTP/1.0,
+ * no body on GET or HEAD, only the 100-continue expectation, field names that are
+ * tokens, values and targets without control bytes; 501 only for a coding, 417 only for
+ * an expectation. A request let through is then routed, and never found to have a bad
+ * length, and the format of its view is chosen (server/format.c): ?format= as given
+ * (json, text, else refused); from Accept, text unless JSON is preferred: an added
+ * "text/plain" always makes it text, an added refusal of one type never turns the
+ * choice to it.
  */
 #include <microhttpd.h>
 #include <stdarg.h>
