@@ -180,13 +180,16 @@ def add_rollout(sub):
     p.add_argument("--timeout", type=duration, default=300.0,
                    help="rollout status: how long to wait (30s, 3m, 1h; plain: seconds)")
     p.add_argument("-f", "--filename", dest="file", metavar="SOURCE",
-                   help="kubectl apply -f: the pod template and replicas from a manifest "
-                   "(the runtime and binary stay); without it, the current template with "
-                   "the changes below")
+                   help="kubectl apply -f: the pod template, replicas, ordinals, update "
+                   "strategy and partition, claim retention and minReadySeconds from a "
+                   "manifest (the runtime and binary stay; podManagementPolicy cannot "
+                   "change); without it, the current template with the changes below")
     p.add_argument("--binary")
     p.add_argument("--image")
     p.add_argument("--mode", choices=("peers", "pet"))
     p.add_argument("--env", action="append")
     p.add_argument("--arg", action="append")
-    p.add_argument("--partition", type=int)
+    p.add_argument("--partition", type=int, help="updateStrategy.rollingUpdate.partition "
+                   "(kubectl patch): pods at and above this index (from ordinals.start) get "
+                   "the update")
     p.set_defaults(fn=cmd_rollout)
