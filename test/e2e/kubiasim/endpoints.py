@@ -82,6 +82,8 @@ def endpoints_main(args):
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     while not stop:
         with c.try_locked() as got:
+            if got is None:
+                return 0
             if got:
                 if c.st is None:
                     return 0

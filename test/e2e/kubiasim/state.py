@@ -48,9 +48,10 @@ class Cluster:
 
     @contextlib.contextmanager
     def try_locked(self):
-        """The lock if no command holds it (yields True; st is then read), else False."""
+        """The lock if no command holds it (yields True; st is then read), else False;
+        None when the run directory is gone (the cluster with it)."""
         if not os.path.exists(os.path.dirname(self.lockfile)):
-            yield False
+            yield None
             return
         with open(self.lockfile, "a") as f:
             try:
