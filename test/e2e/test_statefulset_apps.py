@@ -1,13 +1,15 @@
 """Kubernetes' StatefulSet end-to-end scenarios (test/e2e/apps/statefulset.go) beyond the
 basic ones, run against kubia-sim: clustered applications (kubia's cluster view in the
 place of ZooKeeper, Redis, MySQL Galera and CockroachDB), minReadySeconds, the claims'
-retention policy and ordinals.start; then what kubia-sim promises besides: endpoints
-that follow readiness with no command run, a lost node's pods leaving them after its
-grace, rollout status as kubectl prints it, and the refusal of StatefulSet fields it
-does not implement. The coverage table is in README.md beside this file.
+retention policy, a claim recreated for a pending pod, and ordinals.start; then what
+kubia-sim promises besides: endpoints that follow readiness with no command run, a
+lost node's pods leaving them after its grace, rollout status as kubectl prints it,
+and the refusal of StatefulSet fields it does not implement. The coverage table is in
+README.md beside this file.
 """
 
 import os
+import re
 import time
 
 import pytest
@@ -103,6 +105,27 @@ def test_should_delete_pvcs_with_a_onscaledown_policy(sim, tmp_path):
     # deleting the StatefulSet keeps the rest (whenDeleted: Retain)
     sim.cli("down")
     assert claims(sim) == ["data-kubia-0"]
+
+
+def test_pvc_should_be_recreated_when_pod_is_pending_due_to_missing_pvc(sim, tmp_path):
+    up(sim, tmp_path, statefulset(1))
+    assert claims(sim) == ["data-kubia-0"]
+    wait_ready_count(sim, 1)
+    assert sim.post_pod("kubia-0", "on the first claim").status == 200
+    # the node cordoned, the deleted pod is recreated but stays Pending
+    sim.cli("cordon")
+    sim.cli("delete", "pod", "kubia-0")
+    assert names(sim) == [] and sim.status()["pending"] == ["kubia-0"]
+    assert re.search(r"^kubia-0\s+0/1\s+Pending", sim.cli("status").stdout, re.M)
+    assert claims(sim) == ["data-kubia-0"]
+    sim.cli("delete", "pvc", "data-kubia-0")
+    assert claims(sim) == []
+    # uncordoned: the claim is recreated and the pod runs, ready, on it
+    sim.cli("uncordon")
+    assert claims(sim) == ["data-kubia-0"]
+    wait_ready_count(sim, 1)
+    assert sim.status()["pending"] == []
+    assert sim.get_pod("kubia-0", "/data").body == "No data posted yet"
 
 
 def start_ordinal(sim, tmp_path, initial, want, **change):

@@ -6,7 +6,8 @@ line down:
     cli          the command line, and the dispatch under the cluster's lock
     commands     commands on the whole cluster: up, down, status, scale, probe, dns
     rollout      rollout (kubectl apply / edit of the template) and rollout status
-    pod_commands commands on one pod or claim: delete, cut, heal, exec, logs, run
+    pod_commands commands on one pod, claim or node: delete, cut, heal, cordon, exec,
+                 logs, run
     templates    the pod template, from the manifest and the command line
     manifests    the reader of k8s/ (also used by the image suite's manifest tests)
     controller   the StatefulSet controller: OrderedReady or Parallel pod management,

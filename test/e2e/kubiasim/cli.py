@@ -10,7 +10,8 @@ from .cluster_dns import DNS_MODES
 from .commands import cmd_dns, cmd_down, cmd_probe, cmd_scale, cmd_status, cmd_up
 from .endpoints import endpoints_main
 from .kubelet import kubelet_main
-from .pod_commands import cmd_cut, cmd_delete, cmd_exec, cmd_heal, cmd_logs, cmd_run
+from .pod_commands import (cmd_cordon, cmd_cut, cmd_delete, cmd_exec, cmd_heal, cmd_logs,
+                           cmd_run)
 from .prometheus import add_options as add_prometheus_options
 from .rollout import cmd_rollout, cmd_rollout_status
 from .state import Cluster
@@ -87,6 +88,11 @@ def parser():
     p = sub.add_parser("heal", help="bring a cut-off node back")
     p.add_argument("pod")
     p.set_defaults(fn=cmd_heal)
+
+    for cmd, what in (("cordon", "no pod starts on the cluster's node (pods to create stay "
+                       "Pending)"), ("uncordon", "pods start again")):
+        p = sub.add_parser(cmd, help="kubectl %s: %s" % (cmd, what))
+        p.set_defaults(fn=cmd_cordon)
 
     add_rollout(sub)
 

@@ -208,6 +208,12 @@ def converge(c):
     want = wanted(st)
     parallel = st["controller"]["pod_management_policy"] == "Parallel"
     missing = [o for o in want if pod_name(o) not in st["pods"]]
+    st["pending"] = [pod_name(o) for o in missing] if st.get("cordoned") else []
+    if st["pending"]:
+        # the only node is cordoned: the pods are made, but none can be scheduled
+        say("pod/%s Pending: the node is cordoned (kubia-sim uncordon)"
+            % ", pod/".join(st["pending"]))
+        missing = []
     if parallel:
         made = [create_pod(c, o) for o in missing]
         publish(c)

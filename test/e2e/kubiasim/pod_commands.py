@@ -1,6 +1,6 @@
-"""The commands on one pod or claim: delete (also --force, section 10.5's forced
-deletion), cut and heal (a node off the network and back), exec, logs, and run (a
-throwaway pod)."""
+"""The commands on one pod, claim or node: delete (also --force, section 10.5's forced
+deletion), cut and heal (a node off the network and back), cordon and uncordon (no pod
+starts meanwhile), exec, logs, and run (a throwaway pod)."""
 
 import os
 import shutil
@@ -84,6 +84,19 @@ def cmd_cut(c, a):
     say("%s's node is cut off the network: its process keeps running, nothing reaches it "
         "(kubectl shows it Unknown; it leaves the endpoints once the node-lost grace of "
         "%g s has passed)" % (a.pod, st.get("node_lost_grace_s", 0)))
+
+
+def cmd_cordon(c, a):
+    """kubectl cordon / uncordon of the cluster's only node: while it is cordoned, no
+    pod is started (a pod to create stays Pending); uncordoned, the controller goes on."""
+    st = c.require_up()
+    st["cordoned"] = a.cmd == "cordon"
+    c.save()
+    say("node/kubia-sim %s" % ("cordoned" if st["cordoned"] else "uncordoned"))
+    if not st["cordoned"]:
+        converge(c)
+        publish(c)
+    print_pods(c)
 
 
 def cmd_heal(c, a):
