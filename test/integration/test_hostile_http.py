@@ -315,7 +315,10 @@ def start_trickling(k, n, limit):
 def test_slowloris_per_address_limit(factory):
     """500 connections from 127.0.0.2 that send a byte of their request line now and
     then: --max-connections-per-ip 100 turns away exactly 400 of them, and meanwhile a
-    client from 127.0.0.3 is served in under 100 ms every time."""
+    client from 127.0.0.3 is served in under 100 ms: 99 requests of 100 (a busy machine
+    may deschedule the test itself now and then) and every one in under a second (a
+    server that the trickling connections held up would keep it waiting for seconds,
+    until their idle time-out)."""
     k = factory.kubia("kubia-0", mode="pet", args=["--max-connections-per-ip", "100"])
     assert k.post("/", b"kept").status == 200
     socks = start_trickling(k, 500, 100)
@@ -330,10 +333,13 @@ def test_slowloris_per_address_limit(factory):
             assert buf.startswith(b"HTTP/1.1 200") and buf.endswith(b"kept"), buf[:200]
             times.append(dt)
         times.sort()
+        p99 = times[len(times) * 99 // 100]
         print("100 open, 400 refused; %d requests from another address: median %.1f ms, "
-              "slowest %.1f ms" % (len(times), times[len(times) // 2] * 1000,
-                                   times[-1] * 1000))
-        assert times[-1] < 0.1, "a client from another address took %.0f ms" % (
+              "99th percentile %.1f ms, slowest %.1f ms" % (
+                  len(times), times[len(times) // 2] * 1000, p99 * 1000, times[-1] * 1000))
+        assert p99 < 0.1, "a client from another address: 99th percentile %.0f ms" % (
+            p99 * 1000)
+        assert times[-1] < 1.0, "a client from another address took %.0f ms" % (
             times[-1] * 1000)
     finally:
         for s in socks:
