@@ -34,6 +34,8 @@
 
 #include "discovery/internal.h"
 
+#include "fuzz_input.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_PEERS 12
@@ -56,25 +58,6 @@ struct text {
 
 static size_t releases;
 static size_t borrows;
-
-static char *field(const uint8_t **p, const uint8_t *end)
-{
-	const uint8_t *nul = memchr(*p, '\0', (size_t)(end - *p));
-	size_t n = nul != NULL ? (size_t)(nul - *p) : (size_t)(end - *p);
-	char *s;
-
-	if (n > FIELD_MAX) {
-		n = FIELD_MAX;
-	}
-	s = malloc(n + 1);
-	if (s == NULL) {
-		abort();
-	}
-	memcpy(s, *p, n);
-	s[n] = '\0';
-	*p = nul != NULL ? nul + 1 : end;
-	return s;
-}
 
 /* Names as kubia gets them: c-ares writes a DNS name's other bytes as \DDD, and a host
  * name is printable ASCII without '/' (config.c): anything else becomes 'x' here. */
@@ -138,9 +121,9 @@ static size_t read_peers(const uint8_t **p, const uint8_t *end, size_t want, str
 
 		memset(s, 0, sizeof(*s));
 		*p += 4;
-		name = field(p, end);
+		name = fuzz_field(p, end, FIELD_MAX);
 		printable(name);
-		s->data = field(p, end);
+		s->data = fuzz_field(p, end, FIELD_MAX);
 		s->kind = (enum kind)(b[3] % KINDS);
 		if (s->kind == ERROR || (b[0] % 3 == 0 && (b[0] & 0x80) != 0)) {
 			ascii(s->data); /* error texts are kubia's, curl's and c-ares' own */
@@ -599,12 +582,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	peer_port = (data[1] & 2) != 0 ? (unsigned)(data[2] << 8 | data[3]) : 0;
-	host = field(&p, end);
+	host = fuzz_field(&p, end, FIELD_MAX);
 	host[strnlen(host, DISCOVERY_HOSTNAME_MAX)] = '\0'; /* discovery's own limit */
 	printable(host);
-	local = field(&p, end);
-	reason = field(&p, end);
-	shared = field(&p, end);
+	local = fuzz_field(&p, end, FIELD_MAX);
+	reason = fuzz_field(&p, end, FIELD_MAX);
+	shared = fuzz_field(&p, end, FIELD_MAX);
 	a.npeers = read_peers(&p, end, data[0] % (MAX_PEERS + 1), specs);
 	a.peers = calloc(a.npeers + 1, sizeof(*a.peers));
 	if (a.peers == NULL) {

@@ -24,29 +24,12 @@
 
 #include "discovery/internal.h"
 
+#include "fuzz_input.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_DOMAINS 8
 #define FIELD_MAX 1024
-
-static char *field(const uint8_t **p, const uint8_t *end)
-{
-	const uint8_t *nul = memchr(*p, '\0', (size_t)(end - *p));
-	size_t n = nul != NULL ? (size_t)(nul - *p) : (size_t)(end - *p);
-	char *s;
-
-	if (n > FIELD_MAX) {
-		n = FIELD_MAX;
-	}
-	s = malloc(n + 1);
-	if (s == NULL) {
-		abort();
-	}
-	memcpy(s, *p, n);
-	s[n] = '\0';
-	*p = nul != NULL ? nul + 1 : end;
-	return s;
-}
 
 /* Is name exactly base, or base "." domain with the domain's trailing dots dropped? */
 static bool is_name(const char *name, const char *base, size_t bl, const char *domain)
@@ -161,10 +144,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1) {
 		return 0;
 	}
-	service = field(&p, end);
-	server = field(&p, end);
+	service = fuzz_field(&p, end, FIELD_MAX);
+	server = fuzz_field(&p, end, FIELD_MAX);
 	while (p < end && nd < MAX_DOMAINS) {
-		domains[nd++] = field(&p, end);
+		domains[nd++] = fuzz_field(&p, end, FIELD_MAX);
 	}
 	/* Leave a gap now and then: NULL entries are skipped. */
 	if (nd > 0 && (data[0] & 0x80) != 0) {

@@ -17,6 +17,8 @@
 
 #include "server/classify.h"
 
+#include "fuzz_input.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FIELD_MAX 4096
@@ -78,26 +80,6 @@ static enum classify_route expected(const struct classify_request *rq, bool peer
 	return ROUTE_TOO_LARGE_DRAIN;
 }
 
-/* The next NUL-terminated field of data (copied, so a read past it is caught). */
-static char *field(const uint8_t **p, const uint8_t *end)
-{
-	const uint8_t *nul = memchr(*p, '\0', (size_t)(end - *p));
-	size_t n = nul != NULL ? (size_t)(nul - *p) : (size_t)(end - *p);
-	char *s;
-
-	if (n > FIELD_MAX) {
-		n = FIELD_MAX;
-	}
-	s = malloc(n + 1);
-	if (s == NULL) {
-		abort();
-	}
-	memcpy(s, *p, n);
-	s[n] = '\0';
-	*p = nul != NULL ? nul + 1 : end;
-	return s;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const uint8_t *p = data + 9;
@@ -122,9 +104,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		max %= 100000;
 	}
 	peers = (data[0] & 2) != 0;
-	method = field(&p, end);
-	path = field(&p, end);
-	cl = field(&p, end);
+	method = fuzz_field(&p, end, FIELD_MAX);
+	path = fuzz_field(&p, end, FIELD_MAX);
+	cl = fuzz_field(&p, end, FIELD_MAX);
 	rq = (struct classify_request){method, path, (data[0] & 4) != 0 ? cl : NULL,
 				       (data[0] & 1) != 0};
 
