@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -307,6 +308,9 @@ static void release(struct app *a)
 	storage_close(a->st);
 }
 
+/* Blocks from this size on are mapped on their own (see main). */
+enum { KUBIA_MMAP_THRESHOLD = 128 * 1024 };
+
 int main(int argc, char **argv)
 {
 	struct app a;
@@ -314,6 +318,13 @@ int main(int argc, char **argv)
 	bool ok;
 
 	memset(&a, 0, sizeof(a));
+	/*
+	 * Bodies and views of hundreds of KiB are mapped and unmapped, always: glibc would
+	 * otherwise raise its mapping threshold after the first such block is freed and
+	 * serve the next ones from its arenas, which keep what they once held, so the
+	 * process could stay well above the memory budget after a burst of large bodies.
+	 */
+	(void)mallopt(M_MMAP_THRESHOLD, KUBIA_MMAP_THRESHOLD);
 	switch (config_parse(&a.cfg, argc, argv, env_lookup, stdout, err, sizeof(err))) {
 	case CONFIG_RUN:
 		break;

@@ -813,6 +813,7 @@ def test_the_manifests_memory_limit_holds_against_uploads_and_slow_readers(image
         info = json.loads(podman("container", "inspect", pod.name).stdout)[0]["State"]
         assert info["Running"] and not info.get("OOMKilled"), info
         peak = int(proc_status(pod.pid)["VmHWM"].split()[0])
+        print("kubia VmHWM %d KiB" % peak)
     finally:
         for s in socks:
             s.close()
