@@ -13,11 +13,11 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
+from ports import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIM = os.path.join(HERE, "kubia-sim")
@@ -60,12 +60,6 @@ def wait_until(pred, timeout, what, interval=0.02):
         if time.monotonic() >= deadline:
             raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
         time.sleep(interval)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def subnet_in_use(base):

@@ -6,7 +6,6 @@ starts is recorded and ended by its PID in a finalizer; every wait is bounded.
 Only the system python3 and its standard library (plus Debian's pytest) are used.
 """
 
-import errno
 import http.client
 import os
 import random
@@ -21,6 +20,7 @@ import threading
 import time
 
 import pytest
+from ports import free_port  # noqa: F401 (the suites import it from here)
 
 KUBIA = os.environ.get("KUBIA_BINARY") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "kubia")
@@ -60,46 +60,7 @@ def wait_until(pred, timeout, interval=0.01, what="condition"):
 # ports
 
 
-def _port_free(port, udp=True):
-    kinds = [socket.SOCK_STREAM] + ([socket.SOCK_DGRAM] if udp else [])
-    for kind in kinds:
-        for fam, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-            s = socket.socket(fam, kind)
-            try:
-                if fam == socket.AF_INET6:
-                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                s.bind((addr, port))
-            except OSError as e:
-                if fam == socket.AF_INET6 and e.errno == errno.EADDRNOTAVAIL:
-                    continue
-                if fam == socket.AF_INET6 and e.errno == errno.EAFNOSUPPORT:
-                    continue
-                return False
-            finally:
-                s.close()
-    return True
-
-
-_given_ports = set()
-_ports_lock = threading.Lock()
-
-
-def free_port(udp=False):
-    """A port free for TCP (and UDP when asked) on all addresses, not handed out
-    before in this test run (two kubias must never be given the same port)."""
-    for _ in range(200):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        with _ports_lock:
-            if port in _given_ports:
-                continue
-        if _port_free(port, udp=udp):
-            with _ports_lock:
-                _given_ports.add(port)
-            return port
-    raise RuntimeError("no free port found")
+# free_port: see test/ports.py (below the ephemeral range, one port per run)
 
 
 def ipv6_available():
@@ -330,10 +291,21 @@ class Dnsmasq:
         names = {}
         for rec in self.srv:
             names[rec[0]] = names.get(rec[0], 0) + 1
+        # (UDP: a query or its answer may be dropped on a loaded machine, so each name
+        # is asked again, as a resolver would, until it answers or 10 s have passed)
         for name, count in names.items():
-            r = dns_query("127.0.0.1", self.port, name, 33, 1.0)
-            assert r is not None and r[0] == 0 and (r[1] == count or r[2]), (
-                "dnsmasq fixture does not serve %s SRV x%d: %r" % (name, count, r))
+            last = []
+
+            def served(name=name, count=count, last=last):
+                last[:] = [dns_query("127.0.0.1", self.port, name, 33, 1.0)]
+                r = last[0]
+                return r is not None and r[0] == 0 and (r[1] == count or r[2])
+
+            try:
+                wait_until(served, 10, what="dnsmasq to serve %s SRV x%d" % (name, count))
+            except AssertionError as e:
+                raise AssertionError("%s; last answer %r; dnsmasq log: %s"
+                                     % (e, last[0], self.log())) from None
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
