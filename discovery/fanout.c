@@ -96,6 +96,14 @@ static struct fanout_answer *answer_verror(const char *fmt, va_list ap)
 	if (len >= sizeof(buf)) {
 		len = sizeof(buf) - 1;
 	}
+	/* A reason is one line of printable ASCII, whatever its source put in it (a
+	 * library's text can quote a peer's bytes): the text view keeps one line per pod
+	 * and the JSON view a valid string. */
+	for (size_t i = 7; i < len; i++) {
+		if (buf[i] < 0x20 || buf[i] > 0x7e) {
+			buf[i] = '?';
+		}
+	}
 	a = fanout_answer_copy(buf, len);
 	if (a != NULL) {
 		a->error = true;

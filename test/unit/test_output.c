@@ -373,6 +373,11 @@ static void test_answer_texts(void **state)
 	assert_int_equal(a->len, strlen("Error: timed out after 20 ms"));
 	assert_string_equal(a->data, "Error: timed out after 20 ms");
 	fanout_answer_unref(a);
+	/* A reason quoting bytes of a peer stays one line of printable ASCII. */
+	a = fanout_answer_error("bad status line %s", "HTTP/1.1 200 \xff\xfe\r\nX\t\x7f");
+	assert_non_null(a);
+	assert_string_equal(a->data, "Error: bad status line HTTP/1.1 200 ????X??");
+	fanout_answer_unref(a);
 	fanout_answer_unref(NULL);
 }
 
