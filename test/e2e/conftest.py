@@ -197,6 +197,17 @@ class Sim:
     def post_pod(self, pod, body):
         return self.request("POST", self.pod_path(pod), body)
 
+    def post_each(self, n):
+        """POSTs "data of kubia-N" to each of the pods 0..n-1, each acknowledged; the
+        data by pod name, as view() and wait_view() take it."""
+        data = {}
+        for i in range(n):
+            pod = "kubia-%d" % i
+            data[pod] = "data of %s" % pod
+            r = self.post_pod(pod, data[pod])
+            assert r.status == 200, (pod, r)
+        return data
+
     def get_svc(self, path="/"):
         return self.request("GET", self.svc_path(path))
 

@@ -16,19 +16,10 @@ def error_reason(sim, body, pod):
     return m.group(1)
 
 
-def posted(sim, n):
-    data = {}
-    for i in range(n):
-        pod = "kubia-%d" % i
-        assert sim.post_pod(pod, "data of %s" % pod).status == 200
-        data[pod] = "data of %s" % pod
-    return data
-
-
 def test_killed_peer_is_an_error_line_and_comes_back(sim):
     # a long first back-off keeps the dead pod dead while the view is asked for
     sim.up(3, "peers", "--restart-backoff-ms", 4000)
-    data = posted(sim, 3)
+    data = sim.post_each(3)
     sim.wait_view("kubia-0", data)
     os.kill(sim.container_pid("kubia-1"), signal.SIGKILL)
     r = sim.get_pod("kubia-0")
@@ -47,7 +38,7 @@ def test_killed_peer_is_an_error_line_and_comes_back(sim):
 
 def test_cut_off_peer_costs_at_most_the_peer_timeout(sim):
     sim.up(3)
-    data = posted(sim, 3)
+    data = sim.post_each(3)
     sim.wait_view("kubia-2", data)
     sim.cli("cut", "kubia-1")
     # the process still runs (a node failure, not a crash) and DNS still lists it
@@ -68,7 +59,7 @@ def test_cut_off_peer_costs_at_most_the_peer_timeout(sim):
 
 def test_cluster_dns_down_and_back(sim):
     sim.up(2)
-    data = posted(sim, 2)
+    data = sim.post_each(2)
     sim.wait_view("kubia-0", data)
     sim.cli("dns", "stop")
     assert sim.status()["dns"] is None
@@ -113,7 +104,7 @@ def test_no_ready_pods_means_no_peers_and_no_endpoints(sim):
 
 def test_a_pod_that_is_not_ready_still_shows_itself(sim):
     sim.up(3)
-    data = posted(sim, 3)
+    data = sim.post_each(3)
     sim.cli("exec", "kubia-2", "--", "mount", "-o", "remount,bind,ro", "/var/data")
     sim.cli("probe")
     assert sim.status()["endpoints"] == ["kubia-0", "kubia-1"]

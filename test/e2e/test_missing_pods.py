@@ -9,18 +9,9 @@ from conftest import wait_until
 MISSING = "Error: not ready (not in DNS)"
 
 
-def posted(sim, n):
-    data = {}
-    for i in range(n):
-        pod = "kubia-%d" % i
-        assert sim.post_pod(pod, "data of %s" % pod).status == 200
-        data[pod] = "data of %s" % pod
-    return data
-
-
 def test_a_pod_not_ready_in_the_middle_is_shown_missing(sim):
     sim.up(3)
-    data = posted(sim, 3)
+    data = sim.post_each(3)
     book = sim.wait_view("kubia-0", data).body
     # kubia-1's volume turns read-only: its /readyz fails, it leaves the endpoints
     sim.cli("exec", "kubia-1", "--", "mount", "-o", "remount,bind,ro", "/var/data")
@@ -55,5 +46,5 @@ def test_expected_replicas_show_the_pods_not_there_yet(sim):
     """Two pods running where the StatefulSet is expected to have three
     (KUBIA_REPLICAS=3): the third shows as missing at the tail."""
     sim.up(2, "peers", "--env", "KUBIA_REPLICAS=3")
-    data = posted(sim, 2)
+    data = sim.post_each(2)
     sim.wait_view("kubia-1", dict(data, **{"kubia-2": MISSING}))
