@@ -588,16 +588,15 @@ class BacklogFull:
         self.sock.close()
 
 
-class TricklePeer:
-    """An HTTP peer that answers /data with a valid head and then one byte of body
-    every interval seconds, for ever."""
+class LoopbackServer:
+    """A TCP server on 127.0.0.1 that serves each connection in a thread of its own with
+    _serve(c) (a subclass's); _accepted(c) runs first, in the accepting thread."""
 
-    def __init__(self, interval=0.1):
-        self.interval = interval
+    def __init__(self, backlog=16):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self._stop = threading.Event()
         self.threads = []
@@ -614,9 +613,36 @@ class TricklePeer:
                 continue
             except OSError:
                 return
+            self._accepted(c)
             t = threading.Thread(target=self._serve, args=(c,), daemon=True)
             t.start()
             self.threads.append(t)
+
+    def _accepted(self, c):
+        pass
+
+    def _serve(self, c):
+        raise NotImplementedError
+
+    def _wake(self):
+        """Called by close() after the listening socket: ends what blocks the serving
+        threads (nothing by default; their reads time out)."""
+
+    def close(self, join_s=2):
+        self._stop.set()
+        self.sock.close()
+        self._wake()
+        for t in self.threads:
+            t.join(join_s)
+
+
+class TricklePeer(LoopbackServer):
+    """An HTTP peer that answers /data with a valid head and then one byte of body
+    every interval seconds, for ever."""
+
+    def __init__(self, interval=0.1):
+        self.interval = interval
+        super().__init__()
 
     def _serve(self, c):
         try:
@@ -639,12 +665,6 @@ class TricklePeer:
                   b"Content-Length: 100000\r\n\r\n")
         while not self._stop.wait(self.interval):
             c.sendall(b"t")
-
-    def close(self):
-        self._stop.set()
-        self.sock.close()
-        for t in self.threads:
-            t.join(2)
 
 
 # ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-from conftest import DOMAIN, free_port, pod_fqdn, run_kubia, wait_until
+from conftest import DOMAIN, LoopbackServer, free_port, pod_fqdn, run_kubia, wait_until
 
 NAMES = ("kubia-0", "kubia-1", "kubia-2")
 TCP_CLOSE_WAIT = 8  # tcp_info.tcpi_state, linux/tcp_states.h
@@ -40,7 +40,7 @@ def raise_fd_limit(want=8192):
 # a relay in front of a peer
 
 
-class CountingRelay:
+class CountingRelay(LoopbackServer):
     """A relay in front of one peer for one querying pod (so every connection it sees
     comes from that pod): holds each request delay seconds before passing it on, and
     each answer answer_delay seconds before passing it back, so that fetches overlap;
@@ -54,21 +54,12 @@ class CountingRelay:
         self.upstream = upstream
         self.delay = delay
         self.answer_delay = answer_delay
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(512)
-        self.port = self.sock.getsockname()[1]
         self.lock = threading.Lock()
         self.live = set()
         self.max_open = 0
         self.accepted = 0
         self.requests = 0
-        self._stop = threading.Event()
-        self.threads = []
-        t = threading.Thread(target=self._accept, daemon=True)
-        t.start()
-        self.threads.append(t)
+        super().__init__(backlog=512)
 
     @staticmethod
     def _closing(s):
@@ -79,23 +70,12 @@ class CountingRelay:
         except OSError:
             return True
 
-    def _accept(self):
-        self.sock.settimeout(0.05)
-        while not self._stop.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.accepted += 1
-                self.live.add(c)
-                now = sum(1 for s in self.live if s is c or not self._closing(s))
-                self.max_open = max(self.max_open, now)
-            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
-            t.start()
-            self.threads.append(t)
+    def _accepted(self, c):
+        with self.lock:
+            self.accepted += 1
+            self.live.add(c)
+            now = sum(1 for s in self.live if s is c or not self._closing(s))
+            self.max_open = max(self.max_open, now)
 
     @staticmethod
     def _recv_until(s, buf, end):
@@ -153,9 +133,7 @@ class CountingRelay:
             if up is not None:
                 up.close()
 
-    def close(self):
-        self._stop.set()
-        self.sock.close()
+    def _wake(self):
         with self.lock:
             # the pods keep their connections alive: wake the readers
             for c in self.live:
@@ -163,8 +141,9 @@ class CountingRelay:
                     c.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-        for t in self.threads:
-            t.join(5)
+
+    def close(self):
+        super().close(join_s=5)
 
 
 # ---------------------------------------------------------------------------
