@@ -242,7 +242,8 @@ static enum MHD_Result finish_post(struct http_server *s, struct request *r)
 		break;
 	}
 	if (o->res == STORAGE_OK) {
-		log_msg(LOG_LEVEL_INFO, "new data has been received and stored (%zu bytes)",
+		/* At debug level: the access log already has a line for the POST. */
+		log_msg(LOG_LEVEL_DEBUG, "new data has been received and stored (%zu bytes)",
 			r->len);
 		return queue_fixed(r->conn, MHD_HTTP_OK, s->stored_resp);
 	}

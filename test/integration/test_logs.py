@@ -113,6 +113,12 @@ def test_every_line_parses_and_requests_have_their_fields(factory, fmt):
     assert int(post["request_bytes"]) == 5
     assert int(post["bytes"]) == len("Data stored on pod kubia-0\n")
     assert int(by[("GET", "/nohost")]["bytes"]) == len(NO_HOST)
+    # One line per request: besides the access log, only the start and the stop speak
+    # at level info (the POST's own "stored" line is at debug).
+    others = [e["msg"] for e in events(k, fmt) if e["msg"] != "request"]
+    assert all(m.startswith(("memory budget", "configuration", "kubia ", "SIGTERM",
+                             "stopped in "))
+               for m in others), others
     for r in reqs:
         assert 0 <= num(r["duration_ms"]) < 10000, r
         assert "peer_errors" not in r, r  # pet mode: no views
