@@ -314,9 +314,8 @@ def _port_taken(e):
 
 
 class KubiaServer:
-    """A conftest Kubia (pet mode) as the campaign's server. Restarted a thousand times
-    on a busy machine, its port may be taken meanwhile (ports come from the ephemeral
-    range, which every outgoing connection draws from): it then moves to another."""
+    """A conftest Kubia (pet mode) as the campaign's server. Should its port be taken
+    between two of a thousand restarts, it moves to another."""
 
     no_data = b"No data posted yet"
 
