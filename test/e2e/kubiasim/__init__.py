@@ -5,19 +5,19 @@ line down:
 
     cli          the command line, and the dispatch under the cluster's lock
     commands     commands on the whole cluster: up, down, status, scale, probe, dns
-    rollout      rollout (kubectl apply / edit of the template) and rollout status
+    rollout      rollout (kubectl apply / edit of the template), the rolling update,
+                 and rollout status
     pod_commands commands on one pod, claim or node: delete, cut, heal, cordon, exec,
                  logs, run
     templates    the pod template, from the manifest and the command line
     manifests    the reader of k8s/ (also used by the image suite's manifest tests)
     controller   the StatefulSet controller: OrderedReady or Parallel pod management,
-                 ordinals.start, claim retention, rolling and OnDelete updates with a
-                 partition, revision history, the StatefulSet's status
+                 ordinals.start, claim retention, revision history
     kubelet      the supervisor of one pod: stops, restarts, back-off, liveness and
                  readiness probes
     containers   the command that starts a pod's container (a process, or podman)
     endpoints    which pods are ready, published to DNS and to the proxy, also by a
-                 daemon of its own while no command runs
+                 daemon of its own while no command runs; the StatefulSet's status
     cluster_dns  dnsmasq, answering as CoreDNS (or a DNS of the specification) does
     api_proxy    nginx, serving the API server's pod and Service proxy paths
     prometheus   Prometheus (up --prometheus), its targets following the pods

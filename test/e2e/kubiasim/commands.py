@@ -16,8 +16,8 @@ import time
 from . import prometheus
 from .cluster_dns import dns_stop
 from .containers import PODMAN_FLAGS, container_pid
-from .controller import converge, sts_status
-from .endpoints import kubelet_ready, pod_state, publish
+from .controller import converge
+from .endpoints import kubelet_ready, pod_state, publish, sts_status
 from .network import net_up, port_free, subnet_free
 from .processes import alive, signal_ref, spawn, stop_ref
 from .state import MAX_ORDINALS, PUBLIC, STS, revision_of

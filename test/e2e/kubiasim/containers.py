@@ -22,6 +22,19 @@ exec "$@"
 """
 
 
+def apply_fs_group(volume, gid):
+    """fsGroup, as the kubelet applies it to a volume: the group owns every file, may
+    read and write them, and new files inherit the group (set-group-ID directories)."""
+    for d, _dirs, files in os.walk(volume):
+        for path in [d] + [os.path.join(d, f) for f in files]:
+            st = os.lstat(path)
+            if not (os.path.isdir(path) or os.path.isfile(path)) or os.path.islink(path):
+                continue
+            os.chown(path, -1, gid, follow_symlinks=False)
+            extra = 0o2070 if os.path.isdir(path) else 0o060
+            os.chmod(path, (st.st_mode & 0o7777) | extra)
+
+
 def container_cmd(c, netns, name, scratch, volume, template):
     if template.get("runtime") == "podman":
         return podman_cmd(c, netns, name, volume, template)
@@ -44,36 +57,51 @@ def podman_cmd(c, netns, name, volume, template):
     securityContext. `podman run` stays attached, so signals to it reach kubia (PID 1
     in the container) and its exit is the container's."""
     sec = template["security"]
+    return podman_run(netns, netns, name, volume, template["mount_path"], {
+        "read_only": sec["read_only_root_filesystem"], "caps_drop": sec["capabilities_drop"],
+        "caps_add": sec["capabilities_add"],
+        "no_new_privs": not sec["allow_privilege_escalation"], "user": template.get("user"),
+        "fs_group": sec["fs_group"], "resources": template["resources"],
+        "env": template["env"], "grace_s": template["grace_s"]}) + \
+        [template["image"]] + list(template["args"])
+
+
+def podman_run(container, netns, name, volume, mount_path, o):
+    """podman run of a container of the pod (named container), up to its image: the
+    pod's network namespace, host name and resolv.conf, the volume at mount_path (None:
+    not mounted), and o's securityContext, resources and environment."""
     cmd = [tool("podman")] + PODMAN_FLAGS + [
-        "run", "--rm", "--replace", "--name", netns, "--network", "ns:/run/netns/" + netns,
+        "run", "--rm", "--replace", "--name", container,
+        "--network", "ns:/run/netns/" + netns,
         "--hostname", name, "--sig-proxy=true", "--log-driver", "none",
         "-v", "%s:/etc/resolv.conf:ro" % os.path.join("/etc/netns", netns, "resolv.conf"),
-        "-v", "%s:%s" % (volume, template["mount_path"]),
-        "--stop-timeout", "%d" % max(1, int(template["grace_s"]))] + PODMAN_RUN_FLAGS
-    if sec["read_only_root_filesystem"]:
+        "--stop-timeout", "%d" % max(1, int(o.get("grace_s", 30)))] + PODMAN_RUN_FLAGS
+    if mount_path:
+        cmd += ["-v", "%s:%s" % (volume, mount_path)]
+    if o["read_only"]:
         cmd.append("--read-only")
-    for cap in sec["capabilities_drop"]:
+    for cap in o["caps_drop"]:
         cmd += ["--cap-drop", cap]
-    for cap in sec["capabilities_add"]:
+    for cap in o["caps_add"]:
         cmd += ["--cap-add", cap]
-    if not sec["allow_privilege_escalation"]:
+    if o["no_new_privs"]:
         cmd += ["--security-opt", "no-new-privileges"]
-    if template.get("user"):
-        cmd += ["--user", template["user"]]
-    if sec["fs_group"] is not None:
-        cmd += ["--group-add", str(sec["fs_group"])]
+    if o.get("user"):
+        cmd += ["--user", o["user"]]
+    if o["fs_group"] is not None:
+        cmd += ["--group-add", str(o["fs_group"])]
     # resources, as the kubelet sets the container's cgroup: the memory limit without
     # swap, the CPU request as shares, the CPU limit as a quota
-    limits, requests = template["resources"]["limits"], template["resources"]["requests"]
+    limits, requests = o["resources"]["limits"], o["resources"]["requests"]
     if "memory" in limits:
         cmd += ["--memory", "%d" % limits["memory"], "--memory-swap", "%d" % limits["memory"]]
     if "cpu" in requests:
         cmd += ["--cpu-shares", "%d" % max(2, int(requests["cpu"] * 1024))]
     if "cpu" in limits:
         cmd += ["--cpus", "%g" % limits["cpu"]]
-    for k, v in sorted(template["env"].items()):
+    for k, v in sorted(o["env"].items()):
         cmd += ["--env", "%s=%s" % (k, v)]
-    return cmd + [template["image"]] + list(template["args"])
+    return cmd
 
 
 def container_pid(c, pod, state):

@@ -2,10 +2,9 @@
 next, and removed highest ordinal first, never while a pod is unhealthy (OrderedReady),
 or all at once whatever their health (Parallel); a deleted pod replaced with the same
 name, address and volume; ordinals from ordinals.start; claims kept or deleted on
-scale-down as persistentVolumeClaimRetentionPolicy.whenScaled says; rolling updates
-highest ordinal first, at and above a partition, or none (OnDelete: a pod gets the
-update revision when it is deleted); the revision history, pruned to
-revisionHistoryLimit."""
+scale-down as persistentVolumeClaimRetentionPolicy.whenScaled says; the revision
+history, pruned to revisionHistoryLimit. The rolling update (highest ordinal first, at
+and above a partition, or none with OnDelete) is rollout.py's."""
 
 import contextlib
 import json
@@ -16,7 +15,7 @@ import signal
 import sys
 import time
 
-from .containers import PODMAN_FLAGS, container_cmd
+from .containers import PODMAN_FLAGS, apply_fs_group, container_cmd
 from .endpoints import kubelet_ready, pod_state, publish
 from .network import pod_net_create, pod_net_delete
 from .processes import alive, signal_ref, spawn, stop_ref
@@ -45,19 +44,6 @@ def wanted(st):
 
 def pod_name(ordinal):
     return "%s-%d" % (STS, ordinal)
-
-
-def apply_fs_group(volume, gid):
-    """fsGroup, as the kubelet applies it to a volume: the group owns every file, may
-    read and write them, and new files inherit the group (set-group-ID directories)."""
-    for d, _dirs, files in os.walk(volume):
-        for path in [d] + [os.path.join(d, f) for f in files]:
-            st = os.lstat(path)
-            if not (os.path.isdir(path) or os.path.isfile(path)) or os.path.islink(path):
-                continue
-            os.chown(path, -1, gid, follow_symlinks=False)
-            extra = 0o2070 if os.path.isdir(path) else 0o060
-            os.chmod(path, (st.st_mode & 0o7777) | extra)
 
 
 def create_pod(c, ordinal):
@@ -299,68 +285,3 @@ def sync_revisions(c):
         history.remove(r)
         st["templates"].pop(r, None)
     c.save()
-
-
-def record_revision(c, rev, template):
-    """A template applied: its revision becomes the update revision (an older template
-    applied again is its old revision: a roll-back)."""
-    st = c.st
-    st["templates"][rev] = template
-    history = st.setdefault("history", [st["current_revision"]])
-    if rev in history:
-        history.remove(rev)
-    history.append(rev)
-    st["update_revision"] = rev
-    c.save()
-
-
-def roll_out(c, rev, partition):
-    """The rolling update to revision rev: every pod at or above the partition that runs
-    another revision is replaced, highest ordinal first, each only once it is ready and
-    the next only once its replacement is. OnDelete replaces none."""
-    st = c.st
-    if st["controller"]["update_strategy"] == "OnDelete":
-        say("updateStrategy OnDelete: each pod gets revision %s when it is deleted" % rev)
-        sync_revisions(c)
-        return
-    start = st["controller"]["ordinals_start"]
-    for o in reversed(wanted(st)):
-        name = pod_name(o)
-        pod = st["pods"].get(name)
-        if o < start + partition:
-            say("%s stays at %s (below the partition)" % (name, pod["revision"] if pod else "-"))
-            continue
-        if pod is not None and pod["revision"] == rev:
-            continue
-        if pod is not None:
-            # a pod is replaced only once every pod is ready
-            for p in sorted(st["pods"].values(), key=lambda p: -p["ordinal"]):
-                if not healthy(c, p):
-                    wait_healthy(c, p, "the rolling update of %s" % name)
-            say("rolling update: replacing %s (%s -> %s)" % (name, pod["revision"], rev))
-            delete_pod(c, name)
-        wait_ready(c, create_pod(c, o))
-        publish(c)
-    sync_revisions(c)
-
-
-def sts_status(c):
-    """The StatefulSet's status as the API server shows it: replicas (pods that exist),
-    readyReplicas, availableReplicas (ready for minReadySeconds), updatedReplicas (at
-    the update revision), currentReplicas (at the current revision), the revisions."""
-    st = c.st
-    now = time.time()
-    min_ready = st["controller"]["min_ready_s"]
-    pods = [p for p in st["pods"].values() if not p.get("terminating")]
-    ready = available = 0
-    for p in pods:
-        s = pod_state(c, p)
-        if not p.get("cut") and kubelet_ready(c, p, s):
-            ready += 1
-            if now - (s.get("ready_since") or now) >= min_ready:
-                available += 1
-    return {"replicas": len(pods), "readyReplicas": ready, "availableReplicas": available,
-            "updatedReplicas": sum(p["revision"] == st["update_revision"] for p in pods),
-            "currentReplicas": sum(p["revision"] == st["current_revision"] for p in pods),
-            "currentRevision": st["current_revision"],
-            "updateRevision": st["update_revision"]}

@@ -11,6 +11,8 @@ Every command publishes what it changes, and so does a daemon of its own
 (`kubia-sim _endpoints`, started by `up`), so that the endpoints follow readiness while
 no command runs: it takes the cluster's lock whenever no command holds it, every
 POLL_S, and publishes when the set of ready pods has changed.
+
+The StatefulSet's status (sts_status) counts the same ready pods.
 """
 
 import os
@@ -94,3 +96,25 @@ def endpoints_main(args):
                     print("kubia-sim endpoints: %s" % e, file=sys.stderr, flush=True)
         time.sleep(POLL_S)
     return 0
+
+
+def sts_status(c):
+    """The StatefulSet's status as the API server shows it: replicas (pods that exist),
+    readyReplicas, availableReplicas (ready for minReadySeconds), updatedReplicas (at
+    the update revision), currentReplicas (at the current revision), the revisions."""
+    st = c.st
+    now = time.time()
+    min_ready = st["controller"]["min_ready_s"]
+    pods = [p for p in st["pods"].values() if not p.get("terminating")]
+    ready = available = 0
+    for p in pods:
+        s = pod_state(c, p)
+        if not p.get("cut") and kubelet_ready(c, p, s):
+            ready += 1
+            if now - (s.get("ready_since") or now) >= min_ready:
+                available += 1
+    return {"replicas": len(pods), "readyReplicas": ready, "availableReplicas": available,
+            "updatedReplicas": sum(p["revision"] == st["update_revision"] for p in pods),
+            "currentReplicas": sum(p["revision"] == st["current_revision"] for p in pods),
+            "currentRevision": st["current_revision"],
+            "updateRevision": st["update_revision"]}
