@@ -40,11 +40,13 @@ def print_pods(c):
         rows.append((p["name"], "1/1" if ready else "0/1", state, str(s.get("restarts", 0)),
                      "%dm%ds" % divmod(age, 60) if age >= 60 else "%ds" % age, p["ip"],
                      p["revision"]))
-    for name in st.get("pending", []):  # not started: the node is cordoned
+    for name in st.get("pending", []):  # not scheduled: cordoned, or a nodeSelector
         rows.append((name, "0/1", "Pending", "0", "-", "<none>", "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         say("   ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip())
+    for name in st.get("pending", []):
+        say("pod/%s Pending: %s" % (name, (st.get("pending_why") or {}).get(name, "")))
 
 
 def try_next(c):

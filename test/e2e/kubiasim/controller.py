@@ -2,9 +2,11 @@
 next, and removed highest ordinal first, never while a pod is unhealthy (OrderedReady),
 or all at once whatever their health (Parallel); a deleted pod replaced with the same
 name, address and volume; ordinals from ordinals.start; claims kept or deleted on
-scale-down as persistentVolumeClaimRetentionPolicy.whenScaled says; the revision
-history, pruned to revisionHistoryLimit. The rolling update (highest ordinal first, at
-and above a partition, or none with OnDelete) is rollout.py's."""
+scale-down as persistentVolumeClaimRetentionPolicy.whenScaled says; a pod that the
+node cannot take (cordoned, or its nodeSelector does not match the node's labels) made
+but left Pending; the revision history, pruned to revisionHistoryLimit. The rolling
+update (highest ordinal first, at and above a partition, or none with OnDelete) is
+rollout.py's."""
 
 import contextlib
 import json
@@ -18,6 +20,7 @@ import time
 from .containers import PODMAN_FLAGS, apply_fs_group, container_cmd
 from .endpoints import kubelet_ready, pod_state, publish
 from .network import pod_net_create, pod_net_delete
+from .podspec import unscheduled
 from .processes import alive, signal_ref, spawn, stop_ref
 from .state import STS
 from .util import SimError, say, tool, wait_for, write_atomic
@@ -193,13 +196,7 @@ def converge(c):
     reap_orphans(c)
     want = wanted(st)
     parallel = st["controller"]["pod_management_policy"] == "Parallel"
-    missing = [o for o in want if pod_name(o) not in st["pods"]]
-    st["pending"] = [pod_name(o) for o in missing] if st.get("cordoned") else []
-    if st["pending"]:
-        # the only node is cordoned: the pods are made, but none can be scheduled
-        say("pod/%s Pending: the node is cordoned (kubia-sim uncordon)"
-            % ", pod/".join(st["pending"]))
-        missing = []
+    missing = hold_pending(c, [o for o in want if pod_name(o) not in st["pods"]], parallel)
     if parallel:
         made = [create_pod(c, o) for o in missing]
         publish(c)
@@ -227,6 +224,28 @@ def converge(c):
     for pod in made:
         wait_ready(c, pod)
     sync_revisions(c)
+
+
+def hold_pending(c, missing, parallel, more=False):
+    """The ordinals of missing that the scheduler can place on the node; the others are
+    made but stay Pending (st["pending"], and why in st["pending_why"]): all of them
+    while the node is cordoned, and those whose template's nodeSelector does not match
+    the node's labels (OrderedReady: with every later one, which waits for them). more:
+    these are added to the Pending pods already held, rather than taking their place."""
+    st = c.st
+    why, held = dict(st.get("pending_why") or {}) if more else {}, None
+    for o in missing:
+        w = "the node is cordoned (kubia-sim uncordon)" if st.get("cordoned") else \
+            unscheduled(template_for(c, o)[1].get("node_selector"))
+        if w is None and held is not None and not parallel:
+            w = "OrderedReady: it is created once %s is ready" % held
+        if w is not None:
+            why[pod_name(o)] = w
+            held = held or pod_name(o)
+    st["pending"] = (st.get("pending", []) if more else []) + [
+        pod_name(o) for o in missing if pod_name(o) in why]
+    st["pending_why"] = why
+    return [o for o in missing if pod_name(o) not in why]
 
 
 def wait_healthy(c, pod, what):

@@ -297,6 +297,7 @@ def settings(source=None, parser=None, services=None, controller=False):
     capabilities_add, from the pod's and the container's securityContext.
     resources: requests and limits, each {"cpu": cores, "memory": bytes} as given.
     pod_labels and pod_annotations: the pod template's metadata (empty when unset).
+    pod_spec: the pod template's spec as given (spec.template.spec).
     With controller=True, also statefulset: what the StatefulSet's spec asks of its
     controller, Kubernetes' defaults filled in (see controller_settings()).
 
@@ -357,6 +358,7 @@ def settings(source=None, parser=None, services=None, controller=False):
         "env": env,
         "pod_labels": dict(pod_meta.get("labels") or {}),
         "pod_annotations": dict(pod_meta.get("annotations") or {}),
+        "pod_spec": pod,
         "volume_mount_path": mounts[0]["mountPath"] if mounts else None,
         "termination_grace_period_seconds": pod.get("terminationGracePeriodSeconds", 30),
         "pre_stop_sleep_seconds": _pre_stop_sleep(c),

@@ -11,8 +11,8 @@ import time
 
 from .commands import print_pods
 from .containers import container_pid
-from .controller import (converge, create_pod, delete_pod, describe_wait, pod_log, retire,
-                         wait_ready)
+from .controller import (converge, create_pod, delete_pod, describe_wait, hold_pending,
+                         pod_log, retire, wait_ready)
 from .endpoints import kubelet_ready, pod_state, publish
 from .network import pod_net_create, pod_net_delete, set_link
 from .processes import alive, signal_ref
@@ -57,6 +57,10 @@ def force_delete(c, name):
         "indefinitely.")
     say("pod \"%s\" force deleted" % name)
     publish(c)
+    if not hold_pending(c, [pod["ordinal"]], False, more=True):
+        c.save()
+        print_pods(c)  # its replacement cannot be scheduled: Pending, and why
+        return
     new = create_pod(c, pod["ordinal"])
 
     def settled():

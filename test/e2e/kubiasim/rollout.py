@@ -7,8 +7,8 @@ import os
 import time
 
 from .commands import check_ordinals, print_pods
-from .controller import (converge, create_pod, delete_pod, healthy, pod_name, sync_revisions,
-                         wait_healthy, wait_ready, wanted)
+from .controller import (converge, create_pod, delete_pod, healthy, hold_pending, pod_name,
+                         sync_revisions, wait_healthy, wait_ready, wanted)
 from .endpoints import publish, sts_status
 from .state import STS, revision_of
 from .templates import controller_of, override, read_manifest, template_of
@@ -161,6 +161,9 @@ def roll_out(c, rev, partition):
             continue
         if pod is not None and pod["revision"] == rev:
             continue
+        if pod is None and name in st.get("pending", []):
+            say("rolling update: %s stays Pending and the update waits for it" % name)
+            break
         if pod is not None:
             # a pod is replaced only once every pod is ready
             for p in sorted(st["pods"].values(), key=lambda p: -p["ordinal"]):
@@ -168,6 +171,9 @@ def roll_out(c, rev, partition):
                     wait_healthy(c, p, "the rolling update of %s" % name)
             say("rolling update: replacing %s (%s -> %s)" % (name, pod["revision"], rev))
             delete_pod(c, name)
+        if not hold_pending(c, [o], False, more=True):
+            say("rolling update: %s stays Pending and the update waits for it" % name)
+            break
         wait_ready(c, create_pod(c, o))
         publish(c)
     sync_revisions(c)

@@ -67,7 +67,8 @@ def template_of(source, s, base, a):
         grace_s=s["termination_grace_period_seconds"],
         pre_stop_s=s["pre_stop_sleep_seconds"], security=s["security"],
         resources=s["resources"], pod_labels=s["pod_labels"],
-        pod_annotations=s["pod_annotations"])
+        pod_annotations=s["pod_annotations"],
+        node_selector=dict(s["pod_spec"].get("nodeSelector") or {}))
     if template.get("runtime") == "podman":
         template["image"] = s["image"]
         sec = s["security"]
