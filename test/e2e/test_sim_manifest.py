@@ -336,6 +336,9 @@ def test_every_overlay_runs_in_the_simulated_cluster(sim, overlay):
     assert sorted(st["pods"]) == ["kubia-0", "kubia-1", "kubia-2"]
     env = environ(st["pod_status"]["kubia-1"]["container_pid"])
     assert env["KUBIA_SERVICE"] == want["env"]["KUBIA_SERVICE"] == "_http._tcp.kubia"
+    if want["pod_spec"].get("initContainers"):
+        # hostpath's init container hands the volume to kubia's user before kubia starts
+        assert os.stat(sim.volume(1)).st_uid == want["security"]["run_as_user"]
     data = {"kubia-0": "No data posted yet", "kubia-1": "from " + overlay,
             "kubia-2": "No data posted yet"}
     assert sim.post_pod("kubia-1", data["kubia-1"]).status == 200

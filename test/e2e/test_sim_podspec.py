@@ -1,11 +1,18 @@
 """The simulated cluster (kubia-sim), not kubia: the pod template's own fields.
-nodeSelector is matched against the node's labels: a pod that does not match stays
-Pending, out of DNS. A failure here means kubia-sim broke, not kubia.
+nodeSelector is matched against the node's labels (a pod that does not match stays
+Pending, out of DNS); init containers run to completion, in order, as their user, with
+the claim mounted, before kubia starts, and one that fails keeps the pod from starting
+(Init:Error, then Init:CrashLoopBackOff). A failure here means kubia-sim broke, not
+kubia.
 """
 
+import os
 import platform
 import re
 
+import pytest
+
+from conftest import IMAGE, image_available, wait_until
 from test_sim_manifest import book_statefulset, write
 
 DOMAIN = "kubia.default.svc.cluster.local"
@@ -52,3 +59,98 @@ def test_a_pod_whose_node_selector_does_not_match_stays_pending_out_of_dns(sim, 
 
 
 # when (seconds since boot, as a process's start time counts), as whom
+
+
+MARKER = ('cut -d" " -f1 /proc/uptime >/var/data/init-marker; '
+          'id -u >>/var/data/init-marker; chown 10001:10001 /var/data')
+
+
+def init_container(name, script, **security):
+    return {"name": name, "image": "docker.io/library/busybox:1.36.1",
+            "imagePullPolicy": "IfNotPresent", "command": ["/bin/sh", "-c", script],
+            "securityContext": dict(allowPrivilegeEscalation=False, **security),
+            "volumeMounts": [{"name": "data", "mountPath": "/var/data"}]}
+
+
+def started_at(pid):
+    """When a process started, in seconds since boot."""
+    with open("/proc/%d/stat" % pid) as f:
+        ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_init_containers_run_in_order_as_their_user_before_kubia(sim, tmp_path):
+    sts = book_statefulset()
+    sts["spec"]["replicas"] = 1
+    # the first as root hands the volume to 10001, which the second (the pod's user)
+    # can write to only then
+    pod_spec(sts)["initContainers"] = [
+        init_container("marker", MARKER, runAsUser=0, runAsNonRoot=False,
+                       capabilities={"drop": ["ALL"], "add": ["CHOWN"]}),
+        init_container("second", "id -u >/var/data/init-second; hostname >>"
+                       "/var/data/init-second")]
+    sim.up(None, None, manifest=write(tmp_path, "sts.yaml", sts))
+    s = sim.status()["pod_status"]["kubia-0"]
+    assert s["state"] == "Running" and s["restarts"] == 0
+    with open(os.path.join(sim.volume(0), "init-marker")) as f:
+        when, uid = f.read().split()
+    assert uid == "0"
+    assert float(when) <= started_at(s["container_pid"]) + 0.01  # one tick
+    with open(os.path.join(sim.volume(0), "init-second")) as f:
+        assert f.read().split() == ["10001", "kubia-0"]
+    assert os.stat(sim.volume(0)).st_uid == 10001
+    # kubia's own data works on the volume the init containers prepared
+    assert sim.post_pod("kubia-0", "after the init containers").status == 200
+    assert sim.get_pod("kubia-0", "/data").body == "after the init containers"
+
+
+def test_a_failing_init_container_keeps_the_pod_from_starting(sim, tmp_path):
+    sts = book_statefulset()
+    sts["spec"]["replicas"] = 1
+    pod_spec(sts)["initContainers"] = [init_container("fails", "echo cannot; false",
+                                                      runAsUser=0, runAsNonRoot=False)]
+    r = sim.up(None, None, "--ready-timeout", 3, "--restart-backoff-ms", 200,
+               manifest=write(tmp_path, "sts.yaml", sts), check=False)
+    assert r.returncode == 1 and "pod kubia-0 to become ready" in r.stderr, r.stderr
+    assert "Init:" in r.stderr and "init container fails: cannot" in r.stderr, r.stderr
+
+    def backing_off():
+        s = sim.status()["pod_status"]["kubia-0"]
+        return s if s.get("restarts", 0) >= 2 else None
+    s = wait_until(backing_off, 20, "the init container to fail twice", 0.2)
+    assert s["state"] in ("Init:Error", "Init:CrashLoopBackOff"), s
+    assert s["last_exit"] == "exit 1" and not s["ready"]
+    out = sim.cli("status").stdout
+    assert re.search(r"^kubia-0\s+0/1\s+Init:(Error|CrashLoopBackOff|0/1)\s", out, re.M), out
+    assert sim.status()["endpoints"] == []
+    # kubia never started: it has no log, exec finds no container
+    r = sim.cli("logs", "kubia-0", check=False)
+    assert r.returncode == 1 and "is waiting to start: PodInitializing" in r.stderr
+    assert sim.cli("logs", "kubia-0", "-c", "fails").stdout.startswith("cannot\ncannot\n")
+    r = sim.cli("exec", "kubia-0", "--", "true", check=False)
+    assert r.returncode == 1 and "has no running container" in r.stderr, r.stderr
+    # deleted, the pod goes at once (its kubelet was waiting to try again)
+    r = sim.cli("delete", "pod", "kubia-0", check=False)
+    assert 'pod "kubia-0" deleted' in r.stdout, r.stdout + r.stderr
+
+
+def test_podman_runs_an_init_container_from_its_image_and_refuses_a_missing_one(sim,
+                                                                                 tmp_path):
+    if not image_available():
+        pytest.skip("no image %s (the image suite builds it)" % IMAGE)
+    sim.runtime = "podman"
+    sts = book_statefulset()
+    sts["spec"]["replicas"] = 1
+    version = {"name": "version", "image": "localhost/kubia:no-such-tag",
+               "imagePullPolicy": "IfNotPresent", "command": ["/usr/bin/kubia"],
+               "args": ["--version"], "securityContext": {"readOnlyRootFilesystem": True}}
+    pod_spec(sts)["initContainers"] = [version]
+    r = sim.up(None, None, manifest=write(tmp_path, "sts.yaml", sts), check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert ("image localhost/kubia:no-such-tag of init container version is not on this "
+            "machine (ErrImagePull)") in r.stderr, r.stderr
+    assert sim.leftovers() == []
+    version["image"] = IMAGE
+    sim.up(None, None, manifest=write(tmp_path, "sts.yaml", sts))
+    assert sim.status()["pod_status"]["kubia-0"]["state"] == "Running"
+    assert sim.cli("logs", "kubia-0", "-c", "version").stdout.startswith("kubia ")

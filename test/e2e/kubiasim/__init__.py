@@ -10,13 +10,14 @@ line down:
     pod_commands commands on one pod, claim or node: delete, cut, heal, cordon, exec,
                  logs, run
     templates    the pod template, from the manifest and the command line
-    podspec      the node's labels and nodeSelector
+    podspec      the node's labels and nodeSelector, the init containers
     manifests    the reader of k8s/ (also used by the image suite's manifest tests)
     controller   the StatefulSet controller: OrderedReady or Parallel pod management,
                  ordinals.start, claim retention, scheduling (a pod the cordoned node
                  or its nodeSelector refuses stays Pending), revision history
     kubelet      the supervisor of one pod: stops, restarts, back-off, liveness and
                  readiness probes
+    pod_init     a pod's init containers, run by its kubelet before its container
     containers   the command that starts a pod's container (a process, or podman)
     endpoints    which pods are ready, published to DNS and to the proxy, also by a
                  daemon of its own while no command runs; the StatefulSet's status

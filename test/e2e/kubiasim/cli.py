@@ -108,8 +108,9 @@ def parser():
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_exec)
 
-    p = sub.add_parser("logs", help="a pod's container log")
+    p = sub.add_parser("logs", help="a pod's container log (-c: an init container's)")
     p.add_argument("pod")
+    p.add_argument("-c", "--container", help="the name of one of the pod's init containers")
     p.set_defaults(fn=cmd_logs)
 
     p = sub.add_parser("run", help="run a command in a throwaway pod (kubectl run --rm)")

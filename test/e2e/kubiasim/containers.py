@@ -1,13 +1,15 @@
 """A pod's container as the kubelet starts it: the kubia binary in the pod's namespaces
 (--runtime process), or a container of the image (--runtime podman)."""
 
+import json
 import os
 
 from .util import sh, tool
 
-# What a pod's /bin/sh does before it becomes kubia (see process_cmd): the pod's host
-# name, and a private /var (an overlay whose upper layer is on a tmpfs) with the volume
-# at its mount path. Arguments: host name, scratch dir, volume, mount path, command.
+# What a pod's /bin/sh does before it becomes kubia (see process_cmd), or an init
+# container's command: the pod's host name, and a private /var (an overlay whose upper
+# layer is on a tmpfs) with the volume at its mount path (none when the path is empty).
+# Arguments: host name, scratch dir, volume, mount path, command.
 POD_SCRIPT = r"""set -e
 h=$0 s=$1 v=$2 m=$3
 shift 3
@@ -16,8 +18,12 @@ mount -t tmpfs -o size=4m,mode=0700 kubia-sim "$s"
 mkdir "$s/upper" "$s/work" "$s/vol"
 mount --bind "$v" "$s/vol"
 mount -t overlay kubia-sim-var -o "lowerdir=/var,upperdir=$s/upper,workdir=$s/work" /var
-mkdir -p "$m"
-mount --move "$s/vol" "$m"
+if [ -n "$m" ]; then
+    mkdir -p "$m"
+    mount --move "$s/vol" "$m"
+else
+    umount "$s/vol"
+fi
 exec "$@"
 """
 
@@ -102,6 +108,52 @@ def podman_run(container, netns, name, volume, mount_path, o):
     for k, v in sorted(o["env"].items()):
         cmd += ["--env", "%s=%s" % (k, v)]
     return cmd
+
+
+def init_cmds(netns, name, scratch, volume, template):
+    """The pod's init containers, in order, as the kubelet runs them: [{"name", "cmd",
+    "kill_cmd", "env"}]. The process runtime runs each one's command (found on this
+    machine's PATH) as the pod's container is run, as its user with its capabilities
+    (setpriv); podman runs its image."""
+    out = []
+    for ic in template.get("init_containers") or []:
+        container = "%s-init-%s" % (netns, ic["name"])
+        if template.get("runtime") == "podman":
+            o = dict(ic, user=None if ic["user"] is None else "%d:%d" % (
+                ic["user"], ic["group"] if ic["group"] is not None else 0))
+            cmd = podman_run(container, netns, name, volume, ic["mount_path"], o)
+            if ic["command"] is not None:
+                cmd += ["--entrypoint", json.dumps(ic["command"])]
+            cmd += [ic["image"]] + ic["args"]
+            kill = [tool("podman")] + PODMAN_FLAGS + ["rm", "-f", "-t", "0", container]
+        else:
+            cmd = [tool("ip"), "netns", "exec", netns, tool("unshare"), "--uts", "--",
+                   "/bin/sh", "-c", POD_SCRIPT, name, scratch, volume,
+                   ic["mount_path"] or ""] + setpriv(ic) + ic["command"] + ic["args"]
+            kill = None
+        out.append({"name": ic["name"], "cmd": cmd, "kill_cmd": kill, "env": ic["env"]})
+    return out
+
+
+def setpriv(ic):
+    """setpriv's options for an init container of the process runtime: its user and
+    group (root's when unset), the pod's fsGroup as its only supplementary group, its
+    capabilities as the bounding set, no-new-privileges."""
+    cmd = [tool("setpriv")]
+    if ic["user"] is not None:
+        cmd += ["--reuid", str(ic["user"])]
+    if ic["group"] is not None or ic["user"] is not None:
+        cmd += ["--regid", str(ic["group"] if ic["group"] is not None else 0)]
+    cmd += ["--groups", str(ic["fs_group"])] if ic["fs_group"] is not None else [
+        "--clear-groups"]
+    drop = [c.lower().replace("cap_", "", 1) for c in ic["caps_drop"]]
+    add = [c.lower().replace("cap_", "", 1) for c in ic["caps_add"]]
+    bset = (["-all"] if "all" in drop else ["-" + c for c in drop]) + ["+" + c for c in add]
+    if bset:
+        cmd += ["--bounding-set", ",".join(bset)]
+    if ic["no_new_privs"]:
+        cmd.append("--no-new-privs")
+    return cmd + ["--"]
 
 
 def container_pid(c, pod, state):

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 
-from .containers import PODMAN_FLAGS, apply_fs_group, container_cmd
+from .containers import PODMAN_FLAGS, apply_fs_group, container_cmd, init_cmds
 from .endpoints import kubelet_ready, pod_state, publish
 from .network import pod_net_create, pod_net_delete
 from .podspec import unscheduled
@@ -78,6 +78,7 @@ def create_pod(c, ordinal):
     pod_net_create(c, netns, veth, addr)
     spec = {"name": name, "netns": netns, "ip": addr,
             "cmd": container_cmd(c, netns, name, scratch, volume, template),
+            "init": init_cmds(netns, name, scratch, volume, template),
             "env": template["env"], "grace_s": template["grace_s"],
             "pre_stop_s": template.get("pre_stop_s", 0),
             "liveness": template["liveness"], "readiness": template["readiness"],

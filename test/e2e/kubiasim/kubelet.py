@@ -1,6 +1,7 @@
 """The kubelet: one supervisor process per pod, started as `kubia-sim _kubelet SPEC`.
 
-It runs the pod's container, stops it when the pod is deleted (the preStop sleep, then
+It runs the pod's init containers to completion (pod_init.py), then the pod's
+container; it stops the container when the pod is deleted (the preStop sleep, then
 SIGTERM, SIGKILL when the grace period ends), runs its liveness probe, and restarts it
 when it dies or fails the probe, with the kubelet's doubling back-off. It runs the
 readiness probe every periodSeconds with the manifest's thresholds, all the time the
@@ -19,6 +20,7 @@ import time
 
 from .network import netns_socket
 from .pod_http import http_get, probe_ok
+from .pod_init import run_init
 from .processes import proc_start
 from .util import read_json, write_atomic
 
@@ -126,6 +128,8 @@ class Kubelet:
 
     def run(self):
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGS)
+        if not run_init(self, wait_signal):
+            return 0
         while True:
             if not os.path.exists(os.path.join("/run/netns", self.spec["netns"])):
                 # The pod's sandbox is gone (its namespace was deleted under us): nothing

@@ -15,6 +15,7 @@ from .controller import (converge, create_pod, delete_pod, describe_wait, hold_p
                          pod_log, retire, wait_ready)
 from .endpoints import kubelet_ready, pod_state, publish
 from .network import pod_net_create, pod_net_delete, set_link
+from .pod_init import init_log
 from .processes import alive, signal_ref
 from .state import STS, ordinal_of
 from .util import SimError, say, tool, wait_for
@@ -158,8 +159,18 @@ def cmd_logs(c, a):
     pod = st["pods"].get(a.pod)
     if pod is None:
         raise SimError("pods \"%s\" not found" % a.pod)
-    with open(pod_log(c, pod), "rb") as f:
-        sys.stdout.buffer.write(f.read())
+    log = pod_log(c, pod)
+    inits = [i["name"] for i in st["templates"][pod["revision"]].get("init_containers") or []]
+    if a.container in inits:
+        log = init_log({"log": log}, a.container)
+    elif a.container is not None and a.container != STS:
+        raise SimError('container %s is not valid for pod %s' % (a.container, a.pod))
+    try:
+        with open(log, "rb") as f:
+            sys.stdout.buffer.write(f.read())
+    except FileNotFoundError:
+        raise SimError('container "%s" in pod "%s" is waiting to start: PodInitializing'
+                       % (a.container or STS, a.pod))
 
 
 def cmd_run(c, a):

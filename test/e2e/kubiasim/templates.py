@@ -4,7 +4,7 @@ reads it), checked for what kubia-sim can run, with the command line's changes."
 import os
 import subprocess
 
-from . import manifests
+from . import manifests, podspec
 from .containers import PODMAN_FLAGS
 from .state import STS
 from .util import SimError, sh, tool
@@ -36,6 +36,10 @@ def template_of(source, s, base, a):
         raise SimError("%s: the StatefulSet is %r with serviceName %r; kubia-sim plays "
                        "the chapter's, %r governed by the headless Service %r"
                        % (where, s["statefulset_name"], s["service_name"], STS, STS))
+    try:
+        init = podspec.init_containers(where, s["pod_spec"], base.get("runtime"))
+    except manifests.ManifestError as e:
+        raise SimError("%s: %s" % (where, e))
     if s["command"]:
         raise SimError("%s: the container sets command; kubia-sim runs kubia itself "
                        "(give arguments with args)" % where)
@@ -67,7 +71,7 @@ def template_of(source, s, base, a):
         grace_s=s["termination_grace_period_seconds"],
         pre_stop_s=s["pre_stop_sleep_seconds"], security=s["security"],
         resources=s["resources"], pod_labels=s["pod_labels"],
-        pod_annotations=s["pod_annotations"],
+        pod_annotations=s["pod_annotations"], init_containers=init,
         node_selector=dict(s["pod_spec"].get("nodeSelector") or {}))
     if template.get("runtime") == "podman":
         template["image"] = s["image"]
@@ -96,6 +100,13 @@ def override(template, a):
             raise SimError("image %s is not on this machine (ErrImagePull): build it with "
                            "podman build -f docker/Dockerfile -t %s ., or give --image"
                            % (template["image"], template["image"]))
+        for ic in template.get("init_containers") or []:
+            r = sh(tool("podman"), *PODMAN_FLAGS, "image", "exists", ic["image"] or "",
+                   check=False)
+            if r.returncode != 0:
+                raise SimError("image %s of init container %s is not on this machine "
+                               "(ErrImagePull): pull it with podman pull %s first"
+                               % (ic["image"], ic["name"], ic["image"]))
 
 
 def _override(template, a):
