@@ -1,19 +1,22 @@
-"""The simulated cluster (kubia-sim), not kubia: the pod template's own fields.
-nodeSelector is matched against the node's labels (a pod that does not match stays
-Pending, out of DNS); init containers run to completion, in order, as their user, with
-the claim mounted, before kubia starts, and one that fails keeps the pod from starting
-(Init:Error, then Init:CrashLoopBackOff). A failure here means kubia-sim broke, not
-kubia.
+"""The simulated cluster (kubia-sim), not kubia: the pod template's own fields. Each one
+is honoured or refused: a field kubia-sim does not implement stops `up` and `rollout`
+with the field named and nothing started; nodeSelector is matched against the node's
+labels (a pod that does not match stays Pending, out of DNS); init containers run to
+completion, in order, as their user, with the claim mounted, before kubia starts, and
+one that fails keeps the pod from starting (Init:Error, then Init:CrashLoopBackOff).
+A failure here means kubia-sim broke, not kubia.
 """
 
+import copy
 import os
 import platform
 import re
+import subprocess
 
 import pytest
 
 from conftest import IMAGE, image_available, wait_until
-from test_sim_manifest import book_statefulset, write
+from test_sim_manifest import book_statefulset, container, write
 
 DOMAIN = "kubia.default.svc.cluster.local"
 ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
@@ -21,6 +24,89 @@ ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.
 
 def pod_spec(sts):
     return sts["spec"]["template"]["spec"]
+
+
+def change_init(pod):
+    pod["initContainers"] = [{"name": "setup", "image": "docker.io/library/busybox:1.36.1",
+                              "imagePullPolicy": "Always", "command": ["true"]}]
+
+
+REFUSED = [
+    # (what, change, the field the error names)
+    ("affinity", lambda s: pod_spec(s).update(affinity={"nodeAffinity": {}}), "affinity"),
+    ("tolerations", lambda s: pod_spec(s).update(tolerations=[{"operator": "Exists"}]),
+     "tolerations"),
+    ("volumes", lambda s: pod_spec(s).update(volumes=[{"name": "tmp", "emptyDir": {}}]),
+     "volumes"),
+    ("hostNetwork", lambda s: pod_spec(s).update(hostNetwork=True), "hostNetwork"),
+    ("dnsPolicy", lambda s: pod_spec(s).update(dnsPolicy="ClusterFirst"), "dnsPolicy"),
+    ("a service account token", lambda s: pod_spec(s).update(
+        automountServiceAccountToken=True), "automountServiceAccountToken true"),
+    ("service links by default", lambda s: pod_spec(s).pop("enableServiceLinks"),
+     "enableServiceLinks unset"),
+    ("supplementalGroups", lambda s: pod_spec(s)["securityContext"].update(
+        supplementalGroups=[5]), "securityContext sets supplementalGroups"),
+    ("startupProbe", lambda s: container(s).update(startupProbe=copy.deepcopy(
+        container(s)["readinessProbe"])), "startupProbe"),
+    ("imagePullPolicy Always", lambda s: container(s).update(imagePullPolicy="Always"),
+     "imagePullPolicy Always"),
+    ("a latest image, pulled Always by default", lambda s: (
+        container(s).pop("imagePullPolicy"), container(s).update(image="kubia:latest")),
+     "imagePullPolicy Always"),
+    ("envFrom", lambda s: container(s).update(envFrom=[{"configMapRef": {"name": "x"}}]),
+     "envFrom"),
+    ("workingDir", lambda s: container(s).update(workingDir="/tmp"), "workingDir"),
+    ("privileged", lambda s: container(s)["securityContext"].update(privileged=True),
+     "privileged true"),
+    ("seLinuxOptions", lambda s: container(s)["securityContext"].update(
+        seLinuxOptions={"level": "s0"}), "securityContext sets seLinuxOptions"),
+    ("a postStart hook", lambda s: container(s)["lifecycle"].update(
+        postStart={"sleep": {"seconds": 1}}), "lifecycle sets postStart"),
+    ("probe headers", lambda s: container(s)["readinessProbe"]["httpGet"].update(
+        httpHeaders=[{"name": "X", "value": "y"}]), "httpGet sets httpHeaders"),
+    ("a subPath", lambda s: container(s)["volumeMounts"][0].update(subPath="x"),
+     "volumeMounts[0] sets subPath"),
+    ("a hostPort", lambda s: container(s)["ports"][0].update(hostPort=8080),
+     "ports[0] sets hostPort"),
+    ("ephemeral storage", lambda s: container(s)["resources"]["limits"].update(
+        {"ephemeral-storage": "1Gi"}), "resources.limits sets ephemeral-storage"),
+    ("an init container pulled Always", lambda s: change_init(pod_spec(s)),
+     "initContainers[0] (setup).imagePullPolicy Always"),
+    ("an init container's probe", lambda s: (change_init(pod_spec(s)), pod_spec(s)[
+        "initContainers"][0].update(imagePullPolicy="IfNotPresent", readinessProbe={})),
+     "initContainers[0] (setup) sets readinessProbe"),
+]
+
+
+def netns_of(sim):
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if sim.name in line]
+
+
+@pytest.mark.parametrize("what,change,field", REFUSED, ids=[r[0] for r in REFUSED])
+def test_a_pod_field_kubia_sim_does_not_honour_is_refused_and_nothing_starts(
+        sim, tmp_path, what, change, field):
+    sts = book_statefulset()
+    change(sts)
+    path = write(tmp_path, "sts.yaml", sts)
+    r = sim.up(None, None, manifest=path, check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "-f %s" % path in r.stderr and field in r.stderr, r.stderr
+    assert "kubia-sim does not implement" in r.stderr or "kubia-sim implements" in r.stderr
+    assert sim.cli("status", check=False).returncode == 1  # not up
+    assert netns_of(sim) == [] and sim.leftovers() == []
+
+
+def test_a_rollout_to_a_field_kubia_sim_does_not_honour_changes_nothing(sim, tmp_path):
+    sts = book_statefulset()
+    sts["spec"]["replicas"] = 1
+    sim.up(None, None, manifest=write(tmp_path, "sts.yaml", sts))
+    before = sim.status()
+    pod_spec(sts)["tolerations"] = [{"operator": "Exists"}]
+    r = sim.cli("rollout", "-f", write(tmp_path, "apply.yaml", sts), check=False)
+    assert r.returncode == 1 and "sets tolerations" in r.stderr, r.stderr
+    after = sim.status()
+    assert after["templates"] == before["templates"] and after["pods"] == before["pods"]
 
 
 def srv_targets(sim):
@@ -59,8 +145,6 @@ def test_a_pod_whose_node_selector_does_not_match_stays_pending_out_of_dns(sim, 
 
 
 # when (seconds since boot, as a process's start time counts), as whom
-
-
 MARKER = ('cut -d" " -f1 /proc/uptime >/var/data/init-marker; '
           'id -u >>/var/data/init-marker; chown 10001:10001 /var/data')
 
@@ -149,7 +233,7 @@ def test_podman_runs_an_init_container_from_its_image_and_refuses_a_missing_one(
     assert r.returncode == 1, r.stdout + r.stderr
     assert ("image localhost/kubia:no-such-tag of init container version is not on this "
             "machine (ErrImagePull)") in r.stderr, r.stderr
-    assert sim.leftovers() == []
+    assert netns_of(sim) == [] and sim.leftovers() == []
     version["image"] = IMAGE
     sim.up(None, None, manifest=write(tmp_path, "sts.yaml", sts))
     assert sim.status()["pod_status"]["kubia-0"]["state"] == "Running"

@@ -10,7 +10,8 @@ line down:
     pod_commands commands on one pod, claim or node: delete, cut, heal, cordon, exec,
                  logs, run
     templates    the pod template, from the manifest and the command line
-    podspec      the node's labels and nodeSelector, the init containers
+    podspec      the pod template's fields kubia-sim honours (and how), the refusal of
+                 the others, the node's labels and nodeSelector, the init containers
     manifests    the reader of k8s/ (also used by the image suite's manifest tests)
     controller   the StatefulSet controller: OrderedReady or Parallel pod management,
                  ordinals.start, claim retention, scheduling (a pod the cordoned node

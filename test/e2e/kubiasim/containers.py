@@ -28,9 +28,13 @@ exec "$@"
 """
 
 
-def apply_fs_group(volume, gid):
+def apply_fs_group(volume, gid, change="Always"):
     """fsGroup, as the kubelet applies it to a volume: the group owns every file, may
-    read and write them, and new files inherit the group (set-group-ID directories)."""
+    read and write them, and new files inherit the group (set-group-ID directories).
+    fsGroupChangePolicy OnRootMismatch: not when the volume's top directory has it."""
+    st = os.stat(volume)
+    if change == "OnRootMismatch" and st.st_gid == gid and st.st_mode & 0o2070 == 0o2070:
+        return
     for d, _dirs, files in os.walk(volume):
         for path in [d] + [os.path.join(d, f) for f in files]:
             st = os.lstat(path)
@@ -65,7 +69,7 @@ def podman_cmd(c, netns, name, volume, template):
     sec = template["security"]
     return podman_run(netns, netns, name, volume, template["mount_path"], {
         "read_only": sec["read_only_root_filesystem"], "caps_drop": sec["capabilities_drop"],
-        "caps_add": sec["capabilities_add"],
+        "caps_add": sec["capabilities_add"], "seccomp": template.get("seccomp"),
         "no_new_privs": not sec["allow_privilege_escalation"], "user": template.get("user"),
         "fs_group": sec["fs_group"], "resources": template["resources"],
         "env": template["env"], "grace_s": template["grace_s"]}) + \
@@ -92,6 +96,8 @@ def podman_run(container, netns, name, volume, mount_path, o):
         cmd += ["--cap-add", cap]
     if o["no_new_privs"]:
         cmd += ["--security-opt", "no-new-privileges"]
+    if o.get("seccomp") == "Unconfined":
+        cmd += ["--security-opt", "seccomp=unconfined"]
     if o.get("user"):
         cmd += ["--user", o["user"]]
     if o["fs_group"] is not None:

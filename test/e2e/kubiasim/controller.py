@@ -64,7 +64,7 @@ def create_pod(c, ordinal):
     rev, template = template_for(c, ordinal)
     fs_group = template["security"]["fs_group"]
     if template.get("runtime") == "podman" and fs_group is not None:
-        apply_fs_group(volume, fs_group)
+        apply_fs_group(volume, fs_group, template.get("fs_group_change", "Always"))
     poddir = os.path.join(c.run, "pods")
     scratch = os.path.join(poddir, netns + ".scratch")
     os.makedirs(scratch, exist_ok=True)

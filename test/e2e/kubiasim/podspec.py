@@ -1,15 +1,71 @@
-"""The pod template's own fields (spec.template.spec and its containers) as kubia-sim
-plays them: the node's labels, and nodeSelector matched against them (a pod that does
-not match stays Pending, as on a cordoned node: controller.py); the init containers as
-the kubelet runs them (pod_init.py): one after the other, each to completion, in the
-pod's namespaces with the claim mounted, as their securityContext's user. The process
-runtime runs their command from this machine's /usr/bin (it has no image); podman runs
-their image."""
+"""The pod template's own fields (spec.template.spec and its containers): the ones
+kubia-sim honours, each as the lists below say, and a clear refusal of any other, so
+that nothing a manifest asks of a pod is silently left out. Also the node's labels and
+nodeSelector, and the init containers as the kubelet runs them."""
 
 import platform
 
 from .manifests import quantity
 from .util import SimError
+
+# The pod's fields kubia-sim honours, on its one node (kubia-sim):
+# * containers: one, kubia (templates.py: its port, probes, environment, volume, ...).
+# * initContainers: run to completion, one after the other, before kubia starts, in the
+#   pod's namespaces with the claim mounted, as their securityContext's user; one that
+#   fails is restarted with the kubelet's back-off (Init:Error, Init:CrashLoopBackOff)
+#   and kubia does not start (pod_init.py). The process runtime runs their command from
+#   this machine's /usr/bin (it has no image); podman runs their image.
+# * nodeSelector: matched against the node's labels (node_labels); a pod that does not
+#   match stays Pending, as on a cordoned node (controller.py).
+# * securityContext: POD_SECURITY below.
+# * terminationGracePeriodSeconds: the kubelet's grace period on a stop.
+# * topologySpreadConstraints: one node is one topology domain, whatever the key, so
+#   every constraint is met by any placement.
+# * automountServiceAccountToken and enableServiceLinks: false only, and required, as
+#   Kubernetes' default is true. kubia-sim has no API server, so no token to mount, and
+#   no Service with a cluster IP whose variables it could inject; kubia uses neither.
+# * restartPolicy: Always only, the kubelet's restarts (a StatefulSet allows no other).
+POD_FIELDS = ("automountServiceAccountToken", "containers", "enableServiceLinks",
+              "initContainers", "nodeSelector", "restartPolicy", "securityContext",
+              "terminationGracePeriodSeconds", "topologySpreadConstraints")
+# The pod's securityContext: runAsUser, runAsGroup and fsGroup are podman's --user and
+# --group-add, and the volume's group (fsGroupChangePolicy: OnRootMismatch leaves a
+# volume alone whose top directory has the group already); runAsNonRoot refuses a user
+# 0; seccompProfile RuntimeDefault is podman's default profile, Unconfined turns it off.
+# The process runtime runs kubia itself as root, with no seccomp profile: only --runtime
+# podman gives kubia the securityContext (init containers get their user in both).
+POD_SECURITY = ("fsGroup", "fsGroupChangePolicy", "runAsGroup", "runAsNonRoot",
+                "runAsUser", "seccompProfile")
+# A container's fields: name; image (podman's; the process runtime runs the kubia
+# binary, and an init container's command from this machine); imagePullPolicy
+# (IfNotPresent and Never as given: kubia-sim never pulls, and refuses an image that is
+# not on the machine, ErrImagePull; Always would pull from a registry, which there is
+# not); command (an init container's: kubia-sim runs kubia itself, templates.py) and
+# args; env (values; valueFrom is refused in templates.py); ports (containerPort, name,
+# TCP); readinessProbe and livenessProbe (PROBE_FIELDS); lifecycle (preStop sleep: the
+# kubelet sleeps, then SIGTERM); resources (cpu and memory: podman's cgroup limits);
+# securityContext (CONTAINER_SECURITY); volumeMounts (the claim data).
+CONTAINER_FIELDS = ("args", "command", "env", "image", "imagePullPolicy", "lifecycle",
+                    "livenessProbe", "name", "ports", "readinessProbe", "resources",
+                    "securityContext", "volumeMounts")
+# An init container has no probes and no lifecycle in Kubernetes either, and no ports.
+INIT_FIELDS = ("args", "command", "env", "image", "imagePullPolicy", "name", "resources",
+               "securityContext", "volumeMounts")
+# A container's securityContext: podman's --cap-drop and --cap-add, --read-only,
+# no-new-privileges, --user; privileged only as false. An init container of the process
+# runtime gets its user, group, capabilities (its bounding set) and no-new-privileges
+# with setpriv; its root file system is this machine's, read-only or not.
+CONTAINER_SECURITY = ("allowPrivilegeEscalation", "capabilities", "privileged",
+                      "readOnlyRootFilesystem", "runAsGroup", "runAsNonRoot", "runAsUser",
+                      "seccompProfile")
+# A probe: an HTTP GET (manifests.py refuses the other kinds) and the timing fields.
+PROBE_FIELDS = ("failureThreshold", "httpGet", "initialDelaySeconds", "periodSeconds",
+                "successThreshold", "timeoutSeconds")
+HTTP_GET_FIELDS = ("path", "port", "scheme")
+PORT_FIELDS = ("containerPort", "name", "protocol")
+MOUNT_FIELDS = ("mountPath", "name")
+ENV_FIELDS = ("name", "value", "valueFrom")
+RESOURCES = ("cpu", "memory")
 
 # The node's name, and the labels the kubelet gives it.
 NODE = "kubia-sim"
@@ -37,11 +93,131 @@ def unscheduled(selector):
     return None
 
 
+def _only(where, what, obj, allowed):
+    if not isinstance(obj, dict):
+        raise SimError("%s: %s is not a mapping" % (where, what))
+    unknown = sorted(f for f in obj if f not in allowed)
+    if unknown:
+        raise SimError("%s: %s sets %s, which kubia-sim does not implement (it honours %s)"
+                       % (where, what, ", ".join(unknown), ", ".join(allowed)))
+
+
+def _value(where, what, value, allowed, why=""):
+    if value not in allowed:
+        raise SimError("%s: %s %s: %skubia-sim implements %s" % (
+            where, what, _show(value), why + "; " if why else "",
+            " and ".join(_show(a) for a in allowed)))
+
+
+def _show(v):
+    return {True: "true", False: "false", None: "unset"}.get(v, v) \
+        if isinstance(v, (bool, type(None))) else str(v)
+
+
+def pull_policy(c):
+    """imagePullPolicy, Kubernetes' default filled in: Always for an image tagged latest
+    or not tagged (and not named by digest), else IfNotPresent."""
+    if "imagePullPolicy" in c:
+        return c["imagePullPolicy"]
+    image = c.get("image") or ""
+    tag = image.rsplit("/", 1)[-1].partition(":")[2]
+    return "Always" if "@" not in image and tag in ("", "latest") else "IfNotPresent"
+
+
+def _security(where, what, sc, allowed):
+    if sc is None:
+        return
+    _only(where, what, sc, allowed)
+    if "seccompProfile" in sc:
+        _only(where, what + ".seccompProfile", sc["seccompProfile"], ("type",))
+        _value(where, what + ".seccompProfile.type", sc["seccompProfile"].get("type"),
+               ("RuntimeDefault", "Unconfined"))
+    if "capabilities" in sc:
+        _only(where, what + ".capabilities", sc["capabilities"], ("add", "drop"))
+    if "privileged" in sc:
+        _value(where, what + ".privileged", sc["privileged"], (False,))
+    if "fsGroupChangePolicy" in sc:
+        _value(where, what + ".fsGroupChangePolicy", sc["fsGroupChangePolicy"],
+               ("Always", "OnRootMismatch"))
+
+
+def _container(where, what, c, allowed):
+    _only(where, what, c, allowed)
+    _value(where, "%s.imagePullPolicy" % what, pull_policy(c), ("IfNotPresent", "Never"),
+           "kubia-sim has no registry and never pulls%s" % (
+               "" if "imagePullPolicy" in c else " (Always is Kubernetes' default for an "
+               "image tagged latest or not tagged)"))
+    for i, e in enumerate(c.get("env") or []):
+        _only(where, "%s.env[%d]" % (what, i), e, ENV_FIELDS)
+    for i, p in enumerate(c.get("ports") or []):
+        _only(where, "%s.ports[%d]" % (what, i), p, PORT_FIELDS)
+        _value(where, "%s.ports[%d].protocol" % (what, i), p.get("protocol", "TCP"),
+               ("TCP",))
+    for i, m in enumerate(c.get("volumeMounts") or []):
+        _only(where, "%s.volumeMounts[%d]" % (what, i), m, MOUNT_FIELDS)
+        if m.get("name") != "data":
+            raise SimError("%s: %s.volumeMounts[%d] mounts %s; kubia-sim has one volume, "
+                           "the claim template's data (it does not implement "
+                           "spec.template.spec.volumes)" % (where, what, i, m.get("name")))
+    res = c.get("resources") or {}
+    _only(where, what + ".resources", res, ("limits", "requests"))
+    for kind in ("limits", "requests"):
+        _only(where, "%s.resources.%s" % (what, kind), res.get(kind) or {}, RESOURCES)
+    _security(where, what + ".securityContext", c.get("securityContext"),
+              CONTAINER_SECURITY)
+    for probe in ("readinessProbe", "livenessProbe"):
+        if c.get(probe):
+            _only(where, "%s.%s" % (what, probe), c[probe], PROBE_FIELDS)
+            _only(where, "%s.%s.httpGet" % (what, probe), c[probe].get("httpGet") or {},
+                  HTTP_GET_FIELDS)
+    if c.get("livenessProbe"):
+        _value(where, what + ".livenessProbe.successThreshold",
+               c["livenessProbe"].get("successThreshold", 1), (1,))
+    hooks = c.get("lifecycle") or {}
+    _only(where, what + ".lifecycle", hooks, ("preStop",))
+
+
+def check_pod(where, pod):
+    """Refuses a pod template (spec.template.spec) that sets a field kubia-sim does not
+    honour, naming the field."""
+    what = "spec.template.spec"
+    _only(where, "the pod template (%s)" % what, pod, POD_FIELDS)
+    for f, why in (("automountServiceAccountToken", "kubia-sim has no API server and no "
+                    "token to mount"), ("enableServiceLinks", "kubia-sim's Services have "
+                                       "no cluster IP, so no variables to set")):
+        _value(where, "%s.%s" % (what, f), pod.get(f), (False,),
+               why + (" (true is Kubernetes' default)" if f not in pod else ""))
+    _value(where, what + ".restartPolicy", pod.get("restartPolicy", "Always"), ("Always",))
+    _security(where, what + ".securityContext", pod.get("securityContext"), POD_SECURITY)
+    sel = pod.get("nodeSelector") or {}
+    if not isinstance(sel, dict) or not all(isinstance(v, str) for v in sel.values()):
+        raise SimError("%s: %s.nodeSelector: give label: value pairs" % (where, what))
+    for i, c in enumerate(pod.get("containers") or []):
+        _container(where, "%s.containers[%d] (%s)" % (what, i, c.get("name")), c,
+                   CONTAINER_FIELDS)
+    for i, c in enumerate(pod.get("initContainers") or []):
+        _container(where, "%s.initContainers[%d] (%s)" % (what, i, c.get("name")), c,
+                   INIT_FIELDS)
+    for c in (pod.get("containers") or []) + (pod.get("initContainers") or []):
+        uid, _gid, non_root = _user(pod, c)
+        if non_root and uid == 0:
+            raise SimError("%s: container %s has runAsNonRoot and runAsUser 0; the kubelet "
+                           "would not start it" % (where, c.get("name")))
+
+
 def _user(pod, c):
     ps, cs = pod.get("securityContext") or {}, c.get("securityContext") or {}
     return (cs.get("runAsUser", ps.get("runAsUser")), cs.get("runAsGroup",
                                                             ps.get("runAsGroup")),
             cs.get("runAsNonRoot", ps.get("runAsNonRoot", False)))
+
+
+def seccomp(pod, c):
+    """The container's seccompProfile type (its own, else the pod's), None when unset."""
+    for sc in (c.get("securityContext") or {}, pod.get("securityContext") or {}):
+        if "seccompProfile" in sc:
+            return sc["seccompProfile"].get("type")
+    return None
 
 
 def init_containers(where, pod, runtime):
@@ -78,7 +254,7 @@ def init_containers(where, pod, runtime):
                     "read_only": sc.get("readOnlyRootFilesystem", False),
                     "no_new_privs": not sc.get("allowPrivilegeEscalation", True),
                     "caps_drop": list(caps.get("drop") or []),
-                    "caps_add": list(caps.get("add") or []),
+                    "caps_add": list(caps.get("add") or []), "seccomp": seccomp(pod, c),
                     "resources": {kind: {k: quantity(v) for k, v in (
                         (c.get("resources") or {}).get(kind) or {}).items()}
                         for kind in ("limits", "requests")}})

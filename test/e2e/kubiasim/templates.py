@@ -36,6 +36,7 @@ def template_of(source, s, base, a):
         raise SimError("%s: the StatefulSet is %r with serviceName %r; kubia-sim plays "
                        "the chapter's, %r governed by the headless Service %r"
                        % (where, s["statefulset_name"], s["service_name"], STS, STS))
+    podspec.check_pod(where, s["pod_spec"])
     try:
         init = podspec.init_containers(where, s["pod_spec"], base.get("runtime"))
     except manifests.ManifestError as e:
@@ -72,7 +73,10 @@ def template_of(source, s, base, a):
         pre_stop_s=s["pre_stop_sleep_seconds"], security=s["security"],
         resources=s["resources"], pod_labels=s["pod_labels"],
         pod_annotations=s["pod_annotations"], init_containers=init,
-        node_selector=dict(s["pod_spec"].get("nodeSelector") or {}))
+        node_selector=dict(s["pod_spec"].get("nodeSelector") or {}),
+        seccomp=podspec.seccomp(s["pod_spec"], s["pod_spec"]["containers"][0]),
+        fs_group_change=(s["pod_spec"].get("securityContext") or {}).get(
+            "fsGroupChangePolicy", "Always"))
     if template.get("runtime") == "podman":
         template["image"] = s["image"]
         sec = s["security"]
