@@ -513,43 +513,6 @@ def write_resolv(workdir, search=("default.svc.cluster.local", "svc.cluster.loca
     return path
 
 
-class HungPeer:
-    """Accepts TCP connections and never answers. Counts accepted connections."""
-
-    def __init__(self, host="127.0.0.1", family=socket.AF_INET):
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        self._stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        self.sock.settimeout(0.05)
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns.append(c)
-
-    @property
-    def accepted(self):
-        return len(self.conns)
-
-    def close(self):
-        self._stop = True
-        self.thread.join(2)
-        for c in self.conns:
-            c.close()
-        self.sock.close()
-
-
 class BacklogFull:
     """A listening socket whose accept queue is full and never drained: further
     connection attempts hang in SYN_SENT (loopback cannot otherwise simulate an
@@ -589,13 +552,16 @@ class BacklogFull:
 
 
 class LoopbackServer:
-    """A TCP server on 127.0.0.1 that serves each connection in a thread of its own with
-    _serve(c) (a subclass's); _accepted(c) runs first, in the accepting thread."""
+    """A TCP server on 127.0.0.1 (or host) that serves each connection in a thread of
+    its own with _serve(c) (a subclass's; none when threaded is False); _accepted(c)
+    runs first, in the accepting thread."""
 
-    def __init__(self, backlog=16):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    threaded = True
+
+    def __init__(self, backlog=16, host="127.0.0.1", family=socket.AF_INET):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self._stop = threading.Event()
@@ -614,6 +580,8 @@ class LoopbackServer:
             except OSError:
                 return
             self._accepted(c)
+            if not self.threaded:
+                continue
             t = threading.Thread(target=self._serve, args=(c,), daemon=True)
             t.start()
             self.threads.append(t)
@@ -634,6 +602,28 @@ class LoopbackServer:
         self._wake()
         for t in self.threads:
             t.join(join_s)
+
+
+class HungPeer(LoopbackServer):
+    """Accepts TCP connections and never answers. Counts accepted connections."""
+
+    threaded = False
+
+    def __init__(self, host="127.0.0.1", family=socket.AF_INET):
+        self.conns = []
+        super().__init__(backlog=64, host=host, family=family)
+
+    def _accepted(self, c):
+        self.conns.append(c)
+
+    @property
+    def accepted(self):
+        return len(self.conns)
+
+    def _wake(self):
+        self.threads[0].join(2)  # the accepting thread: no connection is added after
+        for c in self.conns:
+            c.close()
 
 
 class TricklePeer(LoopbackServer):
