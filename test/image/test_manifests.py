@@ -30,7 +30,7 @@ import pytest
 from k8sfiles import (ALL_FILES, K8S, KUBECTL, KUBIA_PORT, TOP, container, env,
                       kustomizations, load_book, load_every, meson_version, needs_kubectl,
                       path, statefulset)
-from kubiasim import manifests
+from kubiasim import manifests, podspec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KUBIA_UID = KUBIA_GID = 10001
@@ -574,7 +574,11 @@ def test_settings_of_the_kustomization():
         "headless_service_port": KUBIA_PORT,
         "headless_service_target_port": KUBIA_PORT,
         "headless_service_ports": [{"name": "http", "protocol": "tcp", "port": KUBIA_PORT}],
+        "pod_spec": s["pod_spec"],
     }
+    # the pod template as given, which kubia-sim runs as it is: nothing it refuses
+    assert s["pod_spec"]["containers"][0]["name"] == "kubia"
+    podspec.check_pod("k8s/", s["pod_spec"])
     assert s["env"]["KUBIA_MODE"] == "peers"
     assert s["env"]["KUBIA_SERVICE"] == "_http._tcp.kubia"
     assert 1 <= s["termination_grace_period_seconds"] <= 10
