@@ -31,7 +31,8 @@ import subprocess
 import time
 
 import pytest
-from ports import free_port
+from kubiatest.ports import free_port
+from kubiatest.waits import wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -98,17 +99,6 @@ def meson_version():
         m = re.search(r"^\s*version:\s*'([^']+)'", f.read(), re.M)
     assert m, "no version in meson.build"
     return m.group(1)
-
-
-def wait_until(pred, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def request(port, method, path, body=None):
