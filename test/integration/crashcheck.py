@@ -35,7 +35,7 @@ import subprocess
 import threading
 import time
 
-from conftest import free_port
+from kubiatest.ports import free_port
 
 HEADER = b"kubia-body "
 MAX_BODY = 64 * 1024
