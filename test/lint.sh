@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Static analysis with the project's configuration: clang-tidy (.clang-tidy) and
 # cppcheck, clang-format for layout, pyflakes for the Python tests and kubia-sim, and the
-# house rules (test/house.py: file and function sizes), and the test suites' helpers
-# defined once, in test/lib (test/helpers_once.py).
-# Usage: test/lint.sh clang-tidy|cppcheck|format|pyflakes|house|helpers BUILD_DIR
+# house rules (test/house.py: file and function sizes), the test suites' helpers
+# defined once, in test/lib (test/helpers_once.py), and the documents held to the code
+# (test/docs_check.py: the settings table against config.c and --help, the links).
+# Usage: test/lint.sh clang-tidy|cppcheck|format|pyflakes|house|helpers|docs BUILD_DIR
 set -euo pipefail
 tool=$1
 build=$2
@@ -48,8 +49,11 @@ house)
 helpers)
     /usr/bin/python3 test/helpers_once.py test
     ;;
+docs)
+    /usr/bin/python3 test/docs_check.py "$build/kubia"
+    ;;
 *)
-    echo "usage: $0 clang-tidy|cppcheck|format|pyflakes|house|helpers BUILD_DIR" >&2
+    echo "usage: $0 clang-tidy|cppcheck|format|pyflakes|house|helpers|docs BUILD_DIR" >&2
     exit 2
     ;;
 esac
