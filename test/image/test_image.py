@@ -18,7 +18,6 @@ removed when it ends, pass or fail.
 """
 
 import hashlib
-import http.client
 import json
 import os
 import re
@@ -31,6 +30,7 @@ import subprocess
 import time
 
 import pytest
+from kubiatest.http import http_request
 from kubiatest.ports import free_port
 from kubiatest.waits import wait_until
 
@@ -103,13 +103,8 @@ def meson_version():
 
 def request(port, method, path, body=None):
     """One HTTP request to 127.0.0.1:port; (status, body text)."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        c.request(method, path, body=body)
-        r = c.getresponse()
-        return r.status, r.read().decode()
-    finally:
-        c.close()
+    r = http_request("127.0.0.1", port, method, path, body, timeout=5)
+    return r.status, r.body.decode()
 
 
 def brief(paths, most=20):
