@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Static analysis with the project's configuration: clang-tidy (.clang-tidy) and
 # cppcheck, clang-format for layout, pyflakes for the Python tests and kubia-sim, and the
-# house rules (test/house.py: file and function sizes).
-# Usage: test/lint.sh clang-tidy|cppcheck|format|pyflakes|house BUILD_DIR
+# house rules (test/house.py: file and function sizes), the test suites' helpers
+# defined once, in test/lib (test/helpers_once.py), and the documents held to the code
+# (test/docs_check.py: the settings table against config.c and --help, the links).
+# Usage: test/lint.sh clang-tidy|cppcheck|format|pyflakes|house|helpers|docs BUILD_DIR
 set -euo pipefail
 tool=$1
 build=$2
@@ -38,13 +40,20 @@ format)
     ;;
 pyflakes)
     /usr/bin/python3 -c 'import pyflakes' 2>/dev/null || { echo "pyflakes not installed"; exit 77; }
-    /usr/bin/python3 -m pyflakes test/e2e/kubia-sim test/e2e/kubiasim test/*/*.py test/*.py
+    /usr/bin/python3 -m pyflakes test/e2e/kubia-sim test/e2e/kubiasim test/lib/kubiatest \
+        test/*/*.py test/*.py
     ;;
 house)
     /usr/bin/python3 test/house.py "${sources[@]}" common/*.h server/*.h storage/*.h discovery/*.h
     ;;
+helpers)
+    /usr/bin/python3 test/helpers_once.py test
+    ;;
+docs)
+    /usr/bin/python3 test/docs_check.py "$build/kubia"
+    ;;
 *)
-    echo "usage: $0 clang-tidy|cppcheck|format|pyflakes|house BUILD_DIR" >&2
+    echo "usage: $0 clang-tidy|cppcheck|format|pyflakes|house|helpers|docs BUILD_DIR" >&2
     exit 2
     ;;
 esac

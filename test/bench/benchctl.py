@@ -3,9 +3,9 @@
 """Helpers of bench.sh that are easier in Python than in bash. Each prints its result
 on stdout, or says what is wrong on stderr and exits 1.
 
-  ports N                      N distinct free ports, one a line: each bound at once on
-                               0.0.0.0 (TCP and UDP) and :: (TCP), so it is free on every
-                               address; below the ephemeral range when there is room
+  ports N                      N distinct free ports, one a line, free for TCP and UDP on
+                               every address, outside the ephemeral range (test/lib's
+                               kubiatest.ports)
   wait-ready SECS PID URL...   polls each URL until it answers 200 (at most SECS in all);
                                fails at once when its PID has ended
   response-size URL [BYTES]    the exact size in bytes of the whole HTTP/1.1 answer (status
@@ -17,9 +17,7 @@ on stdout, or says what is wrong on stderr and exits 1.
                                'data of pod i'; with --any-order the peer lines may come
                                in any order (the reference's)
 """
-import errno
 import os
-import random
 import re
 import socket
 import sys
@@ -27,6 +25,9 @@ import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from kubiatest.ports import free_port  # noqa: E402
 
 SERVICE = "kubia.default.svc.cluster.local"
 
@@ -36,61 +37,8 @@ def die(msg):
     sys.exit(1)
 
 
-def candidates():
-    """Ports to try: below the kernel's ephemeral range when there is room, so that no
-    outgoing connection on the machine can take one between our check and the server's
-    bind (many run at once here); else any port the kernel hands out."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 0
-    if low - 1 > 20000 + 2000:
-        pool = list(range(20000, low))
-        random.shuffle(pool)
-        yield from pool
-    while True:
-        yield 0
-
-
-def bind_all(port):
-    """Sockets holding PORT on 0.0.0.0 (TCP and UDP) and :: (TCP), or None."""
-    group = []
-    try:
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        group.append(t)
-        t.bind(("0.0.0.0", port))
-        port = t.getsockname()[1]
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        group.append(u)
-        u.bind(("0.0.0.0", port))
-        try:
-            s6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-            group.append(s6)
-            s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            s6.bind(("::", port))
-        except OSError as e:
-            if e.errno != errno.EAFNOSUPPORT:  # no IPv6 here: fine
-                raise
-    except OSError:
-        for s in group:
-            s.close()
-        return None, 0
-    return group, port
-
-
 def ports(n):
-    held, out = [], []
-    for candidate in candidates():
-        if len(out) == n:
-            break
-        group, port = bind_all(candidate)
-        if group is not None:
-            held.extend(group)
-            out.append(port)
-    for s in held:
-        s.close()
-    print("\n".join(map(str, out)))
+    print("\n".join(str(free_port(udp=True)) for _ in range(n)))
 
 
 def running(pid):

@@ -16,21 +16,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from kubiatest.ports import free_port  # noqa: E402
+
 LOADS = (("GET /data", "GET", 500, 3000), ("POST 100 B", "POST", 50, 300))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def count(binary, method, n, workdir):

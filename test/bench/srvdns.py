@@ -16,6 +16,7 @@ client asks again over TCP, as it would of cluster DNS.
 Usage: srvdns.py PORT TTL SERVICE TARGET,PORT,ADDRESS...
 Listens on 127.0.0.1:PORT, UDP and TCP, until SIGTERM.
 """
+import os
 import signal
 import socket
 import socketserver
@@ -23,38 +24,11 @@ import struct
 import sys
 import threading
 
-QTYPE_A, QTYPE_SRV, QTYPE_ANY = 1, 33, 255
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from kubiatest.dnswire import (QTYPE_A, QTYPE_ANY, QTYPE_SRV, encode_name,  # noqa: E402
+                               parse_question, reply_head)
+
 UDP_LIMIT = 512
-
-
-def encode_name(name):
-    out = b""
-    for label in name.rstrip(".").split("."):
-        out += bytes([len(label)]) + label.encode("ascii")
-    return out + b"\0"
-
-
-def parse_question(msg):
-    """(id, flags, qname lower-case, qtype, end offset of the question) or None."""
-    if len(msg) < 12:
-        return None
-    qid, flags, qdcount = struct.unpack(">HHH", msg[:6])
-    if qdcount != 1:
-        return None
-    labels, off = [], 12
-    while off < len(msg):
-        n = msg[off]
-        if n == 0:
-            off += 1
-            break
-        if n & 0xC0:
-            return None
-        labels.append(msg[off + 1:off + 1 + n].decode("ascii", "replace"))
-        off += 1 + n
-    if off + 4 > len(msg):
-        return None
-    qtype, _qclass = struct.unpack(">HH", msg[off:off + 4])
-    return qid, flags, ".".join(labels).lower(), qtype, off + 4
 
 
 class Zone:
@@ -70,7 +44,6 @@ class Zone:
         if q is None:
             return None
         qid, flags, qname, qtype, qend = q
-        question = msg[12:qend]
         rcode, answers, additional = 0, [], []
         if qname == self.service and qtype in (QTYPE_SRV, QTYPE_ANY):
             answers = [("srv", t, p, a) for t, p, a in self.records]
@@ -80,9 +53,8 @@ class Zone:
                 answers = [("a", qname, 0, self.address_of[qname])]
         elif qname != self.service:
             rcode = 3  # NXDOMAIN
-        out = bytearray(struct.pack(">HHHHHH", qid, 0x8400 | (flags & 0x0100) | rcode, 1,
-                                    len(answers), 0, len(additional)))
-        out += question
+        out = bytearray(reply_head(qid, 0x8400 | (flags & 0x0100) | rcode, len(answers),
+                                   msg, qend, len(additional)))
         where = {}  # name -> offset of its uncompressed copy
         for kind, name, port, address in answers + additional:
             out += self.owner(kind, name, where, len(out))
@@ -111,8 +83,7 @@ class Zone:
 def truncated(reply):
     """Header and question only, with TC set: 'ask again over TCP'."""
     qid, flags = struct.unpack(">HH", reply[:4])
-    q = parse_question(reply)
-    return struct.pack(">HHHHHH", qid, flags | 0x0200, 1, 0, 0, 0) + reply[12:q[4]]
+    return reply_head(qid, flags | 0x0200, 0, reply, parse_question(reply)[4])
 
 
 def main(argv):

@@ -17,7 +17,8 @@ import subprocess
 import time
 
 import pytest
-from ports import free_port
+from kubiatest.ports import free_port
+from kubiatest.waits import wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIM = os.path.join(HERE, "kubia-sim")
@@ -49,17 +50,6 @@ def pytest_collection_modifyitems(config, items):
     if why:
         for item in items:
             item.add_marker(pytest.mark.skip(reason=why))
-
-
-def wait_until(pred, timeout, what, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def subnet_in_use(base):

@@ -18,7 +18,6 @@ removed when it ends, pass or fail.
 """
 
 import hashlib
-import http.client
 import json
 import os
 import re
@@ -31,7 +30,9 @@ import subprocess
 import time
 
 import pytest
-from ports import free_port
+from kubiatest.http import http_request
+from kubiatest.ports import free_port
+from kubiatest.waits import wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -100,26 +101,10 @@ def meson_version():
     return m.group(1)
 
 
-def wait_until(pred, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
-
-
 def request(port, method, path, body=None):
     """One HTTP request to 127.0.0.1:port; (status, body text)."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        c.request(method, path, body=body)
-        r = c.getresponse()
-        return r.status, r.read().decode()
-    finally:
-        c.close()
+    r = http_request("127.0.0.1", port, method, path, body, timeout=5)
+    return r.status, r.body.decode()
 
 
 def brief(paths, most=20):

@@ -282,19 +282,19 @@ def test_statefulset_as_the_book_names_it(book, every):
         assert c["volumeMounts"] == [{"name": "data", "mountPath": "/var/data"}], where
 
 
-def _readme_variables():
-    with open(os.path.join(TOP, "README.md"), encoding="utf-8") as f:
+def _contract_variables():
+    with open(os.path.join(TOP, "docs", "contract.md"), encoding="utf-8") as f:
         return set(re.findall(r"^\| `--[a-z-]+` \| `(KUBIA_[A-Z_]+)` \|", f.read(), re.M))
 
 
 @needs_kubectl
 def test_environment(book, every):
-    known = _readme_variables()
+    known = _contract_variables()
     assert "KUBIA_MODE" in known and "KUBIA_SERVICE" in known
     for where, sts in all_statefulsets(book, every).items():
         c = container(sts)
         e = env(c)
-        assert set(e) <= known, "%s: not in README's configuration table: %s" % (
+        assert set(e) <= known, "%s: not in docs/contract.md's settings: %s" % (
             where, set(e) - known)
         assert all(isinstance(v, str) for v in e.values()), where
         # The SRV name the Kubernetes DNS specification defines for the governing

@@ -1,8 +1,8 @@
-"""kubia's kustomize overlays (k8s/overlays/<target>/) and what the README tells a user
-to run with them: each overlay changes the base in what its platform needs and in
+"""kubia's kustomize overlays (k8s/overlays/<target>/) and what docs/deploying.md tells a
+user to run with them: each overlay changes the base in what its platform needs and in
 nothing else; the NetworkPolicies let through what kubia needs and nothing else (judged
-by the rules of the NetworkPolicy API, since there is no cluster here); the README's
-deploy steps name each overlay, paths that exist and the image the manifests use.
+by the rules of the NetworkPolicy API, since there is no cluster here); its deploy
+steps name each overlay, paths that exist and the image the manifests use.
 test_manifests.py renders and validates every kustomization.
 """
 
@@ -75,7 +75,7 @@ def test_the_gke_overlay(every, tmp_path):
         container(s)["image"] = "localhost/kubia:%s" % meson_version()
     assert without(objects, as_base) == by_kind(every["base"])
 
-    # The README's step: `echo "KUBIA_IMAGE=$IMAGE" >k8s/overlays/gke/image.env`.
+    # docs/deploying.md's step: `echo "KUBIA_IMAGE=$IMAGE" >k8s/overlays/gke/image.env`.
     k8s = _copy_of_k8s(tmp_path)
     image = "europe-west1-docker.pkg.dev/a-project/kubia/kubia:%s" % meson_version()
     (k8s / "overlays" / "gke" / "image.env").write_text("KUBIA_IMAGE=%s\n" % image)
@@ -249,15 +249,15 @@ def test_network_policies_let_through_what_kubia_needs_and_nothing_else(every):
     assert without(objects, lambda s: None) == by_kind(every["base"] + policies)
 
 
-# --- what the README tells a user to run -----------------------------------------------
+# --- what docs/deploying.md tells a user to run ----------------------------------------
 
-def _readme():
-    with open(os.path.join(TOP, "README.md"), encoding="utf-8") as f:
+def _deploying():
+    with open(os.path.join(TOP, "docs", "deploying.md"), encoding="utf-8") as f:
         return f.read()
 
 
-def test_readme_deploys_each_target_with_one_apply_of_its_overlay():
-    text = _readme()
+def test_deploying_names_each_target_with_one_apply_of_its_overlay():
+    text = _deploying()
     for target in OVERLAYS:
         assert "kubectl apply -k k8s/overlays/%s" % target in text, target
     assert "kubectl apply -k k8s/\n" in text or "kubectl apply -k k8s/`" in text
@@ -275,5 +275,5 @@ def test_the_build_commands_make_the_image_the_manifests_name(book):
         dockerfile = f.read()
     tags = re.findall(r"build .*-t (\S+) \.", dockerfile)
     assert tags and set(tags) == {image}, tags
-    local = re.findall(r"(?:docker|podman) build [^\n]*-t (\S+) \.", _readme())
+    local = re.findall(r"(?:docker|podman) build [^\n]*-t (\S+) \.", _deploying())
     assert local and set(local) <= {image, '"$IMAGE"', "localhost/kubia:test"}, local

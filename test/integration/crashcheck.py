@@ -35,7 +35,8 @@ import subprocess
 import threading
 import time
 
-from conftest import free_port
+from kubiatest.http import http_request
+from kubiatest.ports import free_port
 
 HEADER = b"kubia-body "
 MAX_BODY = 64 * 1024
@@ -132,13 +133,8 @@ class Ledger:
 
 
 def post(host, port, body, timeout=10):
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("POST", "/", body=body)
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
+    r = http_request(host, port, "POST", "/", body, timeout=timeout)
+    return r.status, r.body
 
 
 class Clients:
@@ -184,13 +180,8 @@ def read_file(path):
 
 
 def get_data(host, port):
-    conn = http.client.HTTPConnection(host, port, timeout=10)
-    try:
-        conn.request("GET", "/data")
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
+    r = http_request(host, port, "GET", "/data")
+    return r.status, r.body
 
 
 def wait_listening(host, port, proc, timeout=10):

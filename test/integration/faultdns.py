@@ -7,18 +7,13 @@ answer, so a client that depends on their order shows it.
 Names are never compressed in what it writes except the owner of each SRV record, which
 points to the question: 500 SRV records then fit well inside TCP's 64 KiB."""
 
-import os
 import random
 import socket
 import struct
-import sys
 import threading
 
-# the benchmark's DNS server reads and writes names the same way
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
-from srvdns import QTYPE_A, QTYPE_SRV, encode_name, parse_question  # noqa: E402
-
-NOERROR, SERVFAIL, NXDOMAIN, REFUSED = 0, 2, 3, 5
+from kubiatest.dnswire import (NOERROR, NXDOMAIN, QTYPE_A, QTYPE_SRV, REFUSED, SERVFAIL,
+                               encode_name, parse_question, reply_head)
 
 
 class FaultDNS:
@@ -75,9 +70,8 @@ class FaultDNS:
         random.shuffle(records)
         rflags = 0x8000 | 0x0400 | (flags & 0x0100) | rcode  # QR, AA, RD copied
         if self.mode == "truncate" and not over_tcp and records:
-            return struct.pack(">HHHHHH", qid, rflags | 0x0200, 1, 0, 0, 0) + msg[12:qend]
-        return (struct.pack(">HHHHHH", qid, rflags, 1, len(records), 0, 0) + msg[12:qend] +
-                b"".join(records))
+            return reply_head(qid, rflags | 0x0200, 0, msg, qend)
+        return reply_head(qid, rflags, len(records), msg, qend) + b"".join(records)
 
     def _srv_rr(self, target, port):
         rdata = struct.pack(">HHH", 0, 0, port) + encode_name(target)

@@ -6,7 +6,9 @@ killed for it)."""
 
 import socket
 
-from conftest import SANITIZE, http_request, run_kubia, wait_until
+from harness import SANITIZE, run_kubia
+from kubiatest.http import http_request
+from kubiatest.waits import wait_until
 
 MIB = 1 << 20
 

@@ -7,7 +7,7 @@ import http.client
 
 import pytest
 
-from conftest import CT, pod_fqdn
+from harness import CT, pod_fqdn
 
 NAMES = ("kubia-0", "kubia-1", "kubia-2")
 PROXY = "/api/v1/namespaces/default/pods/%s/proxy/"

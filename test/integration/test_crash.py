@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import free_port
+from kubiatest.ports import free_port
 from crashcheck import (Campaign, KubiaServer, ReferenceServer, kill, read_file,
                         rounds_from_env, seed)
 

@@ -10,8 +10,10 @@ import time
 
 import pytest
 
-from conftest import (CT, DOMAIN, BacklogFull, FakeDNS, HungPeer, SlowDNS, TricklePeer,
-                      free_port, ipv6_available, pod_fqdn, wait_until)
+from harness import CT, DOMAIN, pod_fqdn
+from kubiatest.ports import free_port, ipv6_available
+from kubiatest.servers import BacklogFull, FakeDNS, HungPeer, SlowDNS, TricklePeer
+from kubiatest.waits import wait_until
 
 HEAD0 = b"You've hit kubia-0\nData stored in the cluster:\n"
 NOPEERS = HEAD0 + b"No peers discovered.\n"
@@ -547,7 +549,7 @@ def test_srv_cache_limited_by_cache_ms(factory):
     dns.restart(srv=second)
     t0 = time.monotonic()
     want = HEAD0 + line("kubia-0", b"No data posted yet") + line("kubia-1", b"one")
-    wait_until(lambda: k0.get("/").body == want, 3, 0.05, "the new SRV set to be seen")
+    wait_until(lambda: k0.get("/").body == want, 3, "the new SRV set to be seen", interval=0.05)
     assert time.monotonic() - t0 < 0.3 + 0.7
 
 

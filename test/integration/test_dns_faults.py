@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import DOMAIN, SANITIZE, free_port, pod_fqdn
+from harness import DOMAIN, SANITIZE, pod_fqdn
+from kubiatest.ports import free_port
 from faultdns import FaultDNS
 
 DNS_TIMEOUT_MS = 1000

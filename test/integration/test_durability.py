@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from conftest import SANITIZE
+from harness import SANITIZE
 
 STRACE = shutil.which("strace")
 # test/integration/meson.build does not register this file for a sanitizer build;

@@ -11,7 +11,10 @@ import socket
 import threading
 import time
 
-from conftest import DOMAIN, LoopbackServer, free_port, pod_fqdn, run_kubia, wait_until
+from harness import DOMAIN, pod_fqdn, run_kubia
+from kubiatest.ports import free_port
+from kubiatest.servers import LoopbackServer
+from kubiatest.waits import wait_until
 
 NAMES = ("kubia-0", "kubia-1", "kubia-2")
 TCP_CLOSE_WAIT = 8  # tcp_info.tcpi_state, linux/tcp_states.h

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from conftest import (KUBIA, OLD, clean_env, injected, on_disk, preload, start_faulty,
-                      temp_files, wait_until)
+from harness import KUBIA, OLD, clean_env, injected, on_disk, preload, start_faulty, temp_files
+from kubiatest.waits import wait_until
 
 NEW = b"new data\n"
 
@@ -216,7 +216,7 @@ def test_probes_answer_at_once_during_a_slow_fsync(factory, workdir):
     k = start_faulty(factory, workdir, {"FAULTFS_FSYNC_DELAY_MS": "1000"})
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         fut = ex.submit(k.post, "/", NEW, timeout=30)
-        wait_until(lambda: injected(k, "fsync("), 10, 0.005, "the slow fsync")
+        wait_until(lambda: injected(k, "fsync("), 10, "the slow fsync", interval=0.005)
         t_fsync = time.monotonic()
         for path, want in (("/healthz", b"ok\n"), ("/readyz", b"ready\n"),
                            ("/data", OLD)):

@@ -14,8 +14,10 @@ import time
 
 import pytest
 
-from conftest import (DOMAIN, OLD, free_port, http_request, injected, on_disk, pod_fqdn, preload,
-                      start_faulty, temp_files, wait_until)
+from harness import DOMAIN, OLD, injected, on_disk, pod_fqdn, preload, start_faulty, temp_files
+from kubiatest.http import http_request
+from kubiatest.ports import free_port
+from kubiatest.waits import wait_until
 
 pytestmark = pytest.mark.usefixtures("faultfs")
 

@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from conftest import KUBIA, SANITIZE
+from harness import KUBIA, SANITIZE
 
 READELF = shutil.which("readelf")
 # The build's compiler (test/meson.build) and optimisation level ("0", "g", "1", "2",

@@ -22,7 +22,8 @@ import time
 
 import pytest
 
-from conftest import SANITIZE, wait_until
+from harness import SANITIZE
+from kubiatest.waits import wait_until
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile", "corpus.json")
 SENTINEL = b"sentinel"  # stored before the corpus; its legitimate POSTs store it again
@@ -290,7 +291,7 @@ def start_trickling(k, n, limit):
     """n connections from 127.0.0.2, each sending its first byte; checks that exactly
     limit of them are left open and the rest closed by kubia."""
     socks = open_trickling(k.port, n, "127.0.0.2")
-    wait_until(lambda: all(_connected(s) for s in socks), 10, 0.05,
+    wait_until(lambda: all(_connected(s) for s in socks), 10, interval=0.05,
                what="%d connections to be established" % n)
     for s in socks:
         try:
@@ -302,7 +303,8 @@ def start_trickling(k, n, limit):
         states = [first_answer(s) for s in socks]
         return states if states.count("open") == limit else None
     try:
-        states = wait_until(settled, 10, 0.1, what="exactly %d connections left open" % limit)
+        states = wait_until(settled, 10, interval=0.1,
+                            what="exactly %d connections left open" % limit)
     except AssertionError:
         states = [first_answer(s) for s in socks]
         raise AssertionError("limit %d: %d open, %d closed, others %r" % (
@@ -375,14 +377,14 @@ def test_slowloris_connection_limit(factory):
     assert k.post("/", b"kept").status == 200
     # the count before: once the test's own earlier connections are gone from kubia
     base = wait_until(lambda: sockets_of(k.proc.pid) == _steady(k.proc.pid) and
-                      sockets_of(k.proc.pid), 5, 0.05, what="kubia's sockets to settle")
+                      sockets_of(k.proc.pid), 5, interval=0.05, what="kubia's sockets to settle")
     socks = open_trickling(k.port, 500, "127.0.0.2")
     other = None
     try:
-        wait_until(lambda: all(_connected(s) for s in socks), 10, 0.05,
+        wait_until(lambda: all(_connected(s) for s in socks), 10, interval=0.05,
                    what="500 connections to be established")
         trickle(socks, 0)
-        wait_until(lambda: sockets_of(k.proc.pid) - base >= 300, 10, 0.05,
+        wait_until(lambda: sockets_of(k.proc.pid) - base >= 300, 10, interval=0.05,
                    what="kubia to take 300 trickling connections")
         time.sleep(0.5)  # time for any accept past the limit: then count again
         taken = sockets_of(k.proc.pid) - base

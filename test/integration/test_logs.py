@@ -12,7 +12,9 @@ import subprocess
 
 import pytest
 
-from conftest import DOMAIN, KUBIA, free_port, is_root, pod_fqdn, wait_until
+from harness import DOMAIN, KUBIA, is_root, pod_fqdn
+from kubiatest.ports import free_port
+from kubiatest.waits import wait_until
 
 TIME_RE = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 PAIR_RE = re.compile(r'([A-Za-z0-9_]+)=("(?:[^"\\]|\\.)*"|[^ "=\\]+)')

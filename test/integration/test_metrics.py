@@ -10,7 +10,9 @@ import re
 import shutil
 import subprocess
 
-from conftest import DOMAIN, free_port, pod_fqdn, wait_until
+from harness import DOMAIN, pod_fqdn
+from kubiatest.ports import free_port
+from kubiatest.waits import wait_until
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 EXPOSITION_CT = "text/plain; version=0.0.4; charset=utf-8"

@@ -13,8 +13,11 @@ import time
 
 import pytest
 
-from conftest import (CT, DOMAIN, KUBIA, FakeDNS, HungPeer, clean_env, free_port, http_request,
-                      is_root, pod_fqdn, run_kubia, wait_until)
+from harness import CT, DOMAIN, KUBIA, clean_env, is_root, pod_fqdn, run_kubia
+from kubiatest.http import http_request
+from kubiatest.ports import free_port
+from kubiatest.servers import FakeDNS, HungPeer
+from kubiatest.waits import wait_until
 
 FLAGS = ["--port", "--data-file", "--mode", "--service", "--port-name", "--peer-port",
          "--peer-timeout-ms", "--dns-server", "--dns-timeout-ms", "--max-body", "--hostname", "--dns-cache-ms",
@@ -181,7 +184,7 @@ def test_readyz_503_when_data_dir_removed(factory):
     k = factory.kubia("kubia-0", mode="pet")
     k.post("/", b"x")
     shutil.rmtree(k.data_dir)
-    wait_until(lambda: k.get("/readyz").status == 503, 5, 0.05, "readyz 503")
+    wait_until(lambda: k.get("/readyz").status == 503, 5, "readyz 503", interval=0.05)
     r = k.get("/readyz")
     assert r.header("Content-Type") == CT
     assert r.body.startswith(b"not ready: ") and r.body.endswith(b"\n"), r.body
@@ -234,8 +237,8 @@ def test_sigterm_finishes_inflight_cluster_get(factory):
             t0 = time.monotonic()
             k.proc.send_signal(signal.SIGTERM)
             # new connections are refused while the request is still being finished
-            wait_until(lambda: connection_refused(k.port), 1.0, 0.02,
-                       "new connections to be refused after SIGTERM")
+            wait_until(lambda: connection_refused(k.port), 1.0,
+                       "new connections to be refused after SIGTERM", interval=0.02)
             r = fut.result(timeout=10)
             rc = k.proc.wait(5)
             dt = time.monotonic() - t0
@@ -266,8 +269,8 @@ def test_sigterm_finishes_inflight_chunked_post(factory):
         s.sendall(b"6\r\nfirst \r\n")
         t0 = time.monotonic()
         k.proc.send_signal(signal.SIGTERM)
-        wait_until(lambda: connection_refused(k.port), 1.0, 0.02,
-                   "new connections to be refused after SIGTERM")
+        wait_until(lambda: connection_refused(k.port), 1.0,
+                   "new connections to be refused after SIGTERM", interval=0.02)
         assert k.proc.poll() is None, "kubia exited with a request in flight"
         s.sendall(b"4\r\nlast\r\n0\r\n\r\n")
         buf = b""
@@ -352,8 +355,8 @@ def test_max_connections(factory):
     try:
         assert not served("127.0.0.1", k.port), "a 5th connection was served"
         socks.pop().close()
-        wait_until(lambda: served("127.0.0.1", k.port), 5, 0.05,
-                   "a connection to be served once one closed")
+        wait_until(lambda: served("127.0.0.1", k.port), 5,
+                   "a connection to be served once one closed", interval=0.05)
     finally:
         for s in socks:
             s.close()
@@ -369,8 +372,8 @@ def test_max_connections_per_ip(factory):
         assert served("127.0.0.1", k.port, source="127.0.0.4"), \
             "another address was refused"
         socks.pop().close()
-        wait_until(lambda: served("127.0.0.1", k.port, source="127.0.0.3"), 5, 0.05,
-                   "the address to be served again once one connection closed")
+        wait_until(lambda: served("127.0.0.1", k.port, source="127.0.0.3"), 5,
+                   "the address to be served again once one connection closed", interval=0.05)
     finally:
         for s in socks:
             s.close()

@@ -16,7 +16,10 @@ import socket
 import struct
 import time
 
-from conftest import DOMAIN, SANITIZE, TricklePeer, free_port, pod_fqdn, wait_until
+from harness import DOMAIN, SANITIZE, pod_fqdn
+from kubiatest.ports import free_port
+from kubiatest.servers import TricklePeer
+from kubiatest.waits import wait_until
 from faultdns import FaultDNS
 
 PEER_TIMEOUT_MS = 1000

@@ -27,7 +27,9 @@ import time
 
 import pytest
 
-from conftest import SHIM, clean_env, free_port, is_root, preload, wait_until
+from harness import SHIM, clean_env, is_root, preload
+from kubiatest.ports import free_port
+from kubiatest.waits import wait_until
 from crashcheck import (Campaign, KubiaServer, ReferenceServer, rounds_from_env,
                         seed)
 
@@ -80,7 +82,7 @@ class PowerCutFS:
                     self.proc.returncode, self.logtext()))
             return mounted(self.mount) and os.path.exists(self.ctl)
 
-        wait_until(up, 10, 0.005, "the powercut file system mounted")
+        wait_until(up, 10, "the powercut file system mounted", interval=0.005)
 
     def logtext(self):
         with open(self.log, errors="replace") as f:

@@ -12,7 +12,7 @@ import threading
 import time
 
 from test_operation import connection_refused, open_kept
-from conftest import wait_until
+from kubiatest.waits import wait_until
 
 STORED = b"Data stored on pod kubia-0\n"
 
@@ -66,7 +66,7 @@ def test_sigterm_a_slow_upload_that_ends_within_the_grace_is_stored(factory):
         s.sendall(body[:1024])
         t0 = time.monotonic()
         k.proc.send_signal(signal.SIGTERM)
-        wait_until(lambda: connection_refused(k.port), 1.0, 0.02,
+        wait_until(lambda: connection_refused(k.port), 1.0, interval=0.02,
                    what="new connections to be refused after SIGTERM")
         # the rest trickles in over about a second, well within the grace
         for i in range(1024, len(body), 32 * 1024):

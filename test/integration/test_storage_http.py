@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-from conftest import CT, free_port, is_root, run_kubia, wait_until
+from harness import CT, is_root, run_kubia
+from kubiatest.ports import free_port
+from kubiatest.waits import wait_until
 
 
 def pet(factory, **kw):
@@ -379,12 +381,12 @@ def test_500_on_read_only_volume(factory, tmpfs):
     assert r.body.endswith(b"\n") and len(r.body) > 1
     data_is(k, b"before ro")
     # readiness reflects the unusable volume
-    wait_until(lambda: k.get("/readyz").status == 503, 5, 0.05, "readyz 503 on ro volume")
+    wait_until(lambda: k.get("/readyz").status == 503, 5, "readyz 503 on ro volume", interval=0.05)
     r = k.get("/readyz")
     assert r.body.startswith(b"not ready: ") and r.body.endswith(b"\n"), r.body
     assert k.get("/healthz").body == b"ok\n"
     subprocess.run(["mount", "-o", "remount,rw", tmpfs], check=True, timeout=10)
-    wait_until(lambda: k.get("/readyz").status == 200, 5, 0.05, "readyz 200 again")
+    wait_until(lambda: k.get("/readyz").status == 200, 5, "readyz 200 again", interval=0.05)
     assert k.post("/", b"after rw").status == 200
     data_is(k, b"after rw")
 
@@ -432,7 +434,7 @@ def test_sigkill_during_posts_leaves_one_whole_body(factory):
             futs = [ex.submit(writer, b) for b in bodies]
             # let some writes complete, then crash in the middle of the stream
             wait_until(lambda: os.path.exists(k.data_file) and
-                       os.path.getsize(k.data_file) > 1000, 10, 0.01, "a body on disk")
+                       os.path.getsize(k.data_file) > 1000, 10, "a body on disk", interval=0.01)
             time.sleep(random.uniform(0.0, 0.05))
             k.proc.kill()
             k.proc.wait(5)

@@ -11,7 +11,8 @@ import signal
 
 import pytest
 
-from conftest import DOMAIN, SANITIZE, free_port, pod_fqdn
+from harness import DOMAIN, SANITIZE, pod_fqdn
+from kubiatest.ports import free_port
 
 VALGRIND = shutil.which("valgrind")
 WRAPPER = [VALGRIND or "valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",

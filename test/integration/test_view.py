@@ -10,7 +10,9 @@ import os
 
 import pytest
 
-from conftest import CT, DOMAIN, FakeDNS, free_port, pod_fqdn, run_kubia
+from harness import CT, DOMAIN, pod_fqdn, run_kubia
+from kubiatest.ports import free_port
+from kubiatest.servers import FakeDNS
 
 try:
     import jsonschema

@@ -16,8 +16,8 @@ Two sets of records (`kubia-sim up --cluster-dns`):
 """
 
 import os
-import socket
-import struct
+
+from kubiatest import dnswire
 
 from .processes import alive, spawn, stop_ref
 from .util import SimError, tool, wait_for
@@ -74,23 +74,13 @@ def dns_args(c, ready):
     return a
 
 
-def dns_query(server, name, qtype=33, timeout=0.3):
+def dns_rcode(server, name, qtype=33, timeout=0.3):
     """The rcode of one query, or None when nothing answered."""
-    qid = os.getpid() & 0xFFFF
-    q = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p)
-    pkt = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + q + b"\0" + struct.pack("!HH", qtype, 1)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(timeout)
     try:
-        s.sendto(pkt, (server, 53))
-        data = s.recv(4096)
-        if len(data) >= 12 and struct.unpack("!H", data[:2])[0] == qid:
-            return struct.unpack("!H", data[2:4])[0] & 0xF
+        r = dnswire.dns_query(server, 53, name, qtype, timeout)
     except OSError:
         return None
-    finally:
-        s.close()
-    return None
+    return None if r is None else r[0]
 
 
 def dns_apply(c, ready):
@@ -109,7 +99,7 @@ def dns_apply(c, ready):
     def answering():
         if not alive(ref):
             raise SimError("dnsmasq exited at start: see %s" % os.path.join(c.run, "dnsmasq.out"))
-        return dns_query(c.dns_ip, c.domain()) is not None
+        return dns_rcode(c.dns_ip, c.domain()) is not None
     wait_for(answering, 10, "the cluster DNS to answer")
 
 

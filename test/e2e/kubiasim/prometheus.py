@@ -25,7 +25,8 @@ import json
 import os
 import re
 import shutil
-import socket
+
+from kubiatest.ports import free_port
 
 from .network import port_free
 from .processes import alive, spawn, stop_ref
@@ -192,12 +193,6 @@ def api(port, path, timeout=2.0):
         return None
     finally:
         conn.close()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(c, p):

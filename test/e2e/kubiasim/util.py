@@ -6,7 +6,8 @@ import os
 import shlex
 import subprocess
 import sys
-import time
+
+from kubiatest.waits import wait_until
 
 
 class SimError(Exception):
@@ -58,11 +59,4 @@ def read_json(path, default=None):
 
 
 def wait_for(pred, timeout, what, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise SimError("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
+    return wait_until(pred, timeout, what, interval, error=SimError)

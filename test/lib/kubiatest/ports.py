@@ -112,3 +112,16 @@ def free_port(udp=False):
                 return port
             _release(*_held.pop())
     raise RuntimeError("no free port found in %d-%d" % (first, last))
+
+
+def ipv6_available():
+    """Whether a socket can bind ::1 here (some containers have no IPv6)."""
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            s.bind(("::1", 0))
+        finally:
+            s.close()
+        return True
+    except OSError:
+        return False
