@@ -182,8 +182,9 @@ def cmd_cordon(c, a):
     st = c.require_up()
     nodes = [node_of(c, a.node)] if a.node else ordered(st)
     for node in nodes:
-        node["unschedulable"] = a.cmd == "cordon"
-        say("node/%s %s" % (node["name"], "cordoned" if a.cmd == "cordon" else "uncordoned"))
+        was, node["unschedulable"] = node["unschedulable"], a.cmd == "cordon"
+        say("node/%s %s%sed" % (node["name"], "already " if was == node["unschedulable"]
+                                else "", a.cmd))
     c.save()
     if a.cmd == "uncordon":
         converge(c)
