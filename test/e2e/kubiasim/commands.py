@@ -43,7 +43,7 @@ def print_pods(c):
     rows = [("NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "REVISION")]
     now = time.time()
     for p in sorted(st["pods"].values(), key=lambda p: p["ordinal"]):
-        s = pod_state(c, p)
+        s = (p.get("cut") and p.get("last_reported")) or pod_state(c, p)
         state = s.get("state", "ContainerCreating")
         if not st["nodes"][p["node"]]["ready"]:
             # the node controller's view: nothing is heard from the pod's kubelet

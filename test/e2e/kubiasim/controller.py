@@ -5,9 +5,8 @@ name, address and volume; ordinals from ordinals.start; claims kept or deleted o
 scale-down as persistentVolumeClaimRetentionPolicy.whenScaled says; each pod placed on a
 node by the scheduler (nodes.py), and a pod that no node can take (cordoned, cut off,
 or its nodeSelector does not match their labels) made but left Pending; the revision
-history, pruned to revisionHistoryLimit. The rolling
-update (highest ordinal first, at and above a partition, or none with OnDelete) is
-rollout.py's."""
+history, pruned to revisionHistoryLimit. The rolling update (highest ordinal first, at
+and above a partition, or none with OnDelete) is rollout.py's."""
 
 import contextlib
 import json

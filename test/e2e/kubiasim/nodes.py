@@ -5,7 +5,9 @@ of the state, st["nodes"][name]: its name, an address (.2 to .9 of the cluster's
 which no pod takes; nothing listens on it), the labels its kubelet gives it
 (podspec.node_labels), ready (the node controller's view), cut (its network is down:
 `kubia-sim node-down`), unschedulable (cordoned) and when it was created. Every pod
-record names its node (p["node"]). All nodes share the one bridge (network.py): a
+record names its node (p["node"]); a pod of a node that is cut off also keeps, in
+p["last_reported"], the status its kubelet last reported (the API server hears nothing
+newer until the node is back, while the kubelet goes on writing its status file). All nodes share the one bridge (network.py): a
 node's network going down is the veth of each of its pods going down.
 
 The scheduler puts a pod on a node that is schedulable, reachable and matches the

@@ -127,7 +127,8 @@ def node_down(c, node):
     pods = sorted(pods_on(st, node["name"]), key=lambda p: p["ordinal"])
     for p in pods:
         set_link(c, p["veth"], False)
-        p["cut"], p["cut_at"] = True, now
+        # what the API server last heard from the pod's kubelet: all it shows from now on
+        p.update(cut=True, cut_at=now, last_reported=pod_state(c, p))
     c.save()
     say("node %s is cut off the network, with %s: their processes keep running, nothing "
         "reaches them (NotReady, its pods Unknown and out of the endpoints once the "
@@ -159,6 +160,7 @@ def node_up(c, node):
         else:
             set_link(c, p["veth"], True)
             p["cut"] = False
+            p.pop("last_reported", None)
             names.add(p["name"])
     node.update(cut=False, ready=True)
     c.save()
