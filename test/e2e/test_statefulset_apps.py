@@ -112,7 +112,7 @@ def test_pvc_should_be_recreated_when_pod_is_pending_due_to_missing_pvc(sim, tmp
     assert claims(sim) == ["data-kubia-0"]
     wait_ready_count(sim, 1)
     assert sim.post_pod("kubia-0", "on the first claim").status == 200
-    # the node cordoned, the deleted pod is recreated but stays Pending
+    # every node cordoned, the deleted pod is recreated but stays Pending
     sim.cli("cordon")
     sim.cli("delete", "pod", "kubia-0")
     assert names(sim) == [] and sim.status()["pending"] == ["kubia-0"]
