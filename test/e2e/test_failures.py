@@ -145,6 +145,9 @@ def test_a_nodes_network_down_as_section_10_5_tells_it(sim):
     assert re.search(r"^kubia-0\s+0/1\s+Unknown\s.*\skubia-sim-1\s", out, re.M), out
     assert re.search(r"^kubia-sim-1\s+NotReady\s", out, re.M), out
     assert re.search(r"^kubia-sim-2\s+Ready\s", out, re.M), out
+    # the node's record keeps the fields the API server's Node objects are made of
+    assert sorted(sim.status()["nodes"]["kubia-sim-1"]) == [
+        "addr", "created", "cut", "labels", "name", "ready", "unschedulable"]
     wait_until(lambda: sim.status()["endpoints"] == ["kubia-1", "kubia-2"], 5,
                "kubia-0 to leave the endpoints")
     assert proc_alive(old_proc)

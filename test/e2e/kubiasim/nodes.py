@@ -112,11 +112,17 @@ def lost(c, node, now=None):
     if not node["cut"]:
         return False
     now = time.time() if now is None else now
-    return now - node["cut_at"] >= c.st["node_lost_grace_s"]
+    return now - cut_at(c, node) >= c.st["node_lost_grace_s"]
 
 
 def evict_at(c, node):
-    return node["cut_at"] + c.st["node_lost_grace_s"] + c.st["pod_eviction_timeout_s"]
+    return cut_at(c, node) + c.st["node_lost_grace_s"] + c.st["pod_eviction_timeout_s"]
+
+
+def cut_at(c, node):
+    """When the node's network went down. It is kept beside the node records, which hold
+    just the fields the API renderer shows."""
+    return c.st["node_cut_at"][node["name"]]
 
 
 def node_lifecycle(c, now=None):

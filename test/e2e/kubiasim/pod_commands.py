@@ -123,7 +123,8 @@ def node_down(c, node):
     if node["cut"]:
         raise SimError("node %s's network is already down" % node["name"])
     now = time.time()
-    node.update(cut=True, cut_at=now)
+    node["cut"] = True
+    st.setdefault("node_cut_at", {})[node["name"]] = now
     pods = sorted(pods_on(st, node["name"]), key=lambda p: p["ordinal"])
     for p in pods:
         set_link(c, p["veth"], False)
