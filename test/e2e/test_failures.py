@@ -1,11 +1,14 @@
-"""Peers that die or drop off the network, cluster DNS trouble, pods that are not ready."""
+"""Peers that die or drop off the network, a node whose network goes down (section 10.5),
+cluster DNS trouble, pods that are not ready."""
 
 import os
 import re
 import signal
 import subprocess
+import time
 
-from conftest import SIM, wait_until
+from conftest import SIM, proc_alive, wait_until
+from ststest import stays
 
 ERROR_LINE = r"- %s: Error: (.+)\n"
 
@@ -116,3 +119,88 @@ def test_a_pod_that_is_not_ready_still_shows_itself(sim):
                          "--data-dir", sim.data_dir, "status"], capture_output=True,
                         text=True).stdout
     assert re.search(r"^kubia-2\s+0/1\s+Running", st, re.M), st
+
+
+def test_a_nodes_network_down_as_section_10_5_tells_it(sim):
+    # three pods on three nodes; a short grace and eviction timeout, a short back-off
+    sim.up(3, "peers", "--restart-backoff-ms", 300, "--node-lost-grace", 2,
+           "--pod-eviction-timeout", 2)
+    st = sim.status()
+    assert sorted((p["name"], p["node"]) for p in st["pods"].values()) == [
+        ("kubia-0", "kubia-sim-1"), ("kubia-1", "kubia-sim-2"), ("kubia-2", "kubia-sim-3")]
+    data = sim.post_each(3)
+    sim.wait_view("kubia-1", data)
+    old = st["pods"]["kubia-0"]
+    old_proc = {"pid": sim.container_pid("kubia-0"),
+                "start": st["pod_status"]["kubia-0"].get("start")}
+    t0 = time.monotonic()
+    r = sim.cli("node-down", "kubia-sim-1")
+    assert "node kubia-sim-1 is cut off the network, with kubia-0" in r.stdout
+    # the node controller notices after its grace: NotReady, kubia-0 Unknown and out of
+    # the endpoints; its process runs on
+    wait_until(lambda: not sim.status()["nodes"]["kubia-sim-1"]["ready"], 10,
+               "kubia-sim-1 to be NotReady")
+    assert time.monotonic() - t0 >= 2
+    out = sim.cli("status").stdout
+    assert re.search(r"^kubia-0\s+0/1\s+Unknown\s.*\skubia-sim-1\s", out, re.M), out
+    assert re.search(r"^kubia-sim-1\s+NotReady\s", out, re.M), out
+    assert re.search(r"^kubia-sim-2\s+Ready\s", out, re.M), out
+    # the node's record keeps the fields the API server's Node objects are made of
+    assert sorted(sim.status()["nodes"]["kubia-sim-1"]) == [
+        "addr", "created", "cut", "labels", "name", "ready", "unschedulable"]
+    wait_until(lambda: sim.status()["endpoints"] == ["kubia-1", "kubia-2"], 5,
+               "kubia-0 to leave the endpoints")
+    assert proc_alive(old_proc)
+    # then evicted: terminating, NodeLost, but neither removed nor replaced
+    pod = wait_until(lambda: sim.status()["pods"]["kubia-0"].get("reason") == "NodeLost" and
+                     sim.status()["pods"]["kubia-0"], 10, "kubia-0 to be evicted")
+    assert pod["terminating"] and pod["deleted_at"] > 0
+    assert pod["message"] == "Node kubia-sim-1 which was running pod kubia-0 is unresponsive"
+    assert "Reason: NodeLost" in sim.cli("status").stdout
+
+    def kept():
+        st = sim.status()
+        return st["pods"]["kubia-0"]["netns"] == old["netns"] and len(st["pods"]) == 3 \
+            and st["orphans"] == [] and proc_alive(old_proc)
+    stays(kept, 3, "the lost kubia-0 was removed or replaced")
+    # the forced deletion: the replacement goes to another node, with the same claim,
+    # and kubia refuses it while the old process holds the volume's lock
+    r = sim.cli("delete", "pod", "kubia-0", "--force")
+    assert 'pod "kubia-0" force deleted' in r.stdout
+    new = sim.status()["pods"]["kubia-0"]
+    assert new["node"] in ("kubia-sim-2", "kubia-sim-3") and new["netns"] != old["netns"]
+    wait_until(lambda: sim.status()["pod_status"]["kubia-0"].get("restarts", 0) >= 2, 15,
+               "a second refused start of the replacement")
+    log = sim.cli("logs", "kubia-0").stdout
+    assert "data directory /var/data is locked by another process" in log
+    assert "refusing to start: at most one kubia may use a data directory" in log
+    assert proc_alive(old_proc) and "kubia-0" not in sim.status()["endpoints"]
+    # the node is back: its kubelet stops the force-deleted pod, the replacement starts
+    # with its data, and every pod's view lists all of them again
+    r = sim.cli("node-up", "kubia-sim-1")
+    assert "the force-deleted kubia-0 is stopped there" in r.stdout
+    wait_until(lambda: not proc_alive(old_proc), 5, "the old process to end")
+    st = sim.status()
+    assert st["orphans"] == [] and st["nodes"]["kubia-sim-1"]["ready"]
+    assert st["endpoints"] == ["kubia-0", "kubia-1", "kubia-2"]
+    assert sim.get_pod("kubia-0", "/data").body == "data of kubia-0"
+    for pod in ("kubia-0", "kubia-1", "kubia-2"):
+        sim.wait_view(pod, data)
+
+
+def test_a_lost_nodes_evicted_pod_is_replaced_once_the_node_is_back(sim):
+    # no forced deletion: a graceful one cannot complete either, until the node returns
+    sim.up(2, "pet", "--node-lost-grace", 1, "--pod-eviction-timeout", 1)
+    sim.post_pod("kubia-1", "kept")
+    old = sim.status()["pods"]["kubia-1"]
+    sim.cli("cut", "kubia-1")  # the pod's node, kubia-sim-2
+    assert sim.status()["nodes"]["kubia-sim-2"]["cut"]
+    r = sim.cli("delete", "pod", "kubia-1")
+    assert "cannot confirm it" in r.stdout
+    assert sim.status()["pods"]["kubia-1"]["netns"] == old["netns"]
+    r = sim.cli("heal", "kubia-1")
+    assert 'pod "kubia-1" deleted (node kubia-sim-2 is back and stopped it)' in r.stdout
+    st = sim.status()
+    assert st["pods"]["kubia-1"]["netns"] != old["netns"]
+    assert st["endpoints"] == ["kubia-0", "kubia-1"]
+    assert sim.get_pod("kubia-1", "/data").body == "kept"

@@ -74,6 +74,11 @@ def test_commands_refuse_bad_input_and_change_nothing(sim):
         r = sim.cli("up", "--api-port", busy.getsockname()[1], "--binary", KUBIA,
                     "--subnet", sim.base + ".0/24", check=False)
     assert r.returncode == 1 and "is in use" in r.stderr
+    for args, msg in ((("--nodes", 0), "--nodes 0: 1 to 8"), (("--nodes", 9), "--nodes 9"),
+                      (("--pod-eviction-timeout", -1), "--pod-eviction-timeout -1")):
+        r = sim.cli("up", "--binary", KUBIA, "--subnet", sim.base + ".0/24",
+                    "--api-port", sim.api_port, *args, check=False)
+        assert r.returncode == 1 and msg in r.stderr, (args, r.stderr)
     assert sim.leftovers() == []
     sim.up(1, "pet")
     r = sim.up(1, "pet", check=False)
@@ -83,6 +88,9 @@ def test_commands_refuse_bad_input_and_change_nothing(sim):
                       (("scale", -1), "replicas -1"),
                       (("cut", "kubia-3"), 'pods "kubia-3" not found'),
                       (("heal", "kubia-0"), "kubia-0 is not cut off"),
+                      (("node-down", "kubia-sim-4"), 'nodes "kubia-sim-4" not found'),
+                      (("node-up", "kubia-sim-1"), "node kubia-sim-1 is not down"),
+                      (("cordon", "node-1"), 'nodes "node-1" not found'),
                       (("rollout", "--env", "NOEQUALS"), "give NAME=VALUE"),
                       (("run",), "give a command")):
         r = sim.cli(*args, check=False)

@@ -1,10 +1,12 @@
 """The simulated StatefulSet controller (kubia-sim), not kubia: scaling, claims, rolling
-updates with a partition, a rollout that stops at a pod that never gets ready, and a
-scale-down that waits while a pod is unhealthy. A failure here means kubia-sim broke,
+updates with a partition, a rollout that stops at a pod that never gets ready, a
+scale-down that waits while a pod is unhealthy, and the scheduler's spreading of the
+pods over the nodes. A failure here means kubia-sim broke,
 not kubia.
 """
 
 import os
+import re
 import shutil
 
 from conftest import KUBIA, lines_of
@@ -120,8 +122,56 @@ def test_scale_down_waits_while_a_pod_is_unhealthy(sim):
     assert "does not scale down while any pod is unhealthy" in r.stderr
     assert "kubia-0 not ready" in r.stderr
     assert sorted(sim.status()["pods"]) == ["kubia-0", "kubia-1", "kubia-2"]
+    # the node back, the controller goes on where it stopped: spec.replicas is already 1
     r = sim.cli("heal", "kubia-0")
-    # the controller goes on where it stopped: spec.replicas is already 1
-    r = sim.cli("scale", 1)
     deleted = [m.group(1) for m in lines_of(r.stdout, r'^pod "(kubia-\d+)" deleted')]
     assert deleted == ["kubia-2", "kubia-1"]
+    assert "deleted" not in sim.cli("scale", 1).stdout
+
+
+def test_the_scheduler_spreads_the_pods_and_a_cordoned_node_takes_none(sim):
+    sim.up(4, "pet", "--nodes", 3)
+    st = sim.status()
+    on = {p["name"]: p["node"] for p in st["pods"].values()}
+    # fewest pods first, the lower-numbered node on a tie
+    assert on == {"kubia-0": "kubia-sim-1", "kubia-1": "kubia-sim-2",
+                  "kubia-2": "kubia-sim-3", "kubia-3": "kubia-sim-1"}
+    for i, name in enumerate(("kubia-sim-1", "kubia-sim-2", "kubia-sim-3")):
+        node = st["nodes"][name]
+        assert sorted(node) == ["addr", "created", "cut", "labels", "name", "ready",
+                                "unschedulable"]
+        assert node["name"] == name and node["addr"] == "%s.%d" % (sim.base, 2 + i)
+        assert node["labels"]["kubernetes.io/hostname"] == name
+        assert node["labels"]["kubernetes.io/os"] == "linux"
+        assert node["ready"] and not node["cut"] and not node["unschedulable"]
+    assert sorted(st["nodes"]) == ["kubia-sim-1", "kubia-sim-2", "kubia-sim-3"]
+    # kubia-1's node cordoned: its replacement goes to the node with fewer pods
+    r = sim.cli("cordon", "kubia-sim-2")
+    assert r.stdout.startswith("node/kubia-sim-2 cordoned\n")
+    assert sim.status()["nodes"]["kubia-sim-2"]["unschedulable"]
+    assert re.search(r"^kubia-sim-2\s+Ready,SchedulingDisabled\s", sim.cli("nodes").stdout,
+                     re.M)
+    sim.cli("delete", "pod", "kubia-1")
+    assert sim.pod("kubia-1")["node"] == "kubia-sim-3"
+    assert re.search(r"^kubia-1\s+1/1\s+Running\s.*\skubia-sim-3\s", sim.cli("status").stdout,
+                     re.M)
+    # uncordoned, it takes the next pod (it has none)
+    sim.cli("uncordon", "kubia-sim-2")
+    sim.cli("scale", 5)
+    assert sim.pod("kubia-4")["node"] == "kubia-sim-2"
+    # every node cordoned (no NODE): a deleted pod is recreated Pending, and why
+    r = sim.cli("cordon")
+    assert [m.group(1) for m in lines_of(r.stdout, r"^node/(\S+) cordoned$")] == [
+        "kubia-sim-1", "kubia-sim-2", "kubia-sim-3"]
+    r = sim.cli("delete", "pod", "kubia-4")
+    assert "pod/kubia-4 Pending: 0/3 nodes are available: 3 node(s) were unschedulable" \
+        in r.stdout
+    sim.cli("uncordon")
+    assert sim.pod("kubia-4")["node"] == "kubia-sim-2"
+
+
+def test_one_node_takes_every_pod(sim):
+    sim.up(2, "pet", "--nodes", 1)
+    st = sim.status()
+    assert sorted(st["nodes"]) == ["kubia-sim-1"]
+    assert [p["node"] for p in st["pods"].values()] == ["kubia-sim-1"] * 2

@@ -125,14 +125,16 @@ def test_a_pod_whose_node_selector_does_not_match_stays_pending_out_of_dns(sim, 
     out = sim.cli("status").stdout
     assert re.search(r"^kubia-0\s+0/1\s+Pending", out, re.M), out
     assert re.search(r"^pod/kubia-0 Pending: .*didn't match Pod's node affinity/selector "
-                     r"\(nodeSelector kubernetes.io/arch=no-such-arch; node kubia-sim has "
+                     r"\(nodeSelector kubernetes.io/arch=no-such-arch; node kubia-sim-1 has "
                      r"kubernetes.io/arch=%s\)" % ARCH, out, re.M), out
-    # the template fixed (kubectl apply): the pods are scheduled and run
+    # the template fixed (kubectl apply): the pods are scheduled on the one node it
+    # names, and run
     pod_spec(sts)["nodeSelector"] = {"kubernetes.io/os": "linux", "kubernetes.io/arch": ARCH,
-                                     "kubernetes.io/hostname": "kubia-sim"}
+                                     "kubernetes.io/hostname": "kubia-sim-2"}
     sim.cli("rollout", "-f", write(tmp_path, "apply.yaml", sts))
     st = sim.status()
     assert sorted(st["pods"]) == ["kubia-0", "kubia-1"] and st["pending"] == []
+    assert [p["node"] for p in st["pods"].values()] == ["kubia-sim-2"] * 2
     assert st["endpoints"] == ["kubia-0", "kubia-1"]
     assert srv_targets(sim) == ["kubia-0", "kubia-1"]
     # and a rolling update to a template no node matches stops at its first pod
@@ -140,7 +142,7 @@ def test_a_pod_whose_node_selector_does_not_match_stays_pending_out_of_dns(sim, 
     r = sim.cli("rollout", "-f", write(tmp_path, "apply2.yaml", sts))
     st = sim.status()
     assert sorted(st["pods"]) == ["kubia-0"] and st["pending"] == ["kubia-1"], r.stdout
-    assert "nodeSelector disktype=ssd; node kubia-sim has no label disktype" in r.stdout
+    assert "nodeSelector disktype=ssd; node kubia-sim-1 has no label disktype" in r.stdout
     assert srv_targets(sim) == ["kubia-0"]
 
 

@@ -7,15 +7,17 @@ line down:
     commands     commands on the whole cluster: up, down, status, scale, probe, dns
     rollout      rollout (kubectl apply / edit of the template), the rolling update,
                  and rollout status
-    pod_commands commands on one pod, claim or node: delete, cut, heal, cordon, exec,
-                 logs, run
+    pod_commands commands on one pod, claim or node: delete, node-down, node-up (and
+                 cut, heal: a pod's node), cordon, nodes, exec, logs, run
     templates    the pod template, from the manifest and the command line
     podspec      the pod template's fields kubia-sim honours (and how), the refusal of
-                 the others, the node's labels and nodeSelector, the init containers
+                 the others, a node's labels and nodeSelector, the init containers
     manifests    the reader of k8s/ (also used by the image suite's manifest tests)
     controller   the StatefulSet controller: OrderedReady or Parallel pod management,
-                 ordinals.start, claim retention, scheduling (a pod the cordoned node
-                 or its nodeSelector refuses stays Pending), revision history
+                 ordinals.start, claim retention, pods no node takes left Pending,
+                 revision history
+    nodes        the nodes, the scheduler (spreading, cordon, nodeSelector) and the
+                 node controller (NotReady after the grace, then NodeLost eviction)
     kubelet      the supervisor of one pod: stops, restarts, back-off, liveness and
                  readiness probes
     pod_init     a pod's init containers, run by its kubelet before its container

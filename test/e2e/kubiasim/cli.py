@@ -11,7 +11,7 @@ from .commands import cmd_dns, cmd_down, cmd_probe, cmd_scale, cmd_status, cmd_u
 from .endpoints import endpoints_main
 from .kubelet import kubelet_main
 from .pod_commands import (cmd_cordon, cmd_cut, cmd_delete, cmd_exec, cmd_heal, cmd_logs,
-                           cmd_run)
+                           cmd_node, cmd_nodes, cmd_run)
 from .prometheus import add_options as add_prometheus_options
 from .rollout import cmd_rollout, cmd_rollout_status
 from .state import Cluster
@@ -81,17 +81,32 @@ def parser():
     p.add_argument("--all", action="store_true")
     p.set_defaults(fn=cmd_delete)
 
-    p = sub.add_parser("cut", help="cut a pod's node off the network (section 10.5)")
+    p = sub.add_parser("nodes", help="kubectl get nodes: the nodes, their state and pods")
+    p.set_defaults(fn=cmd_nodes)
+
+    for cmd, what in (("node-down", "a node's network goes down (section 10.5): its pods "
+                       "are cut off, NotReady after --node-lost-grace, evicted after "
+                       "--pod-eviction-timeout more"),
+                      ("node-up", "the node's network is back: its kubelet stops its "
+                       "deleted pods, the others are reachable again")):
+        p = sub.add_parser(cmd, help=what)
+        p.add_argument("node", help="kubia-sim-1, kubia-sim-2, ...")
+        p.set_defaults(fn=cmd_node)
+
+    p = sub.add_parser("cut", help="node-down of a pod's node")
     p.add_argument("pod")
     p.set_defaults(fn=cmd_cut)
 
-    p = sub.add_parser("heal", help="bring a cut-off node back")
+    p = sub.add_parser("heal", help="node-up of the node of a pod (or of a force-deleted "
+                       "pod) that is cut off")
     p.add_argument("pod")
     p.set_defaults(fn=cmd_heal)
 
-    for cmd, what in (("cordon", "no pod starts on the cluster's node (pods to create stay "
-                       "Pending)"), ("uncordon", "pods start again")):
-        p = sub.add_parser(cmd, help="kubectl %s: %s" % (cmd, what))
+    for cmd, what in (("cordon", "no pod starts on the node (a pod no node takes stays "
+                       "Pending)"), ("uncordon", "pods start there again")):
+        p = sub.add_parser(cmd, help="kubectl %s NODE: %s; without NODE, every node"
+                           % (cmd, what))
+        p.add_argument("node", nargs="?")
         p.set_defaults(fn=cmd_cordon)
 
     add_rollout(sub)
@@ -166,10 +181,16 @@ def add_up(sub):
     add_prometheus_options(p)
     p.add_argument("--image", help="the image for --runtime podman")
     p.add_argument("--user", help="uid:gid of a container (runAsUser:runAsGroup)")
+    p.add_argument("--nodes", type=int, default=3,
+                   help="the cluster's nodes, kubia-sim-1 .. kubia-sim-N (1 to 8)")
     p.add_argument("--node-lost-grace", type=float, default=10.0, metavar="SECONDS",
-                   help="how long a pod cut off the network (its node lost) stays in the "
-                   "endpoints, showing Unknown, before it leaves them (the node "
-                   "controller's grace period; 40 s in a cluster)")
+                   help="how long a node cut off the network stays Ready, and its pods in "
+                   "the endpoints, before it is NotReady and they are Unknown and leave "
+                   "them (the node controller's grace period; 40 s in a cluster)")
+    p.add_argument("--pod-eviction-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="how long after a node is NotReady its pods are evicted: "
+                   "Terminating, reason NodeLost, never removed until a forced deletion "
+                   "or the node's return (5 min in a cluster)")
     p.add_argument("--recreate", action="store_true",
                    help="take the cluster down first if it is up (its volumes stay)")
     p.set_defaults(fn=cmd_up)

@@ -19,34 +19,63 @@ from .containers import PODMAN_FLAGS, container_pid
 from .controller import converge
 from .endpoints import kubelet_ready, pod_state, publish, sts_status
 from .network import net_up, port_free, subnet_free
+from .nodes import check_count, make_nodes, node_lifecycle, node_status, ordered, pods_on
 from .processes import alive, signal_ref, spawn, stop_ref
 from .state import MAX_ORDINALS, PUBLIC, STS, revision_of
 from .templates import controller_of, read_manifest, template_of
 from .util import SimError, say, sh, tool, wait_for
 
 
-def print_pods(c):
-    st = c.st
-    rows = [("NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "REVISION")]
-    now = time.time()
-    for p in sorted(st["pods"].values(), key=lambda p: p["ordinal"]):
-        s = pod_state(c, p)
-        state = s.get("state", "ContainerCreating")
-        if p.get("cut"):
-            state, ready = "Unknown", False
-        else:
-            ready = kubelet_ready(c, p, s)
-        age = int(now - p["created"])
-        rows.append((p["name"], "1/1" if ready else "0/1", state, str(s.get("restarts", 0)),
-                     "%dm%ds" % divmod(age, 60) if age >= 60 else "%ds" % age, p["ip"],
-                     p["revision"]))
-    for name in st.get("pending", []):  # not scheduled: cordoned, or a nodeSelector
-        rows.append((name, "0/1", "Pending", "0", "-", "<none>", "-"))
+def age_of(now, t):
+    age = int(now - t)
+    return "%dm%ds" % divmod(age, 60) if age >= 60 else "%ds" % age
+
+
+def print_table(rows):
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         say("   ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip())
+
+
+def print_pods(c):
+    st = c.st
+    node_lifecycle(c)
+    rows = [("NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "REVISION")]
+    now = time.time()
+    for p in sorted(st["pods"].values(), key=lambda p: p["ordinal"]):
+        s = (p.get("cut") and p.get("last_reported")) or pod_state(c, p)
+        state = s.get("state", "ContainerCreating")
+        if not st["nodes"][p["node"]]["ready"]:
+            # the node controller's view: nothing is heard from the pod's kubelet
+            state, ready = "Unknown", False
+        else:
+            ready = kubelet_ready(c, p, s)
+        rows.append((p["name"], "1/1" if ready else "0/1", state, str(s.get("restarts", 0)),
+                     age_of(now, p["created"]), p["ip"], p["node"], p["revision"]))
+    for name in st.get("pending", []):  # not scheduled: cordoned, or a nodeSelector
+        rows.append((name, "0/1", "Pending", "0", "-", "<none>", "<none>", "-"))
+    print_table(rows)
     for name in st.get("pending", []):
         say("pod/%s Pending: %s" % (name, (st.get("pending_why") or {}).get(name, "")))
+    for p in sorted(st["pods"].values(), key=lambda p: p["ordinal"]):
+        if p.get("reason"):
+            say("pod/%s Terminating (expires %s), Reason: %s, Message: %s" % (
+                p["name"], time.strftime("%a, %d %b %Y %H:%M:%S %z", time.localtime(
+                    p["deleted_at"] + p["grace_s"])), p["reason"], p["message"]))
+
+
+def print_nodes(c):
+    """The nodes as kubectl get nodes -o wide shows them, with their pods."""
+    st = c.st
+    node_lifecycle(c)
+    now = time.time()
+    rows = [("NAME", "STATUS", "AGE", "INTERNAL-IP", "NETWORK", "PODS")]
+    for n in ordered(st):
+        rows.append((n["name"], node_status(n), age_of(now, n["created"]), n["addr"],
+                     "down" if n["cut"] else "up",
+                     ",".join(p["name"] for p in sorted(pods_on(st, n["name"]),
+                                                        key=lambda p: p["ordinal"])) or "-"))
+    print_table(rows)
 
 
 def try_next(c):
@@ -65,7 +94,8 @@ def try_next(c):
     say("  curl %s/services/kubia-public/proxy/" % base)
     say("  %s%s run -- dig SRV %s" % (me, cl, srv_name_to_try(c)))
     say("  %s%s delete pod kubia-0        # it comes back with its data" % (me, cl))
-    say("  %s%s scale 4                   # and: status, cut/heal, rollout, logs" % (me, cl))
+    say("  %s%s scale 4                   # and: status, rollout, logs" % (me, cl))
+    say("  %s%s node-down kubia-sim-1     # section 10.5; back with node-up" % (me, cl))
     prometheus.say_try(c)
     say("Take it down: %s%s down   (the volumes stay; add --delete-volumes to drop them)"
         % (me, cl))
@@ -90,6 +120,9 @@ def cmd_up(c, a):
     source, replicas, template, ctl = up_template(a)
     if a.node_lost_grace < 0:
         raise SimError("--node-lost-grace %g: 0 or more" % a.node_lost_grace)
+    if a.pod_eviction_timeout < 0:
+        raise SimError("--pod-eviction-timeout %g: 0 or more" % a.pod_eviction_timeout)
+    check_count(a.nodes)
     rev = revision_of(template)
     if c.st is not None and a.recreate:
         cmd_down(c, argparse.Namespace(delete_volumes=False))
@@ -108,10 +141,12 @@ def cmd_up(c, a):
             "templates": {rev: template}, "history": [rev],
             "current_revision": rev, "update_revision": rev, "source": source,
             "node_lost_grace_s": a.node_lost_grace,
+            "pod_eviction_timeout_s": a.pod_eviction_timeout,
             "backoff_ms": a.restart_backoff_ms, "ready_timeout_s": a.ready_timeout,
             "pods": {}, "orphans": [], "generations": {}, "endpoints": [],
             "dns": None, "nginx": None, "dns_log_queries": a.log_dns_queries,
             "dns_mode": a.cluster_dns, "endpoint_lag_s": a.endpoint_lag}
+    c.st["nodes"] = make_nodes(c, a.nodes)
     c.save()
     net_up(c)
     c.st["net_up"] = True
@@ -251,6 +286,8 @@ def cmd_status(c, a):
         return
     print_pods(c)
     say("")
+    print_nodes(c)
+    say("")
     dns = "down" if not alive(st.get("dns")) else "%s (%s records)" % (
         c.dns_ip, st.get("dns_mode", "coredns"))
     ctl, status = st["controller"], sts_status(c)
@@ -268,8 +305,8 @@ def cmd_status(c, a):
     say("cluster DNS: %s; API proxy: localhost:%d" % (dns, st["api_port"]))
     prometheus.say_status(c)
     for o in st["orphans"]:
-        say("force-deleted %s still running on its cut-off node (netns %s)"
-            % (o["name"], o["netns"]))
+        say("force-deleted %s still running on its node %s (netns %s)"
+            % (o["name"], o["node"], o["netns"]))
     if os.path.isdir(c.volumes):
         claims = sorted(os.listdir(c.volumes))
         say("persistentvolumeclaims: %s" % (", ".join(claims) or "<none>"))

@@ -2,11 +2,11 @@
 next, and removed highest ordinal first, never while a pod is unhealthy (OrderedReady),
 or all at once whatever their health (Parallel); a deleted pod replaced with the same
 name, address and volume; ordinals from ordinals.start; claims kept or deleted on
-scale-down as persistentVolumeClaimRetentionPolicy.whenScaled says; a pod that the
-node cannot take (cordoned, or its nodeSelector does not match the node's labels) made
-but left Pending; the revision history, pruned to revisionHistoryLimit. The rolling
-update (highest ordinal first, at and above a partition, or none with OnDelete) is
-rollout.py's."""
+scale-down as persistentVolumeClaimRetentionPolicy.whenScaled says; each pod placed on a
+node by the scheduler (nodes.py), and a pod that no node can take (cordoned, cut off,
+or its nodeSelector does not match their labels) made but left Pending; the revision
+history, pruned to revisionHistoryLimit. The rolling update (highest ordinal first, at
+and above a partition, or none with OnDelete) is rollout.py's."""
 
 import contextlib
 import json
@@ -20,7 +20,7 @@ import time
 from .containers import PODMAN_FLAGS, apply_fs_group, container_cmd, init_cmds
 from .endpoints import kubelet_ready, pod_state, publish
 from .network import pod_net_create, pod_net_delete
-from .podspec import unscheduled
+from .nodes import schedule
 from .processes import alive, signal_ref, spawn, stop_ref
 from .state import STS
 from .util import SimError, say, tool, wait_for, write_atomic
@@ -62,6 +62,9 @@ def create_pod(c, ordinal):
         os.makedirs(volume, mode=0o755)
         say("persistentvolumeclaim/data-%s created" % name)
     rev, template = template_for(c, ordinal)
+    node, why = schedule(c, template)
+    if node is None:
+        raise SimError("pod %s cannot be scheduled: %s" % (name, why))
     fs_group = template["security"]["fs_group"]
     if template.get("runtime") == "podman" and fs_group is not None:
         apply_fs_group(volume, fs_group, template.get("fs_group_change", "Always"))
@@ -69,7 +72,7 @@ def create_pod(c, ordinal):
     scratch = os.path.join(poddir, netns + ".scratch")
     os.makedirs(scratch, exist_ok=True)
     pod = {"name": name, "ordinal": ordinal, "netns": netns, "veth": veth, "ip": addr,
-           "revision": rev, "created": time.time(), "kubelet": None,
+           "node": node, "revision": rev, "created": time.time(), "kubelet": None,
            "port": template["port"], "srv_port": template["srv_port"],
            "srv_ports": template["srv_ports"],
            "readiness": template["readiness"], "grace_s": template["grace_s"]}
@@ -91,7 +94,7 @@ def create_pod(c, ordinal):
     pod["kubelet"], _ = spawn([sys.executable, c.launcher, "_kubelet", specpath],
                               os.path.join(poddir, netns + ".kubelet.log"))
     c.save()
-    say("pod/%s created (%s, revision %s)" % (name, addr, rev))
+    say("pod/%s created (%s on node %s, revision %s)" % (name, addr, node, rev))
     return pod
 
 
@@ -149,7 +152,7 @@ def delete_pod(c, name):
         time.sleep(delay)
         say("endpoints: %s removed %.2f s after its deletion began" % (name, delay))
     # A terminating pod leaves the endpoints (at once without a lag).
-    pod["terminating"] = True
+    pod.update(terminating=True, deleted_at=pod.get("deleted_at") or time.time())
     publish(c)
     retire(c, pod, pod["grace_s"] + 5)
     del st["pods"][name]
@@ -180,7 +183,7 @@ def delete_pods(c, names):
     """Deletes pods all at once (Parallel): every kubelet is told first."""
     st = c.st
     for name in names:
-        st["pods"][name]["terminating"] = True
+        st["pods"][name].update(terminating=True, deleted_at=time.time())
     publish(c)
     for name in names:
         signal_ref(st["pods"][name].get("kubelet"), signal.SIGTERM)
@@ -228,16 +231,15 @@ def converge(c):
 
 
 def hold_pending(c, missing, parallel, more=False):
-    """The ordinals of missing that the scheduler can place on the node; the others are
-    made but stay Pending (st["pending"], and why in st["pending_why"]): all of them
-    while the node is cordoned, and those whose template's nodeSelector does not match
-    the node's labels (OrderedReady: with every later one, which waits for them). more:
+    """The ordinals of missing that the scheduler can place on a node; the others are
+    made but stay Pending (st["pending"], and why in st["pending_why"]): those that no
+    node takes (every node cordoned or cut off, or the template's nodeSelector matches
+    none of the others), OrderedReady: with every later one, which waits for them. more:
     these are added to the Pending pods already held, rather than taking their place."""
     st = c.st
     why, held = dict(st.get("pending_why") or {}) if more else {}, None
     for o in missing:
-        w = "the node is cordoned (kubia-sim uncordon)" if st.get("cordoned") else \
-            unscheduled(template_for(c, o)[1].get("node_selector"))
+        w = schedule(c, template_for(c, o)[1])[1]
         if w is None and held is not None and not parallel:
             w = "OrderedReady: it is created once %s is ready" % held
         if w is not None:

@@ -3,9 +3,10 @@ as the endpoints controller publishes them.
 
 A pod is an endpoint while its kubelet finds it ready (the readiness probe, every
 periodSeconds with the manifest's thresholds: kubelet.py), it is not being deleted, and
-its node has not been lost: a pod cut off the network stays until --node-lost-grace
-has passed (the node controller marks the node NotReady after its grace period, then
-the endpoints controller drops its pods), and shows Unknown meanwhile.
+its node has not been lost: a pod whose node is cut off the network stays until
+--node-lost-grace has passed (the node controller marks the node NotReady after its
+grace period, and the pod Unknown, then the endpoints controller drops it). Each
+publication also runs the node controller (nodes.py).
 
 Every command publishes what it changes, and so does a daemon of its own
 (`kubia-sim _endpoints`, started by `up`), so that the endpoints follow readiness while
@@ -22,6 +23,7 @@ import time
 
 from .api_proxy import nginx_apply
 from .cluster_dns import dns_apply
+from .nodes import lost, node_lifecycle
 from .processes import alive
 from .prometheus import sync as prometheus_sync
 from .state import Cluster
@@ -36,10 +38,7 @@ def pod_state(c, p):
 
 def node_lost(c, p, now=None):
     """The pod's node has been cut off for longer than the node-lost grace."""
-    if not p.get("cut"):
-        return False
-    now = time.time() if now is None else now
-    return now - p.get("cut_at", 0) >= c.st.get("node_lost_grace_s", 0)
+    return lost(c, c.st["nodes"][p["node"]], now)
 
 
 def kubelet_ready(c, p, s=None):
@@ -57,6 +56,7 @@ def publish(c, force=False):
     when force, else only when they changed or a server is gone)."""
     st = c.st
     now = time.time()
+    node_lifecycle(c, now)
     ready = [p for p in sorted(st["pods"].values(), key=lambda p: p["ordinal"])
              if is_endpoint(c, p, now)]
     names = [p["name"] for p in ready]

@@ -1,6 +1,7 @@
 """The commands on one pod, claim or node: delete (also --force, section 10.5's forced
-deletion), cut and heal (a node off the network and back), cordon and uncordon (no pod
-starts meanwhile), exec, logs, and run (a throwaway pod)."""
+deletion), node-down and node-up (a node's network down and back; cut and heal do it
+to a pod's node), cordon and uncordon (no pod starts on the node meanwhile), nodes,
+exec, logs, and run (a throwaway pod)."""
 
 import os
 import shutil
@@ -9,12 +10,13 @@ import subprocess
 import sys
 import time
 
-from .commands import print_pods
+from .commands import print_nodes, print_pods
 from .containers import container_pid
 from .controller import (converge, create_pod, delete_pod, describe_wait, hold_pending,
                          pod_log, retire, wait_ready)
 from .endpoints import kubelet_ready, pod_state, publish
 from .network import pod_net_create, pod_net_delete, set_link
+from .nodes import node_of, ordered, pods_on
 from .pod_init import init_log
 from .processes import alive, signal_ref
 from .state import STS, ordinal_of
@@ -34,6 +36,8 @@ def cmd_delete(c, a):
     for name in a.names:
         if a.force:
             force_delete(c, name)
+        elif st["nodes"][st["pods"][name]["node"]]["cut"]:
+            unconfirmed_delete(c, name)
         else:
             delete_pod(c, name)
             converge(c)
@@ -41,14 +45,26 @@ def cmd_delete(c, a):
     print_pods(c)
 
 
+def unconfirmed_delete(c, name):
+    """The deletion of a pod whose node is cut off: the API server marks it terminating,
+    but only its kubelet, which does not hear of it, could confirm that it stopped."""
+    pod = c.st["pods"][name]
+    if not pod.get("terminating"):
+        pod.update(terminating=True, deleted_at=time.time())
+        c.save()
+    say('pod "%s" is terminating, but its node %s is cut off and cannot confirm it: it '
+        "stays Terminating until the node is back (kubia-sim node-up %s) or it is deleted "
+        "with --force" % (name, pod["node"], pod["node"]))
+
+
 def force_delete(c, name):
     st = c.st
     pod = st["pods"].pop(name)
-    # The API server forgets the pod at once. Its node cannot be told, so the process
-    # keeps running where it is (a healthy node would stop it); its old address is
-    # cut off so the replacement can take it.
+    # The API server forgets the pod at once. A node cut off cannot be told, so the
+    # process keeps running there (a healthy node stops it); its old address is cut off
+    # so the replacement can take it.
     set_link(c, pod["veth"], False)
-    if not pod.get("cut"):
+    if not st["nodes"][pod["node"]]["cut"]:
         signal_ref(pod["kubelet"], signal.SIGTERM)
     pod["forced"] = time.time()
     st["orphans"].append(pod)
@@ -72,62 +88,130 @@ def force_delete(c, name):
     if s.get("restarts", 0) > 0:
         say("pod/%s keeps failing to start (CrashLoopBackOff), last %s: %s"
             % (name, s.get("last_exit"), s.get("reason", "")))
-        say("(the old %s still holds its volume; it is refused until that process is gone: "
-            "kubia-sim heal %s)" % (name, name))
+        say("(the old %s still holds its volume on node %s; the new one on %s is refused "
+            "until that process is gone: kubia-sim node-up %s)"
+            % (name, pod["node"], new["node"], pod["node"]))
     else:
-        say("pod/%s is ready (1/1 Running)" % name)
+        say("pod/%s is ready (1/1 Running on %s)" % (name, new["node"]))
 
 
 def cmd_cut(c, a):
+    """kubia-sim cut POD: the pod's node goes off the network (node-down)."""
     st = c.require_up()
     pod = st["pods"].get(a.pod)
     if pod is None:
         raise SimError("pods \"%s\" not found" % a.pod)
-    set_link(c, pod["veth"], False)
-    pod["cut"], pod["cut_at"] = True, time.time()
+    node_down(c, node_of(c, pod["node"]))
+
+
+def cmd_node(c, a):
+    """kubia-sim node-down NODE / node-up NODE."""
+    c.require_up()
+    node = node_of(c, a.node)
+    if a.cmd == "node-down":
+        node_down(c, node)
+    else:
+        if not node["cut"]:
+            raise SimError("node %s is not down" % node["name"])
+        node_up(c, node)
+
+
+def node_down(c, node):
+    """The node's network goes down (section 10.5's ifconfig eth0 down): every pod on it
+    is cut off; its processes and its kubelets run on, unheard."""
+    st = c.st
+    if node["cut"]:
+        raise SimError("node %s's network is already down" % node["name"])
+    now = time.time()
+    node["cut"] = True
+    st.setdefault("node_cut_at", {})[node["name"]] = now
+    pods = sorted(pods_on(st, node["name"]), key=lambda p: p["ordinal"])
+    for p in pods:
+        set_link(c, p["veth"], False)
+        # what the API server last heard from the pod's kubelet: all it shows from now on
+        p.update(cut=True, cut_at=now, last_reported=pod_state(c, p))
     c.save()
-    say("%s's node is cut off the network: its process keeps running, nothing reaches it "
-        "(kubectl shows it Unknown; it leaves the endpoints once the node-lost grace of "
-        "%g s has passed)" % (a.pod, st.get("node_lost_grace_s", 0)))
+    say("node %s is cut off the network, with %s: their processes keep running, nothing "
+        "reaches them (NotReady, its pods Unknown and out of the endpoints once the "
+        "node-lost grace of %g s has passed; evicted, NodeLost, %g s later)"
+        % (node["name"], ", ".join(p["name"] for p in pods) or "no pod",
+           st["node_lost_grace_s"], st["pod_eviction_timeout_s"]))
+
+
+def node_up(c, node):
+    """The node is back: its kubelet hears that its force-deleted and evicted pods are
+    deleted and stops them (the evicted ones leave the API then, and the controller
+    replaces them); its other pods are reachable again. Returns once they, and the
+    replacements of its pods elsewhere (which may be in back-off), are ready."""
+    st = c.st
+    name = node["name"]
+    names = set()
+    for o in [o for o in st["orphans"] if o["node"] == name]:
+        retire(c, o, o["grace_s"] + 5)
+        st["orphans"].remove(o)
+        names.add(o["name"])
+        c.save()
+        say("node %s is back: the force-deleted %s is stopped there" % (name, o["name"]))
+    for p in sorted(pods_on(st, name), key=lambda p: p["ordinal"]):
+        if p.get("terminating"):
+            retire(c, p, p["grace_s"] + 5)
+            del st["pods"][p["name"]]
+            names.add(p["name"])
+            say('pod "%s" deleted (node %s is back and stopped it)' % (p["name"], name))
+        else:
+            set_link(c, p["veth"], True)
+            p["cut"] = False
+            p.pop("last_reported", None)
+            names.add(p["name"])
+    node.update(cut=False, ready=True)
+    c.save()
+    say("node %s is back on the network" % name)
+    t0 = time.time()
+    converge(c)  # the evicted pods' replacements, and Pending pods the node can take
+    for p in sorted(st["pods"].values(), key=lambda p: p["ordinal"]):
+        if p["name"] in names:
+            # a replacement in back-off starts at its next try
+            nxt = pod_state(c, p).get("next_start") or 0
+            wait_ready(c, p, st["ready_timeout_s"] + max(0.0, nxt - time.time()),
+                       quiet=p["created"] >= t0)  # converge said it
+    publish(c)
+    print_pods(c)
 
 
 def cmd_cordon(c, a):
-    """kubectl cordon / uncordon of the cluster's only node: while it is cordoned, no
-    pod is started (a pod to create stays Pending); uncordoned, the controller goes on."""
+    """kubectl cordon / uncordon NODE, or every node without one: no pod is started on a
+    cordoned node (a pod that no node takes stays Pending); uncordoned, the controller
+    goes on."""
     st = c.require_up()
-    st["cordoned"] = a.cmd == "cordon"
+    nodes = [node_of(c, a.node)] if a.node else ordered(st)
+    for node in nodes:
+        was, node["unschedulable"] = node["unschedulable"], a.cmd == "cordon"
+        say("node/%s %s%sed" % (node["name"], "already " if was == node["unschedulable"]
+                                else "", a.cmd))
     c.save()
-    say("node/kubia-sim %s" % ("cordoned" if st["cordoned"] else "uncordoned"))
-    if not st["cordoned"]:
+    if a.cmd == "uncordon":
         converge(c)
         publish(c)
     print_pods(c)
 
 
 def cmd_heal(c, a):
+    """kubia-sim heal POD: the node of the pod, or of the force-deleted pod of that
+    name, comes back (node-up)."""
     st = c.require_up()
-    done = False
-    for o in [o for o in st["orphans"] if o["name"] == a.pod]:
-        # The node is back and learns its pod was deleted: the kubelet stops it.
-        retire(c, o, o["grace_s"] + 5)
-        st["orphans"].remove(o)
-        c.save()
-        say("%s's node is back: the force-deleted %s is stopped there" % (a.pod, a.pod))
-        done = True
-    pod = st["pods"].get(a.pod)
-    if pod is not None and pod.get("cut"):
-        set_link(c, pod["veth"], True)
-        pod["cut"] = False
-        c.save()
-        say("%s's node is back on the network" % a.pod)
-        done = True
-    if not done:
+    nodes = [o["node"] for o in st["orphans"] if o["name"] == a.pod]
+    if a.pod in st["pods"]:
+        nodes.append(st["pods"][a.pod]["node"])
+    down = [n for n in nodes if st["nodes"][n]["cut"]]
+    if not down:
         raise SimError("%s is not cut off" % a.pod)
-    if pod is not None:
-        # a replacement in back-off starts at its next try
-        wait_ready(c, pod, st["ready_timeout_s"] + st["backoff_ms"] / 1000.0 * 2)
-    publish(c)
-    print_pods(c)
+    node_up(c, st["nodes"][down[0]])
+
+
+def cmd_nodes(c, a):
+    """kubectl get nodes."""
+    c.require_up()
+    print_nodes(c)
 
 
 def pod_pid(c, name):

@@ -1,26 +1,28 @@
 """The pod template's own fields (spec.template.spec and its containers): the ones
 kubia-sim honours, each as the lists below say, and a clear refusal of any other, so
-that nothing a manifest asks of a pod is silently left out. Also the node's labels and
-nodeSelector, and the init containers as the kubelet runs them."""
+that nothing a manifest asks of a pod is silently left out. Also a node's labels and
+whether a nodeSelector matches them, and the init containers as the kubelet runs them."""
 
 import platform
 
 from .manifests import quantity
 from .util import SimError
 
-# The pod's fields kubia-sim honours, on its one node (kubia-sim):
+# The pod's fields kubia-sim honours, on its nodes (kubia-sim-1 .. kubia-sim-N, nodes.py):
 # * containers: one, kubia (templates.py: its port, probes, environment, volume, ...).
 # * initContainers: run to completion, one after the other, before kubia starts, in the
 #   pod's namespaces with the claim mounted, as their securityContext's user; one that
 #   fails is restarted with the kubelet's back-off (Init:Error, Init:CrashLoopBackOff)
 #   and kubia does not start (pod_init.py). The process runtime runs their command from
 #   this machine's /usr/bin (it has no image); podman runs their image.
-# * nodeSelector: matched against the node's labels (node_labels); a pod that does not
-#   match stays Pending, as on a cordoned node (controller.py).
+# * nodeSelector: matched against each node's labels (node_labels); the scheduler
+#   (nodes.py) places the pod on a node that matches, and a pod that no schedulable node
+#   matches stays Pending, as when every node is cordoned.
 # * securityContext: POD_SECURITY below.
 # * terminationGracePeriodSeconds: the kubelet's grace period on a stop.
-# * topologySpreadConstraints: one node is one topology domain, whatever the key, so
-#   every constraint is met by any placement.
+# * topologySpreadConstraints: accepted; the scheduler spreads the pods over the nodes
+#   anyway (fewest pods first), which meets the shipped constraint (maxSkew 1 over
+#   kubernetes.io/hostname, ScheduleAnyway), and other keys are not enforced.
 # * automountServiceAccountToken and enableServiceLinks: false only, and required, as
 #   Kubernetes' default is true. kubia-sim has no API server, so no token to mount, and
 #   no Service with a cluster IP whose variables it could inject; kubia uses neither.
@@ -67,29 +69,26 @@ MOUNT_FIELDS = ("mountPath", "name")
 ENV_FIELDS = ("name", "value", "valueFrom")
 RESOURCES = ("cpu", "memory")
 
-# The node's name, and the labels the kubelet gives it.
-NODE = "kubia-sim"
+# The labels the kubelet gives its node.
 GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
           "armv7l": "arm", "armv6l": "arm", "i686": "386", "i386": "386",
           "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 
 
-def node_labels():
+def node_labels(name):
     machine = platform.machine()
-    return {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux",
+    return {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
             "kubernetes.io/arch": GOARCH.get(machine, machine.lower())}
 
 
-def unscheduled(selector):
-    """Why a pod with this nodeSelector cannot go on the node (None when it can), as the
-    scheduler says it, with the label that did not match."""
-    labels = node_labels()
+def selector_mismatch(selector, node):
+    """Which label of the nodeSelector the node lacks (None when it matches), as
+    "nodeSelector K=V; node N has ..."."""
+    labels = node["labels"]
     for k, v in sorted((selector or {}).items()):
         if labels.get(k) != v:
             has = "%s=%s" % (k, labels[k]) if k in labels else "no label %s" % k
-            return ("0/1 nodes are available: 1 node(s) didn't match Pod's node "
-                    "affinity/selector (nodeSelector %s=%s; node %s has %s)"
-                    % (k, v, NODE, has))
+            return "nodeSelector %s=%s; node %s has %s" % (k, v, node["name"], has)
     return None
 
 
