@@ -107,7 +107,7 @@ static const struct opt opts[] = {
 	 "memory for bodies, peer answers and responses in flight together (more get 503); "
 	 "0 = half the container's memory limit (cgroup), else 256 MiB"},
 	{"shutdown-timeout-ms", "KUBIA_SHUTDOWN_TIMEOUT_MS", OPT_UINT, OFF(shutdown_timeout_ms), 0,
-	 600000, "500", NULL, "time requests in flight get to finish after SIGTERM"},
+	 600000, "25000", NULL, "time requests in flight get to finish after SIGTERM"},
 	{"log-level", "KUBIA_LOG_LEVEL", OPT_LEVEL, OFF(log_level), 0, 0, "info", NULL,
 	 "error, warn, info or debug"},
 	{"log-format", "KUBIA_LOG_FORMAT", OPT_FORMAT, OFF(log_format), 0, 0, "logfmt", NULL,
