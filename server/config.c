@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "common/errtext.h"
+#include "common/parse.h"
+#include "common/timeout.h"
 #include "discovery/discovery.h"
 #include "version.h"
 
@@ -263,23 +265,6 @@ static const char *quote(const char *v, size_t n, char *buf, size_t buflen)
 	return buf;
 }
 
-static bool parse_u64(const char *s, uint64_t *out)
-{
-	char *end = NULL;
-	unsigned long long v;
-
-	if (!isdigit((unsigned char)s[0])) {
-		return false; /* no sign, no spaces, no empty string */
-	}
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0') {
-		return false;
-	}
-	*out = (uint64_t)v;
-	return true;
-}
-
 /* Applies one value; `source` is the flag or variable as the user wrote it. */
 static bool apply(struct config *cfg, const struct opt *o, const char *value, const char *source,
 		  bool is_flag, char *err, size_t errlen)
@@ -475,10 +460,9 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 			    cfg->max_memory, cfg->max_body);
 		return CONFIG_ERROR;
 	}
-	if (cfg->peer_connect_timeout_ms > cfg->peer_timeout_ms) {
-		/* curl would give up at the total anyway; keep the two coherent. */
-		cfg->peer_connect_timeout_ms = cfg->peer_timeout_ms;
-	}
+	/* curl would give up at the total anyway; keep the two coherent. */
+	cfg->peer_connect_timeout_ms =
+		timeout_connect_ms(cfg->peer_connect_timeout_ms, cfg->peer_timeout_ms);
 	if (cfg->hostname == NULL) {
 		if (gethostname(cfg->hostname_buf, sizeof(cfg->hostname_buf) - 1) != 0 ||
 		    cfg->hostname_buf[0] == '\0') {

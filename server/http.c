@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/errtext.h"
+#include "common/monotonic.h"
 #include "server/http_internal.h"
 #include "server/log.h"
 #include "server/observe.h"
@@ -247,16 +248,12 @@ void http_quiesce(struct http_server *srv)
 
 bool http_wait_idle(struct http_server *srv, unsigned timeout_ms)
 {
-	struct timespec deadline;
+	/* idle_cond waits on the same clock (http_start()). */
+	uint64_t due = monotonic_ns() + (uint64_t)timeout_ms * 1000000U;
+	struct timespec deadline = {.tv_sec = (time_t)(due / 1000000000U),
+				    .tv_nsec = (long)(due % 1000000000U)};
 	bool idle;
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&srv->idle_lock);
 	while (atomic_load(&srv->in_flight) != 0) {
 		if (pthread_cond_timedwait(&srv->idle_cond, &srv->idle_lock, &deadline) ==

@@ -19,6 +19,7 @@
 
 #include "common/budget.h"
 #include "common/metrics.h"
+#include "common/monotonic.h"
 #include "server/http_internal.h"
 #include "server/log.h"
 #include "server/observe.h"
@@ -130,7 +131,7 @@ void obs_begin(struct MHD_Connection *conn, const char *url, const char *method)
 	if (o == NULL) {
 		return;
 	}
-	o->start_ns = metrics_now_ns();
+	o->start_ns = monotonic_ns();
 	o->resp_len = 0;
 	o->route = (unsigned char)route_of(url);
 	o->method = method_name(method);
@@ -226,7 +227,7 @@ void obs_end(struct http_server *s, struct MHD_Connection *conn, uint64_t body,
 	if (o == NULL || o->start_ns == 0) {
 		return;
 	}
-	ns = metrics_now_ns() - o->start_ns;
+	ns = monotonic_ns() - o->start_ns;
 	o->start_ns = 0;
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
 	status = ci != NULL ? ci->http_status : 0;

@@ -11,6 +11,7 @@
 #include "storage/internal.h"
 
 #include "common/metrics.h"
+#include "common/monotonic.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -34,7 +35,7 @@ static void commit_batch(struct storage *st, struct submission *batch)
 	struct storage_outcome o;
 	struct submission *last = batch;
 	size_t n = 1;
-	uint64_t t0 = metrics_now_ns();
+	uint64_t t0 = monotonic_ns();
 
 	while (last->next != NULL) {
 		last = last->next;
@@ -45,7 +46,7 @@ static void commit_batch(struct storage *st, struct submission *batch)
 	last->body = NULL;
 	o.batch = n;
 	atomic_fetch_add_explicit(&st->commits, 1, memory_order_relaxed);
-	metrics_commit(o.res == STORAGE_OK, metrics_now_ns() - t0, n);
+	metrics_commit(o.res == STORAGE_OK, monotonic_ns() - t0, n);
 	answer_batch(batch, &o);
 }
 
