@@ -58,8 +58,6 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 	 */
 	unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned threads = cfg->threads != 0 ? cfg->threads : (cpus > 0 ? (unsigned)cpus : 1);
 	struct MHD_OptionItem items[12];
 	size_t n = 0;
 
@@ -85,9 +83,9 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 		items[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 						     (intptr_t)cfg->max_connections_per_ip, NULL};
 	}
-	if (threads > 1) {
-		items[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads,
-						     NULL};
+	if (cfg->threads > 1) {
+		items[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
+						     (intptr_t)cfg->threads, NULL};
 	}
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	return MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,

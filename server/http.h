@@ -22,7 +22,8 @@ struct http_server;
  * pod's entry in the cluster view, which discovery gets from the caller. */
 #define HTTP_NO_DATA "No data posted yet"
 
-/* Starts listening. discovery is NULL in pet mode. Request bodies and responses in flight
+/* Starts listening, with cfg's limits resolved (main.c: threads is not 0). discovery is
+ * NULL in pet mode. Request bodies and responses in flight
  * are charged to budget; past it, requests get 503 with Retry-After. None of storage,
  * discovery and budget is owned; all must outlive the server. NULL on failure with one
  * line in err. */
