@@ -66,8 +66,8 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 	}
 	/* The logger first, or MHD prints what it says about earlier options itself. */
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s};
-	items[n++] =
-		(struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s};
+	items[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
+					     (intptr_t)routes_on_completed, s};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
 					     (intptr_t)obs_on_connection, s};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
@@ -88,16 +88,34 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 						     (intptr_t)cfg->threads, NULL};
 	}
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-	return MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+	return MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, routes_on_request, s,
 				MHD_OPTION_ARRAY, items, MHD_OPTION_END);
 }
 
-static struct MHD_Response *fixed(struct http_server *s, const char *text)
+/* r as the next fixed response, whose body is len bytes; NULL when r is. */
+static const struct fixed_response *fixed_add(struct http_server *s, struct MHD_Response *r,
+					      size_t len)
 {
-	struct MHD_Response *r = text_response(text, strlen(text));
+	if (r == NULL) {
+		return NULL;
+	}
+	if (s->nfixed == FIXED_MAX) {
+		MHD_destroy_response(r);
+		return NULL;
+	}
+	s->fixed[s->nfixed] = (struct fixed_response){r, len};
+	return &s->fixed[s->nfixed++];
+}
 
-	obs_fixed_register(s, r, strlen(text));
-	return r;
+static const struct fixed_response *fixed(struct http_server *s, const char *text)
+{
+	return fixed_add(s, response_text(text, strlen(text)), strlen(text));
+}
+
+/* Of text from asprintf(), which returned n: taken over. */
+static const struct fixed_response *fixed_owned(struct http_server *s, char *text, int n)
+{
+	return n < 0 ? NULL : fixed_add(s, response_owned(text, (size_t)n), (size_t)n);
 }
 
 static bool build_fixed(struct http_server *s)
@@ -106,19 +124,11 @@ static bool build_fixed(struct http_server *s)
 	int n;
 
 	n = asprintf(&text, "Data stored on pod %s\n", s->cfg->hostname);
-	if (n < 0) {
-		return false;
-	}
-	s->stored_resp = owned_response(text, (size_t)n);
-	obs_fixed_register(s, s->stored_resp, (size_t)n);
+	s->stored_resp = fixed_owned(s, text, n);
 	n = asprintf(&text,
 		     "Request body too large: the limit is %" PRIu64 " bytes; data unchanged\n",
 		     s->cfg->max_body);
-	if (n < 0) {
-		return false;
-	}
-	s->too_large_resp = owned_response(text, (size_t)n);
-	obs_fixed_register(s, s->too_large_resp, (size_t)n);
+	s->too_large_resp = fixed_owned(s, text, n);
 	n = asprintf(&s->cluster_prefix, "You've hit %s\nData stored in the cluster:\n",
 		     s->cfg->hostname);
 	if (n < 0) {
@@ -138,22 +148,22 @@ static bool build_fixed(struct http_server *s)
 	    s->method_resp == NULL || s->over_budget_resp == NULL) {
 		return false;
 	}
-	return MHD_add_response_header(s->method_resp, MHD_HTTP_HEADER_ALLOW, ALLOWED) == MHD_YES &&
-	       MHD_add_response_header(s->over_budget_resp, MHD_HTTP_HEADER_RETRY_AFTER,
+	return MHD_add_response_header(s->method_resp->r, MHD_HTTP_HEADER_ALLOW, ALLOWED) ==
+		       MHD_YES &&
+	       MHD_add_response_header(s->over_budget_resp->r, MHD_HTTP_HEADER_RETRY_AFTER,
 				       RETRY_AFTER_S) == MHD_YES;
 }
 
 static void destroy_responses(struct http_server *s)
 {
-	struct MHD_Response *all[] = {s->data_resp,       s->pet_resp,       s->stored_resp,
-				      s->healthz_resp,    s->ready_resp,     s->stopping_resp,
-				      s->method_resp,     s->too_large_resp, s->busy_resp,
-				      s->over_budget_resp};
-
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-		if (all[i] != NULL) {
-			MHD_destroy_response(all[i]);
-		}
+	if (s->data_resp.r != NULL) {
+		MHD_destroy_response(s->data_resp.r);
+	}
+	if (s->pet_resp.r != NULL) {
+		MHD_destroy_response(s->pet_resp.r);
+	}
+	for (size_t i = 0; i < s->nfixed; i++) {
+		MHD_destroy_response(s->fixed[i].r);
 	}
 	free(s->cluster_prefix);
 }
@@ -184,7 +194,7 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 	pthread_cond_init(&s->idle_cond, &ca);
 	pthread_condattr_destroy(&ca);
 
-	if (!build_fixed(s) || !cache_refresh_locked(s)) {
+	if (!build_fixed(s) || !response_cache_refresh_locked(s)) {
 		errtext_set(err, errlen, "out of memory");
 		goto fail;
 	}

@@ -358,13 +358,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (refuse == 0) {
 		const char *cl = NULL;
 		struct classify_request rq;
+		enum classify_label label;
 
 		for (size_t i = 0; i < nfields; i++) {
 			cl = strcasecmp(fields[i].key, "Content-Length") == 0 ? fields[i].value
 									      : cl;
 		}
 		rq = (struct classify_request){method, target, cl, false};
-		if (classify_request(&rq, true, 1024, &want) == ROUTE_BAD_LENGTH) {
+		if (classify_request(&rq, true, 1024, &want, &label) == ROUTE_BAD_LENGTH) {
 			abort(); /* strict.c let a length through that the route cannot read */
 		}
 		check_format();
