@@ -176,7 +176,7 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 	pthread_condattr_t ca;
 
 	if (s == NULL) {
-		errtext_set(err, errlen, "out of memory");
+		errtext_set(err, errlen, "HTTP server: out of memory");
 		return NULL;
 	}
 	s->cfg = cfg;
@@ -195,7 +195,7 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 	pthread_condattr_destroy(&ca);
 
 	if (!build_fixed(s) || !response_cache_refresh_locked(s)) {
-		errtext_set(err, errlen, "out of memory");
+		errtext_set(err, errlen, "HTTP server: out of memory");
 		goto fail;
 	}
 	/* Set before MHD creates its threads, so they see it without a lock. */

@@ -30,8 +30,7 @@ struct http_server;
 struct http_server *http_start(const struct config *cfg, struct storage *st, struct discovery *disc,
 			       struct budget *budget, char *err, size_t errlen);
 
-/* The port actually bound (useful with --port 0 in tests is not offered: ports are
- * 1-65535; this reports what was bound). */
+/* The port the server listens on. */
 unsigned http_port(const struct http_server *srv);
 
 /* Shutdown, step 1: /readyz answers 503 and no new connection is accepted. */

@@ -227,7 +227,8 @@ static bool start(struct app *a)
 	if (cfg->mode == CONFIG_MODE_PEERS) {
 		a->disc = start_discovery(a, err, sizeof(err));
 		if (a->disc == NULL) {
-			log_msg(LOG_LEVEL_ERROR, "could not start peer discovery: %s", err);
+			/* discovery's text names what failed: no prefix of ours on it */
+			log_msg(LOG_LEVEL_ERROR, "%s", err);
 			return false;
 		}
 	}
