@@ -80,7 +80,9 @@ static const char *method_name(const char *m)
 void obs_begin(struct request *rq, const char *url, const char *method)
 {
 	rq->start_ns = monotonic_ns();
+	rq->resp_len = 0;
 	rq->method = method_name(method);
+	rq->path_len = 0;
 	if (rq->srv->cfg->access_log) {
 		rq->path_len = strnlen(url, sizeof(rq->path));
 		memcpy(rq->path, url, rq->path_len);
@@ -135,9 +137,6 @@ void obs_end(const struct request *rq)
 	unsigned status;
 	uint64_t ns;
 
-	if (rq->start_ns == 0) {
-		return;
-	}
 	ns = monotonic_ns() - rq->start_ns;
 	ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_HTTP_STATUS);
 	status = ci != NULL ? ci->http_status : 0;

@@ -18,7 +18,8 @@ struct request;
 void obs_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 		       enum MHD_ConnectionNotificationCode code);
 
-/* A request's first call: its start, and its method and path for the access log. */
+/* A request's first call: its start, and its method and path for the access log. Every
+ * request that reaches obs_end() went through it. */
 void obs_begin(struct request *rq, const char *url, const char *method);
 
 /* The request completed: counts it and writes its access-log line. */

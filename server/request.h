@@ -67,8 +67,9 @@ struct request *request_new(struct http_server *s, struct MHD_Connection *conn);
 /* The record of conn (request_new() made it), or NULL. */
 struct request *request_of(struct MHD_Connection *conn);
 
-/* Clears what the previous request on the connection left, for the next one. Its body
- * and view must have been given back. */
+/* Clears what a POST or a view left (its body and view given back), for the
+ * connection's next request; requests of other routes leave nothing there, and the
+ * fields of every request are set by observe.c's obs_begin(). */
 void request_reset(struct request *rq);
 
 #endif

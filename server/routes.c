@@ -420,10 +420,14 @@ void routes_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		return;
 	}
 	obs_end(r);
-	budget_credit(s->budget, r->charged);
-	free(r->body);
-	free_peers(s, r);
-	request_reset(r);
+	/* Only these keep state beyond the route: GET /data's completion frees nothing. */
+	if (r->route == ROUTE_STORE || r->route == ROUTE_TOO_LARGE_DRAIN ||
+	    r->route == ROUTE_CLUSTER) {
+		budget_credit(s->budget, r->charged);
+		free(r->body);
+		free_peers(s, r);
+		request_reset(r);
+	}
 	*req_cls = NULL;
 	if (atomic_fetch_sub(&s->in_flight, 1) == 1 && atomic_load(&s->stopping)) {
 		pthread_mutex_lock(&s->idle_lock);
