@@ -33,7 +33,6 @@
 
 #include "server/classify.h"
 #include "server/http_internal.h"
-#include "server/observe.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -118,13 +117,14 @@ void MHD_destroy_response(struct MHD_Response *r)
 	abort();
 }
 
-void obs_response_len(struct MHD_Connection *conn, size_t len)
+enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r,
+			       size_t len)
 {
-	(void)conn, (void)len;
+	(void)conn, (void)status, (void)r, (void)len;
 	abort();
 }
 
-struct MHD_Response *text_response(const char *text, size_t len)
+struct MHD_Response *response_text(const char *text, size_t len)
 {
 	(void)text, (void)len;
 	abort();
