@@ -108,10 +108,9 @@ enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status, str
 			       size_t len);
 enum MHD_Result queue_fixed(struct MHD_Connection *conn, unsigned status,
 			    const struct fixed_response *f);
-/* Queues buf (from charged_alloc(), len bytes) as the body: its charge is given back
- * when libmicrohttpd is done with the response. Takes buf over in every case. */
-enum MHD_Result queue_charged(struct MHD_Connection *conn, unsigned status, char *buf, size_t len);
-/* As queue_charged(), with another Content-Type. */
+/* Queues buf (from charged_alloc(), len bytes) as the body, of content_type: its charge
+ * is given back when libmicrohttpd is done with the response. Takes buf over in every
+ * case. */
 enum MHD_Result queue_charged_as(struct MHD_Connection *conn, unsigned status, char *buf,
 				 size_t len, const char *content_type);
 /* Queues buf (malloc()ed, len bytes), taken over in every case. */

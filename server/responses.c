@@ -125,11 +125,6 @@ static void charged_release(void *cls)
 	charged_free(cls);
 }
 
-enum MHD_Result queue_charged(struct MHD_Connection *conn, unsigned status, char *buf, size_t len)
-{
-	return queue_charged_as(conn, status, buf, len, CONTENT_TYPE);
-}
-
 enum MHD_Result queue_charged_as(struct MHD_Connection *conn, unsigned status, char *buf,
 				 size_t len, const char *content_type)
 {
