@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "common/metrics.h"
 
-#include <time.h>
-
 #define MS 1000000ULL /* nanoseconds */
 
 const struct metrics_buckets metrics_duration_buckets = {
@@ -34,14 +32,6 @@ size_t metrics_bucket(const struct metrics_buckets *b, uint64_t v)
 		i++;
 	}
 	return i;
-}
-
-uint64_t metrics_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 uint64_t metrics_histogram_read(const struct metrics_histogram *h, const struct metrics_buckets *b,

@@ -79,9 +79,6 @@ extern const char *const metrics_fetch_result_names[METRICS_FETCH_NRESULTS];
 /* Index of the bucket value v falls in: the first bound >= v, else b->n (+Inf). */
 size_t metrics_bucket(const struct metrics_buckets *b, uint64_t v);
 
-/* Nanoseconds of CLOCK_MONOTONIC. */
-uint64_t metrics_now_ns(void);
-
 /* Copies h's buckets into out[] (b->n + 1 entries) and returns the sum. */
 uint64_t metrics_histogram_read(const struct metrics_histogram *h, const struct metrics_buckets *b,
 				uint64_t *out);

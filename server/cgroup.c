@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "server/cgroup.h"
 
+#include "common/parse.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -31,24 +33,6 @@ static bool read_line(const char *root, const char *name, char *buf, size_t len)
 		buf[strcspn(buf, "\n")] = '\0';
 	}
 	return ok;
-}
-
-/* A whole decimal number and nothing else. */
-static bool parse_u64(const char *s, uint64_t *out)
-{
-	char *end = NULL;
-	unsigned long long v;
-
-	if (s[0] < '0' || s[0] > '9') {
-		return false;
-	}
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0') {
-		return false;
-	}
-	*out = v;
-	return true;
 }
 
 static unsigned whole_cpus(uint64_t quota, uint64_t period)

@@ -43,27 +43,48 @@ static enum classify_route classify_post(const struct classify_request *rq, uint
 	return ROUTE_TOO_LARGE_DRAIN;
 }
 
+static const char *const label_paths[CLASSIFY_NLABELS] = {
+	[LABEL_ROOT] = "/",         [LABEL_DATA] = "/data",       [LABEL_HEALTHZ] = "/healthz",
+	[LABEL_READYZ] = "/readyz", [LABEL_METRICS] = "/metrics", [LABEL_OTHER] = "other",
+};
+
+static enum classify_label label_of(const char *path)
+{
+	for (size_t i = 0; i < LABEL_OTHER; i++) {
+		if (strcmp(path, label_paths[i]) == 0) {
+			return (enum classify_label)i;
+		}
+	}
+	return LABEL_OTHER;
+}
+
+const char *classify_label_name(enum classify_label label)
+{
+	return (unsigned)label < CLASSIFY_NLABELS ? label_paths[label] : "other";
+}
+
 enum classify_route classify_request(const struct classify_request *rq, bool peers,
-				     uint64_t max_body, uint64_t *length)
+				     uint64_t max_body, uint64_t *length,
+				     enum classify_label *label)
 {
 	*length = 0;
+	*label = label_of(rq->path);
 	if (strcmp(rq->method, "POST") == 0) {
 		return classify_post(rq, max_body, length);
 	}
 	if (strcmp(rq->method, "GET") != 0 && strcmp(rq->method, "HEAD") != 0) {
 		return ROUTE_METHOD;
 	}
-	if (strcmp(rq->path, "/data") == 0) {
+	switch (*label) {
+	case LABEL_DATA:
 		return ROUTE_DATA;
-	}
-	if (strcmp(rq->path, "/healthz") == 0) {
+	case LABEL_HEALTHZ:
 		return ROUTE_HEALTHZ;
-	}
-	if (strcmp(rq->path, "/readyz") == 0) {
+	case LABEL_READYZ:
 		return ROUTE_READYZ;
-	}
-	if (strcmp(rq->path, "/metrics") == 0) {
+	case LABEL_METRICS:
 		return ROUTE_METRICS;
+	default:
+		return peers ? ROUTE_CLUSTER : ROUTE_POD;
 	}
-	return peers ? ROUTE_CLUSTER : ROUTE_POD;
 }

@@ -8,7 +8,8 @@
 /*
  * What a request is, decided from its method, path and headers alone: a pure function,
  * without libmicrohttpd, so that it is unit tested and fuzzed on its own. routes.c asks
- * it once, on the first call for a request, and answers accordingly.
+ * it once, on the first call for a request: the route says how the request is answered,
+ * the label under which it is counted (observe.c).
  */
 
 /*
@@ -35,6 +36,18 @@ enum classify_route {
 	ROUTE_METHOD, /* any other method: 405 */
 };
 
+/* The route label of the request metrics: the path alone, whatever the method and mode,
+ * from a fixed set so that what clients send cannot grow the series. */
+enum classify_label {
+	LABEL_ROOT, /* "/" */
+	LABEL_DATA, /* "/data" */
+	LABEL_HEALTHZ, /* "/healthz" */
+	LABEL_READYZ, /* "/readyz" */
+	LABEL_METRICS, /* "/metrics" */
+	LABEL_OTHER, /* any other path */
+	CLASSIFY_NLABELS
+};
+
 struct classify_request {
 	const char *method; /* as sent: methods are case-sensitive */
 	const char *path; /* without the query string */
@@ -42,10 +55,14 @@ struct classify_request {
 	bool expect; /* an Expect header was sent (the client waits for 100 Continue) */
 };
 
-/* The route of rq when the largest body is max_body bytes and peers tells the mode.
- * For a POST *length is the declared body size (0 without Content-Length), for others
- * 0. */
+/* The route of rq when the largest body is max_body bytes and peers tells the mode, and
+ * in *label its metrics label. For a POST *length is the declared body size (0 without
+ * Content-Length), for others 0. */
 enum classify_route classify_request(const struct classify_request *rq, bool peers,
-				     uint64_t max_body, uint64_t *length);
+				     uint64_t max_body, uint64_t *length,
+				     enum classify_label *label);
+
+/* The label as the metrics show it: "/", "/data", ..., "other". */
+const char *classify_label_name(enum classify_label label);
 
 #endif

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "common/errtext.h"
+#include "common/parse.h"
+#include "common/timeout.h"
 #include "discovery/discovery.h"
 #include "version.h"
 
@@ -107,7 +109,7 @@ static const struct opt opts[] = {
 	 "memory for bodies, peer answers and responses in flight together (more get 503); "
 	 "0 = half the container's memory limit (cgroup), else 256 MiB"},
 	{"shutdown-timeout-ms", "KUBIA_SHUTDOWN_TIMEOUT_MS", OPT_UINT, OFF(shutdown_timeout_ms), 0,
-	 600000, "500", NULL, "time requests in flight get to finish after SIGTERM"},
+	 600000, "25000", NULL, "time requests in flight get to finish after SIGTERM"},
 	{"log-level", "KUBIA_LOG_LEVEL", OPT_LEVEL, OFF(log_level), 0, 0, "info", NULL,
 	 "error, warn, info or debug"},
 	{"log-format", "KUBIA_LOG_FORMAT", OPT_FORMAT, OFF(log_format), 0, 0, "logfmt", NULL,
@@ -261,23 +263,6 @@ static const char *quote(const char *v, size_t n, char *buf, size_t buflen)
 	buf[w++] = '"';
 	buf[w] = '\0';
 	return buf;
-}
-
-static bool parse_u64(const char *s, uint64_t *out)
-{
-	char *end = NULL;
-	unsigned long long v;
-
-	if (!isdigit((unsigned char)s[0])) {
-		return false; /* no sign, no spaces, no empty string */
-	}
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0') {
-		return false;
-	}
-	*out = (uint64_t)v;
-	return true;
 }
 
 /* Applies one value; `source` is the flag or variable as the user wrote it. */
@@ -475,10 +460,9 @@ enum config_result config_parse(struct config *cfg, int argc, char *const argv[]
 			    cfg->max_memory, cfg->max_body);
 		return CONFIG_ERROR;
 	}
-	if (cfg->peer_connect_timeout_ms > cfg->peer_timeout_ms) {
-		/* curl would give up at the total anyway; keep the two coherent. */
-		cfg->peer_connect_timeout_ms = cfg->peer_timeout_ms;
-	}
+	/* curl would give up at the total anyway; keep the two coherent. */
+	cfg->peer_connect_timeout_ms =
+		timeout_connect_ms(cfg->peer_connect_timeout_ms, cfg->peer_timeout_ms);
 	if (cfg->hostname == NULL) {
 		if (gethostname(cfg->hostname_buf, sizeof(cfg->hostname_buf) - 1) != 0 ||
 		    cfg->hostname_buf[0] == '\0') {

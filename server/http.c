@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/errtext.h"
+#include "common/monotonic.h"
 #include "server/http_internal.h"
 #include "server/log.h"
 #include "server/observe.h"
@@ -57,8 +58,6 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 	 */
 	unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned threads = cfg->threads != 0 ? cfg->threads : (cpus > 0 ? (unsigned)cpus : 1);
 	struct MHD_OptionItem items[12];
 	size_t n = 0;
 
@@ -67,8 +66,8 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 	}
 	/* The logger first, or MHD prints what it says about earlier options itself. */
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s};
-	items[n++] =
-		(struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s};
+	items[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
+					     (intptr_t)routes_on_completed, s};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
 					     (intptr_t)obs_on_connection, s};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
@@ -84,21 +83,39 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 		items[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 						     (intptr_t)cfg->max_connections_per_ip, NULL};
 	}
-	if (threads > 1) {
-		items[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads,
-						     NULL};
+	if (cfg->threads > 1) {
+		items[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
+						     (intptr_t)cfg->threads, NULL};
 	}
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-	return MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+	return MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, routes_on_request, s,
 				MHD_OPTION_ARRAY, items, MHD_OPTION_END);
 }
 
-static struct MHD_Response *fixed(struct http_server *s, const char *text)
+/* r as the next fixed response, whose body is len bytes; NULL when r is. */
+static const struct fixed_response *fixed_add(struct http_server *s, struct MHD_Response *r,
+					      size_t len)
 {
-	struct MHD_Response *r = text_response(text, strlen(text));
+	if (r == NULL) {
+		return NULL;
+	}
+	if (s->nfixed == FIXED_MAX) {
+		MHD_destroy_response(r);
+		return NULL;
+	}
+	s->fixed[s->nfixed] = (struct fixed_response){r, len};
+	return &s->fixed[s->nfixed++];
+}
 
-	obs_fixed_register(s, r, strlen(text));
-	return r;
+static const struct fixed_response *fixed(struct http_server *s, const char *text)
+{
+	return fixed_add(s, response_text(text, strlen(text)), strlen(text));
+}
+
+/* Of text from asprintf(), which returned n: taken over. */
+static const struct fixed_response *fixed_owned(struct http_server *s, char *text, int n)
+{
+	return n < 0 ? NULL : fixed_add(s, response_owned(text, (size_t)n), (size_t)n);
 }
 
 static bool build_fixed(struct http_server *s)
@@ -107,19 +124,11 @@ static bool build_fixed(struct http_server *s)
 	int n;
 
 	n = asprintf(&text, "Data stored on pod %s\n", s->cfg->hostname);
-	if (n < 0) {
-		return false;
-	}
-	s->stored_resp = owned_response(text, (size_t)n);
-	obs_fixed_register(s, s->stored_resp, (size_t)n);
+	s->stored_resp = fixed_owned(s, text, n);
 	n = asprintf(&text,
 		     "Request body too large: the limit is %" PRIu64 " bytes; data unchanged\n",
 		     s->cfg->max_body);
-	if (n < 0) {
-		return false;
-	}
-	s->too_large_resp = owned_response(text, (size_t)n);
-	obs_fixed_register(s, s->too_large_resp, (size_t)n);
+	s->too_large_resp = fixed_owned(s, text, n);
 	n = asprintf(&s->cluster_prefix, "You've hit %s\nData stored in the cluster:\n",
 		     s->cfg->hostname);
 	if (n < 0) {
@@ -139,22 +148,22 @@ static bool build_fixed(struct http_server *s)
 	    s->method_resp == NULL || s->over_budget_resp == NULL) {
 		return false;
 	}
-	return MHD_add_response_header(s->method_resp, MHD_HTTP_HEADER_ALLOW, ALLOWED) == MHD_YES &&
-	       MHD_add_response_header(s->over_budget_resp, MHD_HTTP_HEADER_RETRY_AFTER,
+	return MHD_add_response_header(s->method_resp->r, MHD_HTTP_HEADER_ALLOW, ALLOWED) ==
+		       MHD_YES &&
+	       MHD_add_response_header(s->over_budget_resp->r, MHD_HTTP_HEADER_RETRY_AFTER,
 				       RETRY_AFTER_S) == MHD_YES;
 }
 
 static void destroy_responses(struct http_server *s)
 {
-	struct MHD_Response *all[] = {s->data_resp,       s->pet_resp,       s->stored_resp,
-				      s->healthz_resp,    s->ready_resp,     s->stopping_resp,
-				      s->method_resp,     s->too_large_resp, s->busy_resp,
-				      s->over_budget_resp};
-
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-		if (all[i] != NULL) {
-			MHD_destroy_response(all[i]);
-		}
+	if (s->data_resp.r != NULL) {
+		MHD_destroy_response(s->data_resp.r);
+	}
+	if (s->pet_resp.r != NULL) {
+		MHD_destroy_response(s->pet_resp.r);
+	}
+	for (size_t i = 0; i < s->nfixed; i++) {
+		MHD_destroy_response(s->fixed[i].r);
 	}
 	free(s->cluster_prefix);
 }
@@ -167,7 +176,7 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 	pthread_condattr_t ca;
 
 	if (s == NULL) {
-		errtext_set(err, errlen, "out of memory");
+		errtext_set(err, errlen, "HTTP server: out of memory");
 		return NULL;
 	}
 	s->cfg = cfg;
@@ -185,8 +194,8 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 	pthread_cond_init(&s->idle_cond, &ca);
 	pthread_condattr_destroy(&ca);
 
-	if (!build_fixed(s) || !cache_refresh_locked(s)) {
-		errtext_set(err, errlen, "out of memory");
+	if (!build_fixed(s) || !response_cache_refresh_locked(s)) {
+		errtext_set(err, errlen, "HTTP server: out of memory");
 		goto fail;
 	}
 	/* Set before MHD creates its threads, so they see it without a lock. */
@@ -247,16 +256,12 @@ void http_quiesce(struct http_server *srv)
 
 bool http_wait_idle(struct http_server *srv, unsigned timeout_ms)
 {
-	struct timespec deadline;
+	/* idle_cond waits on the same clock (http_start()). */
+	uint64_t due = monotonic_ns() + (uint64_t)timeout_ms * 1000000U;
+	struct timespec deadline = {.tv_sec = (time_t)(due / 1000000000U),
+				    .tv_nsec = (long)(due % 1000000000U)};
 	bool idle;
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&srv->idle_lock);
 	while (atomic_load(&srv->in_flight) != 0) {
 		if (pthread_cond_timedwait(&srv->idle_cond, &srv->idle_lock, &deadline) ==

@@ -22,15 +22,15 @@ struct http_server;
  * pod's entry in the cluster view, which discovery gets from the caller. */
 #define HTTP_NO_DATA "No data posted yet"
 
-/* Starts listening. discovery is NULL in pet mode. Request bodies and responses in flight
+/* Starts listening, with cfg's limits resolved (main.c: threads is not 0). discovery is
+ * NULL in pet mode. Request bodies and responses in flight
  * are charged to budget; past it, requests get 503 with Retry-After. None of storage,
  * discovery and budget is owned; all must outlive the server. NULL on failure with one
  * line in err. */
 struct http_server *http_start(const struct config *cfg, struct storage *st, struct discovery *disc,
 			       struct budget *budget, char *err, size_t errlen);
 
-/* The port actually bound (useful with --port 0 in tests is not offered: ports are
- * 1-65535; this reports what was bound). */
+/* The port the server listens on. */
 unsigned http_port(const struct http_server *srv);
 
 /* Shutdown, step 1: /readyz answers 503 and no new connection is accepted. */

@@ -3,10 +3,13 @@
 #define KUBIA_HTTP_INTERNAL_H
 
 /*
- * What the files of the HTTP server share; only server/ includes it. http.c holds the
- * server's life (the daemon, the fixed responses, start and shutdown), routes.c the
- * requests (what each one is and how it is answered), responses.c the helpers that build
- * and queue an answer and the responses cached from the stored data.
+ * What the files of the HTTP server share; only server/ includes it. Each file calls only
+ * files below it: http.c holds the server's life (the daemon, the fixed responses, start
+ * and shutdown) and hands libmicrohttpd the callbacks of routes.c, the requests (what
+ * each one is and how it is answered), which uses observe.c (each request counted, timed
+ * and logged; GET /metrics), format.c and strict.c, which all queue their answers through
+ * responses.c (building and queuing responses; the responses cached from the stored
+ * data), which records each answer's length in the request record (request.c).
  */
 
 #include <microhttpd.h>
@@ -20,6 +23,15 @@
 
 #define CONTENT_TYPE "text/plain; charset=utf-8"
 #define CONTENT_TYPE_JSON "application/json"
+
+/* A response built once and sent many times, with the length of its body (for the
+ * access log: libmicrohttpd does not tell it). */
+struct fixed_response {
+	struct MHD_Response *r;
+	size_t len;
+};
+
+#define FIXED_MAX 8
 
 struct http_server {
 	const struct config *cfg;
@@ -38,31 +50,23 @@ struct http_server {
 	 * responses, so an old one stays valid for connections still sending it. */
 	pthread_mutex_t cache_lock;
 	uint64_t cache_gen;
-	struct MHD_Response *data_resp;
-	struct MHD_Response *pet_resp;
+	struct fixed_response data_resp;
+	struct fixed_response pet_resp;
 
-	/* Fixed responses, built once. */
-	struct MHD_Response *stored_resp;
-	struct MHD_Response *healthz_resp;
-	struct MHD_Response *ready_resp;
-	struct MHD_Response *stopping_resp;
-	struct MHD_Response *method_resp;
-	struct MHD_Response *too_large_resp;
-	struct MHD_Response *busy_resp;
-	struct MHD_Response *over_budget_resp; /* 503 with Retry-After */
+	/* Fixed responses, built once, in fixed[]. */
+	struct fixed_response fixed[FIXED_MAX];
+	size_t nfixed;
+	const struct fixed_response *stored_resp;
+	const struct fixed_response *healthz_resp;
+	const struct fixed_response *ready_resp;
+	const struct fixed_response *stopping_resp;
+	const struct fixed_response *method_resp;
+	const struct fixed_response *too_large_resp;
+	const struct fixed_response *busy_resp;
+	const struct fixed_response *over_budget_resp; /* 503 with Retry-After */
 
 	char *cluster_prefix; /* "You've hit <h>\nData stored in the cluster:\n" */
 	size_t cluster_prefix_len;
-
-	/* The body lengths of the fixed responses and of the data responses, for the
-	 * access log (metrics.c). */
-	struct {
-		const struct MHD_Response *r;
-		size_t len;
-	} fixed_len[16];
-	size_t nfixed;
-	size_t data_len; /* under cache_lock */
-	size_t pet_len;
 
 	MHD_socket quiesced_fd; /* closed only after MHD_stop_daemon() (MHD's rule) */
 
@@ -77,11 +81,11 @@ struct http_server {
 
 /* routes.c: MHD's access handler and request-completed callback, with the server as
  * their closure. */
-enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-			   const char *method, const char *version, const char *upload_data,
-			   size_t *upload_data_size, void **req_cls);
-void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
-		  enum MHD_RequestTerminationCode toe);
+enum MHD_Result routes_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **req_cls);
+void routes_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			 enum MHD_RequestTerminationCode toe);
 
 /* strict.c: what libmicrohttpd lets through and RFC 9112 refuses. */
 /* The URL unescaper (MHD_OPTION_UNESCAPE_CALLBACK): marks a request whose target holds
@@ -93,16 +97,26 @@ unsigned strict_check(struct MHD_Connection *conn, const char *method, const cha
 /* Queues the refusal and closes the connection after it. */
 enum MHD_Result strict_refuse(struct MHD_Connection *conn, unsigned status, const char *why);
 
-/* responses.c */
-struct MHD_Response *text_response(const char *text, size_t len);
-/* Takes ownership of buf (malloc()ed) in every case. */
-struct MHD_Response *owned_response(char *buf, size_t len);
-/* Queues buf (from charged_alloc(), len bytes) as the body: its charge is given back
- * when libmicrohttpd is done with the response. Takes buf over in every case. */
-enum MHD_Result queue_charged(struct MHD_Connection *conn, unsigned status, char *buf, size_t len);
-/* As queue_charged(), with another Content-Type. */
+/* responses.c. Every answer is queued through queue_response(), which records the
+ * body's length for the access log. */
+/* A text/plain response with a copy of text. */
+struct MHD_Response *response_text(const char *text, size_t len);
+/* A text/plain response of buf (malloc()ed), which it takes over in every case. */
+struct MHD_Response *response_owned(char *buf, size_t len);
+/* The one way an answer is queued: r (not taken over), whose body is len bytes. */
+enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r,
+			       size_t len);
+enum MHD_Result queue_fixed(struct MHD_Connection *conn, unsigned status,
+			    const struct fixed_response *f);
+/* Queues buf (from charged_alloc(), len bytes) as the body, of content_type: its charge
+ * is given back when libmicrohttpd is done with the response. Takes buf over in every
+ * case. */
 enum MHD_Result queue_charged_as(struct MHD_Connection *conn, unsigned status, char *buf,
 				 size_t len, const char *content_type);
+/* Queues buf (malloc()ed, len bytes), taken over in every case. */
+enum MHD_Result queue_owned(struct MHD_Connection *conn, unsigned status, char *buf, size_t len);
+enum MHD_Result queue_fmt(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* size bytes charged to budget; NULL when they do not fit or memory ran out. */
 char *charged_alloc(struct budget *budget, size_t size);
@@ -110,12 +124,8 @@ char *charged_alloc(struct budget *budget, size_t size);
 /* Gives back a buffer from charged_alloc() that was never queued. */
 void charged_free(char *buf);
 
-enum MHD_Result queue_owned(struct MHD_Connection *conn, unsigned status, char *buf, size_t len);
-enum MHD_Result queue_fmt(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-enum MHD_Result queue_fixed(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r);
 /* Must hold cache_lock. Rebuilds the data responses if a POST changed the data. */
-bool cache_refresh_locked(struct http_server *s);
+bool response_cache_refresh_locked(struct http_server *s);
 
 /* format.c: the format a cluster view is asked in. */
 enum view_format {

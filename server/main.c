@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/budget.h"
+#include "common/monotonic.h"
 #include "discovery/discovery.h"
 #include "server/cgroup.h"
 #include "server/config.h"
@@ -76,14 +76,6 @@ static void local_release(void *ctx, void *hold)
 {
 	(void)ctx;
 	storage_release(hold);
-}
-
-static double ms_since(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
 /* Everything main() starts, so that start-up, shutdown and release share one record. */
@@ -235,7 +227,8 @@ static bool start(struct app *a)
 	if (cfg->mode == CONFIG_MODE_PEERS) {
 		a->disc = start_discovery(a, err, sizeof(err));
 		if (a->disc == NULL) {
-			log_msg(LOG_LEVEL_ERROR, "could not start peer discovery: %s", err);
+			/* discovery's text names what failed: no prefix of ours on it */
+			log_msg(LOG_LEVEL_ERROR, "%s", err);
 			return false;
 		}
 	}
@@ -280,9 +273,8 @@ static void wait_for_signal(const sigset_t *set)
  * still waiting on peers (which resumes their connections), then close. */
 static void shut_down(struct app *a)
 {
-	struct timespec t0;
+	uint64_t t0 = monotonic_ns();
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	http_quiesce(a->srv);
 	if (!http_wait_idle(a->srv, a->cfg.shutdown_timeout_ms)) {
 		log_msg(LOG_LEVEL_WARN, "%u requests still in flight after %u ms",
@@ -297,7 +289,7 @@ static void shut_down(struct app *a)
 	(void)http_wait_idle(a->srv, FLUSH_MS);
 	http_stop(a->srv);
 	a->srv = NULL;
-	log_msg(LOG_LEVEL_INFO, "stopped in %.0f ms", ms_since(&t0));
+	log_msg(LOG_LEVEL_INFO, "stopped in %.0f ms", (double)(monotonic_ns() - t0) / 1e6);
 }
 
 /* Frees whatever start() got to, in reverse order: the data directory's lock goes last. */

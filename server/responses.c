@@ -9,10 +9,10 @@
 
 #include "common/budget.h"
 #include "server/http_internal.h"
-#include "server/observe.h"
+#include "server/request.h"
 #include "storage/storage.h"
 
-struct MHD_Response *text_response(const char *text, size_t len)
+struct MHD_Response *response_text(const char *text, size_t len)
 {
 	struct MHD_Response *r;
 
@@ -27,8 +27,7 @@ struct MHD_Response *text_response(const char *text, size_t len)
 	return r;
 }
 
-/* Takes ownership of buf (malloc()ed) in every case. */
-struct MHD_Response *owned_response(char *buf, size_t len)
+struct MHD_Response *response_owned(char *buf, size_t len)
 {
 	struct MHD_Response *r;
 
@@ -44,18 +43,40 @@ struct MHD_Response *owned_response(char *buf, size_t len)
 	return r;
 }
 
-enum MHD_Result queue_owned(struct MHD_Connection *conn, unsigned status, char *buf, size_t len)
+enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r,
+			       size_t len)
 {
-	struct MHD_Response *r = owned_response(buf, len);
+	struct request *rq = request_of(conn);
+
+	if (rq != NULL) {
+		rq->resp_len = len;
+	}
+	return MHD_queue_response(conn, status, r);
+}
+
+enum MHD_Result queue_fixed(struct MHD_Connection *conn, unsigned status,
+			    const struct fixed_response *f)
+{
+	return queue_response(conn, status, f->r, f->len);
+}
+
+/* Queues r, which it takes over, or fails when r is NULL. */
+static enum MHD_Result queue_made(struct MHD_Connection *conn, unsigned status,
+				  struct MHD_Response *r, size_t len)
+{
 	enum MHD_Result ret;
 
 	if (r == NULL) {
 		return MHD_NO;
 	}
-	obs_response_len(conn, len);
-	ret = MHD_queue_response(conn, status, r);
+	ret = queue_response(conn, status, r, len);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+enum MHD_Result queue_owned(struct MHD_Connection *conn, unsigned status, char *buf, size_t len)
+{
+	return queue_made(conn, status, response_owned(buf, len), len);
 }
 
 /* What a charged buffer carries in front of its bytes, to give its charge back. */
@@ -104,17 +125,11 @@ static void charged_release(void *cls)
 	charged_free(cls);
 }
 
-enum MHD_Result queue_charged(struct MHD_Connection *conn, unsigned status, char *buf, size_t len)
-{
-	return queue_charged_as(conn, status, buf, len, CONTENT_TYPE);
-}
-
 enum MHD_Result queue_charged_as(struct MHD_Connection *conn, unsigned status, char *buf,
 				 size_t len, const char *content_type)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
 		len, buf, charged_release, buf);
-	enum MHD_Result ret;
 
 	if (r == NULL) {
 		charged_free(buf);
@@ -124,10 +139,7 @@ enum MHD_Result queue_charged_as(struct MHD_Connection *conn, unsigned status, c
 		MHD_destroy_response(r);
 		return MHD_NO;
 	}
-	obs_response_len(conn, len);
-	ret = MHD_queue_response(conn, status, r);
-	MHD_destroy_response(r);
-	return ret;
+	return queue_made(conn, status, r, len);
 }
 
 enum MHD_Result queue_fmt(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
@@ -145,14 +157,7 @@ enum MHD_Result queue_fmt(struct MHD_Connection *conn, unsigned status, const ch
 	return queue_owned(conn, status, buf, (size_t)n);
 }
 
-enum MHD_Result queue_fixed(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r)
-{
-	obs_fixed_queued(conn, r);
-	return MHD_queue_response(conn, status, r);
-}
-
-/* Must hold cache_lock. Rebuilds the data responses if a POST changed the data. */
-bool cache_refresh_locked(struct http_server *s)
+bool response_cache_refresh_locked(struct http_server *s)
 {
 	const struct storage_blob *b;
 	struct MHD_Response *data = NULL, *pet = NULL;
@@ -162,13 +167,13 @@ bool cache_refresh_locked(struct http_server *s)
 	size_t pet_len = 0;
 	int n;
 
-	if (s->data_resp != NULL && s->cache_gen == storage_generation(s->st)) {
+	if (s->data_resp.r != NULL && s->cache_gen == storage_generation(s->st)) {
 		return true;
 	}
 	b = storage_acquire(s->st);
 	text = b->present ? b->data : HTTP_NO_DATA;
 	len = b->present ? b->len : strlen(HTTP_NO_DATA);
-	data = text_response(text, len);
+	data = response_text(text, len);
 	if (data == NULL) {
 		goto fail;
 	}
@@ -191,23 +196,21 @@ bool cache_refresh_locked(struct http_server *s)
 		p += n;
 		memcpy(p, text, len);
 		p[len] = '\n';
-		pet = owned_response(buf, total);
+		pet = response_owned(buf, total);
 		pet_len = total;
 		buf = NULL;
 		if (pet == NULL) {
 			goto fail;
 		}
 	}
-	if (s->data_resp != NULL) {
-		MHD_destroy_response(s->data_resp);
+	if (s->data_resp.r != NULL) {
+		MHD_destroy_response(s->data_resp.r);
 	}
-	if (s->pet_resp != NULL) {
-		MHD_destroy_response(s->pet_resp);
+	if (s->pet_resp.r != NULL) {
+		MHD_destroy_response(s->pet_resp.r);
 	}
-	s->data_resp = data;
-	s->pet_resp = pet;
-	s->data_len = len;
-	s->pet_len = pet_len;
+	s->data_resp = (struct fixed_response){data, len};
+	s->pet_resp = (struct fixed_response){pet, pet_len};
 	s->cache_gen = b->generation;
 	storage_release(b);
 	return true;

@@ -14,53 +14,8 @@
 #include "server/http_internal.h"
 #include "server/log.h"
 #include "server/observe.h"
+#include "server/request.h"
 #include "storage/storage.h"
-
-enum request_kind {
-	REQUEST_POST,
-	REQUEST_CLUSTER,
-};
-
-/* Where a request that waits for another thread is (a cluster view waits for discovery,
- * a POST for the writer's commit). */
-enum wait_state {
-	WAIT_NEW = 0,
-	WAIT_SUSPENDED, /* the other thread owns the answer until it resumes us */
-	WAIT_DONE, /* the answer is in the request */
-	WAIT_REJECTED, /* the other side refused the job (too many in flight, stopping) */
-};
-
-/* Per-request state; lives in MHD's request pointer, freed in on_completed(). */
-struct request {
-	enum request_kind kind;
-	struct http_server *srv;
-	struct MHD_Connection *conn;
-	/* POST */
-	char *body;
-	size_t len;
-	size_t cap;
-	bool too_large;
-	bool over_budget; /* the body did not fit the memory budget: read and dropped */
-	uint64_t charged; /* bytes of the budget this request holds */
-	uint64_t discarded;
-	struct storage_outcome outcome; /* the commit's, once state is WAIT_DONE */
-	/* both */
-	atomic_int state;
-	/* cluster view */
-	char *peers;
-	size_t peers_len;
-	unsigned peer_errors; /* peers the view could not read, for the access log */
-	bool json; /* peers is the whole JSON document (server/format.c decides) */
-};
-
-/* *req_cls of requests that need no state of their own (GET /data, probes, errors): one
- * byte per route, so the pointer says the route and the hot path allocates nothing. */
-static char stateless[ROUTE_METHOD + 1];
-
-static bool is_stateless(const void *req_cls)
-{
-	return (uintptr_t)req_cls - (uintptr_t)stateless < sizeof(stateless);
-}
 
 /* GET /data and, in pet mode, GET of any other path. */
 static enum MHD_Result serve_data(struct http_server *s, struct MHD_Connection *conn, bool pet)
@@ -68,9 +23,8 @@ static enum MHD_Result serve_data(struct http_server *s, struct MHD_Connection *
 	enum MHD_Result ret = MHD_NO;
 
 	pthread_mutex_lock(&s->cache_lock);
-	if (cache_refresh_locked(s)) {
-		obs_response_len(conn, pet ? s->pet_len : s->data_len);
-		ret = MHD_queue_response(conn, MHD_HTTP_OK, pet ? s->pet_resp : s->data_resp);
+	if (response_cache_refresh_locked(s)) {
+		ret = queue_fixed(conn, MHD_HTTP_OK, pet ? &s->pet_resp : &s->data_resp);
 	}
 	pthread_mutex_unlock(&s->cache_lock);
 	return ret;
@@ -328,20 +282,6 @@ static enum MHD_Result receive_post(struct http_server *s, struct request *r, co
 	return MHD_YES;
 }
 
-static struct request *new_request(struct http_server *s, struct MHD_Connection *conn,
-				   enum request_kind kind)
-{
-	struct request *r = calloc(1, sizeof(*r));
-
-	if (r != NULL) {
-		r->kind = kind;
-		r->srv = s;
-		r->conn = conn;
-		atomic_init(&r->state, WAIT_NEW);
-	}
-	return r;
-}
-
 /* A client that waits for "100 Continue" sends nothing more until told. */
 static bool waits_for_continue(struct MHD_Connection *conn)
 {
@@ -351,16 +291,11 @@ static bool waits_for_continue(struct MHD_Connection *conn)
 /* First call of a POST to be read (ROUTE_STORE or ROUTE_TOO_LARGE_DRAIN): the body's
  * room is charged and allocated now when Content-Length gives its size, so that an
  * upload that cannot fit is turned away before it is read. */
-static enum MHD_Result first_post(struct http_server *s, struct MHD_Connection *conn,
-				  enum classify_route route, uint64_t want, void **req_cls)
+static enum MHD_Result first_post(struct http_server *s, struct request *r, uint64_t want)
 {
-	struct request *r = new_request(s, conn, REQUEST_POST);
+	struct MHD_Connection *conn = r->conn;
 
-	if (r == NULL) {
-		return MHD_NO;
-	}
-	*req_cls = r;
-	if (route == ROUTE_TOO_LARGE_DRAIN) {
+	if (r->route == ROUTE_TOO_LARGE_DRAIN) {
 		r->too_large = true;
 	} else if (want > 0 && !budget_charge(s->budget, want + 1)) {
 		r->over_budget = true;
@@ -372,21 +307,22 @@ static enum MHD_Result first_post(struct http_server *s, struct MHD_Connection *
 		r->charged = want + 1;
 		r->body = malloc((size_t)want + 1);
 		if (r->body == NULL) {
-			return MHD_NO; /* on_completed() frees r and gives the charge back */
+			return MHD_NO; /* routes_on_completed() gives the charge back */
 		}
 		r->cap = (size_t)want + 1;
 	}
 	return MHD_YES;
 }
 
-/* First call for a request: decide what it is (classify.c); answer at once only when the
- * body must not be read (405, 400 and 413 by Content-Length). Answers that can wait are
- * queued on the second call: libmicrohttpd closes the connection after a response
- * queued on the first, which would cost keep-alive on every request. */
-static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *conn,
-				  const char *url, const char *method, void **req_cls)
+/* First call for a request: decide what it is (classify.c), once; answer at once only
+ * when the body must not be read (405, 400 and 413 by Content-Length). Answers that can
+ * wait are queued on the second call: libmicrohttpd closes the connection after a
+ * response queued on the first, which would cost keep-alive on every request. */
+static enum MHD_Result first_call(struct http_server *s, struct request *r, const char *url,
+				  const char *method, const char *version)
 {
-	const struct classify_request rq = {
+	struct MHD_Connection *conn = r->conn;
+	const struct classify_request cr = {
 		.method = method,
 		.path = url,
 		.content_length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -394,11 +330,19 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
 		.expect = waits_for_continue(conn),
 	};
 	uint64_t want = 0;
-	enum classify_route route = classify_request(&rq, s->disc != NULL, s->cfg->max_body, &want);
-	struct request *r;
+	const char *why = NULL;
+	unsigned refuse;
 
-	*req_cls = &stateless[route];
-	switch (route) {
+	r->route = classify_request(&cr, s->disc != NULL, s->cfg->max_body, &want, &r->label);
+	obs_begin(r, url, method);
+	refuse = strict_check(conn, method, version, &why);
+	if (refuse != 0) {
+		/* A route answered on the first call and never served: not a view, nor a POST
+		 * whose body is read. */
+		r->route = ROUTE_BAD_LENGTH;
+		return strict_refuse(conn, refuse, why);
+	}
+	switch (r->route) {
 	case ROUTE_METHOD:
 		return queue_fixed(conn, MHD_HTTP_METHOD_NOT_ALLOWED, s->method_resp);
 	case ROUTE_TOO_LARGE:
@@ -408,77 +352,66 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
 				 "Bad request: Content-Length is not a number\n");
 	case ROUTE_STORE:
 	case ROUTE_TOO_LARGE_DRAIN:
-		return first_post(s, conn, route, want, req_cls);
-	case ROUTE_CLUSTER:
-		r = new_request(s, conn, REQUEST_CLUSTER);
-		if (r == NULL) {
-			return MHD_NO;
-		}
-		*req_cls = r;
-		return MHD_YES;
+		return first_post(s, r, want);
 	default:
 		return MHD_YES;
 	}
 }
 
-/* Second call of a request without state: its route is where req_cls points. */
-static enum MHD_Result serve_stateless(struct http_server *s, struct MHD_Connection *conn,
-				       const char *req_cls)
+/* Second call of a request that keeps no state but its route. */
+static enum MHD_Result serve_route(struct http_server *s, struct request *r)
 {
-	switch ((enum classify_route)(req_cls - stateless)) {
+	switch (r->route) {
 	case ROUTE_DATA:
-		return serve_data(s, conn, false);
+		return serve_data(s, r->conn, false);
 	case ROUTE_HEALTHZ:
-		return queue_fixed(conn, MHD_HTTP_OK, s->healthz_resp);
+		return queue_fixed(r->conn, MHD_HTTP_OK, s->healthz_resp);
 	case ROUTE_READYZ:
-		return serve_ready(s, conn);
+		return serve_ready(s, r->conn);
 	case ROUTE_METRICS:
-		return serve_metrics(s, conn);
+		return obs_serve_metrics(s, r->conn);
 	default:
-		return serve_data(s, conn, true); /* pet mode */
+		return serve_data(s, r->conn, true); /* pet mode */
 	}
 }
 
-enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-			   const char *method, const char *version, const char *upload_data,
-			   size_t *upload_data_size, void **req_cls)
+enum MHD_Result routes_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **req_cls)
 {
 	struct http_server *s = cls;
-	struct request *r;
+	struct request *r = *req_cls;
 
-	if (*req_cls == NULL) {
-		const char *why = NULL;
-		unsigned refuse = strict_check(conn, method, version, &why);
-
+	if (r == NULL) {
+		r = request_of(conn);
+		if (r == NULL) {
+			return MHD_NO; /* memory ran out when the connection opened */
+		}
+		*req_cls = r;
 		atomic_fetch_add(&s->in_flight, 1);
-		obs_begin(conn, url, method);
-		if (refuse != 0) {
-			/* a stateless route that is never served: the answer is queued now */
-			*req_cls = &stateless[ROUTE_BAD_LENGTH];
-			return strict_refuse(conn, refuse, why);
-		}
-		return first_call(s, conn, url, method, req_cls);
+		return first_call(s, r, url, method, version);
 	}
-	if (is_stateless(*req_cls)) {
-		if (*upload_data_size != 0) {
-			*upload_data_size = 0; /* a body on GET means nothing: drop it */
-			return MHD_YES;
-		}
-		return serve_stateless(s, conn, *req_cls);
-	}
-	r = *req_cls;
-	if (r->kind == REQUEST_POST) {
+	switch (r->route) {
+	case ROUTE_STORE:
+	case ROUTE_TOO_LARGE_DRAIN:
 		if (*upload_data_size != 0) {
 			return receive_post(s, r, upload_data, upload_data_size);
 		}
 		return finish_post(s, r);
+	case ROUTE_CLUSTER:
+		*upload_data_size = 0;
+		return serve_cluster(s, r);
+	default:
+		if (*upload_data_size != 0) {
+			*upload_data_size = 0; /* a body on GET means nothing: drop it */
+			return MHD_YES;
+		}
+		return serve_route(s, r);
 	}
-	*upload_data_size = 0;
-	return serve_cluster(s, r);
 }
 
-void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
-		  enum MHD_RequestTerminationCode toe)
+void routes_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			 enum MHD_RequestTerminationCode toe)
 {
 	struct http_server *s = cls;
 	struct request *r = *req_cls;
@@ -486,14 +419,14 @@ void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	if (r == NULL) {
 		return;
 	}
-	if (is_stateless(r)) {
-		obs_end(s, conn, 0, 0);
-	} else {
-		obs_end(s, conn, r->len + r->discarded, r->peer_errors);
+	obs_end(r);
+	/* Only these keep state beyond the route: GET /data's completion frees nothing. */
+	if (r->route == ROUTE_STORE || r->route == ROUTE_TOO_LARGE_DRAIN ||
+	    r->route == ROUTE_CLUSTER) {
 		budget_credit(s->budget, r->charged);
 		free(r->body);
 		free_peers(s, r);
-		free(r);
+		request_reset(r);
 	}
 	*req_cls = NULL;
 	if (atomic_fetch_sub(&s->in_flight, 1) == 1 && atomic_load(&s->stopping)) {

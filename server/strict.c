@@ -15,7 +15,6 @@
 #include <strings.h>
 
 #include "server/http_internal.h"
-#include "server/observe.h"
 
 /* Set by the unescape callback on a request whose target holds raw control bytes or spaces. The
  * space makes it a name no valid header has, so it cannot come from a client's request
@@ -253,11 +252,13 @@ enum MHD_Result strict_refuse(struct MHD_Connection *conn, unsigned status, cons
 	char text[256];
 	struct MHD_Response *r;
 	enum MHD_Result ret;
+	size_t len;
 	int n;
 
 	n = snprintf(text, sizeof(text), "%s%s\n",
 		     status == MHD_HTTP_BAD_REQUEST ? prefix : "Not served: ", why);
-	r = text_response(text, n > 0 && (size_t)n < sizeof(text) ? (size_t)n : 0);
+	len = n > 0 && (size_t)n < sizeof(text) ? (size_t)n : 0;
+	r = response_text(text, len);
 	if (r == NULL) {
 		return MHD_NO;
 	}
@@ -265,8 +266,7 @@ enum MHD_Result strict_refuse(struct MHD_Connection *conn, unsigned status, cons
 		MHD_destroy_response(r);
 		return MHD_NO;
 	}
-	obs_response_len(conn, n > 0 && (size_t)n < sizeof(text) ? (size_t)n : 0);
-	ret = MHD_queue_response(conn, status, r);
+	ret = queue_response(conn, status, r, len);
 	MHD_destroy_response(r);
 	return ret;
 }

@@ -3,8 +3,10 @@
 #define KUBIA_STORAGE_INTERNAL_H
 
 /*
- * Private to storage/: the state that storage.c (the API: the blob in memory, loading,
- * replacing) and volume.c (the directory and the durable file operations) share.
+ * Private to storage/. storage.c is the API (the blob in memory, loading, committing,
+ * the synchronous replace) and uses the two below it, which know nothing of it: volume.c
+ * (the directory and the durable file operations) and writer.c (the queue of bodies and
+ * the thread that commits them in batches, through the function it is started with).
  */
 
 #include <pthread.h>
@@ -37,6 +39,26 @@ struct submission {
 	void *ctx;
 };
 
+/* Writes body (taken over: malloc()ed, with room for len + 1 bytes) durably and
+ * publishes it, or leaves everything as it was and says why in *o. Called on the
+ * writer's thread with the batch's last body. */
+typedef void (*writer_commit_fn)(void *ctx, char *body, size_t len, struct storage_outcome *o);
+
+/* The writer: the only thread that changes the data file after start-up. */
+struct writer {
+	writer_commit_fn commit;
+	void *ctx;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct submission *head; /* bodies waiting for the next batch, in arrival order */
+	struct submission *tail;
+	bool stop; /* no more submissions; the thread drains the queue and ends */
+	bool init;
+	bool running;
+	pthread_t thread;
+	_Atomic uint64_t commits; /* batches written (or failed) */
+};
+
 struct storage {
 	int dirfd; /* holds the flock; every file operation is relative to it */
 	char *dirpath;
@@ -46,29 +68,25 @@ struct storage {
 	bool cur_lock_init;
 	struct blob *cur; /* changed by the writer only, under cur_lock */
 	_Atomic uint64_t generation;
-	_Atomic uint64_t commits; /* batches written (or failed) */
-
-	/* The writer (writer.c): the only thread that changes the data file. */
-	pthread_mutex_t q_mu;
-	pthread_cond_t q_cv;
-	struct submission *q_head; /* bodies waiting for the next batch, in arrival order */
-	struct submission *q_tail;
-	bool q_stop; /* no more submissions; the writer drains the queue and ends */
-	bool q_init;
-	bool writer_running;
-	pthread_t writer;
+	struct writer writer;
 };
 
-/* Writes body (taken over: malloc()ed, with room for len + 1 bytes) as the data file,
- * durably, and publishes it; or leaves everything as it was and says why in *o. Writer
- * thread only. */
-void storage_commit(struct storage *st, char *body, size_t len, struct storage_outcome *o);
+/* Starts the writer's thread, which hands each batch's last body to commit(ctx, ...). */
+bool writer_start(struct writer *w, writer_commit_fn commit, void *ctx, char *err, size_t errlen);
 
-/* Starts the writer thread (storage_open()). */
-bool writer_start(struct storage *st, char *err, size_t errlen);
+/* Queues body for the next batch (taken over on success); done(done_ctx, ...) gets the
+ * outcome of the commit that covers it, on the writer's thread, perhaps before this
+ * returns. false, keeping nothing, once the writer is stopping. */
+bool writer_submit(struct writer *w, char *body, size_t len, storage_done_fn done, void *done_ctx);
 
-/* Commits what is queued, then ends the writer thread. Idempotent. */
-void writer_stop(struct storage *st);
+/* Commits what is queued, then ends the thread. Idempotent. */
+void writer_stop(struct writer *w);
+
+/* Stops the writer and frees what writer_start() made. */
+void writer_destroy(struct writer *w);
+
+/* Batches committed (or failed) so far. */
+uint64_t writer_commits(const struct writer *w);
 
 /* Opens (creating it durably, mkdir -p, when missing) and locks the data directory:
  * st->dirfd. -1 with the reason in err; *locked set when another process holds it. */

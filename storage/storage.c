@@ -3,7 +3,8 @@
  * The pod's data as the rest of kubia sees it: an immutable, reference-counted blob in
  * memory that readers take without a system call, loaded at start and replaced only
  * once the new body is durable on the volume (volume.c), the old one put back when the
- * directory's sync fails. Commits are made by the writer thread (writer.c).
+ * directory's sync fails. Bodies go to the writer thread (writer.c), which commits them
+ * through commit() here.
  */
 #include "storage/internal.h"
 
@@ -164,19 +165,17 @@ out:
 	return ret;
 }
 
+static void commit(void *ctx, char *body, size_t len, struct storage_outcome *o);
+
 static void destroy(struct storage *st)
 {
-	writer_stop(st);
+	writer_destroy(&st->writer);
 	blob_unref(st->cur);
 	if (st->dirfd >= 0) {
 		(void)close(st->dirfd); /* also drops the flock */
 	}
 	if (st->cur_lock_init) {
 		(void)pthread_mutex_destroy(&st->cur_lock);
-	}
-	if (st->q_init) {
-		(void)pthread_cond_destroy(&st->q_cv);
-		(void)pthread_mutex_destroy(&st->q_mu);
 	}
 	free(st->dirpath);
 	free(st->name);
@@ -215,7 +214,7 @@ struct storage *storage_open(const char *path, size_t max_size, bool *locked, ch
 		goto fail;
 	}
 	st->cur_lock_init = true;
-	if (!writer_start(st, err, errlen)) {
+	if (!writer_start(&st->writer, commit, st, err, errlen)) {
 		goto fail;
 	}
 	return st;
@@ -294,8 +293,10 @@ static void publish(struct storage *st, struct blob *nb)
 	blob_unref(old);
 }
 
-void storage_commit(struct storage *st, char *body, size_t len, struct storage_outcome *o)
+/* The writer's commit function (writer_commit_fn), with the storage as ctx. */
+static void commit(void *ctx, char *body, size_t len, struct storage_outcome *o)
 {
+	struct storage *st = ctx;
 	const char *what = "";
 	char note[128];
 	struct blob *nb;
@@ -428,4 +429,98 @@ bool storage_ready(struct storage *st, char *err, size_t errlen)
 		return false;
 	}
 	return true;
+}
+
+void storage_stop(struct storage *st)
+{
+	if (st != NULL) {
+		writer_stop(&st->writer);
+	}
+}
+
+bool storage_submit(struct storage *st, char *body, size_t len, storage_done_fn done, void *ctx)
+{
+	if (st == NULL || body == NULL || done == NULL || len > st->max_size) {
+		return false;
+	}
+	return writer_submit(&st->writer, body, len, done, ctx);
+}
+
+uint64_t storage_commits(const struct storage *st)
+{
+	return writer_commits(&st->writer);
+}
+
+/* ---- the synchronous form ---------------------------------------------------------- */
+
+struct waiter {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	struct storage_outcome o;
+};
+
+static void wake(void *ctx, const struct storage_outcome *o)
+{
+	struct waiter *w = ctx;
+
+	(void)pthread_mutex_lock(&w->mu);
+	w->o = *o;
+	w->done = true;
+	(void)pthread_cond_signal(&w->cv);
+	(void)pthread_mutex_unlock(&w->mu);
+}
+
+/* Fills err and *previous_kept from an outcome; returns its result. */
+static enum storage_result tell(const struct storage_outcome *o, bool *previous_kept, char *err,
+				size_t errlen)
+{
+	if (previous_kept != NULL) {
+		*previous_kept = o->previous_kept;
+	}
+	if (o->res != STORAGE_OK) {
+		errtext_set(err, errlen, "%s", o->err);
+	}
+	return o->res;
+}
+
+enum storage_result storage_replace(struct storage *st, const void *data, size_t len,
+				    bool *previous_kept, char *err, size_t errlen)
+{
+	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	char *body;
+
+	w.o.res = STORAGE_EIO;
+	w.o.previous_kept = true;
+	if (st == NULL || (data == NULL && len > 0)) {
+		errtext_set(w.o.err, sizeof(w.o.err), "invalid argument");
+		return tell(&w.o, previous_kept, err, errlen);
+	}
+	/* storage_open() refuses a file over the limit, so never write one. */
+	if (len > st->max_size) {
+		errtext_set(w.o.err, sizeof(w.o.err),
+			    "body of %zu bytes is over the limit of %zu bytes", len, st->max_size);
+		return tell(&w.o, previous_kept, err, errlen);
+	}
+	body = malloc(len + 1);
+	if (body == NULL) {
+		errtext_set(w.o.err, sizeof(w.o.err), "out of memory");
+		return tell(&w.o, previous_kept, err, errlen);
+	}
+	if (len > 0) {
+		memcpy(body, data, len);
+	}
+	if (!storage_submit(st, body, len, wake, &w)) {
+		free(body);
+		errtext_set(w.o.err, sizeof(w.o.err), "storage is shutting down");
+		return tell(&w.o, previous_kept, err, errlen);
+	}
+	(void)pthread_mutex_lock(&w.mu);
+	while (!w.done) {
+		(void)pthread_cond_wait(&w.cv, &w.mu);
+	}
+	(void)pthread_mutex_unlock(&w.mu);
+	(void)pthread_cond_destroy(&w.cv);
+	(void)pthread_mutex_destroy(&w.mu);
+	return tell(&w.o, previous_kept, err, errlen);
 }

@@ -8,6 +8,8 @@
  */
 #include "storage/internal.h"
 
+#include "common/monotonic.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -191,12 +193,8 @@ static void random_suffix(char out[TMP_RANDOM_LEN + 1])
 
 	/* Uniqueness comes from O_EXCL; randomness only makes a retry unlikely. */
 	if (getrandom(bytes, sizeof(bytes), GRND_NONBLOCK) != (ssize_t)sizeof(bytes)) {
-		struct timespec ts;
-		uint64_t x;
-
-		(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-		x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
-		    (atomic_fetch_add(&counter, 1) * UINT64_C(0x9e3779b97f4a7c15));
+		uint64_t x = monotonic_ns() ^
+			     (atomic_fetch_add(&counter, 1) * UINT64_C(0x9e3779b97f4a7c15));
 		for (size_t i = 0; i < sizeof(bytes); i++) {
 			x ^= x >> 29;
 			x *= UINT64_C(0xbf58476d1ce4e5b9);

@@ -65,7 +65,7 @@ static const struct model opts[] = {
 	{"idle-timeout-s", UINT, 1, 86400, "30", OPT(idle_timeout_s)},
 	{"threads", UINT, 0, 256, "0", OPT(threads)},
 	{"max-memory", U64, 0, 1ull << 40, "0", OPT(max_memory)},
-	{"shutdown-timeout-ms", UINT, 0, 600000, "500", OPT(shutdown_timeout_ms)},
+	{"shutdown-timeout-ms", UINT, 0, 600000, "25000", OPT(shutdown_timeout_ms)},
 	{"log-level", LEVEL, 0, 0, "info", OPT(log_level)},
 	{"log-format", FORMAT, 0, 0, "logfmt", OPT(log_format)},
 	{"access-log", BOOL, 0, 0, "true", OPT(access_log)},

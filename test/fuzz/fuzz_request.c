@@ -33,7 +33,6 @@
 
 #include "server/classify.h"
 #include "server/http_internal.h"
-#include "server/observe.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -118,13 +117,14 @@ void MHD_destroy_response(struct MHD_Response *r)
 	abort();
 }
 
-void obs_response_len(struct MHD_Connection *conn, size_t len)
+enum MHD_Result queue_response(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r,
+			       size_t len)
 {
-	(void)conn, (void)len;
+	(void)conn, (void)status, (void)r, (void)len;
 	abort();
 }
 
-struct MHD_Response *text_response(const char *text, size_t len)
+struct MHD_Response *response_text(const char *text, size_t len)
 {
 	(void)text, (void)len;
 	abort();
@@ -358,13 +358,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (refuse == 0) {
 		const char *cl = NULL;
 		struct classify_request rq;
+		enum classify_label label;
 
 		for (size_t i = 0; i < nfields; i++) {
 			cl = strcasecmp(fields[i].key, "Content-Length") == 0 ? fields[i].value
 									      : cl;
 		}
 		rq = (struct classify_request){method, target, cl, false};
-		if (classify_request(&rq, true, 1024, &want) == ROUTE_BAD_LENGTH) {
+		if (classify_request(&rq, true, 1024, &want, &label) == ROUTE_BAD_LENGTH) {
 			abort(); /* strict.c let a length through that the route cannot read */
 		}
 		check_format();

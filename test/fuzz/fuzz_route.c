@@ -90,6 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t want_len = 0;
 	uint64_t other_len = 0;
 	enum classify_route r;
+	enum classify_label label;
+	enum classify_label other_label;
 	char *method, *path, *cl;
 	bool peers;
 
@@ -110,8 +112,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rq = (struct classify_request){method, path, (data[0] & 4) != 0 ? cl : NULL,
 				       (data[0] & 1) != 0};
 
-	r = classify_request(&rq, peers, max, &len);
+	r = classify_request(&rq, peers, max, &len, &label);
 	if (r != expected(&rq, peers, max, &want_len) || len != want_len) {
+		abort();
+	}
+	/* The label is the path alone: a path of its own by name, any other "other". */
+	if (label != LABEL_OTHER
+		    ? strcmp(classify_label_name(label), path) != 0
+		    : strcmp(path, "/") == 0 || strcmp(path, "/data") == 0 ||
+			      strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+			      strcmp(path, "/metrics") == 0) {
 		abort();
 	}
 	/* GET and HEAD alike; a POST whatever its path and mode; no route without a
@@ -120,7 +130,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct classify_request other = rq;
 
 		other.method = method[0] == 'G' ? "HEAD" : "GET";
-		if (classify_request(&other, peers, max, &other_len) != r || other_len != 0) {
+		if (classify_request(&other, peers, max, &other_len, &other_label) != r ||
+		    other_len != 0 || other_label != label) {
 			abort();
 		}
 		if (r > ROUTE_CLUSTER) {
@@ -130,7 +141,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct classify_request other = rq;
 
 		other.path = "/";
-		if (classify_request(&other, !peers, max, &other_len) != r || other_len != len) {
+		if (classify_request(&other, !peers, max, &other_len, &other_label) != r ||
+		    other_len != len || other_label != LABEL_ROOT) {
 			abort();
 		}
 		if (r < ROUTE_STORE || r > ROUTE_BAD_LENGTH || (r == ROUTE_STORE && len > max)) {

@@ -133,10 +133,17 @@ def test_view_line_counts_peer_errors(factory):
     _, ks = factory.cluster(("kubia-0", "kubia-1"), mode="peers",
                             extra_srv=[(DOMAIN, pod_fqdn("kubia-2"), dead)],
                             extra_hosts=[(pod_fqdn("kubia-2"), "127.0.0.3", None)])
-    assert ks[0].get("/").status == 200
-    line = wait_until(lambda: [r for r in requests(events(ks[0])) if r["path"] == "/"], 5,
-                      what="the view's access-log line")[0]
-    assert line["peer_errors"] == "1", line
+    # Any path but kubia's own serves the view, and each view's line counts its errors;
+    # other routes' lines have no count.
+    for path in ("/", "/some/where"):
+        assert ks[0].get(path).status == 200
+        line = wait_until(lambda: [r for r in requests(events(ks[0])) if r["path"] == path],
+                          5, what="the view's access-log line for %s" % path)[0]
+        assert line["peer_errors"] == "1", line
+    assert ks[0].get("/healthz").status == 200
+    line = wait_until(lambda: [r for r in requests(events(ks[0])) if r["path"] == "/healthz"],
+                      5, what="the access-log line for /healthz")[0]
+    assert "peer_errors" not in line, line
     # The peer asked shows the fetch in its own log.
     wait_until(lambda: any(r["path"] == "/data" for r in requests(events(ks[1]))), 5,
                what="the peer's /data line")

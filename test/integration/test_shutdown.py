@@ -2,7 +2,8 @@
 """SIGTERM with an upload in flight: a POST whose body arrives within the shutdown grace
 (--shutdown-timeout-ms) is answered and stored; one still arriving when the grace ends
 is cut off, stores nothing and leaves the old data and no temporary file; with nothing
-in flight kubia exits at once, however long the grace."""
+in flight kubia exits at once, however long the grace. The default grace keeps an
+upload that needs seconds more."""
 
 import hashlib
 import os
@@ -10,6 +11,8 @@ import signal
 import socket
 import threading
 import time
+
+import pytest
 
 from test_operation import connection_refused, open_kept
 from kubiatest.waits import wait_until
@@ -131,10 +134,13 @@ def test_sigterm_an_upload_still_arriving_when_the_grace_ends_is_cut_off(factory
     assert k.get("/data").body == b"old"
 
 
-def test_sigterm_idle_exit_is_immediate_however_long_the_grace(factory):
-    # A grace of ten minutes: an exit in well under a second shows kubia does not wait
-    # for it when nothing is in flight (only idle keep-alive connections).
-    k = factory.kubia("kubia-0", mode="pet", args=["--shutdown-timeout-ms", "600000"])
+@pytest.mark.parametrize("args", [[], ["--shutdown-timeout-ms", "600000"]],
+                         ids=["default", "ten-minutes"])
+def test_sigterm_idle_exit_is_immediate_however_long_the_grace(factory, args):
+    # The default grace, and one of ten minutes: an exit in well under a second shows
+    # kubia does not wait for it when nothing is in flight (only idle keep-alive
+    # connections).
+    k = factory.kubia("kubia-0", mode="pet", args=args)
     assert k.post("/", b"x").status == 200
     socks = open_kept("127.0.0.1", k.port, 2)
     try:
@@ -147,3 +153,33 @@ def test_sigterm_idle_exit_is_immediate_however_long_the_grace(factory):
             s.close()
     assert rc == 0, k.stderr()
     assert dt < 1.0, "exit took %.2fs with nothing in flight" % dt
+
+
+def test_sigterm_default_grace_keeps_an_upload_that_needs_seconds_more(factory):
+    # No --shutdown-timeout-ms: the default must hold a slow client's upload that needs
+    # 1.5 s more after the SIGTERM (a 500 ms default cut it off and lost it).
+    k = factory.kubia("kubia-0", mode="pet")
+    assert k.post("/", b"old").status == 200
+    body = body_of(64 * 1024)
+    s = start_upload(k, len(body))
+    try:
+        s.sendall(body[:1024])
+        t0 = time.monotonic()
+        k.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: connection_refused(k.port), 1.0, 0.02,
+                   what="new connections to be refused after SIGTERM")
+        # the rest over 1.5 s from the SIGTERM, the last part at its end
+        step = (len(body) - 1024 + 14) // 15
+        for n, i in enumerate(range(1024, len(body), step)):
+            time.sleep(max(0.0, t0 + 0.1 * (n + 1) - time.monotonic()))
+            assert k.proc.poll() is None, "kubia exited with an upload in flight"
+            s.sendall(body[i:i + step])
+        assert time.monotonic() - t0 >= 1.5
+        answer = read_answer(s)
+        rc = k.proc.wait(5)
+    finally:
+        s.close()
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\n" + STORED), answer
+    assert rc == 0, k.stderr()
+    with open(k.data_file, "rb") as f:
+        assert f.read() == body

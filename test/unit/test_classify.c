@@ -18,8 +18,48 @@ static enum classify_route route(const char *method, const char *path, const cha
 				 bool expect, bool peers, uint64_t *want)
 {
 	const struct classify_request rq = {method, path, length, expect};
+	enum classify_label label;
 
-	return classify_request(&rq, peers, MAX, want);
+	return classify_request(&rq, peers, MAX, want, &label);
+}
+
+/* The metrics label of a request: its path alone, whatever the method and the mode. */
+static enum classify_label label(const char *method, const char *path, bool peers)
+{
+	const struct classify_request rq = {method, path, NULL, false};
+	enum classify_label l = CLASSIFY_NLABELS;
+	uint64_t want;
+
+	(void)classify_request(&rq, peers, MAX, &want, &l);
+	return l;
+}
+
+static void test_labels(void **state)
+{
+	const char *methods[] = {"GET", "HEAD", "POST", "PUT", "get"};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		for (int peers = 0; peers < 2; peers++) {
+			const char *m = methods[i];
+
+			assert_int_equal(label(m, "/", peers), LABEL_ROOT);
+			assert_int_equal(label(m, "/data", peers), LABEL_DATA);
+			assert_int_equal(label(m, "/healthz", peers), LABEL_HEALTHZ);
+			assert_int_equal(label(m, "/readyz", peers), LABEL_READYZ);
+			assert_int_equal(label(m, "/metrics", peers), LABEL_METRICS);
+			assert_int_equal(label(m, "/x", peers), LABEL_OTHER);
+			assert_int_equal(label(m, "/data/", peers), LABEL_OTHER);
+			assert_int_equal(label(m, "", peers), LABEL_OTHER);
+		}
+	}
+	assert_string_equal(classify_label_name(LABEL_ROOT), "/");
+	assert_string_equal(classify_label_name(LABEL_DATA), "/data");
+	assert_string_equal(classify_label_name(LABEL_HEALTHZ), "/healthz");
+	assert_string_equal(classify_label_name(LABEL_READYZ), "/readyz");
+	assert_string_equal(classify_label_name(LABEL_METRICS), "/metrics");
+	assert_string_equal(classify_label_name(LABEL_OTHER), "other");
+	assert_string_equal(classify_label_name(CLASSIFY_NLABELS), "other");
 }
 
 static void test_get_and_head(void **state)
@@ -121,9 +161,8 @@ static void test_post_bad_lengths(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_get_and_head),
-		cmocka_unit_test(test_other_methods),
-		cmocka_unit_test(test_post_lengths),
+		cmocka_unit_test(test_labels),           cmocka_unit_test(test_get_and_head),
+		cmocka_unit_test(test_other_methods),    cmocka_unit_test(test_post_lengths),
 		cmocka_unit_test(test_post_bad_lengths),
 	};
 

@@ -68,7 +68,7 @@ static void test_defaults(void **state)
 	assert_non_null(c.hostname);
 	assert_true(strlen(c.hostname) > 0);
 	assert_int_equal(c.dns_cache_ms, 1000);
-	assert_int_equal(c.shutdown_timeout_ms, 500);
+	assert_int_equal(c.shutdown_timeout_ms, 25000);
 	assert_int_equal(c.log_level, LOG_LEVEL_INFO);
 	assert_string_equal(c.resolv_conf, "/etc/resolv.conf");
 }

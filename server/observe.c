@@ -6,8 +6,8 @@
  *
  * The HTTP counters are sharded: each thread adds to a shard of its own (a thread takes
  * the next of SHARDS the first time it counts), so the threads serving requests never
- * write the same cache line; the exposition adds the shards up. Routes and status codes
- * are small fixed sets, so what clients send cannot grow the label sets.
+ * write the same cache line; the exposition adds the shards up. Route labels (classify.c)
+ * and status codes are small fixed sets, so what clients send cannot grow the label sets.
  */
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -19,9 +19,11 @@
 
 #include "common/budget.h"
 #include "common/metrics.h"
+#include "common/monotonic.h"
 #include "server/http_internal.h"
 #include "server/log.h"
 #include "server/observe.h"
+#include "server/request.h"
 #include "version.h"
 
 #define EXPOSITION_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -29,20 +31,7 @@
  * 25 KiB. */
 #define EXPOSITION_MAX ((size_t)64 << 10)
 #define SHARDS 8
-#define PATH_LOG_MAX 256
-
-enum route {
-	OBS_ROUTE_ROOT,
-	OBS_ROUTE_DATA,
-	OBS_ROUTE_HEALTHZ,
-	OBS_ROUTE_READYZ,
-	OBS_ROUTE_METRICS,
-	OBS_ROUTE_OTHER,
-	NROUTES
-};
-
-static const char *const route_names[NROUTES] = {"/",       "/data",    "/healthz",
-						 "/readyz", "/metrics", "other"};
+#define NROUTES CLASSIFY_NLABELS
 
 /* The statuses kubia answers with; anything else (none: the connection ended first) is
  * counted as "other". */
@@ -60,36 +49,11 @@ static atomic_uint next_shard;
 static _Thread_local unsigned my_shard; /* 1 + index; 0: not chosen yet */
 static _Atomic uint64_t connections_open;
 
-/* One per connection: its current request. */
-struct conn_obs {
-	struct http_server *srv;
-	uint64_t start_ns;
-	size_t resp_len;
-	unsigned char route;
-	const char *method; /* a constant */
-	size_t path_len;
-	char path[PATH_LOG_MAX];
-};
-
-static struct conn_obs *obs_of(struct MHD_Connection *conn)
-{
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-
-	return ci != NULL ? ci->socket_context : NULL;
-}
-
 void obs_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 		       enum MHD_ConnectionNotificationCode code)
 {
-	(void)conn;
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-		struct conn_obs *o = calloc(1, sizeof(*o));
-
-		if (o != NULL) {
-			o->srv = cls;
-		}
-		*socket_context = o;
+		*socket_context = request_new(cls, conn);
 		metrics_add(&connections_open, 1);
 		return;
 	}
@@ -98,16 +62,6 @@ void obs_on_connection(void *cls, struct MHD_Connection *conn, void **socket_con
 	if (METRICS_ENABLED) {
 		atomic_fetch_sub_explicit(&connections_open, 1, memory_order_relaxed);
 	}
-}
-
-static enum route route_of(const char *url)
-{
-	for (size_t i = 0; i < OBS_ROUTE_OTHER; i++) {
-		if (strcmp(url, route_names[i]) == 0) {
-			return (enum route)i;
-		}
-	}
-	return OBS_ROUTE_OTHER;
 }
 
 static const char *method_name(const char *m)
@@ -123,54 +77,15 @@ static const char *method_name(const char *m)
 	return "other";
 }
 
-void obs_begin(struct MHD_Connection *conn, const char *url, const char *method)
+void obs_begin(struct request *rq, const char *url, const char *method)
 {
-	struct conn_obs *o = obs_of(conn);
-
-	if (o == NULL) {
-		return;
-	}
-	o->start_ns = metrics_now_ns();
-	o->resp_len = 0;
-	o->route = (unsigned char)route_of(url);
-	o->method = method_name(method);
-	o->path_len = 0;
-	if (o->srv->cfg->access_log) {
-		o->path_len = strnlen(url, sizeof(o->path));
-		memcpy(o->path, url, o->path_len);
-	}
-}
-
-void obs_response_len(struct MHD_Connection *conn, size_t len)
-{
-	struct conn_obs *o = obs_of(conn);
-
-	if (o != NULL) {
-		o->resp_len = len;
-	}
-}
-
-void obs_fixed_register(struct http_server *s, const struct MHD_Response *r, size_t len)
-{
-	if (r != NULL && s->nfixed < sizeof(s->fixed_len) / sizeof(s->fixed_len[0])) {
-		s->fixed_len[s->nfixed].r = r;
-		s->fixed_len[s->nfixed].len = len;
-		s->nfixed++;
-	}
-}
-
-void obs_fixed_queued(struct MHD_Connection *conn, const struct MHD_Response *r)
-{
-	struct conn_obs *o = obs_of(conn);
-
-	if (o == NULL) {
-		return;
-	}
-	for (size_t i = 0; i < o->srv->nfixed; i++) {
-		if (o->srv->fixed_len[i].r == r) {
-			o->resp_len = o->srv->fixed_len[i].len;
-			return;
-		}
+	rq->start_ns = monotonic_ns();
+	rq->resp_len = 0;
+	rq->method = method_name(method);
+	rq->path_len = 0;
+	if (rq->srv->cfg->access_log) {
+		rq->path_len = strnlen(url, sizeof(rq->path));
+		memcpy(rq->path, url, rq->path_len);
 	}
 }
 
@@ -193,14 +108,13 @@ static size_t code_index(unsigned status)
 	return NCODES - 1;
 }
 
-static void access_log(const struct conn_obs *o, unsigned status, uint64_t ns, uint64_t body,
-		       unsigned peer_errors)
+static void access_log(const struct request *rq, unsigned status, uint64_t ns, uint64_t body)
 {
 	struct log_field f[8] = {
-		{.key = "method", .type = LOG_STR, .str = o->method, .len = strlen(o->method)},
-		{.key = "path", .type = LOG_STR, .str = o->path, .len = o->path_len},
+		{.key = "method", .type = LOG_STR, .str = rq->method, .len = strlen(rq->method)},
+		{.key = "path", .type = LOG_STR, .str = rq->path, .len = rq->path_len},
 		{.key = "status", .type = LOG_UINT, .u = status},
-		{.key = "bytes", .type = LOG_UINT, .u = o->resp_len},
+		{.key = "bytes", .type = LOG_UINT, .u = rq->resp_len},
 		{.key = "duration_ms", .type = LOG_MS, .ms = (double)ns / 1e6},
 	};
 	size_t n = 5;
@@ -208,39 +122,35 @@ static void access_log(const struct conn_obs *o, unsigned status, uint64_t ns, u
 	if (body != 0) {
 		f[n++] = (struct log_field){.key = "request_bytes", .type = LOG_UINT, .u = body};
 	}
-	if (o->route == OBS_ROUTE_ROOT && o->srv->disc != NULL) {
+	if (rq->route == ROUTE_CLUSTER) {
 		f[n++] = (struct log_field){
-			.key = "peer_errors", .type = LOG_UINT, .u = peer_errors};
+			.key = "peer_errors", .type = LOG_UINT, .u = rq->peer_errors};
 	}
 	log_fields(LOG_LEVEL_INFO, "request", f, n);
 }
 
-void obs_end(struct http_server *s, struct MHD_Connection *conn, uint64_t body,
-	     unsigned peer_errors)
+void obs_end(const struct request *rq)
 {
-	struct conn_obs *o = obs_of(conn);
+	const struct http_server *s = rq->srv;
 	const union MHD_ConnectionInfo *ci;
+	uint64_t body = rq->len + rq->discarded;
 	unsigned status;
 	uint64_t ns;
 
-	if (o == NULL || o->start_ns == 0) {
-		return;
-	}
-	ns = metrics_now_ns() - o->start_ns;
-	o->start_ns = 0;
-	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+	ns = monotonic_ns() - rq->start_ns;
+	ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_HTTP_STATUS);
 	status = ci != NULL ? ci->http_status : 0;
 	if (METRICS_ENABLED) {
 		struct shard *sh = shard_here();
 
-		metrics_add(&sh->requests[o->route][code_index(status)], 1);
-		metrics_observe(&sh->duration[o->route], &metrics_duration_buckets, ns);
+		metrics_add(&sh->requests[rq->label][code_index(status)], 1);
+		metrics_observe(&sh->duration[rq->label], &metrics_duration_buckets, ns);
 		if (body != 0) {
 			metrics_add(&sh->body_bytes, body);
 		}
 	}
 	if (s->cfg->access_log && log_enabled(LOG_LEVEL_INFO)) {
-		access_log(o, status, ns, body, peer_errors);
+		access_log(rq, status, ns, body);
 	}
 }
 
@@ -347,10 +257,11 @@ static void http_series(struct text *t)
 			for (size_t s = 0; s < SHARDS; s++) {
 				v += load(&shards[s].requests[r][c]);
 			}
-			if (v == 0 && !(c == 0 && r == OBS_ROUTE_DATA)) {
+			if (v == 0 && !(c == 0 && r == LABEL_DATA)) {
 				continue; /* series appear once they count something */
 			}
-			textf(t, "kubia_http_requests_total{route=\"%s\",code=\"", route_names[r]);
+			textf(t, "kubia_http_requests_total{route=\"%s\",code=\"",
+			      classify_label_name((enum classify_label)r));
 			if (c < NCODES - 1) {
 				textf(t, "%u", codes[c]);
 			} else {
@@ -375,7 +286,8 @@ static void http_series(struct text *t)
 				counts[i] += part[i];
 			}
 		}
-		snprintf(labels, sizeof(labels), "route=\"%s\",", route_names[r]);
+		snprintf(labels, sizeof(labels), "route=\"%s\",",
+			 classify_label_name((enum classify_label)r));
 		histogram(t, "kubia_http_request_duration_seconds", labels, counts, sum,
 			  &metrics_duration_buckets);
 	}
@@ -452,16 +364,9 @@ static void process_series(struct text *t, const struct http_server *s)
 	textf(t, "kubia_http_requests_in_flight %u\n", atomic_load(&s->in_flight));
 }
 
-static void release_charged(void *cls)
-{
-	charged_free(cls);
-}
-
-enum MHD_Result serve_metrics(struct http_server *s, struct MHD_Connection *conn)
+enum MHD_Result obs_serve_metrics(struct http_server *s, struct MHD_Connection *conn)
 {
 	struct text t = {.cap = EXPOSITION_MAX};
-	struct MHD_Response *r;
-	enum MHD_Result ret;
 
 	t.buf = charged_alloc(s->budget, t.cap);
 	if (t.buf == NULL) {
@@ -475,18 +380,5 @@ enum MHD_Result serve_metrics(struct http_server *s, struct MHD_Connection *conn
 		return queue_fmt(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
 				 "metrics larger than %zu bytes\n", t.cap);
 	}
-	r = MHD_create_response_from_buffer_with_free_callback_cls(t.n, t.buf, release_charged,
-								   t.buf);
-	if (r == NULL) {
-		charged_free(t.buf);
-		return MHD_NO;
-	}
-	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, EXPOSITION_TYPE) != MHD_YES) {
-		MHD_destroy_response(r);
-		return MHD_NO;
-	}
-	obs_response_len(conn, t.n);
-	ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
-	MHD_destroy_response(r);
-	return ret;
+	return queue_charged_as(conn, MHD_HTTP_OK, t.buf, t.n, EXPOSITION_TYPE);
 }
