@@ -6,19 +6,22 @@ A small API server in the test answers what kubectl exec asks before it execs
 whose run() is run_command() of a local command in a temporary directory.
 """
 
+import fcntl
 import hashlib
+import http.client
 import json
 import os
 import pty
 import select
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import termios
-import fcntl
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -49,7 +52,7 @@ def pod_doc():
     return {"kind": "Pod", "apiVersion": "v1",
             "metadata": {"name": POD, "namespace": "default", "uid": "0e1f-kubia-0",
                          "resourceVersion": "1"},
-            "spec": {"containers": [{"name": "kubia", "image": "kubia"}]},
+            "spec": {"containers": [{"name": "kubia", "image": "kubia", "stdin": True}]},
             "status": {"phase": "Running", "containerStatuses": [
                 {"name": "kubia", "ready": True, "restartCount": 0, "image": "kubia",
                  "imageID": "", "state": {"running": {"startedAt": "2020-01-01T00:00:00Z"}}}]}}
@@ -68,9 +71,10 @@ class Api:
     """The fixture API server: exec requests are recorded (method, Upgrade) and served
     by remotecommand with run_command in workdir."""
 
-    def __init__(self, workdir, websocket=True):
+    def __init__(self, workdir, websocket=True, run=None):
         self.workdir, self.websocket = workdir, websocket
-        self.execs, self.codes = [], []
+        self.execs, self.codes, self.sessions = [], [], []
+        self.run_pod = run
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -100,7 +104,12 @@ class Api:
         self.thread.start()
 
     def run(self, session):
-        return remotecommand.run_command(session.command, session, cwd=self.workdir)
+        self.sessions.append(session)
+        if self.run_pod is not None:
+            return self.run_pod(session)
+        # attach: the container's "main process" greets, then echoes its stdin
+        argv = session.command or ["sh", "-c", "echo attached; exec cat"]
+        return remotecommand.run_command(argv, session, cwd=self.workdir)
 
     def route(self, h):
         u = urlsplit(h.path)
@@ -119,10 +128,11 @@ class Api:
             h.answer(200, RESOURCES)
         elif u.path == base:
             h.answer(200, pod_doc())
-        elif u.path == base + "/exec":
+        elif u.path in (base + "/exec", base + "/attach"):
             self.execs.append((h.command, h.headers.get("Upgrade", "")))
             code = remotecommand.serve(h.connection, h.rfile, h.command, h.headers, u.query,
-                                       self.run, websocket=self.websocket)
+                                       self.run, attach=u.path.endswith("/attach"),
+                                       websocket=self.websocket)
             self.codes.append(code)
             h.close_connection = True
         else:
@@ -304,3 +314,176 @@ def zombie(pid):
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_attach_joins_the_main_process(kube):
+    r = subprocess.run([kube.binary, "attach", "-i", POD], input=b"data\n",
+                       capture_output=True, env=kube.env, timeout=TIMEOUT_S)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith(b"attached\ndata\n"), r.stdout
+    kube.check_transport()
+    assert kube.api.sessions[-1].attach and kube.api.sessions[-1].command == []
+
+
+def test_an_interactive_shell_on_a_terminal(kube):
+    out, rc = run_on_pty(kube, ["sh"], 24, 80, stdin=b"echo $((6*7))\nexit 5\n")
+    assert rc == 5, out
+    assert b"42\r\n" in out, out  # the typed line has no 42: the shell answered
+
+
+@pytest.fixture
+def api(tmp_path):
+    a = Api(str(tmp_path))
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+def raw_request(port, method, query, headers):
+    """One request as given, its answer: (status, headers, body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
+    try:
+        lines = ["%s /api/v1/namespaces/default/pods/%s/exec?%s HTTP/1.1" % (method, POD, query),
+                 "Host: 127.0.0.1:%d" % port] + ["%s: %s" % kv for kv in headers]
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        r = http.client.HTTPResponse(s)
+        r.begin()
+        return r.status, r.headers, r.read()
+    finally:
+        s.close()
+
+
+SPDY = [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"),
+        ("X-Stream-Protocol-Version", "v4.channel.k8s.io")]
+WS = [("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
+      ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+      ("Sec-WebSocket-Protocol", "v5.channel.k8s.io")]
+
+
+@pytest.mark.parametrize("method,query,headers,code,message", [
+    ("POST", "stdout=true", SPDY, 400, "you must specify at least 1 command"),
+    ("POST", "command=true&stdout=maybe", SPDY, 400, "stdout: invalid boolean value"),
+    ("POST", "command=true", SPDY, 400, "at least 1 of stdin, stdout, stderr"),
+    ("GET", "command=true&stdout=true", WS[:-1] + [
+        ("Sec-WebSocket-Protocol", "base64.channel.k8s.io")], 400, "no common stream protocol"),
+    ("GET", "command=true&stdout=true", WS[:3] + [("Sec-WebSocket-Key", "short")], 400,
+     "malformed WebSocket upgrade"),
+    ("POST", "command=true&stdout=true", WS, 400, "malformed WebSocket upgrade"),
+    ("POST", "command=true&stdout=true", SPDY[:2] + [
+        ("X-Stream-Protocol-Version", "v9.channel.k8s.io")], 403, "no common stream protocol"),
+    ("POST", "command=true&stdout=true", SPDY[1:], 400, "Connection: Upgrade is required"),
+    ("POST", "command=true&stdout=true", [], 400, "Upgrade request required"),
+])
+def test_malformed_requests_get_a_status_and_run_nothing(api, method, query, headers, code,
+                                                         message):
+    status, hdrs, body = raw_request(api.port, method, query, headers)
+    assert status == code, body
+    doc = json.loads(body)
+    assert (doc["kind"], doc["status"], doc["code"]) == ("Status", "Failure", code)
+    assert message in doc["message"], doc
+    if code == 403:
+        assert "v4.channel.k8s.io" in hdrs["X-Accepted-Stream-Protocol-Versions"]
+    assert api.sessions == [] and api.codes == [None]
+
+
+def test_a_command_that_does_not_read_holds_stdin_back():
+    inbox = remotecommand.Inbox(8)
+    dead = threading.Event()
+    inbox.put(b"12345678", dead)
+    t = threading.Thread(target=inbox.put, args=(b"9", dead))
+    t.start()
+    t.join(0.5)
+    assert t.is_alive(), "a full inbox took more"
+    assert inbox.read(4) == b"1234"
+    t.join(TIMEOUT_S)
+    assert not t.is_alive()
+    inbox.close()
+    assert inbox.read() == b"56789"
+    assert inbox.read() == b""
+
+
+class SpdyClient:
+    """Just enough of a SPDY/3.1 client to see the server's control frames."""
+
+    def __init__(self, port, query):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
+        self.s.sendall(("POST /api/v1/namespaces/default/pods/%s/exec?%s HTTP/1.1\r\n"
+                        "Host: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+                        "X-Stream-Protocol-Version: v4.channel.k8s.io\r\n"
+                        "Content-Length: 0\r\n\r\n" % (POD, query)).encode())
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += self.s.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        self.deflate = zlib.compressobj(zdict=remotecommand.SPDY_DICTIONARY)
+        self.inflate = zlib.decompressobj(zdict=remotecommand.SPDY_DICTIONARY)
+
+    def read(self, n):
+        data = b""
+        while len(data) < n:
+            more = self.s.recv(n - len(data))
+            if not more:
+                raise EOFError
+            data += more
+        return data
+
+    def frame(self):
+        """(control type or None for data, stream id, flags, payload)."""
+        head = self.read(8)
+        flags, n = head[4], int.from_bytes(head[5:8], "big")
+        payload = self.read(n)
+        if head[0] & 0x80:
+            ftype = int.from_bytes(head[2:4], "big")
+            sid = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF if n >= 4 else 0
+            if ftype == remotecommand.SYN_REPLY:
+                self.inflate.decompress(payload[4:])
+            return ftype, sid, flags, payload
+        return None, int.from_bytes(head[:4], "big"), flags, payload
+
+    def control(self, ftype, flags, payload):
+        self.s.sendall(struct.pack(">HHI", 0x8003, ftype, (flags << 24) | len(payload))
+                       + payload)
+
+    def syn(self, sid, streamtype):
+        block = struct.pack(">I", 1)
+        for x in (b"streamtype", streamtype.encode()):
+            block += struct.pack(">I", len(x)) + x
+        block = self.deflate.compress(block) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
+        self.control(remotecommand.SYN_STREAM, 0, struct.pack(">IIH", sid, 0, 0) + block)
+        assert self.frame()[:2] == (remotecommand.SYN_REPLY, sid)
+
+    def data(self, sid, payload, fin=False):
+        self.s.sendall(struct.pack(">II", sid, (int(fin) << 24) | len(payload)) + payload)
+
+
+def test_spdy_acknowledges_stdin_with_window_updates_and_answers_pings(api):
+    c = SpdyClient(api.port, "command=wc&command=-c&stdin=true&stdout=true&stderr=true")
+    try:
+        for sid, kind in ((1, "error"), (3, "stdin"), (5, "stdout"), (7, "stderr")):
+            c.syn(sid, kind)
+        c.control(remotecommand.PING, 0, struct.pack(">I", 1))
+        size = 4 * remotecommand.SPDY_INITIAL_WINDOW
+        for i in range(0, size, 16384):
+            c.data(3, b"y" * 16384, fin=i + 16384 == size)
+        acked, out, pings, finished = {}, b"", [], set()
+        while finished != {1, 5, 7}:
+            ftype, sid, flags, payload = c.frame()
+            if ftype == remotecommand.WINDOW_UPDATE:
+                sid, delta = struct.unpack(">II", payload)
+                acked[sid] = acked.get(sid, 0) + delta
+            elif ftype == remotecommand.PING:
+                pings.append(payload)
+            elif ftype is None:
+                out += payload if sid == 5 else b""
+                if flags & 1:
+                    finished.add(sid)
+                if sid == 1 and flags & 1:
+                    assert json.loads(payload)["status"] == "Success"
+        assert out.strip() == str(size).encode()
+        assert pings == [struct.pack(">I", 1)]
+        # all but the last half window is acknowledged, for the stream and the session
+        for sid in (0, 3):
+            assert size - remotecommand.SPDY_INITIAL_WINDOW // 2 < acked.get(sid, 0) <= size
+    finally:
+        c.s.close()

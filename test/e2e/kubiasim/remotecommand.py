@@ -62,6 +62,8 @@ import time
 import zlib
 from urllib.parse import parse_qs
 
+from .util import tool
+
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 # preferred first; v1 (channel.k8s.io, no error channel over SPDY) is not offered
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io",
@@ -670,7 +672,7 @@ def run_command(argv, session, cwd=None, env=None, drain_s=2.0):
         master, slave = os.openpty()
         # setsid -c: the terminal becomes the process's controlling terminal (Ctrl-C,
         # SIGWINCH), without running Python code between fork and exec
-        argv = ["/usr/bin/setsid", "-c", "--"] + list(argv)
+        argv = [tool("setsid"), "-c", "--"] + list(argv)
         try:
             proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
                                     env=env, close_fds=True)
