@@ -26,9 +26,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import IMAGE, image_available
 from ports import free_port
 
 from kubiasim import remotecommand
+from kubiasim.pod_commands import pod_exec
+from kubiasim.state import Cluster
 
 POD = "kubia-0"
 TIMEOUT_S = 60
@@ -162,6 +165,20 @@ def kube(request, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     api = Api(str(work), websocket)
+    k = Kube(binary, kube_env(tmp_path, api), api, want, work)
+    try:
+        yield k
+    finally:
+        for p in k.started:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        api.close()
+
+
+def kube_env(tmp_path, api):
+    """kubectl's environment: a kubeconfig of its own, for api; no KUBECTL_* setting
+    of the caller's (KUBECTL_REMOTE_COMMAND_WEBSOCKETS would change the protocol)."""
     cfg = tmp_path / "kubeconfig"
     cfg.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "t",
@@ -171,15 +188,7 @@ def kube(request, tmp_path):
                                                "namespace": "default"}}]}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECTL_")}
     env.update(KUBECONFIG=str(cfg), HOME=str(tmp_path))
-    k = Kube(binary, env, api, want, work)
-    try:
-        yield k
-    finally:
-        for p in k.started:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        api.close()
+    return env
 
 
 class Kube:
@@ -487,3 +496,36 @@ def test_spdy_acknowledges_stdin_with_window_updates_and_answers_pings(api):
             assert size - remotecommand.SPDY_INITIAL_WINDOW // 2 < acked.get(sid, 0) <= size
     finally:
         c.s.close()
+
+
+@pytest.mark.parametrize("runtime", ["process", "podman"])
+def test_exec_in_a_pod_of_the_simulated_cluster(sim, tmp_path, runtime):
+    """pod_exec, the run() the simulated API server gives serve(): in the pod's network,
+    UTS and mount namespaces (podman exec in its container), with a terminal when
+    asked."""
+    binary = kubectl_binary(33)
+    if binary is None:
+        pytest.skip("kubectl.1.33 is not installed")
+    if runtime == "podman" and not image_available():
+        pytest.skip("no image %s (the image suite builds it)" % IMAGE)
+    sim.runtime = runtime
+    sim.up(1, "pet")
+    c = Cluster(sim.name, sim.run_dir, sim.data_dir, None)
+    api = Api(str(tmp_path), run=lambda s: pod_exec(c, POD, s))
+    k = Kube(binary, kube_env(tmp_path, api), api, [("GET", "websocket")], tmp_path)
+    try:
+        r = k.exec("sh", "-c", "hostname; grep ^search /etc/resolv.conf; tty || true")
+        assert r.returncode == 0, r.stderr
+        host, search, tty = r.stdout.decode().splitlines()
+        assert host == POD
+        # the pod's resolv.conf, not this machine's: its mount namespace
+        assert search.split()[:2] == ["search", "default.svc.cluster.local"], search
+        assert tty == "not a tty"
+        out, rc = run_on_pty(k, ["sh", "-c", "hostname; tty"], 24, 80)
+        assert rc == 0, out
+        assert b"%s\r\n/dev/pts/" % POD.encode() in out, out
+        r = k.exec("sh", "-c", "exit 7")
+        assert r.returncode == 7, r.stderr
+        k.check_transport()
+    finally:
+        api.close()
