@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import IMAGE, image_available
+from conftest import IMAGE, image_available, wait_until
 from ports import free_port
 
 from kubiasim import remotecommand
@@ -78,6 +78,7 @@ class Api:
         self.workdir, self.websocket = workdir, websocket
         self.execs, self.codes, self.sessions = [], [], []
         self.run_pod = run
+        self.limits = {}  # serve()'s limits
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -135,7 +136,7 @@ class Api:
             self.execs.append((h.command, h.headers.get("Upgrade", "")))
             code = remotecommand.serve(h.connection, h.rfile, h.command, h.headers, u.query,
                                        self.run, attach=u.path.endswith("/attach"),
-                                       websocket=self.websocket)
+                                       websocket=self.websocket, **self.limits)
             self.codes.append(code)
             h.close_connection = True
         else:
@@ -201,6 +202,13 @@ class Kube:
                            input=stdin, capture_output=True, env=self.env, timeout=TIMEOUT_S)
         return r
 
+    def served(self):
+        """serve()'s answers, once it returned for every exec request (it returns once
+        the client closed, which may be after kubectl printed its result)."""
+        wait_until(lambda: len(self.api.codes) == len(self.api.execs), TIMEOUT_S,
+                   "serve() to return")
+        return self.api.codes
+
     def check_transport(self):
         """Each exec went the way its client goes (SPDY, WebSocket, or WebSocket
         refused then SPDY)."""
@@ -213,7 +221,7 @@ def test_exec_prints_the_output_and_exits_0(kube):
     r = kube.exec("echo", "hi")
     assert (r.returncode, r.stdout) == (0, b"hi\n"), r.stderr
     kube.check_transport()
-    assert kube.api.codes[-1] == 0
+    assert kube.served()[-1] == 0
 
 
 def test_exit_code_is_kubectls(kube):
@@ -221,6 +229,7 @@ def test_exit_code_is_kubectls(kube):
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert b"command terminated with exit code 3" in r.stderr
     kube.check_transport()
+    assert kube.served()[-1] == 3
 
 
 def test_stdout_and_stderr_are_apart(kube):
@@ -237,6 +246,14 @@ def test_stdin_round_trips_one_mib(kube):
     assert len(r.stdout) == len(data)
     assert hashlib.sha256(r.stdout).digest() == hashlib.sha256(data).digest()
     kube.check_transport()
+
+
+def test_stdin_the_command_leaves_is_dropped(kube):
+    # the server goes on to the client's close at once, not after linger_s
+    kube.api.limits = {"linger_s": 10 * TIMEOUT_S, "max_stdin_buffer": 65536}
+    r = kube.exec("true", stdin=b"z" * (8 << 20), flags=["-i"])
+    assert r.returncode == 0, r.stderr
+    assert kube.served()[-1] == 0
 
 
 def test_large_output_arrives_whole(kube):
@@ -393,6 +410,8 @@ def test_malformed_requests_get_a_status_and_run_nothing(api, method, query, hea
     assert message in doc["message"], doc
     if code == 403:
         assert "v4.channel.k8s.io" in hdrs["X-Accepted-Stream-Protocol-Versions"]
+    # the answer is out before serve() returns
+    wait_until(lambda: api.codes, TIMEOUT_S, "serve() to return")
     assert api.sessions == [] and api.codes == [None]
 
 
@@ -529,3 +548,71 @@ def test_exec_in_a_pod_of_the_simulated_cluster(sim, tmp_path, runtime):
         k.check_transport()
     finally:
         api.close()
+
+
+class WsClient:
+    """Just enough of a WebSocket client to send what kubectl does not: pings,
+    fragments, the v5 close of stdin."""
+
+    def __init__(self, port, query):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
+        self.s.sendall(("GET /api/v1/namespaces/default/pods/%s/exec?%s HTTP/1.1\r\n"
+                        "Host: x\r\n%s\r\n\r\n" % (POD, query, "\r\n".join(
+                            "%s: %s" % kv for kv in WS))).encode())
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += self.s.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head, head
+
+    def send(self, opcode, payload, fin=True):
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes([(0x80 if fin else 0) | opcode])
+        head += bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n)
+        self.s.sendall(head + mask + bytes(b ^ mask[i & 3] for i, b in enumerate(payload)))
+
+    def frame(self):
+        """(opcode, payload) of the server's next frame, which is never masked."""
+        b0, b1 = SpdyClient.read(self, 2)
+        assert not b1 & 0x80 and b0 & 0x80, "a masked or fragmented frame from the server"
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack(">H", SpdyClient.read(self, 2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", SpdyClient.read(self, 8))[0]
+        return b0 & 0x0F, SpdyClient.read(self, n)
+
+
+def test_websocket_pings_fragments_and_the_close_of_stdin(api):
+    c = WsClient(api.port, "command=cat&stdin=true&stdout=true&stderr=true")
+    try:
+        c.send(0x9, b"are you there")
+        assert c.frame() == (0xA, b"are you there")
+        # one stdin message in three frames, a ping between its parts
+        c.send(0x2, b"\x00one ", fin=False)
+        c.send(0x9, b"")
+        c.send(0x0, b"two ", fin=False)
+        c.send(0x0, b"three", fin=True)
+        c.send(0x2, bytes([remotecommand.CLOSE, remotecommand.STDIN]))
+        out, frames = b"", []
+        while True:
+            op, payload = c.frame()
+            frames.append((op, payload[:1]))
+            if op == 0x2 and payload[:1] == bytes([remotecommand.STDOUT]):
+                out += payload[1:]
+            elif op == 0x2 and payload[:1] == bytes([remotecommand.ERROR]):
+                assert json.loads(payload[1:])["status"] == "Success"
+            elif op == 0x8:
+                assert payload[:2] == struct.pack(">H", 1000)
+                break
+        assert out == b"one two three"
+        assert (0xA, b"") in frames
+        # the server waits for the client's close, then ends the connection
+        assert api.codes == []
+        c.send(0x8, struct.pack(">H", 1000))
+        assert c.s.recv(1) == b""
+        wait_until(lambda: api.codes, TIMEOUT_S, "serve() to return")
+        assert api.codes == [0]
+    finally:
+        c.s.close()

@@ -137,7 +137,8 @@ class Session:
     stdout, stderr: an Outbox (write(bytes), raising ConnectionError once the client is
     gone) or None when not asked (stderr is None with a tty: it goes to the terminal);
     resizes: a queue.Queue of (columns, rows), None without a tty; gone: an Event set
-    when the client went away, and run should then end the command at once."""
+    when the client went away: run should then end an exec's command at once (an
+    attach leaves the container's process running, as the kubelet does)."""
 
     def __init__(self, command, container, tty, attach):
         self.command, self.container, self.tty, self.attach = command, container, tty, attach
@@ -367,6 +368,10 @@ class Transport:
             error = "internal error: %s: %s" % (type(e).__name__, e)
             raise
         finally:
+            if s.stdin is not None:
+                # stdin the command did not take is dropped: the reader goes on to
+                # the client's close
+                s.stdin.close()
             try:
                 self.finish(code if code is not None else 1, error)
             except (ConnectionError, OSError):
