@@ -1,5 +1,7 @@
-"""kubiasim/remotecommand.py against the real kubectl: exec over SPDY (kubectl 1.27),
-over WebSocket (1.33), and 1.33's fall back to SPDY from a server without WebSocket.
+"""kubiasim/remotecommand.py (and the channels.py, spdy.py and websocket.py it serves
+with) against the real kubectl: exec and attach over SPDY (kubectl 1.27), over
+WebSocket (1.33), and 1.33's fall back to SPDY from a server without WebSocket; what
+kubectl does not send (refused requests, pings, fragments) from raw clients.
 
 A small API server in the test answers what kubectl exec asks before it execs
 (/version, discovery, the pod) and hands the exec request to remotecommand.serve(),
@@ -29,7 +31,7 @@ import pytest
 from conftest import IMAGE, image_available, wait_until
 from ports import free_port
 
-from kubiasim import remotecommand
+from kubiasim import channels, remotecommand, spdy
 from kubiasim.pod_commands import pod_exec
 from kubiasim.state import Cluster
 
@@ -416,7 +418,7 @@ def test_malformed_requests_get_a_status_and_run_nothing(api, method, query, hea
 
 
 def test_a_command_that_does_not_read_holds_stdin_back():
-    inbox = remotecommand.Inbox(8)
+    inbox = channels.Inbox(8)
     dead = threading.Event()
     inbox.put(b"12345678", dead)
     t = threading.Thread(target=inbox.put, args=(b"9", dead))
@@ -444,8 +446,8 @@ class SpdyClient:
         while not head.endswith(b"\r\n\r\n"):
             head += self.s.recv(1)
         assert head.startswith(b"HTTP/1.1 101 "), head
-        self.deflate = zlib.compressobj(zdict=remotecommand.SPDY_DICTIONARY)
-        self.inflate = zlib.decompressobj(zdict=remotecommand.SPDY_DICTIONARY)
+        self.deflate = zlib.compressobj(zdict=spdy.SPDY_DICTIONARY)
+        self.inflate = zlib.decompressobj(zdict=spdy.SPDY_DICTIONARY)
 
     def read(self, n):
         data = b""
@@ -464,7 +466,7 @@ class SpdyClient:
         if head[0] & 0x80:
             ftype = int.from_bytes(head[2:4], "big")
             sid = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF if n >= 4 else 0
-            if ftype == remotecommand.SYN_REPLY:
+            if ftype == spdy.SYN_REPLY:
                 self.inflate.decompress(payload[4:])
             return ftype, sid, flags, payload
         return None, int.from_bytes(head[:4], "big"), flags, payload
@@ -478,8 +480,8 @@ class SpdyClient:
         for x in (b"streamtype", streamtype.encode()):
             block += struct.pack(">I", len(x)) + x
         block = self.deflate.compress(block) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
-        self.control(remotecommand.SYN_STREAM, 0, struct.pack(">IIH", sid, 0, 0) + block)
-        assert self.frame()[:2] == (remotecommand.SYN_REPLY, sid)
+        self.control(spdy.SYN_STREAM, 0, struct.pack(">IIH", sid, 0, 0) + block)
+        assert self.frame()[:2] == (spdy.SYN_REPLY, sid)
 
     def data(self, sid, payload, fin=False):
         self.s.sendall(struct.pack(">II", sid, (int(fin) << 24) | len(payload)) + payload)
@@ -490,17 +492,17 @@ def test_spdy_acknowledges_stdin_with_window_updates_and_answers_pings(api):
     try:
         for sid, kind in ((1, "error"), (3, "stdin"), (5, "stdout"), (7, "stderr")):
             c.syn(sid, kind)
-        c.control(remotecommand.PING, 0, struct.pack(">I", 1))
-        size = 4 * remotecommand.SPDY_INITIAL_WINDOW
+        c.control(spdy.PING, 0, struct.pack(">I", 1))
+        size = 4 * spdy.SPDY_INITIAL_WINDOW
         for i in range(0, size, 16384):
             c.data(3, b"y" * 16384, fin=i + 16384 == size)
         acked, out, pings, finished = {}, b"", [], set()
         while finished != {1, 5, 7}:
             ftype, sid, flags, payload = c.frame()
-            if ftype == remotecommand.WINDOW_UPDATE:
+            if ftype == spdy.WINDOW_UPDATE:
                 sid, delta = struct.unpack(">II", payload)
                 acked[sid] = acked.get(sid, 0) + delta
-            elif ftype == remotecommand.PING:
+            elif ftype == spdy.PING:
                 pings.append(payload)
             elif ftype is None:
                 out += payload if sid == 5 else b""
@@ -512,7 +514,7 @@ def test_spdy_acknowledges_stdin_with_window_updates_and_answers_pings(api):
         assert pings == [struct.pack(">I", 1)]
         # all but the last half window is acknowledged, for the stream and the session
         for sid in (0, 3):
-            assert size - remotecommand.SPDY_INITIAL_WINDOW // 2 < acked.get(sid, 0) <= size
+            assert size - spdy.SPDY_INITIAL_WINDOW // 2 < acked.get(sid, 0) <= size
     finally:
         c.s.close()
 
@@ -594,14 +596,14 @@ def test_websocket_pings_fragments_and_the_close_of_stdin(api):
         c.send(0x9, b"")
         c.send(0x0, b"two ", fin=False)
         c.send(0x0, b"three", fin=True)
-        c.send(0x2, bytes([remotecommand.CLOSE, remotecommand.STDIN]))
+        c.send(0x2, bytes([channels.CLOSE, channels.STDIN]))
         out, frames = b"", []
         while True:
             op, payload = c.frame()
             frames.append((op, payload[:1]))
-            if op == 0x2 and payload[:1] == bytes([remotecommand.STDOUT]):
+            if op == 0x2 and payload[:1] == bytes([channels.STDOUT]):
                 out += payload[1:]
-            elif op == 0x2 and payload[:1] == bytes([remotecommand.ERROR]):
+            elif op == 0x2 and payload[:1] == bytes([channels.ERROR]):
                 assert json.loads(payload[1:])["status"] == "Success"
             elif op == 0x8:
                 assert payload[:2] == struct.pack(">H", 1000)
