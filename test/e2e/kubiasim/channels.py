@@ -35,7 +35,8 @@ class Limits:
         if min(max_frame, max_stdin_buffer, chunk) < 1 or chunk > (1 << 24) - 1:
             raise ValueError("remote command limits must be positive (chunk < 16 MiB)")
         if stream_timeout_s <= 0 or linger_s < 0:
-            raise ValueError("remote command timeouts must be positive")
+            raise ValueError("remote command time-outs: stream_timeout_s must be positive, "
+                             "linger_s not negative")
         self.max_frame, self.stream_timeout_s, self.linger_s = (
             max_frame, stream_timeout_s, linger_s)
         self.max_stdin_buffer, self.chunk = max_stdin_buffer, chunk
@@ -229,7 +230,9 @@ class Transport:
         code, error = None, None
         try:
             if not self.ready(flags):
-                error = "timed out waiting for the client to create its streams"
+                error = ("the client went away before it created its streams"
+                         if self.dead.is_set() else
+                         "timed out waiting for the client to create its streams")
             else:
                 code = run(s)
         except RemoteCommandError as e:
@@ -246,7 +249,8 @@ class Transport:
                 self.finish(code if code is not None else 1, error)
             except (ConnectionError, OSError):
                 pass
-            self.peer_closed.wait(self.lim.linger_s)
+            if not self.peer_closed.wait(self.lim.linger_s):
+                self.abandon()
             self.dead.set()
             try:
                 self.sock.shutdown(2)
@@ -257,6 +261,9 @@ class Transport:
 
     def ready(self, flags):
         return True
+
+    def abandon(self):
+        """The client did not close within linger_s: the connection ends anyway."""
 
     def consumed(self, n):
         pass

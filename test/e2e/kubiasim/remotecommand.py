@@ -116,28 +116,7 @@ def run_command(argv, session, cwd=None, env=None, drain_s=2.0):
     group) when the client goes away. Returns its exit code (128 + the signal's number
     when a signal ended it). drain_s: how long output is still read once it exited (a
     child of its may keep the output open)."""
-    master = None
-    if session.tty:
-        master, slave = os.openpty()
-        # setsid -c: the terminal becomes the process's controlling terminal (Ctrl-C,
-        # SIGWINCH), without running Python code between fork and exec
-        argv = [tool("setsid"), "-c", "--"] + list(argv)
-        try:
-            proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
-                                    env=env, close_fds=True)
-        finally:
-            os.close(slave)
-        outs = [(master, session.stdout)]
-        stdin_fd = master
-    else:
-        proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, start_new_session=True, close_fds=True,
-            stdin=subprocess.PIPE if session.stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE if session.stdout else subprocess.DEVNULL,
-            stderr=subprocess.PIPE if session.stderr else subprocess.DEVNULL)
-        outs = [(p.fileno(), box) for p, box in ((proc.stdout, session.stdout),
-                                                 (proc.stderr, session.stderr)) if p]
-        stdin_fd = proc.stdin.fileno() if proc.stdin else None
+    proc, master, outs, stdin_fd = spawn(argv, session, cwd, env)
     stop = threading.Event()
 
     def kill():
@@ -146,63 +125,21 @@ def run_command(argv, session, cwd=None, env=None, drain_s=2.0):
         except OSError:
             pass
 
-    def pump_out(fd, box):
-        p = select.poll()
-        p.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-        while not stop.is_set():
-            if not p.poll(200):
-                continue
-            try:
-                data = os.read(fd, 65536)
-            except OSError as e:
-                if e.errno == errno.EIO:  # the terminal's last holder closed it
-                    return
-                raise
-            if not data:
-                return
-            try:
-                box.write(data)
-            except ConnectionError:
-                kill()
-                return
-
-    def pump_in():
-        while not stop.is_set():
-            data = session.stdin.read(65536, timeout=0.2)
-            if data is None:
-                continue
-            if not data:
-                break
-            try:
-                write_all(stdin_fd, data)
-            except OSError:
-                break
-        if master is None and proc.stdin:
+    def end_stdin():
+        if proc.stdin:
             try:
                 proc.stdin.close()
             except OSError:
                 pass
 
-    def write_all(fd, data):
-        while data:
-            data = data[os.write(fd, data):]
-
-    def resizer():
-        while not stop.is_set():
-            try:
-                cols, rows = session.resizes.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            except OSError:
-                pass
-
-    threads = [threading.Thread(target=pump_out, args=o, daemon=True) for o in outs]
+    threads = [threading.Thread(target=pump_out, args=(fd, box, stop, kill), daemon=True)
+               for fd, box in outs]
     if session.stdin is not None and stdin_fd is not None:
-        threads.append(threading.Thread(target=pump_in, daemon=True))
+        threads.append(threading.Thread(target=pump_in, daemon=True, args=(
+            session.stdin, stdin_fd, stop, end_stdin)))
     if master is not None and session.resizes is not None:
-        threads.append(threading.Thread(target=resizer, daemon=True))
+        threads.append(threading.Thread(target=resize_terminal, daemon=True,
+                                        args=(session.resizes, master, stop)))
     for t in threads:
         t.start()
     try:
@@ -228,5 +165,82 @@ def run_command(argv, session, cwd=None, env=None, drain_s=2.0):
                     p.close()
                 except OSError:
                     pass
-    rc = proc.returncode
-    return 128 - rc if rc < 0 else rc
+    return 128 - proc.returncode if proc.returncode < 0 else proc.returncode
+
+
+def spawn(argv, session, cwd, env):
+    """argv started on a terminal or pipes, as the session asks: (the process, the
+    terminal's master or None, [(output fd, Outbox)], the fd of its stdin or None)."""
+    if not session.tty:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, start_new_session=True, close_fds=True,
+            stdin=subprocess.PIPE if session.stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if session.stdout else subprocess.DEVNULL,
+            stderr=subprocess.PIPE if session.stderr else subprocess.DEVNULL)
+        outs = [(p.fileno(), box) for p, box in ((proc.stdout, session.stdout),
+                                                 (proc.stderr, session.stderr)) if p]
+        return proc, None, outs, proc.stdin.fileno() if proc.stdin else None
+    master, slave = os.openpty()
+    try:
+        # setsid -c: the terminal becomes the process's controlling terminal (Ctrl-C,
+        # SIGWINCH), without running Python code between fork and exec
+        proc = subprocess.Popen([tool("setsid"), "-c", "--"] + list(argv), stdin=slave,
+                                stdout=slave, stderr=slave, cwd=cwd, env=env, close_fds=True)
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+    outs = [(master, session.stdout)] if session.stdout is not None else []
+    return proc, master, outs, master
+
+
+def pump_out(fd, box, stop, kill):
+    """The command's output to the client, until its end; the command is killed when
+    the client is gone."""
+    p = select.poll()
+    p.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    while not stop.is_set():
+        if not p.poll(200):
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError as e:
+            if e.errno == errno.EIO:  # the terminal's last holder closed it
+                return
+            raise
+        if not data:
+            return
+        try:
+            box.write(data)
+        except ConnectionError:
+            kill()
+            return
+
+
+def pump_in(inbox, fd, stop, end):
+    """The client's stdin to the command, then end() at its end."""
+    while not stop.is_set():
+        data = inbox.read(65536, timeout=0.2)
+        if data is None:
+            continue
+        if not data:
+            break
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        except OSError:
+            break
+    end()
+
+
+def resize_terminal(resizes, master, stop):
+    while not stop.is_set():
+        try:
+            cols, rows = resizes.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        try:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        except OSError:
+            pass

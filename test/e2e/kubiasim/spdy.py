@@ -198,6 +198,12 @@ class SpdyTransport(Transport):
         for ch in (STDIN, RESIZE):
             if ch in self.streams:
                 self.data(self.streams[ch], b"", fin=True)
-        # the client resets its streams, says GOAWAY and closes; ours follows its
-        self.peer_closed.wait(self.lim.linger_s)
+        # the client then resets its streams, says GOAWAY and closes
+
+    def abandon(self):
         self.goaway(0)
+
+    def lost(self):
+        super().lost()
+        with self.cond:
+            self.cond.notify_all()  # ready() waits no more

@@ -64,11 +64,10 @@ class WebSocketTransport(Transport):
             # unmasked, extensions or too large: the connection cannot go on (1002, 1009)
             self.close_frame(1009 if n > self.lim.max_frame else 1002)
             raise ValueError("bad WebSocket frame")
-        mask = self.read_exact(4)
-        data = bytearray(self.read_exact(n))
-        for i in range(n):
-            data[i] ^= mask[i & 3]
-        return b0 & 0x80, b0 & 0x0F, bytes(data)
+        mask = (self.read_exact(4) * (n // 4 + 1))[:n]
+        data = (int.from_bytes(self.read_exact(n), "little")
+                ^ int.from_bytes(mask, "little")).to_bytes(n, "little")
+        return b0 & 0x80, b0 & 0x0F, data
 
     def close_frame(self, code):
         try:
@@ -77,7 +76,8 @@ class WebSocketTransport(Transport):
             pass
 
     def read_loop(self):
-        channel = None  # the channel of a fragmented message, once its first part came
+        # a message's channel is its first byte, whichever of its fragments brings it
+        channel, first = None, False
         while True:
             fin, op, data = self.read_frame()
             if op == 0x9:
@@ -90,18 +90,16 @@ class WebSocketTransport(Transport):
                 return
             elif op in (0x1, 0x2, 0x0):
                 if op != 0x0:
-                    if not data:
-                        continue
-                    channel, data = data[0], data[1:]
+                    channel, first = None, True
+                if first and data:
+                    channel, data, first = data[0], data[1:], False
                 if channel == CLOSE and self.version >= 5:
                     if data and data[0] == STDIN and self.session_.stdin is not None:
                         self.session_.stdin.close()
-                elif channel is not None:
+                elif channel is not None and data:
                     self.deliver(channel, data)
-                if fin:
-                    channel = None
 
-    closing = False
+    closing = False  # our close frame is sent: the client's answers it
 
     def finish(self, code, error):
         status = self.status_bytes(code, error)
