@@ -630,3 +630,99 @@ def test_websocket_pings_fragments_and_the_close_of_stdin(api):
         assert api.codes == [0]
     finally:
         c.s.close()
+
+
+@pytest.mark.parametrize("bad", [{"max_frame": 0}, {"chunk": 0}, {"chunk": 1 << 24},
+                                 {"max_stdin_buffer": 0}, {"stream_timeout_s": 0},
+                                 {"linger_s": -1}])
+def test_limits_out_of_range_are_refused(bad):
+    with pytest.raises(ValueError):
+        channels.Limits(**bad)
+
+
+def ws_until_close(c):
+    """The stdout frames' payloads up to the server's close frame, and that frame's."""
+    outs = []
+    while True:
+        op, payload = c.frame()
+        if op == 0x8:
+            return outs, payload
+        if op == 0x2 and payload[:1] == bytes([channels.STDOUT]):
+            outs.append(payload[1:])
+
+
+def test_websocket_frames_up_to_max_frame(api):
+    api.limits = {"max_frame": 100}
+    c = WsClient(api.port, "command=cat&stdin=true&stdout=true")
+    try:
+        c.send(0x2, b"\x00" + b"a" * 99)  # 100 bytes: taken
+        op, payload = c.frame()
+        assert (op, payload) == (0x2, b"\x01" + b"a" * 99)
+        c.send(0x2, b"\x00" + b"b" * 100)
+        assert c.frame() == (0x8, struct.pack(">H", 1009))  # message too big
+        assert c.s.recv(1) == b""
+        wait_until(lambda: api.codes, TIMEOUT_S, "serve() to return")
+        assert api.codes == [128 + signal.SIGKILL]  # cat, killed: its client is gone
+    finally:
+        c.s.close()
+
+
+def test_output_frames_up_to_chunk(api):
+    api.limits = {"chunk": 1000}
+    c = WsClient(api.port, "command=head&command=-c&command=5000&command=/dev/zero"
+                 "&stdout=true")
+    try:
+        outs, _ = ws_until_close(c)
+        assert sum(map(len, outs)) == 5000
+        assert max(map(len, outs)) == 1000
+    finally:
+        c.s.close()
+
+
+def test_the_server_waits_linger_s_for_the_clients_close(api):
+    api.limits = {"linger_s": 1.0}
+    c = WsClient(api.port, "command=echo&command=hi&stdout=true")
+    try:
+        outs, code = ws_until_close(c)
+        t0 = time.monotonic()
+        assert (b"".join(outs), code) == (b"hi\n", struct.pack(">H", 1000))
+        assert c.s.recv(1) == b""  # no close frame from us: the server gives up
+        assert time.monotonic() - t0 >= 0.9
+        wait_until(lambda: api.codes, TIMEOUT_S, "serve() to return")
+        assert api.codes == [0]
+    finally:
+        c.s.close()
+
+
+def test_spdy_client_that_opens_too_few_streams(api):
+    api.limits = {"stream_timeout_s": 0.5}
+    c = SpdyClient(api.port, "command=true&stdin=true&stdout=true")
+    try:
+        c.syn(1, "error")
+        c.syn(3, "stdout")  # and no stdin stream
+        while True:
+            ftype, sid, flags, payload = c.frame()
+            if ftype is None and sid == 1 and flags & 1:
+                break
+        status = json.loads(payload)
+        assert status["status"] == "Failure"
+        assert "timed out waiting for the client to create its streams" in status["message"]
+        assert api.sessions == []
+    finally:
+        c.s.close()
+
+
+def test_spdy_frames_up_to_max_frame(api):
+    api.limits = {"max_frame": 1000}
+    c = SpdyClient(api.port, "command=cat&stdin=true&stdout=true")
+    try:
+        for sid, kind in ((1, "error"), (3, "stdin"), (5, "stdout")):
+            c.syn(sid, kind)
+        c.data(3, b"a" * 1000)
+        assert c.frame() == (None, 5, 0, b"a" * 1000)
+        c.data(3, b"b" * 1001)
+        ftype, _sid, _flags, payload = c.frame()
+        assert ftype == spdy.GOAWAY
+        assert struct.unpack(">II", payload) == (5, 1)  # PROTOCOL_ERROR
+    finally:
+        c.s.close()
