@@ -13,31 +13,37 @@ opens with a `streamtype` header (error, stdin, stdout, stderr, resize).
 
 How the API server calls it, for
 `GET|POST /api/v1/namespaces/<ns>/pods/<name>/exec?command=…&stdin=…&stdout=…&stderr=…
-&tty=…&container=…` and `…/attach` (same parameters without command): once it has
-read the request line and headers (and checked that the pod exists and is running,
-and the container, answering 404/400 itself otherwise),
+&tty=…&container=…` and `…/attach` (same parameters, no command): once it has read the
+request line and headers, and checked the pod (404 when there is none, 400 when it is
+not running or the container is not one of its own: answered by the API server, as
+Status objects, before any upgrade), from do_GET and do_POST of its
+BaseHTTPRequestHandler in a ThreadingHTTPServer (serve blocks for the session's life):
 
     code = remotecommand.serve(self.connection, self.rfile, self.command, self.headers,
                                query, run, attach=path.endswith("/attach"))
     self.close_connection = True
 
-from a BaseHTTPRequestHandler method (do_GET and do_POST): `self.connection` is the
-socket, `self.rfile` the buffered reader positioned after the request's headers (a
-client may send frames right after its request, so they can already be buffered
+`self.connection` is the socket (serve writes to it directly: nothing may be waiting
+in wfile), `self.rfile` the buffered reader positioned after the request's headers (a
+client may send frames right behind its request, so they can already be buffered
 there), `self.headers` the request's headers, query the raw query string (or
 urllib.parse.parse_qs's dict). serve answers the request itself: 101 and the session,
-or a `Status` (400 for a request it cannot take, 403 when no stream protocol matches),
-and returns the command's exit code, or None when there was no session. It returns
-when the command has ended and the client has closed (or after `linger_s`): the
-connection must not be used for another request.
+or a `Status` (400 for a request it cannot take, 403 when no stream protocol matches)
+and the connection closes. It returns the command's exit code, or None when there was
+no session or run raised RemoteCommandError; it returns once the command has ended and
+the client has closed (or after linger_s): the connection must not be used again.
+Keywords: attach (no command needed), websocket=False (a WebSocket request gets 400,
+as from a server without it: kubectl 1.30+ then falls back to SPDY), and Limits'.
 
-`run(session)` runs the command (see Session) and returns its exit code; it runs in
-the caller's thread. It may raise RemoteCommandError(message): kubectl prints
-"error: <message>" and exits 1. The exit code reaches kubectl as the status ("command
-terminated with exit code 3"; kubectl exits with it). run_command() is a run for a
-local command line; pod_commands.exec_argv() gives the command line for a pod's
-container, e.g. `run=lambda s: run_command(exec_argv(c, pod, s.container, s.command,
-s.tty), s)`.
+`run(session)` runs the command (see Session) in the caller's thread and returns its
+exit code: kubectl prints "command terminated with exit code N" and exits with N. It
+may raise RemoteCommandError(message): kubectl prints "error: <message>" and exits 1.
+run_command() runs a local command line for a session; pod_commands.pod_exec(c, pod,
+session) runs the exec's command in a pod of the simulated cluster (nsenter, or podman
+exec), so the exec route's run is `lambda s: pod_exec(c, pod, s)`. An attach's run
+connects the session to the container's own stdin and output (kubectl run -it --rm
+attaches with tty=true and sends the terminal's size on the resize channel) and, when
+session.gone is set, detaches without stopping the process.
 
 Flow control: the client's SPDY library (spdystream) neither sends WINDOW_UPDATE nor
 reads it, so the server's sending is held back by TCP alone (as the kubelet's own
@@ -96,7 +102,11 @@ def serve(sock, rfile, method, headers, query, run, attach=False, websocket=True
         http_status(sock, 400, "BadRequest", str(e))
         return None
     upgrade = [u.lower() for u in header_values(headers, "Upgrade")]
-    if "websocket" in upgrade and websocket:
+    if "websocket" in upgrade and not websocket:
+        http_status(sock, 400, "BadRequest", "exec and attach are not served over WebSocket "
+                    "here: use SPDY/3.1")
+        return None
+    if "websocket" in upgrade:
         transport = WebSocketTransport.handshake(sock, rfile, method, headers, lim)
     elif "spdy/3.1" in upgrade:
         transport = SpdyTransport.handshake(sock, rfile, headers, lim)
