@@ -568,16 +568,18 @@ class WsClient:
     """Just enough of a WebSocket client to send what kubectl does not: pings,
     fragments, the v5 close of stdin."""
 
-    def __init__(self, port, query):
+    def __init__(self, port, query, protocols="v5.channel.k8s.io"):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
         self.s.sendall(("GET /api/v1/namespaces/default/pods/%s/exec?%s HTTP/1.1\r\n"
-                        "Host: x\r\n%s\r\n\r\n" % (POD, query, "\r\n".join(
-                            "%s: %s" % kv for kv in WS))).encode())
+                        "Host: x\r\n%s\r\nSec-WebSocket-Protocol: %s\r\n\r\n" % (
+                            POD, query, "\r\n".join("%s: %s" % kv for kv in WS[:-1]),
+                            protocols)).encode())
         head = b""
         while not head.endswith(b"\r\n\r\n"):
             head += self.s.recv(1)
         assert head.startswith(b"HTTP/1.1 101 "), head
         assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head, head
+        self.protocol = head.split(b"Sec-WebSocket-Protocol: ")[1].split(b"\r\n")[0]
 
     def send(self, opcode, payload, fin=True):
         mask = os.urandom(4)
@@ -724,5 +726,28 @@ def test_spdy_frames_up_to_max_frame(api):
         ftype, _sid, _flags, payload = c.frame()
         assert ftype == spdy.GOAWAY
         assert struct.unpack(">II", payload) == (5, 1)  # PROTOCOL_ERROR
+    finally:
+        c.s.close()
+
+
+@pytest.mark.parametrize("offered,chosen,status", [
+    ("v4.channel.k8s.io, v3.channel.k8s.io", b"v4.channel.k8s.io", b'"NonZeroExitCode"'),
+    ("channel.k8s.io, v2.channel.k8s.io", b"v2.channel.k8s.io",
+     b"command terminated with non-zero exit code: 3"),
+])
+def test_older_websocket_protocols(api, offered, chosen, status):
+    """v4 ends with a Status as v5 does; v2 and v3 with a failure's text alone."""
+    c = WsClient(api.port, "command=sh&command=-c&command=echo+x%3B+exit+3&stdout=true",
+                 offered)
+    try:
+        assert c.protocol == chosen
+        frames = []
+        while True:
+            op, payload = c.frame()
+            if op == 0x8:
+                break
+            frames.append(payload)
+        assert frames[0] == b"\x01x\n"
+        assert frames[-1][:1] == bytes([channels.ERROR]) and status in frames[-1]
     finally:
         c.s.close()
