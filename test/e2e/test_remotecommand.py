@@ -272,8 +272,10 @@ def test_stdin_reaches_a_file_in_the_working_directory(kube):
     assert (kube.work / "got").read_bytes() == b"abc\n"
 
 
-def run_on_pty(k, args, rows, cols, stdin=b""):
-    """kubectl exec -it on a terminal of rows x cols: its output, and its exit code."""
+def run_on_pty(k, args, rows, cols, stdin=b"", replies=()):
+    """kubectl exec -it on a terminal of rows x cols: its output, and its exit code.
+    replies: (text, keys) in turn: keys are typed once text has been shown."""
+    replies = list(replies)
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     p = subprocess.Popen([k.binary, "exec", "-it", POD, "--"] + args, stdin=slave,
@@ -294,6 +296,8 @@ def run_on_pty(k, args, rows, cols, stdin=b""):
                 if not data:
                     break
                 out += data
+                while replies and replies[0][0] in out:
+                    os.write(master, replies.pop(0)[1])
             elif p.poll() is not None:
                 break
         rc = p.wait(max(1, deadline - time.monotonic()))
@@ -309,6 +313,15 @@ def test_tty_gives_a_terminal_of_the_clients_size(kube):
     assert any(x.startswith(b"/dev/pts/") for x in lines), out
     # the size comes through the resize channel (a terminal opens at 0 x 0)
     assert b"33 111" in lines, out
+
+
+def test_ctrl_c_on_the_terminal_interrupts_the_command(kube):
+    # the remote terminal is the command's controlling terminal: ^C is its SIGINT
+    out, rc = run_on_pty(kube, ["sh", "-c", "trap 'echo interrupted; exit 9' INT; "
+                                "echo ready; while :; do sleep 0.1; done"], 24, 80,
+                         replies=[(b"ready\r\n", b"\x03")])
+    assert rc == 9, out
+    assert b"interrupted\r\n" in out, out
 
 
 def test_without_tty_there_is_no_terminal(kube):
