@@ -446,21 +446,24 @@ def test_a_command_that_does_not_read_holds_stdin_back():
     assert inbox.read() == b""
 
 
-class SpdyClient:
-    """Just enough of a SPDY/3.1 client to see the server's control frames."""
+class RawClient:
+    """A connection that asked for an upgrade and got 101 (head: the answer's head)."""
 
-    def __init__(self, port, query):
+    def __init__(self, port, method, query, headers):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
-        self.s.sendall(("POST /api/v1/namespaces/default/pods/%s/exec?%s HTTP/1.1\r\n"
-                        "Host: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
-                        "X-Stream-Protocol-Version: v4.channel.k8s.io\r\n"
-                        "Content-Length: 0\r\n\r\n" % (POD, query)).encode())
-        head = b""
-        while not head.endswith(b"\r\n\r\n"):
-            head += self.s.recv(1)
-        assert head.startswith(b"HTTP/1.1 101 "), head
-        self.deflate = zlib.compressobj(zdict=spdy.SPDY_DICTIONARY)
-        self.inflate = zlib.decompressobj(zdict=spdy.SPDY_DICTIONARY)
+        self.s.sendall(("%s /api/v1/namespaces/default/pods/%s/exec?%s HTTP/1.1\r\n"
+                        "Host: x\r\n%s\r\n\r\n" % (method, POD, query, "\r\n".join(
+                            "%s: %s" % kv for kv in headers))).encode())
+        self.head = b""
+        while not self.head.endswith(b"\r\n\r\n"):
+            self.head += self.s.recv(1)
+        assert self.head.startswith(b"HTTP/1.1 101 "), self.head
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.s.close()
 
     def read(self, n):
         data = b""
@@ -470,6 +473,15 @@ class SpdyClient:
                 raise EOFError
             data += more
         return data
+
+
+class SpdyClient(RawClient):
+    """Just enough of a SPDY/3.1 client to see the server's control frames."""
+
+    def __init__(self, port, query):
+        super().__init__(port, "POST", query, SPDY + [("Content-Length", "0")])
+        self.deflate = zlib.compressobj(zdict=spdy.SPDY_DICTIONARY)
+        self.inflate = zlib.decompressobj(zdict=spdy.SPDY_DICTIONARY)
 
     def frame(self):
         """(control type or None for data, stream id, flags, payload)."""
@@ -501,8 +513,7 @@ class SpdyClient:
 
 
 def test_spdy_acknowledges_stdin_with_window_updates_and_answers_pings(api):
-    c = SpdyClient(api.port, "command=wc&command=-c&stdin=true&stdout=true&stderr=true")
-    try:
+    with SpdyClient(api.port, "command=wc&command=-c&stdin=true&stdout=true&stderr=true") as c:
         for sid, kind in ((1, "error"), (3, "stdin"), (5, "stdout"), (7, "stderr")):
             c.syn(sid, kind)
         c.control(spdy.PING, 0, struct.pack(">I", 1))
@@ -528,8 +539,6 @@ def test_spdy_acknowledges_stdin_with_window_updates_and_answers_pings(api):
         # all but the last half window is acknowledged, for the stream and the session
         for sid in (0, 3):
             assert size - spdy.SPDY_INITIAL_WINDOW // 2 < acked.get(sid, 0) <= size
-    finally:
-        c.s.close()
 
 
 @pytest.mark.parametrize("runtime", ["process", "podman"])
@@ -577,22 +586,14 @@ def test_exec_in_a_pod_of_the_simulated_cluster(sim, tmp_path, runtime):
         api.close()
 
 
-class WsClient:
+class WsClient(RawClient):
     """Just enough of a WebSocket client to send what kubectl does not: pings,
     fragments, the v5 close of stdin."""
 
     def __init__(self, port, query, protocols="v5.channel.k8s.io"):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
-        self.s.sendall(("GET /api/v1/namespaces/default/pods/%s/exec?%s HTTP/1.1\r\n"
-                        "Host: x\r\n%s\r\nSec-WebSocket-Protocol: %s\r\n\r\n" % (
-                            POD, query, "\r\n".join("%s: %s" % kv for kv in WS[:-1]),
-                            protocols)).encode())
-        head = b""
-        while not head.endswith(b"\r\n\r\n"):
-            head += self.s.recv(1)
-        assert head.startswith(b"HTTP/1.1 101 "), head
-        assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head, head
-        self.protocol = head.split(b"Sec-WebSocket-Protocol: ")[1].split(b"\r\n")[0]
+        super().__init__(port, "GET", query, WS[:-1] + [("Sec-WebSocket-Protocol", protocols)])
+        assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in self.head, self.head
+        self.protocol = self.head.split(b"Sec-WebSocket-Protocol: ")[1].split(b"\r\n")[0]
 
     def send(self, opcode, payload, fin=True):
         mask = os.urandom(4)
@@ -603,19 +604,18 @@ class WsClient:
 
     def frame(self):
         """(opcode, payload) of the server's next frame, which is never masked."""
-        b0, b1 = SpdyClient.read(self, 2)
+        b0, b1 = self.read(2)
         assert not b1 & 0x80 and b0 & 0x80, "a masked or fragmented frame from the server"
         n = b1 & 0x7F
         if n == 126:
-            n = struct.unpack(">H", SpdyClient.read(self, 2))[0]
+            n = struct.unpack(">H", self.read(2))[0]
         elif n == 127:
-            n = struct.unpack(">Q", SpdyClient.read(self, 8))[0]
-        return b0 & 0x0F, SpdyClient.read(self, n)
+            n = struct.unpack(">Q", self.read(8))[0]
+        return b0 & 0x0F, self.read(n)
 
 
 def test_websocket_pings_fragments_and_the_close_of_stdin(api):
-    c = WsClient(api.port, "command=cat&stdin=true&stdout=true&stderr=true")
-    try:
+    with WsClient(api.port, "command=cat&stdin=true&stdout=true&stderr=true") as c:
         c.send(0x9, b"are you there")
         assert c.frame() == (0xA, b"are you there")
         # one stdin message in three frames, a ping between its parts
@@ -643,8 +643,6 @@ def test_websocket_pings_fragments_and_the_close_of_stdin(api):
         assert c.s.recv(1) == b""
         wait_until(lambda: api.codes, TIMEOUT_S, "serve() to return")
         assert api.codes == [0]
-    finally:
-        c.s.close()
 
 
 @pytest.mark.parametrize("bad", [{"max_frame": 0}, {"chunk": 0}, {"chunk": 1 << 24},
@@ -668,8 +666,7 @@ def ws_until_close(c):
 
 def test_websocket_frames_up_to_max_frame(api):
     api.limits = {"max_frame": 100}
-    c = WsClient(api.port, "command=cat&stdin=true&stdout=true")
-    try:
+    with WsClient(api.port, "command=cat&stdin=true&stdout=true") as c:
         c.send(0x2, b"\x00" + b"a" * 99)  # 100 bytes: taken
         op, payload = c.frame()
         assert (op, payload) == (0x2, b"\x01" + b"a" * 99)
@@ -678,26 +675,20 @@ def test_websocket_frames_up_to_max_frame(api):
         assert c.s.recv(1) == b""
         wait_until(lambda: api.codes, TIMEOUT_S, "serve() to return")
         assert api.codes == [128 + signal.SIGKILL]  # cat, killed: its client is gone
-    finally:
-        c.s.close()
 
 
 def test_output_frames_up_to_chunk(api):
     api.limits = {"chunk": 1000}
-    c = WsClient(api.port, "command=head&command=-c&command=5000&command=/dev/zero"
-                 "&stdout=true")
-    try:
+    with WsClient(api.port, "command=head&command=-c&command=5000&command=/dev/zero"
+                  "&stdout=true") as c:
         outs, _ = ws_until_close(c)
         assert sum(map(len, outs)) == 5000
         assert max(map(len, outs)) == 1000
-    finally:
-        c.s.close()
 
 
 def test_the_server_waits_linger_s_for_the_clients_close(api):
     api.limits = {"linger_s": 1.0}
-    c = WsClient(api.port, "command=echo&command=hi&stdout=true")
-    try:
+    with WsClient(api.port, "command=echo&command=hi&stdout=true") as c:
         outs, code = ws_until_close(c)
         t0 = time.monotonic()
         assert (b"".join(outs), code) == (b"hi\n", struct.pack(">H", 1000))
@@ -705,14 +696,11 @@ def test_the_server_waits_linger_s_for_the_clients_close(api):
         assert time.monotonic() - t0 >= 0.9
         wait_until(lambda: api.codes, TIMEOUT_S, "serve() to return")
         assert api.codes == [0]
-    finally:
-        c.s.close()
 
 
 def test_spdy_client_that_opens_too_few_streams(api):
     api.limits = {"stream_timeout_s": 0.5}
-    c = SpdyClient(api.port, "command=true&stdin=true&stdout=true")
-    try:
+    with SpdyClient(api.port, "command=true&stdin=true&stdout=true") as c:
         c.syn(1, "error")
         c.syn(3, "stdout")  # and no stdin stream
         while True:
@@ -723,14 +711,11 @@ def test_spdy_client_that_opens_too_few_streams(api):
         assert status["status"] == "Failure"
         assert "timed out waiting for the client to create its streams" in status["message"]
         assert api.sessions == []
-    finally:
-        c.s.close()
 
 
 def test_spdy_frames_up_to_max_frame(api):
     api.limits = {"max_frame": 1000}
-    c = SpdyClient(api.port, "command=cat&stdin=true&stdout=true")
-    try:
+    with SpdyClient(api.port, "command=cat&stdin=true&stdout=true") as c:
         for sid, kind in ((1, "error"), (3, "stdin"), (5, "stdout")):
             c.syn(sid, kind)
         c.data(3, b"a" * 1000)
@@ -739,8 +724,6 @@ def test_spdy_frames_up_to_max_frame(api):
         ftype, _sid, _flags, payload = c.frame()
         assert ftype == spdy.GOAWAY
         assert struct.unpack(">II", payload) == (5, 1)  # PROTOCOL_ERROR
-    finally:
-        c.s.close()
 
 
 @pytest.mark.parametrize("offered,chosen,status", [
@@ -750,9 +733,8 @@ def test_spdy_frames_up_to_max_frame(api):
 ])
 def test_older_websocket_protocols(api, offered, chosen, status):
     """v4 ends with a Status as v5 does; v2 and v3 with a failure's text alone."""
-    c = WsClient(api.port, "command=sh&command=-c&command=echo+x%3B+exit+3&stdout=true",
-                 offered)
-    try:
+    with WsClient(api.port, "command=sh&command=-c&command=echo+x%3B+exit+3&stdout=true",
+                  offered) as c:
         assert c.protocol == chosen
         frames = []
         while True:
@@ -762,5 +744,3 @@ def test_older_websocket_protocols(api, offered, chosen, status):
             frames.append(payload)
         assert frames[0] == b"\x01x\n"
         assert frames[-1][:1] == bytes([channels.ERROR]) and status in frames[-1]
-    finally:
-        c.s.close()
