@@ -113,6 +113,9 @@ class Api:
         self.sessions.append(session)
         if self.run_pod is not None:
             return self.run_pod(session)
+        if session.container not in (None, "kubia"):
+            raise remotecommand.RemoteCommandError(
+                "container %s is not valid for pod %s" % (session.container, POD))
         # attach: the container's "main process" greets, then echoes its stdin
         argv = session.command or ["sh", "-c", "echo attached; exec cat"]
         return remotecommand.run_command(argv, session, cwd=self.workdir)
@@ -232,6 +235,14 @@ def test_exit_code_is_kubectls(kube):
     assert b"command terminated with exit code 3" in r.stderr
     kube.check_transport()
     assert kube.served()[-1] == 3
+
+
+def test_a_command_that_cannot_run_is_kubectls_error(kube):
+    r = kube.exec("echo", "hi", flags=["-c", "nope"])
+    assert (r.returncode, r.stdout) == (1, b""), r.stderr
+    assert r.stderr.endswith(b"error: container nope is not valid for pod kubia-0\n"), r.stderr
+    kube.check_transport()
+    assert kube.served()[-1] is None
 
 
 def test_stdout_and_stderr_are_apart(kube):
