@@ -574,6 +574,7 @@ def test_exec_in_a_pod_of_the_simulated_cluster(sim, tmp_path, runtime):
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith(b"kubia ") and r.stdout.endswith(b"\n"), r.stdout
         assert b"\r" not in r.stdout
+        assert c.st is None  # pod_exec read the state into a copy of its own
         out, rc = run_on_pty(k, [kubia, "--version"], 24, 80)
         assert rc == 0, out
         assert out.startswith(b"kubia ") and out.endswith(b"\r\n"), out  # a terminal's

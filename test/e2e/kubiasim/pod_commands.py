@@ -3,6 +3,7 @@ deletion), cut and heal (a node off the network and back), cordon and uncordon (
 starts meanwhile), exec (also the API server's, pod_exec), logs, and run (a throwaway
 pod)."""
 
+import copy
 import os
 import shutil
 import signal
@@ -176,10 +177,12 @@ def exec_argv(c, name, container, command, stdin=False, tty=False):
 def pod_exec(c, name, session):
     """remotecommand's run() for an exec in pod name (see remotecommand.serve): the
     command line is found under the cluster's lock, which the caller must not hold (the
-    command runs without it, as long as it likes)."""
-    with c.locked():
+    command runs without it, as long as it likes). c itself is left as it is (its copy
+    reads the state), so threads of an API server can share it."""
+    own = copy.copy(c)
+    with own.locked():
         try:
-            argv = exec_argv(c, name, session.container, session.command,
+            argv = exec_argv(own, name, session.container, session.command,
                              session.stdin is not None, session.tty)
         except SimError as e:
             raise RemoteCommandError(str(e))
