@@ -81,6 +81,7 @@ class Api:
         self.execs, self.codes, self.sessions = [], [], []
         self.run_pod = run
         self.limits = {}  # serve()'s limits
+        self.run_opts = {}  # run_command()'s
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -118,7 +119,7 @@ class Api:
                 "container %s is not valid for pod %s" % (session.container, POD))
         # attach: the container's "main process" greets, then echoes its stdin
         argv = session.command or ["sh", "-c", "echo attached; exec cat"]
-        return remotecommand.run_command(argv, session, cwd=self.workdir)
+        return remotecommand.run_command(argv, session, cwd=self.workdir, **self.run_opts)
 
     def route(self, h):
         u = urlsplit(h.path)
@@ -269,6 +270,19 @@ def test_stdin_the_command_leaves_is_dropped(kube):
     assert kube.served()[-1] == 0
 
 
+def test_output_a_child_keeps_open_is_read_for_drain_s(kube):
+    kube.api.run_opts = {"drain_s": 0.5}
+    t0 = time.monotonic()
+    r = kube.exec("sh", "-c", "sleep 60 & echo $!")
+    took = time.monotonic() - t0
+    pid = int(r.stdout)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert took < 30, "the exec waited for the child that holds its output"
+    finally:
+        os.kill(pid, signal.SIGKILL)  # sh's child: an exec's children outlive it
+
+
 def test_large_output_arrives_whole(kube):
     # 4 MiB from the command: far beyond SPDY's initial window and the frame size
     r = kube.exec("sh", "-c", "head -c 4194304 /dev/zero | tr '\\0' x")
@@ -284,13 +298,17 @@ def test_stdin_reaches_a_file_in_the_working_directory(kube):
 
 
 def run_on_pty(k, args, rows, cols, stdin=b"", replies=()):
-    """kubectl exec -it on a terminal of rows x cols: its output, and its exit code.
-    replies: (text, keys) in turn: keys are typed once text has been shown."""
+    """kubectl exec -it on a terminal of rows x cols (its controlling terminal, so it
+    hears the terminal's resizes): its output, and its exit code. replies: (text, what)
+    in turn: once text has been shown, what is typed (bytes) or done (called with the
+    terminal)."""
     replies = list(replies)
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    p = subprocess.Popen([k.binary, "exec", "-it", POD, "--"] + args, stdin=slave,
-                         stdout=slave, stderr=slave, env=k.env, start_new_session=True)
+    # not a process group leader, setsid(1) makes its session without a fork: p is
+    # kubectl itself
+    p = subprocess.Popen(["setsid", "-c", k.binary, "exec", "-it", POD, "--"] + args,
+                         stdin=slave, stdout=slave, stderr=slave, env=k.env)
     k.started.append(p)
     os.close(slave)
     if stdin:
@@ -308,7 +326,8 @@ def run_on_pty(k, args, rows, cols, stdin=b"", replies=()):
                     break
                 out += data
                 while replies and replies[0][0] in out:
-                    os.write(master, replies.pop(0)[1])
+                    what = replies.pop(0)[1]
+                    what(master) if callable(what) else os.write(master, what)
             elif p.poll() is not None:
                 break
         rc = p.wait(max(1, deadline - time.monotonic()))
@@ -324,6 +343,16 @@ def test_tty_gives_a_terminal_of_the_clients_size(kube):
     assert any(x.startswith(b"/dev/pts/") for x in lines), out
     # the size comes through the resize channel (a terminal opens at 0 x 0)
     assert b"33 111" in lines, out
+
+
+def test_the_terminal_follows_the_clients_resizes(kube):
+    def resize(master):
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    out, rc = run_on_pty(kube, ["sh", "-c", "trap 'stty size' WINCH; stty size; "
+                                "echo ready; while :; do sleep 0.1; done"], 24, 80,
+                         replies=[(b"ready\r\n", resize), (b"40 120\r\n", b"\x03")])
+    assert rc == 130, out  # ^C: SIGINT ended the shell
+    assert out.index(b"24 80\r\n") < out.index(b"ready") < out.index(b"40 120\r\n"), out
 
 
 def test_ctrl_c_on_the_terminal_interrupts_the_command(kube):

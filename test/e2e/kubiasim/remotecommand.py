@@ -119,14 +119,15 @@ def serve(sock, rfile, method, headers, query, run, attach=False, websocket=True
     return transport.session(s, flags, run)
 
 
-def run_command(argv, session, cwd=None, env=None, drain_s=2.0):
+def run_command(argv, session, cwd=None, env=None, drain_s=2.0, first_size_s=1.0):
     """A run() for serve(): argv as a local process, its stdin, stdout and stderr the
     session's, on a new pseudo-terminal when session.tty (its window resized as the
     client's is). The process gets a session of its own and is killed (its process
     group) when the client goes away. Returns its exit code (128 + the signal's number
     when a signal ended it). drain_s: how long output is still read once it exited (a
-    child of its may keep the output open)."""
-    proc, master, outs, stdin_fd = spawn(argv, session, cwd, env)
+    child of its may keep the output open); first_size_s: how long a terminal waits
+    for the client's size before the process starts on it (kubectl sends it at once)."""
+    proc, master, outs, stdin_fd = spawn(argv, session, cwd, env, first_size_s)
     stop = threading.Event()
 
     def kill():
@@ -178,7 +179,7 @@ def run_command(argv, session, cwd=None, env=None, drain_s=2.0):
     return 128 - proc.returncode if proc.returncode < 0 else proc.returncode
 
 
-def spawn(argv, session, cwd, env):
+def spawn(argv, session, cwd, env, first_size_s):
     """argv started on a terminal or pipes, as the session asks: (the process, the
     terminal's master or None, [(output fd, Outbox)], the fd of its stdin or None)."""
     if not session.tty:
@@ -192,6 +193,11 @@ def spawn(argv, session, cwd, env):
         return proc, None, outs, proc.stdin.fileno() if proc.stdin else None
     master, slave = os.openpty()
     try:
+        if session.resizes is not None:
+            try:  # the process starts on a terminal of the client's size
+                set_size(master, *session.resizes.get(timeout=first_size_s))
+            except queue.Empty:
+                pass
         # setsid -c: the terminal becomes the process's controlling terminal (Ctrl-C,
         # SIGWINCH), without running Python code between fork and exec
         proc = subprocess.Popen([tool("setsid"), "-c", "--"] + list(argv), stdin=slave,
@@ -250,7 +256,11 @@ def resize_terminal(resizes, master, stop):
             cols, rows = resizes.get(timeout=0.2)
         except queue.Empty:
             continue
-        try:
-            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        except OSError:
-            pass
+        set_size(master, cols, rows)
+
+
+def set_size(fd, cols, rows):
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    except (OSError, struct.error):
+        pass  # a size out of range changes nothing
