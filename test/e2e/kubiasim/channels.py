@@ -1,7 +1,7 @@
 """What kubectl exec's and attach's two transports share (remotecommand.py serves
 them): the channels, the session given to run(), the status that ends it, the refusal
-of a request, and the transport's frame: a reader thread for the client's frames,
-run(), the status, the wait for the client's close."""
+of a request, and a session's course (Transport): a thread reading the client's
+frames, run(), the status, the wait for the client's close."""
 
 import json
 import queue

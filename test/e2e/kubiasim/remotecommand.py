@@ -45,12 +45,10 @@ connects the session to the container's own stdin and output (kubectl run -it --
 attaches with tty=true and sends the terminal's size on the resize channel) and, when
 session.gone is set, detaches without stopping the process.
 
-Flow control: the client's SPDY library (spdystream) neither sends WINDOW_UPDATE nor
-reads it, so the server's sending is held back by TCP alone (as the kubelet's own
-spdystream is); what the client sends is acknowledged with WINDOW_UPDATE (SPDY/3.1's
-receiver's duty), per stream and for the session. Both transports stop reading the
-socket while the command has not taken `max_stdin_buffer` bytes of its stdin, so a
-client that sends faster than the command reads is held back by TCP too.
+Flow control: both transports stop reading the socket while the command has not taken
+`max_stdin_buffer` bytes of its stdin, so a client that sends faster than the command
+reads is held back by TCP; the command's output is held back by TCP as the client
+reads (SPDY's windows: spdy.py).
 """
 
 import errno

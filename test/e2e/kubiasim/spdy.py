@@ -1,5 +1,10 @@
 """kubectl exec and attach over SPDY/3.1, as the client's spdystream speaks it: one
-stream per channel, opened by the client with a streamtype header."""
+stream per channel, opened by the client with a streamtype header.
+
+Flow control: spdystream neither sends WINDOW_UPDATE nor reads it, so the server's
+sending is held back by TCP alone (as the kubelet's own spdystream is); what the client
+sends is acknowledged with WINDOW_UPDATE (SPDY/3.1's receiver's duty), per stream and
+for the session, as the command takes it."""
 
 import struct
 import threading
@@ -126,7 +131,7 @@ class SpdyTransport(Transport):
                 self.peer_closed.set()
                 self.lost()
                 return
-            # SETTINGS and WINDOW_UPDATE change nothing: sending is not windowed (above)
+            # SETTINGS and WINDOW_UPDATE change nothing: sending is not windowed
 
     def on_syn(self, sid, flags, hdrs):
         channel = STREAM_TYPES.get(hdrs.get("streamtype", ""))
