@@ -8,6 +8,7 @@ A small API server in the test answers what kubectl exec asks before it execs
 whose run() is run_command() of a local command in a temporary directory.
 """
 
+import base64
 import fcntl
 import hashlib
 import http.client
@@ -785,3 +786,21 @@ def test_older_websocket_protocols(api, offered, chosen, status):
             frames.append(payload)
         assert frames[0] == b"\x01x\n"
         assert frames[-1][:1] == bytes([channels.ERROR]) and status in frames[-1]
+
+
+def test_websocket_base64_channels(api):
+    """v4.base64.channel.k8s.io: text messages, the channel's digit, base64 data."""
+    with WsClient(api.port, "command=head&command=-c&command=6&stdin=true&stdout=true",
+                  "v4.base64.channel.k8s.io") as c:
+        assert c.protocol == b"v4.base64.channel.k8s.io"
+        c.send(0x1, b"0aGVs", fin=False)  # "hello " in two fragments
+        c.send(0x0, b"bG8g")
+        got = {}
+        while True:
+            op, payload = c.frame()
+            if op == 0x8:
+                break
+            assert op == 0x1, (op, payload)
+            got[payload[:1]] = got.get(payload[:1], b"") + base64.b64decode(payload[1:])
+        assert got[b"1"] == b"hello "
+        assert json.loads(got[b"3"])["status"] == "Success"

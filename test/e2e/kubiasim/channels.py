@@ -144,16 +144,16 @@ def header_values(headers, name):
     return [p.strip() for v in raw for p in v.split(",") if p.strip()]
 
 
-def negotiate(sock, offered, code):
-    """The first of PROTOCOLS that the client offers; None (and the answer sent) when
+def negotiate(sock, offered, code, supported=PROTOCOLS):
+    """The first of supported that the client offers; None (and the answer sent) when
     it offers none of them."""
-    for p in PROTOCOLS:
+    for p in supported:
         if p in offered:
             return p
     http_status(sock, code, "Forbidden" if code == 403 else "BadRequest",
                 "unable to upgrade: no common stream protocol: client offered %s, "
-                "server supports %s" % (offered, list(PROTOCOLS)),
-                ["X-Accepted-Stream-Protocol-Versions: " + ", ".join(PROTOCOLS)])
+                "server supports %s" % (offered, list(supported)),
+                ["X-Accepted-Stream-Protocol-Versions: " + ", ".join(supported)])
     return None
 
 

@@ -1,13 +1,17 @@
 """kubectl exec and attach over a WebSocket (RFC 6455) with the channel subprotocols
-v5..v2.channel.k8s.io: each binary message is its channel's byte, then its data."""
+v5..v2.channel.k8s.io: each binary message is its channel's byte, then its data; with
+v4.base64.channel.k8s.io (for clients that can send text only, as browsers' terminals),
+each text message is the channel's digit, then its data in base64."""
 
 import base64
 import hashlib
 import struct
 
-from .channels import CLOSE, ERROR, STDIN, Transport, header_values, http_status, negotiate
+from .channels import (CLOSE, ERROR, PROTOCOLS, STDIN, Transport, header_values,
+                       http_status, negotiate)
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+BASE64 = "v4.base64.channel.k8s.io"
 
 
 class WebSocketTransport(Transport):
@@ -29,7 +33,8 @@ class WebSocketTransport(Transport):
                         "Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key is required",
                         ["Sec-WebSocket-Version: 13"])
             return None
-        protocol = negotiate(sock, header_values(headers, "Sec-WebSocket-Protocol"), 400)
+        protocol = negotiate(sock, header_values(headers, "Sec-WebSocket-Protocol"), 400,
+                             PROTOCOLS + (BASE64,))
         if protocol is None:
             return None
         accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
@@ -51,7 +56,10 @@ class WebSocketTransport(Transport):
 
     def send(self, channel, data):
         for i in range(0, len(data), self.lim.chunk):
-            self.frame(0x2, bytes([channel]) + data[i:i + self.lim.chunk])
+            if self.protocol == BASE64:
+                self.frame(0x1, b"%d" % channel + base64.b64encode(data[i:i + self.lim.chunk]))
+            else:
+                self.frame(0x2, bytes([channel]) + data[i:i + self.lim.chunk])
 
     def read_frame(self):
         b0, b1 = self.read_exact(2)
@@ -79,7 +87,8 @@ class WebSocketTransport(Transport):
         # a message's channel is its first byte, whichever of its fragments brings it
         channel, first = None, False
         while True:
-            fin, op, data = self.read_frame()
+            fin, op, data = (self.read_base64 if self.protocol == BASE64 else
+                             self.read_frame)()
             if op == 0x9:
                 self.frame(0xA, data)
             elif op == 0x8:
@@ -98,6 +107,27 @@ class WebSocketTransport(Transport):
                         self.session_.stdin.close()
                 elif channel is not None and data:
                     self.deliver(channel, data)
+
+    def read_base64(self):
+        """A frame, or a whole data message as one binary frame of its channel's byte
+        and the data (base64 is decoded a message at a time)."""
+        fin, op, data = self.read_frame()
+        if op not in (0x1, 0x2):
+            return fin, op, data
+        while not fin:
+            fin, op, more = self.read_frame()
+            if op == 0x9:
+                self.frame(0xA, more)
+            elif op != 0x0 or len(data) + len(more) > self.lim.max_frame:
+                self.close_frame(1002 if op != 0x0 else 1009)
+                raise ValueError("bad base64 message")
+            else:
+                data += more
+        if not data:
+            return fin, 0x2, b""
+        if not data[:1].isdigit():
+            raise ValueError("a base64 message without its channel's digit")
+        return fin, 0x2, bytes([data[0] - 0x30]) + base64.b64decode(data[1:], validate=True)
 
     closing = False  # our close frame is sent: the client's answers it
 
