@@ -11,7 +11,7 @@ line down:
                  logs, run; pod_exec, the API server's exec in a pod
     remotecommand  the API server's side of kubectl exec and attach (serve), and a
                  command run on a terminal or pipes for it (run_command)
-    websocket    its WebSocket transport (channel subprotocols v5..v2)
+    websocket    its WebSocket transport (channel subprotocols v5..v2, v4.base64)
     spdy         its SPDY/3.1 transport
     channels     what both transports share: channels, session, status, the close
     templates    the pod template, from the manifest and the command line
