@@ -8,7 +8,13 @@ line down:
     rollout      rollout (kubectl apply / edit of the template), the rolling update,
                  and rollout status
     pod_commands commands on one pod, claim or node: delete, node-down, node-up (and
-                 cut, heal: a pod's node), cordon, nodes, exec, logs, run
+                 cut, heal: a pod's node), cordon, nodes, exec, logs, run;
+                 pod_exec, the API server's exec in a pod
+    remotecommand  the API server's side of kubectl exec and attach (serve), and a
+                 command run on a terminal or pipes for it (run_command)
+    websocket    its WebSocket transport (channel subprotocols v5..v2, v4.base64)
+    spdy         its SPDY/3.1 transport
+    channels     what both transports share: channels, session, status, the close
     templates    the pod template, from the manifest and the command line
     podspec      the pod template's fields kubia-sim honours (and how), the refusal of
                  the others, a node's labels and nodeSelector, the init containers

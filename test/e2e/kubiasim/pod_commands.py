@@ -1,8 +1,10 @@
 """The commands on one pod, claim or node: delete (also --force, section 10.5's forced
+"""The commands on one pod, claim or node: delete (also --force, section 10.5's forced
 deletion), node-down and node-up (a node's network down and back; cut and heal do it
 to a pod's node), cordon and uncordon (no pod starts on the node meanwhile), nodes,
-exec, logs, and run (a throwaway pod)."""
+exec (also the API server's, pod_exec), logs, and run (a throwaway pod)."""
 
+import copy
 import os
 import shutil
 import signal
@@ -11,7 +13,7 @@ import sys
 import time
 
 from .commands import print_nodes, print_pods
-from .containers import container_pid
+from .containers import PODMAN_FLAGS, container_pid
 from .controller import (converge, create_pod, delete_pod, describe_wait, hold_pending,
                          pod_log, retire, wait_ready)
 from .endpoints import kubelet_ready, pod_state, publish
@@ -19,6 +21,7 @@ from .network import pod_net_create, pod_net_delete, set_link
 from .nodes import node_of, ordered, pods_on
 from .pod_init import init_log
 from .processes import alive, signal_ref
+from .remotecommand import RemoteCommandError, run_command
 from .state import STS, ordinal_of
 from .util import SimError, say, tool, wait_for
 
@@ -236,6 +239,38 @@ def cmd_exec(c, a):
         raise SimError("exec: give a command after --")
     return subprocess.call([tool("nsenter"), "-t", str(pid), "-n", "-u", "-m",
                             "--wd=" + os.getcwd(), "--"] + cmd)
+
+
+def exec_argv(c, name, container, command, stdin=False, tty=False):
+    """The command line that runs command in pod name's container as kubectl exec does:
+    nsenter into kubia's network, UTS and mount namespaces, at / (process runtime), or
+    podman exec (podman runtime: the container's user, capabilities and working
+    directory). c.st must be read (c.locked()) for the call."""
+    if container not in (None, STS):
+        raise SimError("container %s is not valid for pod %s" % (container, name))
+    if not command:
+        raise SimError("exec: give a command")
+    pid = pod_pid(c, name)
+    pod = c.st["pods"][name]
+    if c.st["templates"][pod["revision"]].get("runtime") == "podman":
+        return [tool("podman")] + PODMAN_FLAGS + ["exec"] + (["-i"] if stdin else []) + (
+            ["-t"] if tty else []) + [pod["netns"]] + list(command)
+    return [tool("nsenter"), "-t", str(pid), "-n", "-u", "-m", "--wd=/", "--"] + list(command)
+
+
+def pod_exec(c, name, session):
+    """remotecommand's run() for an exec in pod name (see remotecommand.serve): the
+    command line is found under the cluster's lock, which the caller must not hold (the
+    command runs without it, as long as it likes). c itself is left as it is (its copy
+    reads the state), so threads of an API server can share it."""
+    own = copy.copy(c)
+    with own.locked():
+        try:
+            argv = exec_argv(own, name, session.container, session.command,
+                             session.stdin is not None, session.tty)
+        except SimError as e:
+            raise RemoteCommandError(str(e))
+    return run_command(argv, session)
 
 
 def cmd_logs(c, a):
