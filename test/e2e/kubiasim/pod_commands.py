@@ -1,5 +1,4 @@
 """The commands on one pod, claim or node: delete (also --force, section 10.5's forced
-"""The commands on one pod, claim or node: delete (also --force, section 10.5's forced
 deletion), node-down and node-up (a node's network down and back; cut and heal do it
 to a pod's node), cordon and uncordon (no pod starts on the node meanwhile), nodes,
 exec (also the API server's, pod_exec), logs, and run (a throwaway pod)."""
