@@ -3,7 +3,7 @@
  * The per-peer fetch table, on the loop thread: for every peer (address, port and name)
  * the GET /data requests running or waiting to start, and the lines of the views that
  * wait for each of them. One fetch answers every line waiting for it, with one shared
- * answer (fanout.c), so concurrent views cost one request per peer instead of one each.
+ * answer (render.c), so concurrent views cost one request per peer instead of one each.
  *
  * Which fetch may serve a view: a view shows, for each pod, data at least as new as
  * every POST that pod had acknowledged when the view arrived (discovery_request()). A
@@ -35,8 +35,8 @@ struct fetch {
 	struct fetch *next; /* the peer's running fetches, in the order they started */
 	uint64_t start_ns; /* valid while running */
 	struct xfer *xfer; /* while running; NULL while queued */
-	struct fanout_line *head; /* the lines waiting for it, linked by wait_next */
-	struct fanout_line *tail;
+	struct render_line *head; /* the lines waiting for it, linked by wait_next */
+	struct render_line *tail;
 };
 
 struct fetch_peer {
@@ -79,7 +79,7 @@ static bool key_equal(const struct peer_key *a, const struct peer_key *b)
 	       strcasecmp(a->name, b->name) == 0;
 }
 
-static void key_of(const struct fanout_line *l, struct peer_key *k)
+static void key_of(const struct render_line *l, struct peer_key *k)
 {
 	memset(k, 0, sizeof(*k));
 	memcpy(k->name, l->name, sizeof(k->name));
@@ -170,23 +170,23 @@ static bool fetch_launch(struct discovery *d, struct fetch *f)
 
 /* Gives a to every line waiting for f, then frees f and drops the caller's reference.
  * A view whose last line this was completes (and its callback runs) here. */
-static void fetch_answer(struct discovery *d, struct fetch *f, struct fanout_answer *a)
+static void fetch_answer(struct discovery *d, struct fetch *f, struct render_answer *a)
 {
-	struct fanout_line *l = f->head;
+	struct render_line *l = f->head;
 
 	free(f);
 	while (l != NULL) {
-		struct fanout_line *next = l->wait_next;
+		struct render_line *next = l->wait_next;
 		struct view *v = l->view;
 
 		l->wait_next = NULL;
 		l->view = NULL;
-		fanout_line_share(l, a);
+		render_line_share(l, a);
 		/* v, and l with it, may be freed here. */
 		view_line_done(d, v);
 		l = next;
 	}
-	fanout_answer_unref(a);
+	render_answer_unref(a);
 }
 
 /* Starts the peer's queued fetch when the cap allows it. */
@@ -197,7 +197,7 @@ static void fetch_pump(struct discovery *d, struct fetch_peer *p)
 
 		p->queued = NULL;
 		if (!fetch_launch(d, q)) {
-			fetch_answer(d, q, fanout_answer_error(START_FAILED));
+			fetch_answer(d, q, render_answer_error(START_FAILED));
 		}
 	}
 }
@@ -216,7 +216,7 @@ static struct fetch *fetch_joinable(const struct fetch_peer *p, uint64_t arrival
 
 bool fetch_join(struct discovery *d, struct view *v, size_t idx)
 {
-	struct fanout_line *l = &v->lines[idx];
+	struct render_line *l = &v->lines[idx];
 	struct peer_key k;
 	struct fetch_peer *p;
 	struct fetch *f;
@@ -253,7 +253,7 @@ bool fetch_join(struct discovery *d, struct view *v, size_t idx)
 	return true;
 }
 
-void fetch_done(struct discovery *d, struct fetch *f, struct fanout_answer *a)
+void fetch_done(struct discovery *d, struct fetch *f, struct render_answer *a)
 {
 	struct fetch_peer *p = f->peer;
 
@@ -283,11 +283,11 @@ void fetch_shutdown(struct discovery *d)
 			while ((f = p->first) != NULL) {
 				running_del(p, f);
 				transfer_abort(d, f->xfer);
-				fetch_answer(d, f, fanout_answer_error(SHUTDOWN_TEXT));
+				fetch_answer(d, f, render_answer_error(SHUTDOWN_TEXT));
 			}
 			if ((f = p->queued) != NULL) {
 				p->queued = NULL;
-				fetch_answer(d, f, fanout_answer_error(SHUTDOWN_TEXT));
+				fetch_answer(d, f, render_answer_error(SHUTDOWN_TEXT));
 			}
 			d->fetch_peers[b] = p->next;
 			free(p);

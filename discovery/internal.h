@@ -15,7 +15,7 @@
  *   fetch.c     the per-peer fetch table: which view's line waits for which GET /data,
  *               joining one that may serve it, the cap on fetches running per peer
  *   transfer.c  libcurl multi: one GET /data per started fetch, its answer or error
- *   fanout.c    (pure) the view's lines: which to ask, the shared answers they point
+ *   render.c    (pure) the view's lines: which to ask, the shared answers they point
  *               to, and the text they make
  *
  * The pure files know nothing of threads, sockets or the clock, so they are unit tested
@@ -121,10 +121,10 @@ bool srv_is_self(const char *name, const char *hostname);
 
 /* ---- cache.c: reuse of an SRV outcome ---------------------------------------------- */
 
-enum result_kind { RES_NONE = 0, RES_PEERS, RES_EMPTY, RES_ERROR };
+enum srv_outcome { SRV_NONE = 0, SRV_PEERS, SRV_EMPTY, SRV_ERROR };
 
 struct srv_cache {
-	enum result_kind kind; /* RES_NONE: nothing cached */
+	enum srv_outcome kind; /* SRV_NONE: nothing cached */
 	struct srv_answer ans;
 	uint64_t expiry_ns;
 };
@@ -132,24 +132,24 @@ struct srv_cache {
 /* How long an outcome may be served again, in ms: never an error; "no peers" for
  * cache_ms; peers for cache_ms but never past the answer's TTL, and not at all when a
  * target's address could not be found (the next view asks again). */
-uint64_t cache_life_ms(enum result_kind kind, const struct srv_answer *a, unsigned cache_ms);
+uint64_t cache_life_ms(enum srv_outcome kind, const struct srv_answer *a, unsigned cache_ms);
 
 /* Keeps *a (ownership moves to the cache, *a is emptied) when its life is not zero;
  * returns whether it was kept. */
-bool cache_put(struct srv_cache *c, enum result_kind kind, struct srv_answer *a, unsigned cache_ms,
+bool cache_put(struct srv_cache *c, enum srv_outcome kind, struct srv_answer *a, unsigned cache_ms,
 	       uint64_t now_ns);
 
-/* The cached outcome if it is still alive at now_ns, else NULL (kind RES_NONE). */
+/* The cached outcome if it is still alive at now_ns, else NULL (kind SRV_NONE). */
 const struct srv_cache *cache_get(const struct srv_cache *c, uint64_t now_ns);
 
 void cache_clear(struct srv_cache *c);
 
-/* ---- fanout.c: the view's lines ---------------------------------------------------- */
+/* ---- render.c: the view's lines ---------------------------------------------------- */
 
 /* A peer's answer: its /data body verbatim, or "Error: <reason>". One answer serves the
  * lines of every view that waited for the same fetch, so it is reference-counted instead
  * of copied. Lines live and die on the loop thread only, hence a plain count. */
-struct fanout_answer {
+struct render_answer {
 	size_t refs;
 	size_t len;
 	bool error; /* the text says why the peer could not be read */
@@ -167,27 +167,27 @@ struct fanout_answer {
 
 /* A new answer owning data (malloc()ed, or NULL when len is 0), one reference. NULL when
  * memory ran out; data is freed then, so the caller never keeps it. */
-struct fanout_answer *fanout_answer_take(char *data, size_t len);
+struct render_answer *render_answer_take(char *data, size_t len);
 
 /* A new answer pointing at data owned elsewhere, given back with release(ctx, hold)
  * when the last reference goes (also when memory runs out here: NULL then). */
-struct fanout_answer *fanout_answer_borrow(const char *data, size_t len,
+struct render_answer *render_answer_borrow(const char *data, size_t len,
 					   void (*release)(void *ctx, void *hold), void *ctx,
 					   void *hold);
 
 /* A new answer holding a copy of data, NUL-terminated; NULL when memory ran out. */
-struct fanout_answer *fanout_answer_copy(const char *data, size_t len);
+struct render_answer *render_answer_copy(const char *data, size_t len);
 
 /* A new answer "Error: <printf>" (cut at 1 KiB); NULL when memory ran out. */
-struct fanout_answer *fanout_answer_error(const char *fmt, ...) DISCOVERY_PRINTF(1, 2);
+struct render_answer *render_answer_error(const char *fmt, ...) DISCOVERY_PRINTF(1, 2);
 
 /* Drops one reference; the last frees the answer. NULL is a no-op. */
-void fanout_answer_unref(struct fanout_answer *a);
+void render_answer_unref(struct render_answer *a);
 
 struct view;
 
 /* One line of the cluster view. */
-struct fanout_line {
+struct render_line {
 	char name[LINE_NAME_MAX];
 	bool self; /* this pod: read locally, never over the network */
 	bool done; /* ans holds the final text */
@@ -197,12 +197,12 @@ struct fanout_line {
 	unsigned char addr[16];
 	uint16_t port;
 	/* The text once done, one reference held by the line; NULL then means memory ran
-	 * out, which fanout_render() shows as "Error: out of memory". */
-	struct fanout_answer *ans;
+	 * out, which render_text() shows as "Error: out of memory". */
+	struct render_answer *ans;
 	/* While the line waits for its peer (fetch.c): its view, and the next line waiting
 	 * for the same fetch. */
 	struct view *view;
-	struct fanout_line *wait_next;
+	struct render_line *wait_next;
 };
 
 /* Plans the lines for a parsed answer: one per peer in order; the peer for which
@@ -212,34 +212,34 @@ struct fanout_line {
  * "Error: could not resolve ..." text now. Port is peer_port when nonzero, else the
  * record's. hostname is at most DISCOVERY_HOSTNAME_MAX bytes. Returns 0 (*out NULL and
  * *n 0 when there are no peers) or -1 when memory ran out. */
-int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_port,
-		struct fanout_line **out, size_t *n);
+int render_plan(const struct srv_answer *a, const char *hostname, unsigned peer_port,
+		struct render_line **out, size_t *n);
 
 /* Frees the lines, dropping their references to their answers. */
-void fanout_lines_free(struct fanout_line *lines, size_t n);
+void render_lines_free(struct render_line *lines, size_t n);
 
 /* Gives the line a reference to a (NULL: out of memory), dropping the one it held, and
  * marks it done. The caller keeps its own reference. */
-void fanout_line_share(struct fanout_line *l, struct fanout_answer *a);
+void render_line_share(struct render_line *l, struct render_answer *a);
 
 /* Sets a line's text (copied into an answer of its own) and marks it done. false when
  * memory ran out (ans is then NULL). */
-bool fanout_line_set(struct fanout_line *l, const char *data, size_t len);
+bool render_line_set(struct render_line *l, const char *data, size_t len);
 
 /* Sets "Error: <printf>" on a line (cut at 1 KiB) and marks it done; false when memory
  * ran out (ans is then NULL). */
-bool fanout_line_error(struct fanout_line *l, const char *fmt, ...) DISCOVERY_PRINTF(2, 3);
+bool render_line_error(struct render_line *l, const char *fmt, ...) DISCOVERY_PRINTF(2, 3);
 
-/* The length of what fanout_render() makes of these lines. */
-size_t fanout_render_len(const struct fanout_line *lines, size_t n);
+/* The length of what render_text() makes of these lines. */
+size_t render_text_len(const struct render_line *lines, size_t n);
 
 /* The body handed to done: "- <name>: <data>\n" per line, or "No peers discovered.\n"
  * when n is 0. The one copy of the answers' bytes a view makes. malloc()ed,
  * NUL-terminated for convenience; NULL when memory ran out. */
-char *fanout_render(const struct fanout_line *lines, size_t n, size_t *len);
+char *render_text(const struct render_line *lines, size_t n, size_t *len);
 
 /* "Could not look up DNS SRV records: <reason>\n", malloc()ed; NULL when memory ran out */
-char *fanout_render_dns_error(const char *reason, size_t *len);
+char *render_dns_error(const char *reason, size_t *len);
 
 /* ---- missing.c: the pods DNS does not list ------------------------------------------ */
 
@@ -247,7 +247,7 @@ char *fanout_render_dns_error(const char *reason, size_t *len);
 #define MISSING_TEXT "not ready (not in DNS)"
 
 /* Adds the lines of the StatefulSet's pods that the planned lines (sorted, as
- * fanout_plan() makes them) leave out, when every line's first label is
+ * render_plan() makes them) leave out, when every line's first label is
  * "<base>-<ordinal>" with one base (compared without regard to case) and ordinals
  * without leading zeros: each ordinal below the highest one listed that no line has,
  * and, when replicas is not 0, each from the highest + 1 to replicas - 1. A missing
@@ -255,15 +255,15 @@ char *fanout_render_dns_error(const char *reason, size_t *len);
  * the first line, and is done with "Error: " MISSING_TEXT. At most limit lines are
  * added (the lowest ordinals first). *lines is replaced by a new array when lines are
  * added. Returns the number added, or -1 when memory ran out (*lines untouched). */
-int missing_add(struct fanout_line **lines, size_t *n, unsigned replicas, size_t limit);
+int missing_add(struct render_line **lines, size_t *n, unsigned replicas, size_t limit);
 
 /* ---- viewjson.c: the cluster view as JSON ------------------------------------------- */
 
 struct viewjson; /* the SRV part of a JSON view, made when the outcome is known */
 
-/* The "srv" member for an outcome: kind RES_PEERS (ans), RES_EMPTY or RES_ERROR
+/* The "srv" member for an outcome: kind SRV_PEERS (ans), SRV_EMPTY or SRV_ERROR
  * (reason). NULL when memory ran out. */
-struct viewjson *viewjson_begin(enum result_kind kind, const struct srv_answer *ans,
+struct viewjson *viewjson_begin(enum srv_outcome kind, const struct srv_answer *ans,
 				const char *reason, bool from_cache);
 
 void viewjson_free(struct viewjson *vj);
@@ -277,10 +277,10 @@ struct viewjson_pod {
 
 /* The whole document (pod, srv, peers), newline-terminated. What it needs while it is
  * made and len + 1 bytes of the result are charged to budget (NULL: none); the result
- * stays charged, as fanout_render()'s does for the view. NULL when the budget or
+ * stays charged, as render_text()'s does for the view. NULL when the budget or
  * memory ran out. */
 char *viewjson_render(const struct viewjson *vj, const struct viewjson_pod *pod,
-		      const struct fanout_line *lines, size_t n, struct budget *budget,
+		      const struct render_line *lines, size_t n, struct budget *budget,
 		      size_t *len);
 
 /* Standard base64 (RFC 4648, padded) of data, NUL-terminated in a buffer of at least
@@ -302,7 +302,7 @@ struct view {
 	/* CLOCK_MONOTONIC when discovery_request() took it: a fetch that started earlier
 	 * must not serve this view (fetch.c). */
 	uint64_t arrival_ns;
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t nlines;
 	size_t nleft; /* lines still waiting for their peer */
 	enum discovery_format format;
@@ -394,7 +394,7 @@ void disc_log(const struct discovery *d, enum discovery_log_level level, const c
 
 /* view.c */
 void view_start(struct discovery *d, struct view *v);
-void views_serve(struct discovery *d, struct view *waiters, enum result_kind kind,
+void views_serve(struct discovery *d, struct view *waiters, enum srv_outcome kind,
 		 const struct srv_answer *ans, const char *reason);
 void view_dns_error(struct discovery *d, struct view *v, const char *reason);
 /* One line of v that waited for its peer got its text (fetch.c). */
@@ -422,7 +422,7 @@ void lookup_destroy(struct discovery *d);
 bool fetch_join(struct discovery *d, struct view *v, size_t idx);
 /* transfer.c: fetch f ended with answer a (NULL: out of memory; the reference passes to
  * this call). Every waiting line gets a, and the peer's queued fetch may start. */
-void fetch_done(struct discovery *d, struct fetch *f, struct fanout_answer *a);
+void fetch_done(struct discovery *d, struct fetch *f, struct render_answer *a);
 /* Ends every fetch, running or queued, with "Error: shutting down". */
 void fetch_shutdown(struct discovery *d);
 

@@ -85,20 +85,20 @@ static void failure_text(struct discovery *d, int status, char *buf, size_t len)
 }
 
 /* Ends the lookup: caches its outcome when allowed and serves every waiting view. */
-static void lookup_end(struct discovery *d, enum result_kind kind, const char *reason)
+static void lookup_end(struct discovery *d, enum srv_outcome kind, const char *reason)
 {
 	struct view *w = d->waiters;
 	struct srv_answer ans = d->lk.ans;
-	static const enum metrics_srv_result results[] = {[RES_PEERS] = METRICS_SRV_OK,
-							  [RES_EMPTY] = METRICS_SRV_EMPTY,
-							  [RES_ERROR] = METRICS_SRV_ERROR};
+	static const enum metrics_srv_result results[] = {[SRV_PEERS] = METRICS_SRV_OK,
+							  [SRV_EMPTY] = METRICS_SRV_EMPTY,
+							  [SRV_ERROR] = METRICS_SRV_ERROR};
 
 	metrics_srv_lookup(results[kind], now_ns() - d->lk.start, ans.npeers);
 	d->waiters = NULL;
 	d->waiters_tail = NULL;
 	free(d->lk.aq);
 	memset(&d->lk, 0, sizeof(d->lk));
-	if (kind == RES_ERROR) {
+	if (kind == SRV_ERROR) {
 		disc_log(d, DISCOVERY_LOG_WARN, "SRV lookup failed: %s", reason);
 	}
 	if (cache_put(&d->cache, kind, &ans, d->cfg.cache_ms, now_ns())) {
@@ -122,7 +122,7 @@ static void lookup_fail(struct discovery *d, int status)
 
 	failure_text(d, status, text, sizeof(text));
 	snprintf(reason, sizeof(reason), "%s: %s", asking(d), text);
-	lookup_end(d, RES_ERROR, reason);
+	lookup_end(d, SRV_ERROR, reason);
 }
 
 /* Takes the first address c-ares gives (it sorts them by RFC 6724). */
@@ -173,7 +173,7 @@ static void addr_cb(void *arg, int status, int timeouts, struct ares_addrinfo *r
 		ares_freeaddrinfo(res);
 	}
 	if (--d->lk.addr_pending == 0) {
-		lookup_end(d, RES_PEERS, NULL);
+		lookup_end(d, SRV_PEERS, NULL);
 	}
 }
 
@@ -208,7 +208,7 @@ static void lookup_resolve(struct discovery *d)
 		ares_getaddrinfo(d->channel, fqdn, NULL, &hints, addr_cb, &lk->aq[i]);
 	}
 	if (--lk->addr_pending == 0) {
-		lookup_end(d, RES_PEERS, NULL);
+		lookup_end(d, SRV_PEERS, NULL);
 	}
 }
 
@@ -225,7 +225,7 @@ static bool lookup_answered(struct discovery *d, const unsigned char *abuf, int 
 	    srv_parse(abuf, (size_t)alen, d->cfg.max_peers, &lk->ans, perr, sizeof(perr)) < 0) {
 		snprintf(reason, sizeof(reason), "%s: malformed reply (%s)", asking(d),
 			 abuf == NULL ? "empty" : perr);
-		lookup_end(d, RES_ERROR, reason);
+		lookup_end(d, SRV_ERROR, reason);
 		return true;
 	}
 	if (lk->ans.npeers == 0) {
@@ -292,7 +292,7 @@ static void srv_cb(void *arg, int status, int timeouts, unsigned char *abuf, int
 		lk->name++;
 		lookup_query(d);
 	} else {
-		lookup_end(d, RES_EMPTY, NULL);
+		lookup_end(d, SRV_EMPTY, NULL);
 	}
 }
 

@@ -240,7 +240,7 @@ static struct xfer *xfer_of(struct discovery *d, CURL *e)
  * next: curl's messages carry the milliseconds and bytes of each try ("Failed to connect
  * to ... after 2 ms"), so the same fault would read differently every time.
  */
-static struct fanout_answer *peer_failure(struct discovery *d, struct xfer *x, CURLcode res)
+static struct render_answer *peer_failure(struct discovery *d, struct xfer *x, CURLcode res)
 {
 	curl_off_t connected = 0;
 	long os_errno = 0;
@@ -253,36 +253,36 @@ static struct fanout_answer *peer_failure(struct discovery *d, struct xfer *x, C
 	(void)curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno);
 	switch (res) {
 	case CURLE_COULDNT_CONNECT:
-		return fanout_answer_error("could not connect: %s",
+		return render_answer_error("could not connect: %s",
 					   os_errno != 0 ? strerror((int)os_errno)
 							 : "no address answered");
 	case CURLE_OPERATION_TIMEDOUT:
 		if (connected == 0) {
-			return fanout_answer_error("connect timed out after %u ms", connect_ms);
+			return render_answer_error("connect timed out after %u ms", connect_ms);
 		}
-		return fanout_answer_error("timed out after %u ms without a complete answer",
+		return render_answer_error("timed out after %u ms without a complete answer",
 					   d->cfg.peer_timeout_ms);
 	case CURLE_GOT_NOTHING:
-		return fanout_answer_error("closed the connection without answering");
+		return render_answer_error("closed the connection without answering");
 	case CURLE_PARTIAL_FILE:
-		return fanout_answer_error("closed the connection in the middle of its answer");
+		return render_answer_error("closed the connection in the middle of its answer");
 	case CURLE_RECV_ERROR:
-		return fanout_answer_error("the connection broke while reading its answer");
+		return render_answer_error("the connection broke while reading its answer");
 	case CURLE_WEIRD_SERVER_REPLY:
 	case CURLE_UNSUPPORTED_PROTOCOL:
-		return fanout_answer_error("its answer is not HTTP");
+		return render_answer_error("its answer is not HTTP");
 	default:
 		break;
 	}
 	if (x->errbuf[0] != '\0') {
-		return fanout_answer_error("%s", x->errbuf);
+		return render_answer_error("%s", x->errbuf);
 	}
-	return fanout_answer_error("%s", curl_easy_strerror(res));
+	return render_answer_error("%s", curl_easy_strerror(res));
 }
 
 /* The answer of a finished transfer: the peer's bytes as they are, or the reason it
  * failed. NULL when memory ran out. */
-static struct fanout_answer *xfer_answer(struct discovery *d, struct xfer *x, CURLcode res)
+static struct render_answer *xfer_answer(struct discovery *d, struct xfer *x, CURLcode res)
 {
 	long code = 0;
 
@@ -291,13 +291,13 @@ static struct fanout_answer *xfer_answer(struct discovery *d, struct xfer *x, CU
 		code = 0;
 	}
 	if (res == CURLE_OK && code == 200) {
-		struct fanout_answer *a;
+		struct render_answer *a;
 
 		if (x->buf == NULL) {
-			return fanout_answer_copy("", 0);
+			return render_answer_copy("", 0);
 		}
 		/* The buffer becomes the answer's, with its charge: no copy. */
-		a = fanout_answer_take(x->buf, x->len);
+		a = render_answer_take(x->buf, x->len);
 		x->buf = NULL;
 		if (a != NULL) {
 			a->budget = d->cfg.budget;
@@ -309,14 +309,14 @@ static struct fanout_answer *xfer_answer(struct discovery *d, struct xfer *x, CU
 		return a;
 	}
 	if (res == CURLE_OK) {
-		return fanout_answer_error("HTTP %ld", code);
+		return render_answer_error("HTTP %ld", code);
 	}
 	if (x->over_budget) {
-		return fanout_answer_error("not enough memory for its reply now (the memory "
+		return render_answer_error("not enough memory for its reply now (the memory "
 					   "budget is in use); try again");
 	}
 	if (x->too_large || res == CURLE_FILESIZE_EXCEEDED) {
-		return fanout_answer_error("reply larger than %zu bytes", d->cfg.peer_max_bytes);
+		return render_answer_error("reply larger than %zu bytes", d->cfg.peer_max_bytes);
 	}
 	return peer_failure(d, x, res);
 }
@@ -362,7 +362,7 @@ static void xfer_count(const struct xfer *x, CURLcode res)
 static void xfer_done(struct discovery *d, CURL *e, CURLcode res)
 {
 	struct xfer *x = xfer_of(d, e);
-	struct fanout_answer *a;
+	struct render_answer *a;
 	struct fetch *f;
 
 	if (x == NULL) {

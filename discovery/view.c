@@ -3,7 +3,7 @@
  * Cluster views on the loop thread, from the moment the loop takes one from the
  * submission queue to its done callback: served from the cached SRV outcome or queued
  * for the lookup (lookup.c); once the outcome is known, its lines are planned
- * (fanout.c), this pod's own line is read locally and every other line waits for a
+ * (render.c), this pod's own line is read locally and every other line waits for a
  * fetch of its peer (fetch.c), which it may share with other views; the last line to
  * finish renders the text and hands it over.
  */
@@ -32,12 +32,12 @@ static void view_finish(struct discovery *d, struct view *v, char *body, size_t 
 	pthread_mutex_unlock(&d->mu);
 	finishing_errors = 0;
 	for (size_t i = 0; i < v->nlines; i++) {
-		const struct fanout_line *l = &v->lines[i];
+		const struct render_line *l = &v->lines[i];
 
 		finishing_errors += !l->self && (l->ans == NULL || l->ans->error);
 	}
 	v->done(v->ctx, body, body != NULL ? len : 0);
-	fanout_lines_free(v->lines, v->nlines);
+	render_lines_free(v->lines, v->nlines);
 	viewjson_free(v->json);
 	free(v);
 }
@@ -72,12 +72,12 @@ void view_dns_error(struct discovery *d, struct view *v, const char *reason)
 	char *body;
 
 	if (v->format == DISCOVERY_FORMAT_JSON) {
-		v->json = viewjson_begin(RES_ERROR, NULL, reason, false);
+		v->json = viewjson_begin(SRV_ERROR, NULL, reason, false);
 		body = view_json(d, v, &len);
 		view_finish(d, v, body, len);
 		return;
 	}
-	body = fanout_render_dns_error(reason, &len);
+	body = render_dns_error(reason, &len);
 	view_finish(d, v, charge_short(d, body, len), len);
 }
 
@@ -85,13 +85,13 @@ void view_dns_error(struct discovery *d, struct view *v, const char *reason)
  * peer's answer together. */
 static void view_complete(struct discovery *d, struct view *v)
 {
-	size_t len = fanout_render_len(v->lines, v->nlines);
+	size_t len = render_text_len(v->lines, v->nlines);
 	char *body = NULL;
 
 	if (v->format == DISCOVERY_FORMAT_JSON) {
 		body = view_json(d, v, &len);
 	} else if (budget_charge(d->cfg.budget, len + 1)) {
-		body = fanout_render(v->lines, v->nlines, &len);
+		body = render_text(v->lines, v->nlines, &len);
 		if (body == NULL) {
 			budget_credit(d->cfg.budget, len + 1);
 		}
@@ -108,17 +108,17 @@ void view_line_done(struct discovery *d, struct view *v)
 
 /* This pod's line: its data as storage has it, never over the network and never
  * copied: the line borrows it until the view is rendered. */
-static void read_local(struct discovery *d, struct fanout_line *l)
+static void read_local(struct discovery *d, struct render_line *l)
 {
 	const char *data = NULL;
 	size_t len = 0;
 	void *hold = NULL;
-	struct fanout_answer *a;
+	struct render_answer *a;
 
 	d->local.get(d->local.ctx, &data, &len, &hold);
-	a = fanout_answer_borrow(data, len, d->local.release, d->local.ctx, hold);
-	fanout_line_share(l, a);
-	fanout_answer_unref(a);
+	a = render_answer_borrow(data, len, d->local.release, d->local.ctx, hold);
+	render_line_share(l, a);
+	render_answer_unref(a);
 }
 
 /* Gives every line its text or a fetch to wait for. */
@@ -126,7 +126,7 @@ static void view_ask(struct discovery *d, struct view *v)
 {
 	v->nleft = v->nlines;
 	for (size_t i = 0; i < v->nlines; i++) {
-		struct fanout_line *l = &v->lines[i];
+		struct render_line *l = &v->lines[i];
 
 		if (l->done) {
 			v->nleft--;
@@ -134,10 +134,10 @@ static void view_ask(struct discovery *d, struct view *v)
 			read_local(d, l);
 			v->nleft--;
 		} else if (d->loop_stopping) {
-			fanout_line_error(l, SHUTDOWN_TEXT);
+			render_line_error(l, SHUTDOWN_TEXT);
 			v->nleft--;
 		} else if (!fetch_join(d, v, i)) {
-			fanout_line_error(l, "could not start the request (out of memory)");
+			render_line_error(l, "could not start the request (out of memory)");
 			v->nleft--;
 		}
 	}
@@ -151,21 +151,21 @@ static void view_ask(struct discovery *d, struct view *v)
 /* The lines for a parsed answer: its records, this pod, the missing pods. */
 static bool view_plan(struct discovery *d, struct view *v, const struct srv_answer *ans)
 {
-	return fanout_plan(ans, d->hostname, d->cfg.peer_port, &v->lines, &v->nlines) == 0 &&
+	return render_plan(ans, d->hostname, d->cfg.peer_port, &v->lines, &v->nlines) == 0 &&
 	       missing_add(&v->lines, &v->nlines, d->cfg.replicas, d->cfg.max_peers) >= 0;
 }
 
-static void view_serve(struct discovery *d, struct view *v, enum result_kind kind,
+static void view_serve(struct discovery *d, struct view *v, enum srv_outcome kind,
 		       const struct srv_answer *ans, const char *reason, bool from_cache)
 {
 	size_t len = 0;
 	char *body;
 
-	if (kind == RES_ERROR) {
+	if (kind == SRV_ERROR) {
 		view_dns_error(d, v, reason != NULL ? reason : "unknown error");
 		return;
 	}
-	if (kind == RES_PEERS && !view_plan(d, v, ans)) {
+	if (kind == SRV_PEERS && !view_plan(d, v, ans)) {
 		disc_log(d, DISCOVERY_LOG_ERROR, "out of memory planning a cluster view");
 		view_finish(d, v, NULL, 0);
 		return;
@@ -178,14 +178,14 @@ static void view_serve(struct discovery *d, struct view *v, enum result_kind kin
 		return;
 	}
 	if (v->nlines == 0) {
-		body = fanout_render(NULL, 0, &len);
+		body = render_text(NULL, 0, &len);
 		view_finish(d, v, charge_short(d, body, len), len);
 		return;
 	}
 	view_ask(d, v);
 }
 
-void views_serve(struct discovery *d, struct view *waiters, enum result_kind kind,
+void views_serve(struct discovery *d, struct view *waiters, enum srv_outcome kind,
 		 const struct srv_answer *ans, const char *reason)
 {
 	while (waiters != NULL) {

@@ -94,24 +94,24 @@ static json_t *record_json(const struct srv_peer *p)
 	return r;
 }
 
-static const char *result_name(enum result_kind kind)
+static const char *result_name(enum srv_outcome kind)
 {
 	switch (kind) {
-	case RES_PEERS:
+	case SRV_PEERS:
 		return "peers";
-	case RES_EMPTY:
+	case SRV_EMPTY:
 		return "none";
 	default:
 		return "error";
 	}
 }
 
-struct viewjson *viewjson_begin(enum result_kind kind, const struct srv_answer *ans,
+struct viewjson *viewjson_begin(enum srv_outcome kind, const struct srv_answer *ans,
 				const char *reason, bool from_cache)
 {
 	struct viewjson *vj = calloc(1, sizeof(*vj));
 	json_t *records = json_array();
-	bool peers = kind == RES_PEERS && ans != NULL;
+	bool peers = kind == SRV_PEERS && ans != NULL;
 	int bad = 0;
 
 	if (vj == NULL || records == NULL || (vj->srv = json_object()) == NULL) {
@@ -128,7 +128,7 @@ struct viewjson *viewjson_begin(enum result_kind kind, const struct srv_answer *
 	bad |= json_object_set_new(vj->srv, "from_cache", json_boolean(from_cache));
 	bad |= json_object_set_new(vj->srv, "records", records);
 	records = NULL;
-	if (kind == RES_ERROR) {
+	if (kind == SRV_ERROR) {
 		bad |= json_object_set_new(vj->srv, "error",
 					   json_string(reason != NULL ? reason : "unknown error"));
 	}
@@ -171,9 +171,9 @@ static int set_data(json_t *o, const char *data, size_t len)
 	       json_object_set_new(o, "data_base64", json_true());
 }
 
-static json_t *line_json(const struct fanout_line *l)
+static json_t *line_json(const struct render_line *l)
 {
-	const struct fanout_answer *a = l->ans;
+	const struct render_answer *a = l->ans;
 	json_t *o = json_object();
 	int bad = 0;
 
@@ -210,7 +210,7 @@ static json_t *line_json(const struct fanout_line *l)
 }
 
 static json_t *doc_json(const struct viewjson *vj, const struct viewjson_pod *pod,
-			const struct fanout_line *lines, size_t n)
+			const struct render_line *lines, size_t n)
 {
 	json_t *doc = json_object();
 	json_t *me = json_object();
@@ -240,7 +240,7 @@ static json_t *doc_json(const struct viewjson *vj, const struct viewjson_pod *po
 
 /* What building the tree may hold at once: a copy of every datum, or its base64 twice
  * (the encoding and the string made of it), plus the fixed parts. */
-static size_t tree_bound(const struct viewjson_pod *pod, const struct fanout_line *lines, size_t n)
+static size_t tree_bound(const struct viewjson_pod *pod, const struct render_line *lines, size_t n)
 {
 	size_t total = DOC_OVERHEAD + 2 * base64_len(pod->len);
 
@@ -255,7 +255,7 @@ static size_t tree_bound(const struct viewjson_pod *pod, const struct fanout_lin
 #define DUMP_FLAGS (JSON_INDENT(2) | JSON_REAL_PRECISION(12))
 
 char *viewjson_render(const struct viewjson *vj, const struct viewjson_pod *pod,
-		      const struct fanout_line *lines, size_t n, struct budget *budget, size_t *len)
+		      const struct render_line *lines, size_t n, struct budget *budget, size_t *len)
 {
 	size_t bound = tree_bound(pod, lines, n);
 	json_t *doc;

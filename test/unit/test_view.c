@@ -48,7 +48,7 @@ static char *view_of(const char *const *names, size_t count, const char *hostnam
 		     unsigned replicas, size_t limit, int *added)
 {
 	struct srv_answer a = {0};
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t n;
 	size_t len;
 	char *body;
@@ -56,17 +56,17 @@ static char *view_of(const char *const *names, size_t count, const char *hostnam
 	for (size_t i = 0; i < count; i++) {
 		add_peer(&a, names[i], 8080);
 	}
-	assert_int_equal(fanout_plan(&a, hostname, 0, &lines, &n), 0);
+	assert_int_equal(render_plan(&a, hostname, 0, &lines, &n), 0);
 	*added = missing_add(&lines, &n, replicas, limit);
 	for (size_t i = 0; i < n; i++) {
 		if (!lines[i].done) {
-			assert_true(fanout_line_set(&lines[i], lines[i].name,
+			assert_true(render_line_set(&lines[i], lines[i].name,
 						    strcspn(lines[i].name, ".")));
 		}
 	}
-	body = fanout_render(lines, n, &len);
+	body = render_text(lines, n, &len);
 	assert_non_null(body);
-	fanout_lines_free(lines, n);
+	render_lines_free(lines, n);
 	srv_answer_free(&a);
 	return body;
 }
@@ -207,13 +207,13 @@ static void test_names_that_take_no_part(void **state)
 static void test_missing_lines_are_marked(void **state)
 {
 	struct srv_answer a = {0};
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t n;
 
 	(void)state;
 	add_peer(&a, "kubia-0" SUFFIX, 8080);
 	add_peer(&a, "kubia-2" SUFFIX, 8080);
-	assert_int_equal(fanout_plan(&a, "kubia-3", 0, &lines, &n), 0);
+	assert_int_equal(render_plan(&a, "kubia-3", 0, &lines, &n), 0);
 	assert_int_equal(missing_add(&lines, &n, 0, 256), 1);
 	assert_int_equal(n, 4);
 	assert_true(lines[1].missing && lines[1].unlisted && lines[1].done && !lines[1].self);
@@ -226,7 +226,7 @@ static void test_missing_lines_are_marked(void **state)
 	/* the listed lines keep their addresses and ports */
 	assert_int_equal(lines[2].port, 8080);
 	assert_int_equal(lines[2].addr[3], 2);
-	fanout_lines_free(lines, n);
+	render_lines_free(lines, n);
 	srv_answer_free(&a);
 }
 
@@ -258,7 +258,7 @@ static void test_base64(void **state)
 	assert_string_equal(out, "//4AgA==");
 }
 
-static json_t *render_doc(const struct viewjson *vj, const struct fanout_line *lines, size_t n,
+static json_t *render_doc(const struct viewjson *vj, const struct render_line *lines, size_t n,
 			  const char *own, size_t ownlen, struct budget *b)
 {
 	struct viewjson_pod pod = {"kubia-0", own, ownlen};
@@ -291,8 +291,8 @@ static const char *str_at(json_t *o, const char *key)
 static void test_json_document(void **state)
 {
 	struct srv_answer a = {0};
-	struct fanout_line *lines;
-	struct fanout_answer *fetched;
+	struct render_line *lines;
+	struct render_answer *fetched;
 	struct budget b;
 	struct viewjson *vj;
 	json_t *doc;
@@ -309,17 +309,17 @@ static void test_json_document(void **state)
 	add_peer(&a, "kubia-3" SUFFIX, 8080);
 	a.ttl = 30;
 	snprintf(a.qname, sizeof(a.qname), "kubia.default.svc.cluster.local");
-	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &lines, &n), 0);
+	assert_int_equal(render_plan(&a, "kubia-0", 0, &lines, &n), 0);
 	assert_int_equal(missing_add(&lines, &n, 0, 256), 1);
-	assert_true(fanout_line_set(&lines[0], "mine\n\0x", 7));
-	fetched = fanout_answer_copy(bin, sizeof(bin));
+	assert_true(render_line_set(&lines[0], "mine\n\0x", 7));
+	fetched = render_answer_copy(bin, sizeof(bin));
 	assert_non_null(fetched);
 	fetched->fetched = true;
 	fetched->fetch_ns = 1234567; /* 1.234567 ms: shown to the microsecond */
-	fanout_line_share(&lines[1], fetched);
-	fanout_answer_unref(fetched);
-	assert_true(fanout_line_error(&lines[3], "HTTP %d", 500));
-	vj = viewjson_begin(RES_PEERS, &a, NULL, true);
+	render_line_share(&lines[1], fetched);
+	render_answer_unref(fetched);
+	assert_true(render_line_error(&lines[3], "HTTP %d", 500));
+	vj = viewjson_begin(SRV_PEERS, &a, NULL, true);
 	assert_non_null(vj);
 	doc = render_doc(vj, lines, n, "mine\n\0x", 7, &b);
 	assert_int_equal(budget_used(&b), 0);
@@ -374,7 +374,7 @@ static void test_json_document(void **state)
 		assert_int_equal(budget_used(&b), 0);
 	}
 	viewjson_free(vj);
-	fanout_lines_free(lines, n);
+	render_lines_free(lines, n);
 	srv_answer_free(&a);
 }
 
@@ -387,7 +387,7 @@ static void test_json_outcomes_without_peers(void **state)
 
 	(void)state;
 	budget_init(&b, 1 << 20);
-	vj = viewjson_begin(RES_EMPTY, NULL, NULL, false);
+	vj = viewjson_begin(SRV_EMPTY, NULL, NULL, false);
 	doc = render_doc(vj, NULL, 0, "No data posted yet", 18, &b);
 	srv = json_object_get(doc, "srv");
 	assert_string_equal(str_at(srv, "result"), "none");
@@ -398,7 +398,7 @@ static void test_json_outcomes_without_peers(void **state)
 	json_decref(doc);
 	viewjson_free(vj);
 
-	vj = viewjson_begin(RES_ERROR, NULL, "kubia.default.svc.cluster.local: timed out", false);
+	vj = viewjson_begin(SRV_ERROR, NULL, "kubia.default.svc.cluster.local: timed out", false);
 	doc = render_doc(vj, NULL, 0, "\xc3", 1, &b);
 	srv = json_object_get(doc, "srv");
 	assert_string_equal(str_at(srv, "result"), "error");

@@ -27,9 +27,9 @@ static size_t first_label_len(const char *name)
 	return dot != NULL ? (size_t)(dot - name) : strlen(name);
 }
 
-struct fanout_answer *fanout_answer_take(char *data, size_t len)
+struct render_answer *render_answer_take(char *data, size_t len)
 {
-	struct fanout_answer *a = calloc(1, sizeof(*a));
+	struct render_answer *a = calloc(1, sizeof(*a));
 
 	if (a == NULL) {
 		free(data);
@@ -41,11 +41,11 @@ struct fanout_answer *fanout_answer_take(char *data, size_t len)
 	return a;
 }
 
-struct fanout_answer *fanout_answer_borrow(const char *data, size_t len,
+struct render_answer *render_answer_borrow(const char *data, size_t len,
 					   void (*release)(void *ctx, void *hold), void *ctx,
 					   void *hold)
 {
-	struct fanout_answer *a = calloc(1, sizeof(*a));
+	struct render_answer *a = calloc(1, sizeof(*a));
 
 	if (a == NULL) {
 		release(ctx, hold);
@@ -61,7 +61,7 @@ struct fanout_answer *fanout_answer_borrow(const char *data, size_t len,
 	return a;
 }
 
-struct fanout_answer *fanout_answer_copy(const char *data, size_t len)
+struct render_answer *render_answer_copy(const char *data, size_t len)
 {
 	/* Always allocate (even for an empty body) so that every answer has its bytes. */
 	char *copy = malloc(len + 1);
@@ -73,16 +73,16 @@ struct fanout_answer *fanout_answer_copy(const char *data, size_t len)
 		memcpy(copy, data, len);
 	}
 	copy[len] = '\0';
-	return fanout_answer_take(copy, len);
+	return render_answer_take(copy, len);
 }
 
 /* fmt is the caller's, checked where the caller is (DISCOVERY_PRINTF). */
-static struct fanout_answer *answer_verror(const char *fmt, va_list ap) DISCOVERY_PRINTF(1, 0);
+static struct render_answer *answer_verror(const char *fmt, va_list ap) DISCOVERY_PRINTF(1, 0);
 
-static struct fanout_answer *answer_verror(const char *fmt, va_list ap)
+static struct render_answer *answer_verror(const char *fmt, va_list ap)
 {
 	char buf[1024];
-	struct fanout_answer *a;
+	struct render_answer *a;
 	int n;
 	size_t len;
 
@@ -104,16 +104,16 @@ static struct fanout_answer *answer_verror(const char *fmt, va_list ap)
 			buf[i] = '?';
 		}
 	}
-	a = fanout_answer_copy(buf, len);
+	a = render_answer_copy(buf, len);
 	if (a != NULL) {
 		a->error = true;
 	}
 	return a;
 }
 
-struct fanout_answer *fanout_answer_error(const char *fmt, ...)
+struct render_answer *render_answer_error(const char *fmt, ...)
 {
-	struct fanout_answer *a;
+	struct render_answer *a;
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -122,7 +122,7 @@ struct fanout_answer *fanout_answer_error(const char *fmt, ...)
 	return a;
 }
 
-void fanout_answer_unref(struct fanout_answer *a)
+void render_answer_unref(struct render_answer *a)
 {
 	if (a == NULL || --a->refs > 0) {
 		return;
@@ -136,55 +136,55 @@ void fanout_answer_unref(struct fanout_answer *a)
 	free(a);
 }
 
-void fanout_line_share(struct fanout_line *l, struct fanout_answer *a)
+void render_line_share(struct render_line *l, struct render_answer *a)
 {
-	struct fanout_answer *old = l->ans;
+	struct render_answer *old = l->ans;
 
 	if (a != NULL) {
 		a->refs++;
 	}
 	l->ans = a;
 	l->done = true;
-	fanout_answer_unref(old);
+	render_answer_unref(old);
 }
 
-bool fanout_line_set(struct fanout_line *l, const char *data, size_t len)
+bool render_line_set(struct render_line *l, const char *data, size_t len)
 {
-	struct fanout_answer *a = fanout_answer_copy(data, len);
+	struct render_answer *a = render_answer_copy(data, len);
 
-	fanout_line_share(l, a);
-	fanout_answer_unref(a);
+	render_line_share(l, a);
+	render_answer_unref(a);
 	return a != NULL;
 }
 
-bool fanout_line_error(struct fanout_line *l, const char *fmt, ...)
+bool render_line_error(struct render_line *l, const char *fmt, ...)
 {
-	struct fanout_answer *a;
+	struct render_answer *a;
 	va_list ap;
 
 	va_start(ap, fmt);
 	a = answer_verror(fmt, ap);
 	va_end(ap);
-	fanout_line_share(l, a);
-	fanout_answer_unref(a);
+	render_line_share(l, a);
+	render_answer_unref(a);
 	return a != NULL;
 }
 
-void fanout_lines_free(struct fanout_line *lines, size_t n)
+void render_lines_free(struct render_line *lines, size_t n)
 {
 	if (lines == NULL) {
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		fanout_answer_unref(lines[i].ans);
+		render_answer_unref(lines[i].ans);
 	}
 	free(lines);
 }
 
-int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_port,
-		struct fanout_line **out, size_t *n)
+int render_plan(const struct srv_answer *a, const char *hostname, unsigned peer_port,
+		struct render_line **out, size_t *n)
 {
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t hostlen = hostname != NULL ? first_label_len(hostname) : 0;
 	bool have_self = false;
 	size_t total;
@@ -223,7 +223,7 @@ int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_
 	}
 	for (size_t i = 0; i <= a->npeers; i++) {
 		const struct srv_peer *p;
-		struct fanout_line *l;
+		struct render_line *l;
 
 		if (total > a->npeers && i == self_at) {
 			l = &lines[k++];
@@ -242,9 +242,9 @@ int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_
 		memcpy(l->addr, p->addr, sizeof(l->addr));
 		l->port = peer_port != 0 ? (uint16_t)peer_port : p->port;
 		if (!l->self && p->family == 0 &&
-		    !fanout_line_error(l, "could not resolve %s: %s", p->name,
+		    !render_line_error(l, "could not resolve %s: %s", p->name,
 				       p->err[0] != '\0' ? p->err : "no address")) {
-			fanout_lines_free(lines, total);
+			render_lines_free(lines, total);
 			return -1;
 		}
 	}
@@ -255,7 +255,7 @@ int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_
 
 static const char none[] = "No peers discovered.\n";
 
-size_t fanout_render_len(const struct fanout_line *lines, size_t n)
+size_t render_text_len(const struct render_line *lines, size_t n)
 {
 	size_t total = 0;
 
@@ -270,9 +270,9 @@ size_t fanout_render_len(const struct fanout_line *lines, size_t n)
 	return total;
 }
 
-char *fanout_render(const struct fanout_line *lines, size_t n, size_t *len)
+char *render_text(const struct render_line *lines, size_t n, size_t *len)
 {
-	size_t total = fanout_render_len(lines, n);
+	size_t total = render_text_len(lines, n);
 	char *body;
 	char *p;
 
@@ -314,7 +314,7 @@ char *fanout_render(const struct fanout_line *lines, size_t n, size_t *len)
 	return body;
 }
 
-char *fanout_render_dns_error(const char *reason, size_t *len)
+char *render_dns_error(const char *reason, size_t *len)
 {
 	static const char prefix[] = "Could not look up DNS SRV records: ";
 	size_t rl = strlen(reason);
