@@ -49,6 +49,7 @@ bool loop_watch(struct loop *l, int fd, uint32_t events, loop_fd_fn cb, void *ar
 /* Stops watching fd; an event of it still pending in this pass is dropped. */
 void loop_unwatch(struct loop *l, int fd);
 
+/* Sets t up, disarmed; never on an armed timer. */
 void loop_timer_init(struct loop_timer *t, loop_fn cb, void *arg);
 
 /* Arms t for due (LOOP_NEVER disarms it); a time already past runs it on the next pass. */

@@ -255,6 +255,50 @@ int render_plan(const struct srv_answer *a, const char *hostname, unsigned peer_
 
 static const char none[] = "No peers discovered.\n";
 
+size_t render_head(const char *hostname, char buf[RENDER_HEAD_MAX])
+{
+	int n = snprintf(buf, RENDER_HEAD_MAX, "You've hit %s\nData stored in the cluster:\n",
+			 hostname != NULL ? hostname : "");
+
+	/* A host name is at most DISCOVERY_HOSTNAME_MAX bytes: it always fits. */
+	return n < 0 ? 0 : (size_t)n < RENDER_HEAD_MAX ? (size_t)n : RENDER_HEAD_MAX - 1;
+}
+
+/* What a body's bytes hold of the memory budget, kept in front of them. */
+struct body_header {
+	struct budget *budget;
+	size_t charged;
+};
+
+char *render_body_alloc(struct budget *budget, size_t size)
+{
+	struct body_header *h;
+
+	if (size > SIZE_MAX - sizeof(*h) || !budget_charge(budget, size)) {
+		return NULL;
+	}
+	h = malloc(sizeof(*h) + size);
+	if (h == NULL) {
+		budget_credit(budget, size);
+		return NULL;
+	}
+	h->budget = budget;
+	h->charged = size;
+	return (char *)(h + 1);
+}
+
+void render_body_free(char *body)
+{
+	struct body_header *h;
+
+	if (body == NULL) {
+		return;
+	}
+	h = (struct body_header *)(void *)body - 1;
+	budget_credit(h->budget, h->charged);
+	free(h);
+}
+
 size_t render_text_len(const struct render_line *lines, size_t n)
 {
 	size_t total = 0;
@@ -270,64 +314,69 @@ size_t render_text_len(const struct render_line *lines, size_t n)
 	return total;
 }
 
-char *render_text(const struct render_line *lines, size_t n, size_t *len)
+/* Copies n bytes (no NUL) to p; returns the end. */
+static char *put(char *p, const char *s, size_t n)
 {
-	size_t total = render_text_len(lines, n);
-	char *body;
+	if (n > 0) {
+		memcpy(p, s, n);
+	}
+	return p + n;
+}
+
+/* Copies line l as "- <name>: <data>\n" to p; returns the end. */
+static char *put_line(char *p, const struct render_line *l)
+{
+	p = put(p, "- ", 2);
+	p = put(p, l->name, strlen(l->name));
+	p = put(p, ": ", 2);
+	if (l->ans != NULL) {
+		p = put(p, l->ans->data, l->ans->len);
+	} else {
+		p = put(p, OOM_TEXT, strlen(OOM_TEXT));
+	}
+	*p++ = '\n';
+	return p;
+}
+
+char *render_text(const char *head, size_t headlen, const struct render_line *lines, size_t n,
+		  struct budget *budget, size_t *len)
+{
+	size_t total = headlen + render_text_len(lines, n);
+	char *body = render_body_alloc(budget, total + 1);
 	char *p;
 
-	if (n == 0) {
-		body = malloc(sizeof(none));
-		if (body != NULL) {
-			memcpy(body, none, sizeof(none));
-			*len = sizeof(none) - 1;
-		}
-		return body;
-	}
-	body = malloc(total + 1);
 	if (body == NULL) {
 		return NULL;
 	}
-	p = body;
+	p = put(body, head, headlen);
+	if (n == 0) {
+		p = put(p, none, sizeof(none) - 1);
+	}
 	for (size_t i = 0; i < n; i++) {
-		size_t nl = strlen(lines[i].name);
-
-		memcpy(p, "- ", 2);
-		p += 2;
-		memcpy(p, lines[i].name, nl);
-		p += nl;
-		memcpy(p, ": ", 2);
-		p += 2;
-		if (lines[i].ans != NULL) {
-			if (lines[i].ans->len > 0) {
-				memcpy(p, lines[i].ans->data, lines[i].ans->len);
-			}
-			p += lines[i].ans->len;
-		} else {
-			memcpy(p, OOM_TEXT, strlen(OOM_TEXT));
-			p += strlen(OOM_TEXT);
-		}
-		*p++ = '\n';
+		p = put_line(p, &lines[i]);
 	}
 	*p = '\0';
 	*len = total;
 	return body;
 }
 
-char *render_dns_error(const char *reason, size_t *len)
+char *render_dns_error(const char *head, size_t headlen, const char *reason, struct budget *budget,
+		       size_t *len)
 {
 	static const char prefix[] = "Could not look up DNS SRV records: ";
 	size_t rl = strlen(reason);
-	size_t total = sizeof(prefix) - 1 + rl + 1;
-	char *body = malloc(total + 1);
+	size_t total = headlen + sizeof(prefix) - 1 + rl + 1;
+	char *body = render_body_alloc(budget, total + 1);
+	char *p;
 
 	if (body == NULL) {
 		return NULL;
 	}
-	memcpy(body, prefix, sizeof(prefix) - 1);
-	memcpy(body + sizeof(prefix) - 1, reason, rl);
-	body[total - 1] = '\n';
-	body[total] = '\0';
+	p = put(body, head, headlen);
+	p = put(p, prefix, sizeof(prefix) - 1);
+	p = put(p, reason, rl);
+	p[0] = '\n';
+	p[1] = '\0';
 	*len = total;
 	return body;
 }

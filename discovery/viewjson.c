@@ -268,17 +268,16 @@ char *viewjson_render(const struct viewjson *vj, const struct viewjson_pod *pod,
 	doc = doc_json(vj, pod, lines, n);
 	size = doc != NULL ? json_dumpb(doc, NULL, 0, DUMP_FLAGS) : 0;
 	/* The text, its newline and the NUL after it. */
-	if (size > 0 && budget_charge(budget, size + 2)) {
-		body = malloc(size + 2);
-		if (body != NULL && json_dumpb(doc, body, size, DUMP_FLAGS) == size) {
-			body[size] = '\n';
-			body[size + 1] = '\0';
-			*len = size + 1;
-		} else {
-			free(body);
-			body = NULL;
-			budget_credit(budget, size + 2);
-		}
+	if (size > 0) {
+		body = render_body_alloc(budget, size + 2);
+	}
+	if (body != NULL && json_dumpb(doc, body, size, DUMP_FLAGS) == size) {
+		body[size] = '\n';
+		body[size + 1] = '\0';
+		*len = size + 1;
+	} else {
+		render_body_free(body);
+		body = NULL;
 	}
 	json_decref(doc);
 	budget_credit(budget, bound);

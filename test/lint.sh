@@ -34,7 +34,7 @@ cppcheck)
 format)
     command -v clang-format >/dev/null || { echo "clang-format not installed"; exit 77; }
     clang-format --dry-run --Werror "${sources[@]}" common/*.h server/*.h storage/*.h discovery/*.h \
-        test/unit/*.c test/fuzz/*.c test/fuzz/*.h
+        test/unit/*.c test/integration/*.c test/fuzz/*.c test/fuzz/*.h
     ;;
 pyflakes)
     /usr/bin/python3 -c 'import pyflakes' 2>/dev/null || { echo "pyflakes not installed"; exit 77; }

@@ -499,7 +499,7 @@ static void check_json(const struct srv_answer *a, const struct render_line *lin
 		}
 	}
 	json_decref(doc);
-	free(body);
+	render_body_free(body);
 	viewjson_free(vj);
 }
 
@@ -511,6 +511,8 @@ static void check_view(const struct srv_answer *a, const struct spec *specs, con
 	struct text want[MAX_PEERS + 1 + MAX_MISSING];
 	size_t nl = 0;
 	size_t len = 0;
+	char head[RENDER_HEAD_MAX];
+	size_t hl = render_head(host, head);
 	char *body;
 	char *p;
 
@@ -520,15 +522,16 @@ static void check_view(const struct srv_answer *a, const struct spec *specs, con
 	check_plan(a, host, peer_port, lines, nl);
 	check_missing(&lines, &nl, replicas, limit);
 	answer_lines(lines, nl, specs, a->npeers, local, shared, want);
-	body = render_text(lines, nl, &len);
-	if (body == NULL || len != render_text_len(lines, nl) || body[len] != '\0') {
+	body = render_text(head, hl, lines, nl, NULL, &len);
+	if (body == NULL || len != hl + render_text_len(lines, nl) || body[len] != '\0' ||
+	    memcmp(body, head, hl) != 0) {
 		abort();
 	}
-	if (nl == 0 && strcmp(body, "No peers discovered.\n") != 0) {
+	if (nl == 0 && strcmp(body + hl, "No peers discovered.\n") != 0) {
 		abort();
 	}
 	check_json(a, lines, nl, want, host, local);
-	p = body;
+	p = body + hl;
 	for (size_t i = 0; i < nl; i++) {
 		size_t n = strlen(lines[i].name);
 
@@ -543,7 +546,7 @@ static void check_view(const struct srv_answer *a, const struct spec *specs, con
 	if (nl > 0 && (size_t)(p - body) != len) {
 		abort();
 	}
-	free(body);
+	render_body_free(body);
 	if (releases != 0) {
 		abort(); /* this pod's data given back while a line still shows them */
 	}
@@ -556,7 +559,7 @@ static void check_view(const struct srv_answer *a, const struct spec *specs, con
 static void check_dns_error(const char *reason)
 {
 	size_t len = 0;
-	char *body = render_dns_error(reason, &len);
+	char *body = render_dns_error("", 0, reason, NULL, &len);
 	const char prefix[] = "Could not look up DNS SRV records: ";
 	size_t rl = strlen(reason);
 
@@ -566,7 +569,7 @@ static void check_dns_error(const char *reason)
 	    body[len] != '\0') {
 		abort();
 	}
-	free(body);
+	render_body_free(body);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

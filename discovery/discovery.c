@@ -1,28 +1,47 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The discovery loop thread: epoll over the sockets of c-ares and libcurl, one timerfd
- * for every deadline (curl's timer, c-ares' retransmissions, the lookup's total budget)
- * and an eventfd through which other threads hand in views.
+ * The facade of discovery/: the configuration's checks, the loop thread, and the
+ * submission queue through which other threads hand views to it. Everything below runs
+ * on the loop thread (loop.c), the sources registered by the lookup (lookup.c) and the
+ * transfers (transfer.c); views (view.c) tie them together.
  *
  * Neither library is thread-safe per handle, so after discovery_create() the channel
- * and the multi handle are touched by the loop thread only. Callbacks of both libraries
- * run inside the calls this file makes on that thread (lookup_on_event(),
- * transfer_on_event(), the timers); they may start new queries and transfers.
+ * and the multi handle are touched by the loop thread only.
  */
 #include "discovery/internal.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/timerfd.h>
-#include <time.h>
-#include <unistd.h>
 
-enum tag { TAG_WAKE = 1, TAG_TIMER = 2 }; /* and enum fd_owner's FD_ARES, FD_CURL */
+struct discovery {
+	struct discovery_config cfg; /* strings below are owned copies */
+	char *service;
+	char *hostname;
+	char *resolv_conf;
+	char *dns_server;
+	char *port_name;
+	struct discovery_local local;
+
+	/* The loop thread's. */
+	struct loop *loop;
+	struct lookup lookup;
+	struct transfers transfers;
+	struct fetches fetches;
+	struct views views;
+
+	/* Shared with submitting threads, under mu. */
+	pthread_mutex_t mu;
+	struct view *q_head;
+	struct view *q_tail;
+	unsigned pending;
+	bool stopping;
+
+	/* Serialises discovery_stop() callers so each returns only after the join. */
+	pthread_mutex_t stop_mu;
+	pthread_t thread;
+	bool joined;
+};
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static bool global_ok;
@@ -36,65 +55,36 @@ static void global_init(void)
 		    ares_library_init(ARES_LIB_INIT_ALL) == ARES_SUCCESS;
 }
 
-uint64_t now_ns(void)
+void discovery_body_free(char *body)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	render_body_free(body);
 }
 
-void disc_log(const struct discovery *d, enum discovery_log_level level, const char *fmt, ...)
+static void loop_failed(void *arg, const char *call, int err)
 {
-	char line[512];
-	va_list ap;
+	struct discovery *d = arg;
 
-	if (d->cfg.log == NULL) {
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	d->cfg.log(d->cfg.log_ctx, level, line);
+	discovery_logf(&d->cfg, DISCOVERY_LOG_ERROR, "%s: %s", call, strerror(err));
 }
 
-static uint64_t tag_fd(unsigned t, int fd)
+/* A view is about to be answered: its slot in max_pending is free again. */
+static void view_finished(void *arg)
 {
-	return ((uint64_t)t << 32) | (uint32_t)fd;
+	struct discovery *d = arg;
+
+	pthread_mutex_lock(&d->mu);
+	d->pending--;
+	pthread_mutex_unlock(&d->mu);
 }
 
-void reactor_watch(struct discovery *d, enum fd_owner owner, int fd, uint32_t events)
+/* The loop was woken: takes the submitted views, and ends the loop when asked to stop
+ * (the views taken with that request end at once, as every later one would). */
+static void take_submissions(void *arg)
 {
-	struct epoll_event ev;
-
-	memset(&ev, 0, sizeof(ev));
-	ev.events = events;
-	ev.data.u64 = tag_fd(owner, fd);
-	if (epoll_ctl(d->epfd, EPOLL_CTL_MOD, fd, &ev) == 0) {
-		return;
-	}
-	if (errno != ENOENT || epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-		/* The socket stays unwatched; its owner's time-out then ends the query or
-		 * transfer, so nothing waits forever. */
-		disc_log(d, DISCOVERY_LOG_ERROR, "epoll_ctl on fd %d: %s", fd, strerror(errno));
-	}
-}
-
-void reactor_unwatch(struct discovery *d, int fd)
-{
-	/* ENOENT/EBADF are fine: the fd may never have been added, or be closed. */
-	(void)epoll_ctl(d->epfd, EPOLL_CTL_DEL, fd, NULL);
-}
-
-/* Takes the submitted views; returns whether the loop is asked to stop. */
-static bool take_submissions(struct discovery *d)
-{
+	struct discovery *d = arg;
 	struct view *v;
 	bool stop;
-	uint64_t n;
 
-	while (read(d->evfd, &n, sizeof(n)) < 0 && errno == EINTR) {
-	}
 	pthread_mutex_lock(&d->mu);
 	v = d->q_head;
 	d->q_head = NULL;
@@ -102,137 +92,31 @@ static bool take_submissions(struct discovery *d)
 	stop = d->stopping;
 	pthread_mutex_unlock(&d->mu);
 	if (stop) {
-		d->loop_stopping = true;
+		view_stop(&d->views);
+		loop_quit(d->loop);
 	}
 	while (v != NULL) {
 		struct view *next = v->next;
 
-		view_start(d, v);
+		view_start(&d->views, v);
 		v = next;
 	}
-	return stop;
 }
 
-static void handle_event(struct discovery *d, const struct epoll_event *ev, bool *stop)
+/* Runs the loop, then answers everything still open, so that every done callback has
+ * run when the thread ends. */
+static void *discovery_main(void *arg)
 {
-	unsigned t = (unsigned)(ev->data.u64 >> 32);
-	int fd = (int)(uint32_t)ev->data.u64;
-	uint64_t v;
+	struct discovery *d = arg;
 
-	switch (t) {
-	case TAG_WAKE:
-		*stop = take_submissions(d) || *stop;
-		break;
-	case TAG_TIMER:
-		while (read(d->tfd, &v, sizeof(v)) < 0 && errno == EINTR) {
-		}
-		break;
-	case FD_ARES:
-		lookup_on_event(d, fd, ev->events);
-		break;
-	case FD_CURL:
-		transfer_on_event(d, fd, ev->events);
-		break;
-	default:
-		break;
-	}
-}
-
-/* Arms the timerfd for the earliest deadline of anyone. */
-static void arm_timer(struct discovery *d)
-{
-	uint64_t due = lookup_due(d, now_ns());
-	struct itimerspec its;
-
-	if (d->curl_due < due) {
-		due = d->curl_due;
-	}
-	memset(&its, 0, sizeof(its));
-	if (due != NEVER) {
-		/* An absolute time in the past fires at once, but zero would disarm. */
-		if (due == 0) {
-			due = 1;
-		}
-		its.it_value.tv_sec = (time_t)(due / 1000000000ull);
-		its.it_value.tv_nsec = (long)(due % 1000000000ull);
-	}
-	if (timerfd_settime(d->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
-		disc_log(d, DISCOVERY_LOG_ERROR, "timerfd_settime: %s", strerror(errno));
-	}
-}
-
-/* Answers everything still open, so that every done callback has run when the thread
- * ends: the lookup's waiters, late submissions, then the fetches, running or queued. */
-static void shutdown_all(struct discovery *d)
-{
-	d->loop_stopping = true;
+	/* Cannot wait any more (logged): answer everyone and refuse new views. */
+	(void)loop_run(d->loop);
 	pthread_mutex_lock(&d->mu);
 	d->stopping = true;
 	pthread_mutex_unlock(&d->mu);
-
-	lookup_cancel(d, false);
+	view_end_all(&d->views);
 	take_submissions(d);
-	views_shutdown(d);
-}
-
-static void *loop_main(void *arg)
-{
-	struct discovery *d = arg;
-	struct epoll_event evs[32];
-	bool stop = false;
-
-	while (!stop) {
-		uint64_t now = now_ns();
-		int n;
-
-		transfer_run_timer(d, now);
-		lookup_run_timers(d, now);
-		arm_timer(d);
-		n = epoll_wait(d->epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])), -1);
-		if (n < 0) {
-			if (errno == EINTR) {
-				continue;
-			}
-			/* Cannot wait any more: answer everyone and refuse new views. */
-			disc_log(d, DISCOVERY_LOG_ERROR, "epoll_wait: %s", strerror(errno));
-			break;
-		}
-		for (int i = 0; i < n; i++) {
-			handle_event(d, &evs[i], &stop);
-		}
-	}
-	shutdown_all(d);
 	return NULL;
-}
-
-/* ---- set-up ------------------------------------------------------------------ */
-
-static bool setup_fds(struct discovery *d, char *err, size_t errlen)
-{
-	struct epoll_event ev;
-
-	d->epfd = epoll_create1(EPOLL_CLOEXEC);
-	d->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	d->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (d->epfd < 0 || d->evfd < 0 || d->tfd < 0) {
-		errtext_set(err, errlen, "discovery: could not create the event loop: %s",
-			    strerror(errno));
-		return false;
-	}
-	memset(&ev, 0, sizeof(ev));
-	ev.events = EPOLLIN;
-	ev.data.u64 = tag_fd(TAG_WAKE, d->evfd);
-	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->evfd, &ev) < 0) {
-		goto fail;
-	}
-	ev.data.u64 = tag_fd(TAG_TIMER, d->tfd);
-	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->tfd, &ev) < 0) {
-		goto fail;
-	}
-	return true;
-fail:
-	errtext_set(err, errlen, "discovery: epoll: %s", strerror(errno));
-	return false;
 }
 
 static bool check_config(const struct discovery_config *cfg, char *err, size_t errlen)
@@ -304,9 +188,6 @@ static struct discovery *discovery_alloc(const struct discovery_config *cfg,
 	if (d == NULL) {
 		return NULL;
 	}
-	d->epfd = -1;
-	d->evfd = -1;
-	d->tfd = -1;
 	/* Nothing to stop yet: destroy must not try to join a thread. */
 	d->joined = true;
 	d->stopping = true;
@@ -339,6 +220,20 @@ static struct discovery *discovery_alloc(const struct discovery_config *cfg,
 	return d;
 }
 
+/* The loop and its sources; false with a line in err. */
+static bool discovery_setup(struct discovery *d, char *err, size_t errlen)
+{
+	d->loop = loop_create(loop_failed, d, err, errlen);
+	if (d->loop == NULL || !lookup_init(&d->lookup, &d->cfg, d->loop, err, errlen) ||
+	    !transfer_init(&d->transfers, &d->cfg, d->loop, err, errlen)) {
+		return false;
+	}
+	view_init(&d->views, &d->cfg, &d->local, &d->lookup, &d->fetches, &d->transfers,
+		  view_finished, d);
+	loop_on_wake(d->loop, take_submissions, d);
+	return true;
+}
+
 struct discovery *discovery_create(const struct discovery_config *cfg,
 				   const struct discovery_local *local, char *err, size_t errlen)
 {
@@ -346,7 +241,7 @@ struct discovery *discovery_create(const struct discovery_config *cfg,
 	int rc;
 
 	if (cfg == NULL || local == NULL || local->get == NULL || local->release == NULL) {
-		errtext_set(err, errlen, "discovery: no configuration");
+		errtext_set(err, errlen, "no configuration");
 		return NULL;
 	}
 	if (!check_config(cfg, err, errlen)) {
@@ -354,26 +249,24 @@ struct discovery *discovery_create(const struct discovery_config *cfg,
 	}
 	pthread_once(&global_once, global_init);
 	if (!global_ok) {
-		errtext_set(err, errlen, "discovery: could not initialise libcurl or c-ares");
+		errtext_set(err, errlen, "could not initialise libcurl or c-ares");
 		return NULL;
 	}
 	d = discovery_alloc(cfg, local);
 	if (d == NULL) {
-		errtext_set(err, errlen, "discovery: out of memory");
+		errtext_set(err, errlen, "out of memory");
 		return NULL;
 	}
-	if (!setup_fds(d, err, errlen) || !lookup_setup(d, err, errlen) ||
-	    !transfer_setup(d, err, errlen)) {
+	if (!discovery_setup(d, err, errlen)) {
 		goto fail;
 	}
 	d->stopping = false;
 	d->joined = false;
-	rc = pthread_create(&d->thread, NULL, loop_main, d);
+	rc = pthread_create(&d->thread, NULL, discovery_main, d);
 	if (rc != 0) {
 		d->stopping = true;
 		d->joined = true;
-		errtext_set(err, errlen, "discovery: could not start the loop thread: %s",
-			    strerror(rc));
+		errtext_set(err, errlen, "could not start the loop thread: %s", strerror(rc));
 		goto fail;
 	}
 	return d;
@@ -392,7 +285,6 @@ bool discovery_request_as(struct discovery *d, enum discovery_format format, dis
 			  void *ctx)
 {
 	struct view *v;
-	uint64_t one = 1;
 	bool ok = false;
 
 	if (d == NULL || done == NULL) {
@@ -409,7 +301,7 @@ bool discovery_request_as(struct discovery *d, enum discovery_format format, dis
 	/* The view's arrival, taken as late as it can be: every POST a peer acknowledged
 	 * before this call is acknowledged before this time, so a fetch started at or after
 	 * it sees that POST (fetch.c). */
-	v->arrival_ns = now_ns();
+	v->arrival_ns = loop_now_ns();
 	if (!d->stopping && d->pending < d->cfg.max_pending) {
 		if (d->q_tail != NULL) {
 			d->q_tail->next = v;
@@ -425,16 +317,12 @@ bool discovery_request_as(struct discovery *d, enum discovery_format format, dis
 		free(v);
 		return false;
 	}
-	/* EAGAIN would mean the counter is saturated: the loop is awake anyway. */
-	while (write(d->evfd, &one, sizeof(one)) < 0 && errno == EINTR) {
-	}
+	loop_wake(d->loop);
 	return true;
 }
 
 void discovery_stop(struct discovery *d)
 {
-	uint64_t one = 1;
-
 	if (d == NULL) {
 		return;
 	}
@@ -443,8 +331,7 @@ void discovery_stop(struct discovery *d)
 		pthread_mutex_lock(&d->mu);
 		d->stopping = true;
 		pthread_mutex_unlock(&d->mu);
-		while (write(d->evfd, &one, sizeof(one)) < 0 && errno == EINTR) {
-		}
+		loop_wake(d->loop);
 		pthread_join(d->thread, NULL);
 		d->joined = true;
 	}
@@ -458,19 +345,10 @@ void discovery_destroy(struct discovery *d)
 	}
 	discovery_stop(d);
 	/* The libraries may tell their socket callbacks about closing sockets, so the
-	 * epoll fd outlives them. */
-	transfer_destroy(d);
-	lookup_destroy(d);
-	cache_clear(&d->cache);
-	if (d->epfd >= 0) {
-		close(d->epfd);
-	}
-	if (d->evfd >= 0) {
-		close(d->evfd);
-	}
-	if (d->tfd >= 0) {
-		close(d->tfd);
-	}
+	 * loop outlives them. */
+	transfer_destroy(&d->transfers);
+	lookup_destroy(&d->lookup);
+	loop_destroy(d->loop);
 	free(d->service);
 	free(d->hostname);
 	free(d->resolv_conf);

@@ -2,7 +2,8 @@
 /*
  * The cluster view's exact bytes: render_plan() decides the lines (self detection, the
  * self line for a pod DNS does not list yet, unresolved peers), the answers lines share,
- * and render_text() and render_dns_error() produce the text the server sends.
+ * and render_text() and render_dns_error() produce the text the server sends, head
+ * included, charged to the memory budget.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 
 #include <sys/socket.h>
 
+#include "common/budget.h"
 #include "discovery/internal.h"
 
 #define SUFFIX ".kubia.default.svc.cluster.local"
@@ -49,15 +51,47 @@ static void set_all(struct render_line *lines, size_t n, const char *const *data
 	}
 }
 
+/* The head of every text view these tests render. */
+#define HEAD "You've hit kubia-0\nData stored in the cluster:\n"
+
+/* Renders the lines after HEAD, charged to a budget that has exactly room for them;
+ * returns the body (free with render_body_free()). */
+static char *render_checked(const struct render_line *lines, size_t n, size_t *len)
+{
+	char head[RENDER_HEAD_MAX];
+	size_t headlen = render_head("kubia-0", head);
+	size_t want = headlen + render_text_len(lines, n);
+	struct budget b;
+	char *body;
+
+	assert_int_equal(headlen, strlen(HEAD));
+	assert_memory_equal(head, HEAD, headlen);
+	/* One byte short: refused, nothing held. */
+	budget_init(&b, want);
+	assert_null(render_text(head, headlen, lines, n, &b, len));
+	assert_int_equal(budget_used(&b), 0);
+	budget_init(&b, want + 1);
+	body = render_text(head, headlen, lines, n, &b, len);
+	assert_non_null(body);
+	assert_int_equal(*len, want);
+	assert_int_equal(budget_used(&b), want + 1);
+	assert_memory_equal(body, HEAD, headlen);
+	assert_int_equal(body[*len], '\0');
+	render_body_free(body);
+	assert_int_equal(budget_used(&b), 0);
+	/* The same bytes again, for the caller, without a budget. */
+	return render_text(head, headlen, lines, n, NULL, len);
+}
+
 static void expect_render(const struct render_line *lines, size_t n, const char *want)
 {
 	size_t len = 0;
-	char *body = render_text(lines, n, &len);
+	char *body = render_checked(lines, n, &len);
 
 	assert_non_null(body);
-	assert_int_equal(len, strlen(want));
-	assert_memory_equal(body, want, len);
-	free(body);
+	assert_int_equal(len, strlen(HEAD) + strlen(want));
+	assert_memory_equal(body + strlen(HEAD), want, len - strlen(HEAD));
+	render_body_free(body);
 }
 
 static void test_normal(void **state)
@@ -247,12 +281,12 @@ static void test_verbatim_data(void **state)
 					   "- kubia-1" SUFFIX ": \n"
 					   "- kubia-2" SUFFIX ": a\0b\n";
 		size_t len = 0;
-		char *body = render_text(lines, n, &len);
+		char *body = render_checked(lines, n, &len);
 
 		assert_non_null(body);
-		assert_int_equal(len, sizeof(want) - 1);
-		assert_memory_equal(body, want, len);
-		free(body);
+		assert_int_equal(len, strlen(HEAD) + sizeof(want) - 1);
+		assert_memory_equal(body + strlen(HEAD), want, sizeof(want) - 1);
+		render_body_free(body);
 	}
 	render_lines_free(lines, n);
 	srv_answer_free(&a);
@@ -261,17 +295,18 @@ static void test_verbatim_data(void **state)
 static void test_dns_error(void **state)
 {
 	size_t len = 0;
-	char *body = render_dns_error("kubia.default.svc.cluster.local: server failure "
-					     "(SERVFAIL)",
-					     &len);
-	static const char want[] = "Could not look up DNS SRV records: "
-				   "kubia.default.svc.cluster.local: server failure (SERVFAIL)\n";
+	char *body = render_dns_error(HEAD, strlen(HEAD),
+				      "kubia.default.svc.cluster.local: server failure (SERVFAIL)",
+				      NULL, &len);
+	static const char want[] =
+		HEAD "Could not look up DNS SRV records: "
+		     "kubia.default.svc.cluster.local: server failure (SERVFAIL)\n";
 
 	(void)state;
 	assert_non_null(body);
 	assert_int_equal(len, strlen(want));
 	assert_memory_equal(body, want, len);
-	free(body);
+	render_body_free(body);
 }
 
 static void test_long_error_text(void **state)
