@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Static analysis with the project's configuration: clang-tidy (.clang-tidy) and
 # cppcheck, clang-format for layout, pyflakes for the Python tests and kubia-sim, and the
-# house rules (test/house.py: file and function sizes).
+# house rules (test/house.py: file and function sizes), and callcycles: no file of the
+# given modules calls into a file that calls back into it (test/lint/callcycles.py, on the
+# built objects).
 # Usage: test/lint.sh clang-tidy|cppcheck|format|pyflakes|house BUILD_DIR
+#        test/lint.sh callcycles BUILD_DIR MODULE_DIR...
 set -euo pipefail
 tool=$1
-build=$2
+build=$(cd "$2" && pwd)
+shift 2
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 mapfile -t sources < <(git ls-files 'common/*.c' 'server/*.c' 'storage/*.c' 'discovery/*.c' 2>/dev/null ||
@@ -40,11 +44,15 @@ pyflakes)
     /usr/bin/python3 -c 'import pyflakes' 2>/dev/null || { echo "pyflakes not installed"; exit 77; }
     /usr/bin/python3 -m pyflakes test/e2e/kubia-sim test/e2e/kubiasim test/*/*.py test/*.py
     ;;
+callcycles)
+    command -v nm >/dev/null || { echo "nm not installed"; exit 77; }
+    /usr/bin/python3 test/lint/callcycles.py "$build" "$@"
+    ;;
 house)
     /usr/bin/python3 test/house.py "${sources[@]}" common/*.h server/*.h storage/*.h discovery/*.h
     ;;
 *)
-    echo "usage: $0 clang-tidy|cppcheck|format|pyflakes|house BUILD_DIR" >&2
+    echo "usage: $0 clang-tidy|cppcheck|format|pyflakes|house|callcycles BUILD_DIR" >&2
     exit 2
     ;;
 esac
