@@ -3,23 +3,11 @@
 #define KUBIA_DISCOVERY_INTERNAL_H
 
 /*
- * Private to discovery/ and its tests: what the files of the module share. A cluster
- * view travels through them in this order:
- *
- *   reactor.c   the loop thread: epoll, timerfd, eventfd; create, submit, stop
- *   view.c      views waiting for the SRV answer; serving one from an answer
- *   lookup.c    the c-ares channel: the SRV query over the names to ask, addresses
- *   names.c     (pure) the names to ask (search list, ndots); the DNS server parser
- *   srv.c       (pure) parsing an SRV reply; the "is this record me" rule
- *   cache.c     (pure) how long an SRV outcome may be reused
- *   fetch.c     the per-peer fetch table: which view's line waits for which GET /data,
- *               joining one that may serve it, the cap on fetches running per peer
- *   transfer.c  libcurl multi: one GET /data per started fetch, its answer or error
- *   render.c    (pure) the view's lines: which to ask, the shared answers they point
- *               to, and the text they make
- *
- * The pure files know nothing of threads, sockets or the clock, so they are unit tested
- * and fuzzed without a network.
+ * Private to discovery/ and its tests: what the files of the module share, each file's
+ * state and functions. The files form a tree (discovery.c -> view.c -> lookup.c,
+ * fetch.c -> transfer.c, render.c; all on loop.c); later events come back up through
+ * callbacks handed down. docs/discovery.md ("The code, file by file") tells a view's path
+ * through them.
  */
 
 #include <ares.h>
