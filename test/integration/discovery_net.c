@@ -1673,83 +1673,9 @@ static void test_a_view_past_the_budget_is_not_made(void **state)
 	result_finish(&r);
 }
 
-static void test_bad_config(void **state)
-{
-	struct discovery_config c;
-	char server[64];
-	char err[256];
-	static const char *const bad[] = {
-		"example.com", "1.2.3.4:0", "1.2.3.4:99999", "[::1", "[::1]x", "1.2.3.4:", ""};
-
-	(void)state;
-	base_config(&c, server, sizeof(server), 53);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		c.dns_server = bad[i];
-		err[0] = '\0';
-		if (bad[i][0] == '\0') {
-			/* Empty means "use resolv.conf": not an error. */
-			struct discovery *d = discovery_create(&c, &local_data, err, sizeof(err));
-
-			assert_non_null(d);
-			discovery_destroy(d);
-			continue;
-		}
-		assert_null(discovery_create(&c, &local_data, err, sizeof(err)));
-		assert_non_null(strstr(err, "DNS server"));
-	}
-	c.dns_server = "::1";
-	{
-		struct discovery *d = discovery_create(&c, &local_data, err, sizeof(err));
-
-		assert_non_null(d);
-		discovery_destroy(d);
-	}
-	c.dns_server = "[::1]:5353";
-	{
-		struct discovery *d = discovery_create(&c, &local_data, err, sizeof(err));
-
-		assert_non_null(d);
-		discovery_destroy(d);
-	}
-	c.dns_server = NULL;
-	c.service = "";
-	assert_null(discovery_create(&c, &local_data, err, sizeof(err)));
-	assert_string_equal(err, "service name is empty");
-	/* 253 characters and a trailing dot: the longest name there is. */
-	{
-		char name[300];
-		struct discovery *d;
-
-		memset(name, 'a', sizeof(name));
-		name[63] = name[127] = name[191] = '.';
-		name[253] = '.';
-		name[254] = '\0';
-		c.service = name;
-		d = discovery_create(&c, &local_data, err, sizeof(err));
-		assert_non_null(d);
-		discovery_destroy(d);
-		name[253] = 'a';
-		assert_null(discovery_create(&c, &local_data, err, sizeof(err)));
-		assert_non_null(strstr(err, "longer than 253"));
-		/* A host name of 253 characters is the longest taken. */
-		c.service = "kubia";
-		name[253] = '\0';
-		c.hostname = name;
-		d = discovery_create(&c, &local_data, err, sizeof(err));
-		assert_non_null(d);
-		discovery_destroy(d);
-		name[253] = 'a';
-		assert_null(discovery_create(&c, &local_data, err, sizeof(err)));
-		assert_non_null(strstr(err, "host name"));
-		c.hostname = "kubia-0";
-	}
-	discovery_destroy(NULL);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_views_are_charged_to_the_budget),
 		cmocka_unit_test(test_a_view_past_the_budget_is_not_made),
 		cmocka_unit_test(test_cluster_view),
