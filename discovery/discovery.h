@@ -131,7 +131,8 @@ bool discovery_request_as(struct discovery *d, enum discovery_format format, dis
 
 /* Ends every request still in flight (peers not yet answered get an
  * "Error: shutting down" line; requests still waiting for DNS get
- * "Could not look up DNS SRV records: shutting down"), then stops the thread. Every
+ * "Could not look up DNS SRV records: <name asked>: shutting down", or without the name
+ * when none was being asked), then stops the thread. Every
  * accepted request's done callback has run when this returns. Idempotent, and safe
  * to call from several threads. */
 void discovery_stop(struct discovery *d);
