@@ -281,22 +281,12 @@ bool discovery_request(struct discovery *d, discovery_done_fn done, void *ctx)
 	return discovery_request_as(d, DISCOVERY_FORMAT_TEXT, done, ctx);
 }
 
-bool discovery_request_as(struct discovery *d, enum discovery_format format, discovery_done_fn done,
-			  void *ctx)
+/* Appends v to the submission queue unless discovery is stopping or max_pending views
+ * are in flight; returns whether it was taken. */
+static bool submit(struct discovery *d, struct view *v)
 {
-	struct view *v;
 	bool ok = false;
 
-	if (d == NULL || done == NULL) {
-		return false;
-	}
-	v = calloc(1, sizeof(*v));
-	if (v == NULL) {
-		return false;
-	}
-	v->done = done;
-	v->ctx = ctx;
-	v->format = format;
 	pthread_mutex_lock(&d->mu);
 	/* The view's arrival, taken as late as it can be: every POST a peer acknowledged
 	 * before this call is acknowledged before this time, so a fetch started at or after
@@ -313,7 +303,25 @@ bool discovery_request_as(struct discovery *d, enum discovery_format format, dis
 		ok = true;
 	}
 	pthread_mutex_unlock(&d->mu);
-	if (!ok) {
+	return ok;
+}
+
+bool discovery_request_as(struct discovery *d, enum discovery_format format, discovery_done_fn done,
+			  void *ctx)
+{
+	struct view *v;
+
+	if (d == NULL || done == NULL) {
+		return false;
+	}
+	v = calloc(1, sizeof(*v));
+	if (v == NULL) {
+		return false;
+	}
+	v->done = done;
+	v->ctx = ctx;
+	v->format = format;
+	if (!submit(d, v)) {
 		free(v);
 		return false;
 	}
