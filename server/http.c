@@ -120,13 +120,6 @@ static bool build_fixed(struct http_server *s)
 	}
 	s->too_large_resp = owned_response(text, (size_t)n);
 	obs_fixed_register(s, s->too_large_resp, (size_t)n);
-	n = asprintf(&s->cluster_prefix, "You've hit %s\nData stored in the cluster:\n",
-		     s->cfg->hostname);
-	if (n < 0) {
-		s->cluster_prefix = NULL;
-		return false;
-	}
-	s->cluster_prefix_len = (size_t)n;
 	s->healthz_resp = fixed(s, "ok\n");
 	s->ready_resp = fixed(s, "ready\n");
 	s->stopping_resp = fixed(s, "not ready: shutting down\n");
@@ -156,7 +149,6 @@ static void destroy_responses(struct http_server *s)
 			MHD_destroy_response(all[i]);
 		}
 	}
-	free(s->cluster_prefix);
 }
 
 struct http_server *http_start(const struct config *cfg, struct storage *st, struct discovery *disc,

@@ -51,9 +51,6 @@ struct http_server {
 	struct MHD_Response *busy_resp;
 	struct MHD_Response *over_budget_resp; /* 503 with Retry-After */
 
-	char *cluster_prefix; /* "You've hit <h>\nData stored in the cluster:\n" */
-	size_t cluster_prefix_len;
-
 	/* The body lengths of the fixed responses and of the data responses, for the
 	 * access log (metrics.c). */
 	struct {
