@@ -290,9 +290,9 @@ char *viewjson_render(const struct viewjson *vj, const struct viewjson_pod *pod,
 		      size_t *len);
 
 /* Standard base64 (RFC 4648, padded) of data, NUL-terminated in a buffer of at least
- * base64_len(len) + 1 bytes. */
-size_t base64_len(size_t len);
-void base64_encode(const unsigned char *data, size_t len, char *out);
+ * viewjson_base64_len(len) + 1 bytes. */
+size_t viewjson_base64_len(size_t len);
+void viewjson_base64_encode(const unsigned char *data, size_t len, char *out);
 
 /* ---- the view's path --------------------------------------------------------------- */
 

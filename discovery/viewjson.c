@@ -24,12 +24,12 @@ struct viewjson {
 	json_t *srv;
 };
 
-size_t base64_len(size_t len)
+size_t viewjson_base64_len(size_t len)
 {
 	return (len + 2) / 3 * 4;
 }
 
-void base64_encode(const unsigned char *data, size_t len, char *out)
+void viewjson_base64_encode(const unsigned char *data, size_t len, char *out)
 {
 	static const char abc[] =
 		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -160,12 +160,12 @@ static int set_data(json_t *o, const char *data, size_t len)
 		return json_object_set_new(o, "data", s) |
 		       json_object_set_new(o, "data_base64", json_false());
 	}
-	b64 = malloc(base64_len(len) + 1);
+	b64 = malloc(viewjson_base64_len(len) + 1);
 	if (b64 == NULL) {
 		return -1;
 	}
-	base64_encode((const unsigned char *)data, len, b64);
-	s = json_stringn_nocheck(b64, base64_len(len));
+	viewjson_base64_encode((const unsigned char *)data, len, b64);
+	s = json_stringn_nocheck(b64, viewjson_base64_len(len));
 	free(b64);
 	return json_object_set_new(o, "data", s) |
 	       json_object_set_new(o, "data_base64", json_true());
@@ -242,12 +242,12 @@ static json_t *doc_json(const struct viewjson *vj, const struct viewjson_pod *po
  * (the encoding and the string made of it), plus the fixed parts. */
 static size_t tree_bound(const struct viewjson_pod *pod, const struct render_line *lines, size_t n)
 {
-	size_t total = DOC_OVERHEAD + 2 * base64_len(pod->len);
+	size_t total = DOC_OVERHEAD + 2 * viewjson_base64_len(pod->len);
 
 	for (size_t i = 0; i < n; i++) {
 		size_t len = lines[i].ans != NULL ? lines[i].ans->len : 0;
 
-		total += LINE_OVERHEAD + 2 * base64_len(len);
+		total += LINE_OVERHEAD + 2 * viewjson_base64_len(len);
 	}
 	return total;
 }

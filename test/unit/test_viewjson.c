@@ -57,11 +57,11 @@ static void test_base64(void **state)
 	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
 		size_t len = strlen(vectors[i][0]);
 
-		assert_int_equal(base64_len(len), strlen(vectors[i][1]));
-		base64_encode((const unsigned char *)vectors[i][0], len, out);
+		assert_int_equal(viewjson_base64_len(len), strlen(vectors[i][1]));
+		viewjson_base64_encode((const unsigned char *)vectors[i][0], len, out);
 		assert_string_equal(out, vectors[i][1]);
 	}
-	base64_encode(bin, sizeof(bin), out);
+	viewjson_base64_encode(bin, sizeof(bin), out);
 	assert_string_equal(out, "//4AgA==");
 }
 
