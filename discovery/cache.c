@@ -8,14 +8,14 @@
 
 #include <string.h>
 
-uint64_t cache_life_ms(enum result_kind kind, const struct srv_answer *a, unsigned cache_ms)
+uint64_t cache_life_ms(enum srv_outcome kind, const struct srv_answer *a, unsigned cache_ms)
 {
 	uint64_t life = cache_ms;
 
-	if (kind == RES_EMPTY) {
+	if (kind == SRV_EMPTY) {
 		return life;
 	}
-	if (kind != RES_PEERS || a == NULL) {
+	if (kind != SRV_PEERS || a == NULL) {
 		return 0; /* errors are never reused: the next view asks again */
 	}
 	for (size_t i = 0; i < a->npeers; i++) {
@@ -29,7 +29,7 @@ uint64_t cache_life_ms(enum result_kind kind, const struct srv_answer *a, unsign
 	return life;
 }
 
-bool cache_put(struct srv_cache *c, enum result_kind kind, struct srv_answer *a, unsigned cache_ms,
+bool cache_put(struct srv_cache *c, enum srv_outcome kind, struct srv_answer *a, unsigned cache_ms,
 	       uint64_t now_ns)
 {
 	uint64_t life = cache_life_ms(kind, a, cache_ms);
@@ -48,12 +48,12 @@ bool cache_put(struct srv_cache *c, enum result_kind kind, struct srv_answer *a,
 
 const struct srv_cache *cache_get(const struct srv_cache *c, uint64_t now_ns)
 {
-	return c->kind != RES_NONE && now_ns < c->expiry_ns ? c : NULL;
+	return c->kind != SRV_NONE && now_ns < c->expiry_ns ? c : NULL;
 }
 
 void cache_clear(struct srv_cache *c)
 {
 	srv_answer_free(&c->ans);
-	c->kind = RES_NONE;
+	c->kind = SRV_NONE;
 	c->expiry_ns = 0;
 }

@@ -84,21 +84,30 @@ struct discovery_local {
 	void *ctx;
 };
 
-/* Receives the peer part of the cluster view (the lines after "Data stored in the
- * cluster:\n"), malloc()ed, ownership passed to the callee, and len + 1 bytes of it
- * charged to the configured budget: the callee gives them back (budget_credit()) when it
- * frees body. body is NULL when the memory budget (or memory) ran out. Called exactly once per
- * accepted request, always on the loop thread (also during discovery_stop(), which waits for it).
- * It may call discovery_request() but must not call discovery_stop() or discovery_destroy(). */
-typedef void (*discovery_done_fn)(void *ctx, char *body, size_t len);
+/* What a cluster view came to. */
+struct discovery_view {
+	/* The whole response body (enum discovery_format), ownership passed to the callee,
+	 * who frees it with discovery_body_free() (which gives back what it holds of the
+	 * configured memory budget). NULL when the budget (or memory) ran out. */
+	char *body;
+	size_t len;
+	/* How many peers could not be read (their lines are errors); 0 for a view that has
+	 * no peers or could not look them up. */
+	unsigned peer_errors;
+};
 
-/* Inside a done callback: how many peers of that view could not be read (their lines
- * are errors); 0 for a view that has no peers or could not look them up. */
-unsigned discovery_view_errors(void);
+/* Receives a view's outcome. Called exactly once per accepted request, always on the
+ * loop thread (also during discovery_stop(), which waits for it). It may call
+ * discovery_request() but must not call discovery_stop() or discovery_destroy(). */
+typedef void (*discovery_done_fn)(void *ctx, const struct discovery_view *view);
+
+/* Frees a view's body and gives back its charge; NULL is a no-op. Any thread. */
+void discovery_body_free(char *body);
 
 /* What a view's body is. */
 enum discovery_format {
-	/* The lines after "Data stored in the cluster:\n" (the caller adds the head). */
+	/* The text view, head included: "You've hit <hostname>\nData stored in the
+	 * cluster:\n", then one line per pod. */
 	DISCOVERY_FORMAT_TEXT = 0,
 	/* The whole JSON document of the view (docs/view-json.md), newline-terminated:
 	 * this pod, the SRV answer as it was seen, every line's peer. */
@@ -122,7 +131,8 @@ bool discovery_request_as(struct discovery *d, enum discovery_format format, dis
 
 /* Ends every request still in flight (peers not yet answered get an
  * "Error: shutting down" line; requests still waiting for DNS get
- * "Could not look up DNS SRV records: shutting down"), then stops the thread. Every
+ * "Could not look up DNS SRV records: <name asked>: shutting down", or without the name
+ * when none was being asked), then stops the thread. Every
  * accepted request's done callback has run when this returns. Idempotent, and safe
  * to call from several threads. */
 void discovery_stop(struct discovery *d);

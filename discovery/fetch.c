@@ -3,7 +3,7 @@
  * The per-peer fetch table, on the loop thread: for every peer (address, port and name)
  * the GET /data requests running or waiting to start, and the lines of the views that
  * wait for each of them. One fetch answers every line waiting for it, with one shared
- * answer (fanout.c), so concurrent views cost one request per peer instead of one each.
+ * answer (render.c), so concurrent views cost one request per peer instead of one each.
  *
  * Which fetch may serve a view: a view shows, for each pod, data at least as new as
  * every POST that pod had acknowledged when the view arrived (discovery_request()). A
@@ -31,12 +31,13 @@
 #define START_FAILED "could not start the request (out of memory)"
 
 struct fetch {
+	struct fetches *ft;
 	struct fetch_peer *peer;
 	struct fetch *next; /* the peer's running fetches, in the order they started */
 	uint64_t start_ns; /* valid while running */
 	struct xfer *xfer; /* while running; NULL while queued */
-	struct fanout_line *head; /* the lines waiting for it, linked by wait_next */
-	struct fanout_line *tail;
+	struct render_line *head; /* the lines waiting for it, linked by wait_next */
+	struct render_line *tail;
 };
 
 struct fetch_peer {
@@ -79,7 +80,7 @@ static bool key_equal(const struct peer_key *a, const struct peer_key *b)
 	       strcasecmp(a->name, b->name) == 0;
 }
 
-static void key_of(const struct fanout_line *l, struct peer_key *k)
+static void key_of(const struct render_line *l, struct peer_key *k)
 {
 	memset(k, 0, sizeof(*k));
 	memcpy(k->name, l->name, sizeof(k->name));
@@ -90,12 +91,12 @@ static void key_of(const struct fanout_line *l, struct peer_key *k)
 }
 
 /* The table's entry for k, created when there is none; NULL when memory ran out. */
-static struct fetch_peer *peer_get(struct discovery *d, const struct peer_key *k)
+static struct fetch_peer *peer_get(struct fetches *ft, const struct peer_key *k)
 {
 	size_t b = key_bucket(k);
 	struct fetch_peer *p;
 
-	for (p = d->fetch_peers[b]; p != NULL; p = p->next) {
+	for (p = ft->peers[b]; p != NULL; p = p->next) {
 		if (key_equal(&p->key, k)) {
 			return p;
 		}
@@ -105,18 +106,18 @@ static struct fetch_peer *peer_get(struct discovery *d, const struct peer_key *k
 		return NULL;
 	}
 	p->key = *k;
-	p->next = d->fetch_peers[b];
-	d->fetch_peers[b] = p;
+	p->next = ft->peers[b];
+	ft->peers[b] = p;
 	return p;
 }
 
 /* Frees p's entry once nothing runs or waits for the peer: answers are never kept. */
-static void peer_put(struct discovery *d, struct fetch_peer *p)
+static void peer_put(struct fetches *ft, struct fetch_peer *p)
 {
 	if (p->running > 0 || p->queued != NULL) {
 		return;
 	}
-	for (struct fetch_peer **pp = &d->fetch_peers[key_bucket(&p->key)]; *pp != NULL;
+	for (struct fetch_peer **pp = &ft->peers[key_bucket(&p->key)]; *pp != NULL;
 	     pp = &(*pp)->next) {
 		if (*pp == p) {
 			*pp = p->next;
@@ -148,13 +149,15 @@ static void running_del(struct fetch_peer *p, struct fetch *f)
 	}
 }
 
+static void fetch_done(void *arg, struct render_answer *a);
+
 /* Hands f to curl. The start is taken first: the request leaves no earlier than this. */
-static bool fetch_launch(struct discovery *d, struct fetch *f)
+static bool fetch_launch(struct fetches *ft, struct fetch *f)
 {
 	struct fetch_peer *p = f->peer;
 
-	f->start_ns = now_ns();
-	f->xfer = transfer_start(d, &p->key, f);
+	f->start_ns = loop_now_ns();
+	f->xfer = transfer_start(ft->tr, &p->key, fetch_done, f);
 	if (f->xfer == NULL) {
 		return false;
 	}
@@ -170,34 +173,34 @@ static bool fetch_launch(struct discovery *d, struct fetch *f)
 
 /* Gives a to every line waiting for f, then frees f and drops the caller's reference.
  * A view whose last line this was completes (and its callback runs) here. */
-static void fetch_answer(struct discovery *d, struct fetch *f, struct fanout_answer *a)
+static void fetch_answer(struct fetches *ft, struct fetch *f, struct render_answer *a)
 {
-	struct fanout_line *l = f->head;
+	struct render_line *l = f->head;
 
 	free(f);
 	while (l != NULL) {
-		struct fanout_line *next = l->wait_next;
+		struct render_line *next = l->wait_next;
 		struct view *v = l->view;
 
 		l->wait_next = NULL;
 		l->view = NULL;
-		fanout_line_share(l, a);
+		render_line_share(l, a);
 		/* v, and l with it, may be freed here. */
-		view_line_done(d, v);
+		ft->line_done(ft->arg, v, l);
 		l = next;
 	}
-	fanout_answer_unref(a);
+	render_answer_unref(a);
 }
 
 /* Starts the peer's queued fetch when the cap allows it. */
-static void fetch_pump(struct discovery *d, struct fetch_peer *p)
+static void fetch_pump(struct fetches *ft, struct fetch_peer *p)
 {
-	while (!d->loop_stopping && p->queued != NULL && p->running < d->cfg.peer_max_connections) {
+	while (!ft->stopping && p->queued != NULL && p->running < ft->cfg->peer_max_connections) {
 		struct fetch *q = p->queued;
 
 		p->queued = NULL;
-		if (!fetch_launch(d, q)) {
-			fetch_answer(d, q, fanout_answer_error(START_FAILED));
+		if (!fetch_launch(ft, q)) {
+			fetch_answer(ft, q, render_answer_error(START_FAILED));
 		}
 	}
 }
@@ -214,15 +217,15 @@ static struct fetch *fetch_joinable(const struct fetch_peer *p, uint64_t arrival
 	return p->queued;
 }
 
-bool fetch_join(struct discovery *d, struct view *v, size_t idx)
+bool fetch_join(struct fetches *ft, struct view *v, size_t idx)
 {
-	struct fanout_line *l = &v->lines[idx];
+	struct render_line *l = &v->lines[idx];
 	struct peer_key k;
 	struct fetch_peer *p;
 	struct fetch *f;
 
 	key_of(l, &k);
-	p = peer_get(d, &k);
+	p = peer_get(ft, &k);
 	if (p == NULL) {
 		return false;
 	}
@@ -230,15 +233,16 @@ bool fetch_join(struct discovery *d, struct view *v, size_t idx)
 	if (f == NULL) {
 		f = calloc(1, sizeof(*f));
 		if (f == NULL) {
-			peer_put(d, p);
+			peer_put(ft, p);
 			return false;
 		}
+		f->ft = ft;
 		f->peer = p;
-		if (p->running >= d->cfg.peer_max_connections) {
+		if (p->running >= ft->cfg->peer_max_connections) {
 			p->queued = f;
-		} else if (!fetch_launch(d, f)) {
+		} else if (!fetch_launch(ft, f)) {
 			free(f);
-			peer_put(d, p);
+			peer_put(ft, p);
 			return false;
 		}
 	}
@@ -253,23 +257,27 @@ bool fetch_join(struct discovery *d, struct view *v, size_t idx)
 	return true;
 }
 
-void fetch_done(struct discovery *d, struct fetch *f, struct fanout_answer *a)
+/* f's transfer ended with answer a (NULL: out of memory; the reference is ours). Every
+ * waiting line gets a, and the peer's queued fetch may start. */
+static void fetch_done(void *arg, struct render_answer *a)
 {
+	struct fetch *f = arg;
+	struct fetches *ft = f->ft;
 	struct fetch_peer *p = f->peer;
 
 	f->xfer = NULL;
 	if (a != NULL) {
 		a->fetched = true;
-		a->fetch_ns = now_ns() - f->start_ns;
+		a->fetch_ns = loop_now_ns() - f->start_ns;
 	}
 	running_del(p, f);
 	/* The next request goes out before this answer's views are rendered. */
-	fetch_pump(d, p);
-	fetch_answer(d, f, a);
-	peer_put(d, p);
+	fetch_pump(ft, p);
+	fetch_answer(ft, f, a);
+	peer_put(ft, p);
 }
 
-void fetch_shutdown(struct discovery *d)
+void fetch_end_all(struct fetches *ft)
 {
 	for (size_t b = 0; b < FETCH_BUCKETS; b++) {
 		struct fetch_peer *p;
@@ -277,20 +285,35 @@ void fetch_shutdown(struct discovery *d)
 		/* Once the loop stops nothing joins or starts a fetch (views get "shutting
 		 * down" lines, submissions are refused), so p stays at its bucket's head
 		 * while its views are answered. */
-		while ((p = d->fetch_peers[b]) != NULL) {
+		while ((p = ft->peers[b]) != NULL) {
 			struct fetch *f;
 
 			while ((f = p->first) != NULL) {
 				running_del(p, f);
-				transfer_abort(d, f->xfer);
-				fetch_answer(d, f, fanout_answer_error(SHUTDOWN_TEXT));
+				transfer_abort(ft->tr, f->xfer);
+				fetch_answer(ft, f, render_answer_error(SHUTDOWN_TEXT));
 			}
 			if ((f = p->queued) != NULL) {
 				p->queued = NULL;
-				fetch_answer(d, f, fanout_answer_error(SHUTDOWN_TEXT));
+				fetch_answer(ft, f, render_answer_error(SHUTDOWN_TEXT));
 			}
-			d->fetch_peers[b] = p->next;
+			ft->peers[b] = p->next;
 			free(p);
 		}
 	}
+}
+
+void fetch_init(struct fetches *ft, const struct discovery_config *cfg, struct transfers *tr,
+		fetch_line_fn line_done, void *arg)
+{
+	memset(ft, 0, sizeof(*ft));
+	ft->cfg = cfg;
+	ft->tr = tr;
+	ft->line_done = line_done;
+	ft->arg = arg;
+}
+
+void fetch_stop(struct fetches *ft)
+{
+	ft->stopping = true;
 }

@@ -3,23 +3,11 @@
 #define KUBIA_DISCOVERY_INTERNAL_H
 
 /*
- * Private to discovery/ and its tests: what the files of the module share. A cluster
- * view travels through them in this order:
- *
- *   reactor.c   the loop thread: epoll, timerfd, eventfd; create, submit, stop
- *   view.c      views waiting for the SRV answer; serving one from an answer
- *   lookup.c    the c-ares channel: the SRV query over the names to ask, addresses
- *   names.c     (pure) the names to ask (search list, ndots); the DNS server parser
- *   srv.c       (pure) parsing an SRV reply; the "is this record me" rule
- *   cache.c     (pure) how long an SRV outcome may be reused
- *   fetch.c     the per-peer fetch table: which view's line waits for which GET /data,
- *               joining one that may serve it, the cap on fetches running per peer
- *   transfer.c  libcurl multi: one GET /data per started fetch, its answer or error
- *   fanout.c    (pure) the view's lines: which to ask, the shared answers they point
- *               to, and the text they make
- *
- * The pure files know nothing of threads, sockets or the clock, so they are unit tested
- * and fuzzed without a network.
+ * Private to discovery/ and its tests: what the files of the module share, each file's
+ * state and functions. The files form a tree (discovery.c -> view.c -> lookup.c,
+ * fetch.c -> transfer.c, render.c; all on loop.c); later events come back up through
+ * callbacks handed down. docs/discovery.md ("The code, file by file") tells a view's path
+ * through them.
  */
 
 #include <ares.h>
@@ -27,10 +15,13 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/errtext.h"
 #include "discovery/discovery.h"
+#include "discovery/loop.h"
 
 /* ---- DNS ------------------------------------------------------------------------ */
 
@@ -56,7 +47,6 @@
 #define SHUTDOWN_TEXT "shutting down"
 
 #define NS_PER_MS 1000000ull
-#define NEVER UINT64_MAX
 
 /* ---- names.c: what to ask ---------------------------------------------------------- */
 
@@ -121,10 +111,10 @@ bool srv_is_self(const char *name, const char *hostname);
 
 /* ---- cache.c: reuse of an SRV outcome ---------------------------------------------- */
 
-enum result_kind { RES_NONE = 0, RES_PEERS, RES_EMPTY, RES_ERROR };
+enum srv_outcome { SRV_NONE = 0, SRV_PEERS, SRV_EMPTY, SRV_ERROR };
 
 struct srv_cache {
-	enum result_kind kind; /* RES_NONE: nothing cached */
+	enum srv_outcome kind; /* SRV_NONE: nothing cached */
 	struct srv_answer ans;
 	uint64_t expiry_ns;
 };
@@ -132,24 +122,24 @@ struct srv_cache {
 /* How long an outcome may be served again, in ms: never an error; "no peers" for
  * cache_ms; peers for cache_ms but never past the answer's TTL, and not at all when a
  * target's address could not be found (the next view asks again). */
-uint64_t cache_life_ms(enum result_kind kind, const struct srv_answer *a, unsigned cache_ms);
+uint64_t cache_life_ms(enum srv_outcome kind, const struct srv_answer *a, unsigned cache_ms);
 
 /* Keeps *a (ownership moves to the cache, *a is emptied) when its life is not zero;
  * returns whether it was kept. */
-bool cache_put(struct srv_cache *c, enum result_kind kind, struct srv_answer *a, unsigned cache_ms,
+bool cache_put(struct srv_cache *c, enum srv_outcome kind, struct srv_answer *a, unsigned cache_ms,
 	       uint64_t now_ns);
 
-/* The cached outcome if it is still alive at now_ns, else NULL (kind RES_NONE). */
+/* The cached outcome if it is still alive at now_ns, else NULL (kind SRV_NONE). */
 const struct srv_cache *cache_get(const struct srv_cache *c, uint64_t now_ns);
 
 void cache_clear(struct srv_cache *c);
 
-/* ---- fanout.c: the view's lines ---------------------------------------------------- */
+/* ---- render.c: the view's lines ---------------------------------------------------- */
 
 /* A peer's answer: its /data body verbatim, or "Error: <reason>". One answer serves the
  * lines of every view that waited for the same fetch, so it is reference-counted instead
  * of copied. Lines live and die on the loop thread only, hence a plain count. */
-struct fanout_answer {
+struct render_answer {
 	size_t refs;
 	size_t len;
 	bool error; /* the text says why the peer could not be read */
@@ -167,27 +157,27 @@ struct fanout_answer {
 
 /* A new answer owning data (malloc()ed, or NULL when len is 0), one reference. NULL when
  * memory ran out; data is freed then, so the caller never keeps it. */
-struct fanout_answer *fanout_answer_take(char *data, size_t len);
+struct render_answer *render_answer_take(char *data, size_t len);
 
 /* A new answer pointing at data owned elsewhere, given back with release(ctx, hold)
  * when the last reference goes (also when memory runs out here: NULL then). */
-struct fanout_answer *fanout_answer_borrow(const char *data, size_t len,
+struct render_answer *render_answer_borrow(const char *data, size_t len,
 					   void (*release)(void *ctx, void *hold), void *ctx,
 					   void *hold);
 
 /* A new answer holding a copy of data, NUL-terminated; NULL when memory ran out. */
-struct fanout_answer *fanout_answer_copy(const char *data, size_t len);
+struct render_answer *render_answer_copy(const char *data, size_t len);
 
 /* A new answer "Error: <printf>" (cut at 1 KiB); NULL when memory ran out. */
-struct fanout_answer *fanout_answer_error(const char *fmt, ...) DISCOVERY_PRINTF(1, 2);
+struct render_answer *render_answer_error(const char *fmt, ...) DISCOVERY_PRINTF(1, 2);
 
 /* Drops one reference; the last frees the answer. NULL is a no-op. */
-void fanout_answer_unref(struct fanout_answer *a);
+void render_answer_unref(struct render_answer *a);
 
 struct view;
 
 /* One line of the cluster view. */
-struct fanout_line {
+struct render_line {
 	char name[LINE_NAME_MAX];
 	bool self; /* this pod: read locally, never over the network */
 	bool done; /* ans holds the final text */
@@ -197,12 +187,12 @@ struct fanout_line {
 	unsigned char addr[16];
 	uint16_t port;
 	/* The text once done, one reference held by the line; NULL then means memory ran
-	 * out, which fanout_render() shows as "Error: out of memory". */
-	struct fanout_answer *ans;
+	 * out, which render_text() shows as "Error: out of memory". */
+	struct render_answer *ans;
 	/* While the line waits for its peer (fetch.c): its view, and the next line waiting
 	 * for the same fetch. */
 	struct view *view;
-	struct fanout_line *wait_next;
+	struct render_line *wait_next;
 };
 
 /* Plans the lines for a parsed answer: one per peer in order; the peer for which
@@ -212,34 +202,51 @@ struct fanout_line {
  * "Error: could not resolve ..." text now. Port is peer_port when nonzero, else the
  * record's. hostname is at most DISCOVERY_HOSTNAME_MAX bytes. Returns 0 (*out NULL and
  * *n 0 when there are no peers) or -1 when memory ran out. */
-int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_port,
-		struct fanout_line **out, size_t *n);
+int render_plan(const struct srv_answer *a, const char *hostname, unsigned peer_port,
+		struct render_line **out, size_t *n);
 
 /* Frees the lines, dropping their references to their answers. */
-void fanout_lines_free(struct fanout_line *lines, size_t n);
+void render_lines_free(struct render_line *lines, size_t n);
 
 /* Gives the line a reference to a (NULL: out of memory), dropping the one it held, and
  * marks it done. The caller keeps its own reference. */
-void fanout_line_share(struct fanout_line *l, struct fanout_answer *a);
+void render_line_share(struct render_line *l, struct render_answer *a);
 
 /* Sets a line's text (copied into an answer of its own) and marks it done. false when
  * memory ran out (ans is then NULL). */
-bool fanout_line_set(struct fanout_line *l, const char *data, size_t len);
+bool render_line_set(struct render_line *l, const char *data, size_t len);
 
 /* Sets "Error: <printf>" on a line (cut at 1 KiB) and marks it done; false when memory
  * ran out (ans is then NULL). */
-bool fanout_line_error(struct fanout_line *l, const char *fmt, ...) DISCOVERY_PRINTF(2, 3);
+bool render_line_error(struct render_line *l, const char *fmt, ...) DISCOVERY_PRINTF(2, 3);
 
-/* The length of what fanout_render() makes of these lines. */
-size_t fanout_render_len(const struct fanout_line *lines, size_t n);
+/* The text view's head, "You've hit <host>\nData stored in the cluster:\n", in buf;
+ * returns its length. */
+#define RENDER_HEAD_MAX (DISCOVERY_HOSTNAME_MAX + 48)
+size_t render_head(const char *hostname, char buf[RENDER_HEAD_MAX]);
 
-/* The body handed to done: "- <name>: <data>\n" per line, or "No peers discovered.\n"
- * when n is 0. The one copy of the answers' bytes a view makes. malloc()ed,
- * NUL-terminated for convenience; NULL when memory ran out. */
-char *fanout_render(const struct fanout_line *lines, size_t n, size_t *len);
+/* The length of the lines render_text() makes after the head. */
+size_t render_text_len(const struct render_line *lines, size_t n);
 
-/* "Could not look up DNS SRV records: <reason>\n", malloc()ed; NULL when memory ran out */
-char *fanout_render_dns_error(const char *reason, size_t *len);
+/* A view's body: size bytes, malloc()ed behind a small header that remembers what it
+ * holds of budget (size, charged here before it is taken), so whoever ends up with the
+ * body frees it with render_body_free() alone. NULL when the budget or memory ran out. */
+char *render_body_alloc(struct budget *budget, size_t size);
+
+/* Frees a body of render_body_alloc() and gives its charge back. NULL is a no-op. */
+void render_body_free(char *body);
+
+/* The whole text view: head, then "- <name>: <data>\n" per line, or "No peers
+ * discovered.\n" when n is 0. The one copy of the answers' bytes a view makes, into a
+ * body of render_body_alloc(budget, *len + 1), NUL-terminated for convenience; NULL when
+ * the budget or memory ran out. */
+char *render_text(const char *head, size_t headlen, const struct render_line *lines, size_t n,
+		  struct budget *budget, size_t *len);
+
+/* The text view of a failed lookup: head, then "Could not look up DNS SRV records:
+ * <reason>\n", as render_text() makes its body. */
+char *render_dns_error(const char *head, size_t headlen, const char *reason, struct budget *budget,
+		       size_t *len);
 
 /* ---- missing.c: the pods DNS does not list ------------------------------------------ */
 
@@ -247,7 +254,7 @@ char *fanout_render_dns_error(const char *reason, size_t *len);
 #define MISSING_TEXT "not ready (not in DNS)"
 
 /* Adds the lines of the StatefulSet's pods that the planned lines (sorted, as
- * fanout_plan() makes them) leave out, when every line's first label is
+ * render_plan() makes them) leave out, when every line's first label is
  * "<base>-<ordinal>" with one base (compared without regard to case) and ordinals
  * without leading zeros: each ordinal below the highest one listed that no line has,
  * and, when replicas is not 0, each from the highest + 1 to replicas - 1. A missing
@@ -255,15 +262,15 @@ char *fanout_render_dns_error(const char *reason, size_t *len);
  * the first line, and is done with "Error: " MISSING_TEXT. At most limit lines are
  * added (the lowest ordinals first). *lines is replaced by a new array when lines are
  * added. Returns the number added, or -1 when memory ran out (*lines untouched). */
-int missing_add(struct fanout_line **lines, size_t *n, unsigned replicas, size_t limit);
+int missing_add(struct render_line **lines, size_t *n, unsigned replicas, size_t limit);
 
 /* ---- viewjson.c: the cluster view as JSON ------------------------------------------- */
 
 struct viewjson; /* the SRV part of a JSON view, made when the outcome is known */
 
-/* The "srv" member for an outcome: kind RES_PEERS (ans), RES_EMPTY or RES_ERROR
+/* The "srv" member for an outcome: kind SRV_PEERS (ans), SRV_EMPTY or SRV_ERROR
  * (reason). NULL when memory ran out. */
-struct viewjson *viewjson_begin(enum result_kind kind, const struct srv_answer *ans,
+struct viewjson *viewjson_begin(enum srv_outcome kind, const struct srv_answer *ans,
 				const char *reason, bool from_cache);
 
 void viewjson_free(struct viewjson *vj);
@@ -275,24 +282,39 @@ struct viewjson_pod {
 	size_t len;
 };
 
-/* The whole document (pod, srv, peers), newline-terminated. What it needs while it is
- * made and len + 1 bytes of the result are charged to budget (NULL: none); the result
- * stays charged, as fanout_render()'s does for the view. NULL when the budget or
- * memory ran out. */
+/* The whole document (pod, srv, peers), newline-terminated, in a body of
+ * render_body_alloc(budget, *len + 1). What building it needs meanwhile is charged to
+ * budget (NULL: none) too. NULL when the budget or memory ran out. */
 char *viewjson_render(const struct viewjson *vj, const struct viewjson_pod *pod,
-		      const struct fanout_line *lines, size_t n, struct budget *budget,
+		      const struct render_line *lines, size_t n, struct budget *budget,
 		      size_t *len);
 
 /* Standard base64 (RFC 4648, padded) of data, NUL-terminated in a buffer of at least
- * base64_len(len) + 1 bytes. */
-size_t base64_len(size_t len);
-void base64_encode(const unsigned char *data, size_t len, char *out);
+ * viewjson_base64_len(len) + 1 bytes. */
+size_t viewjson_base64_len(size_t len);
+void viewjson_base64_encode(const unsigned char *data, size_t len, char *out);
 
-/* ---- the loop's state (loop thread only unless marked) ------------------------------- */
+/* ---- the view's path --------------------------------------------------------------- */
 
-struct fetch; /* fetch.c: one GET /data of a peer, running or queued */
-struct fetch_peer; /* fetch.c: a peer's fetches */
-struct xfer; /* transfer.c: a fetch's easy handle */
+/* One line to the configured log callback, if any. */
+static inline void discovery_logf(const struct discovery_config *cfg,
+				  enum discovery_log_level level, const char *fmt, ...)
+	DISCOVERY_PRINTF(3, 4);
+
+static inline void discovery_logf(const struct discovery_config *cfg,
+				  enum discovery_log_level level, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	if (cfg->log == NULL) {
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	cfg->log(cfg->log_ctx, level, line);
+}
 
 /* A cluster-view request, from discovery_request() until its done callback. */
 struct view {
@@ -302,12 +324,68 @@ struct view {
 	/* CLOCK_MONOTONIC when discovery_request() took it: a fetch that started earlier
 	 * must not serve this view (fetch.c). */
 	uint64_t arrival_ns;
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t nlines;
 	size_t nleft; /* lines still waiting for their peer */
 	enum discovery_format format;
 	struct viewjson *json; /* DISCOVERY_FORMAT_JSON: the SRV part, once known */
 };
+
+/* ---- lookup.c: the SRV lookup on the loop ------------------------------------------ */
+
+/* The lookup's outcome: kind SRV_PEERS (ans), SRV_EMPTY or SRV_ERROR (reason). ans lives
+ * only during the call. */
+typedef void (*lookup_done_fn)(void *arg, enum srv_outcome kind, const struct srv_answer *ans,
+			       const char *reason);
+
+struct addr_query;
+
+/* The walk through the names of the one lookup in flight. */
+struct lookup_walk {
+	bool active;
+	bool cancelling; /* deadline or shutdown: callbacks must not start new queries */
+	bool timed_out;
+	size_t name; /* index into names of the name being asked */
+	/* The named-port form of names[name] ("_<port>._tcp.<name>"), being asked because
+	 * names[name] exists without SRV records of its own (a DNS that follows only the
+	 * Kubernetes DNS specification). */
+	bool named_port;
+	char named_port_name[SRV_NAME_MAX + 80];
+	uint64_t start;
+	struct srv_answer ans;
+	struct addr_query *aq; /* one per peer whose address is being looked up */
+	size_t addr_pending;
+};
+
+struct lookup {
+	const struct discovery_config *cfg;
+	struct loop *loop;
+	ares_channel channel;
+	bool channel_ok;
+	bool told_named_port; /* the named-port fallback was logged once */
+	char **names; /* the names to ask, in order (names_build()) */
+	size_t nnames;
+	struct loop_timer retry; /* c-ares's retransmissions */
+	struct loop_timer deadline; /* the walk's whole budget */
+	struct srv_cache cache;
+	lookup_done_fn on_done;
+	void *arg;
+	struct lookup_walk lk;
+};
+
+/* Sets up the c-ares channel (cfg must outlive lu); false with a line in err. */
+bool lookup_init(struct lookup *lu, const struct discovery_config *cfg, struct loop *loop,
+		 char *err, size_t errlen);
+/* The cached outcome if it is still alive at now, else NULL. */
+const struct srv_cache *lookup_cached(const struct lookup *lu, uint64_t now);
+/* Starts a lookup whose end calls on_done(arg, ...) once, on the loop thread, never
+ * inside this call. While one is in flight the call does nothing: its end serves all. */
+void lookup_begin(struct lookup *lu, lookup_done_fn on_done, void *arg);
+/* Ends the lookup in flight now (its callback runs inside this call). */
+void lookup_cancel(struct lookup *lu, bool timed_out);
+void lookup_destroy(struct lookup *lu);
+
+/* ---- transfer.c: GET /data on the loop ---------------------------------------------- */
 
 /* Which peer a fetch asks: lines with the same key may share one fetch. */
 struct peer_key {
@@ -317,124 +395,92 @@ struct peer_key {
 	uint16_t port;
 };
 
+/* A transfer ended with answer a (NULL: out of memory; the reference passes to the
+ * callee). Called from the loop, never inside transfer_start(). */
+typedef void (*transfer_done_fn)(void *arg, struct render_answer *a);
+
+struct xfer;
+
+struct transfers {
+	const struct discovery_config *cfg;
+	struct loop *loop;
+	CURLM *multi;
+	struct loop_timer timer; /* curl's */
+	struct xfer *xfers; /* every transfer on the multi handle */
+};
+
+bool transfer_init(struct transfers *tr, const struct discovery_config *cfg, struct loop *loop,
+		   char *err, size_t errlen);
+/* Starts GET /data from peer k (alive until the end); when it ends, on_done(arg, answer).
+ * NULL when it could not be started. */
+struct xfer *transfer_start(struct transfers *tr, const struct peer_key *k,
+			    transfer_done_fn on_done, void *arg);
+/* Ends a running transfer without calling its on_done (shutdown). */
+void transfer_abort(struct transfers *tr, struct xfer *x);
+void transfer_destroy(struct transfers *tr);
+
+/* ---- fetch.c: the per-peer fetch table ---------------------------------------------- */
+
+/* Line l of view v, which waited for its peer, got its text. */
+typedef void (*fetch_line_fn)(void *arg, struct view *v, struct render_line *l);
+
 /* Buckets of the per-peer fetch table (chained; entries exist only while a peer has a
  * fetch running or queued). */
 #define FETCH_BUCKETS 256
 
-/* The one SRV lookup in flight; the views that need it wait in d->waiters. */
-struct lookup {
-	bool active;
-	bool cancelling; /* deadline or shutdown: callbacks must not start new queries */
-	bool timed_out;
-	size_t name; /* index into d->names of the name being asked */
-	/* The named-port form of names[name] ("_<port>._tcp.<name>"), being asked because
-	 * names[name] exists without SRV records of its own (a DNS that follows only the
-	 * Kubernetes DNS specification). */
-	bool named_port;
-	char named_port_name[SRV_NAME_MAX + 80];
-	uint64_t start;
-	uint64_t deadline;
-	struct srv_answer ans;
-	struct addr_query *aq; /* one per peer whose address is being looked up */
-	size_t addr_pending;
+struct fetch_peer;
+
+struct fetches {
+	const struct discovery_config *cfg;
+	struct transfers *tr;
+	bool stopping; /* nothing starts any more */
+	fetch_line_fn line_done;
+	void *arg;
+	struct fetch_peer *peers[FETCH_BUCKETS];
 };
 
-struct discovery {
-	struct discovery_config cfg; /* strings below are owned copies */
-	char *service;
-	char *hostname;
-	char *resolv_conf;
-	char *dns_server;
-	char *port_name;
-
-	struct discovery_local local;
-
-	int epfd;
-	int evfd;
-	int tfd;
-	ares_channel channel;
-	bool channel_ok;
-	bool told_named_port; /* the named-port fallback was logged once */
-	CURLM *multi;
-	uint64_t curl_due;
-
-	char **names; /* the names to ask, in order (names_build()) */
-	size_t nnames;
-
-	struct lookup lk;
-	struct view *waiters; /* views waiting for the lookup, in arrival order */
-	struct view *waiters_tail;
-	bool loop_stopping;
-	struct srv_cache cache;
-	struct fetch_peer *fetch_peers[FETCH_BUCKETS]; /* fetch.c */
-	struct xfer *xfers; /* transfer.c: every transfer on the multi handle */
-
-	/* Shared with submitting threads, under mu. */
-	pthread_mutex_t mu;
-	struct view *q_head;
-	struct view *q_tail;
-	unsigned pending;
-	bool stopping;
-
-	/* Serialises discovery_stop() callers so each returns only after the join. */
-	pthread_mutex_t stop_mu;
-	pthread_t thread;
-	bool joined;
-};
-
-/* reactor.c */
-uint64_t now_ns(void);
-enum fd_owner { FD_ARES = 3, FD_CURL = 4 };
-/* Watches fd for events (registered or not yet: libraries reuse and close sockets). */
-void reactor_watch(struct discovery *d, enum fd_owner owner, int fd, uint32_t events);
-void reactor_unwatch(struct discovery *d, int fd);
-/* One line to the configured log callback, if any. */
-void disc_log(const struct discovery *d, enum discovery_log_level level, const char *fmt, ...)
-	DISCOVERY_PRINTF(3, 4);
-
-/* view.c */
-void view_start(struct discovery *d, struct view *v);
-void views_serve(struct discovery *d, struct view *waiters, enum result_kind kind,
-		 const struct srv_answer *ans, const char *reason);
-void view_dns_error(struct discovery *d, struct view *v, const char *reason);
-/* One line of v that waited for its peer got its text (fetch.c). */
-void view_line_done(struct discovery *d, struct view *v);
-/* Ends every view still waiting for peers with "Error: shutting down" lines (through
- * fetch_shutdown(): every such line waits in a fetch). */
-void views_shutdown(struct discovery *d);
-
-/* lookup.c */
-bool lookup_setup(struct discovery *d, char *err, size_t errlen);
-/* Starts the lookup unless one is in flight; its end serves every waiting view. */
-void lookup_begin(struct discovery *d);
-void lookup_cancel(struct discovery *d, bool timed_out);
-uint64_t lookup_due(struct discovery *d, uint64_t now);
-void lookup_run_timers(struct discovery *d, uint64_t now);
-void lookup_on_event(struct discovery *d, int fd, uint32_t events);
-void lookup_destroy(struct discovery *d);
-
-/* fetch.c */
+void fetch_init(struct fetches *ft, const struct discovery_config *cfg, struct transfers *tr,
+		fetch_line_fn line_done, void *arg);
 /* Puts line idx of v (not self, not done) on a fetch of its peer: one running that
  * started at or after v's arrival, else the peer's queued one, else a new one, started
  * at once while fewer than peer_max_connections run, queued otherwise. The line is
- * answered through view_line_done() later, never inside this call. false when no fetch
- * could be had (memory, or curl refused the transfer): the line is untouched. */
-bool fetch_join(struct discovery *d, struct view *v, size_t idx);
-/* transfer.c: fetch f ended with answer a (NULL: out of memory; the reference passes to
- * this call). Every waiting line gets a, and the peer's queued fetch may start. */
-void fetch_done(struct discovery *d, struct fetch *f, struct fanout_answer *a);
+ * answered through line_done later, never inside this call. false when no fetch could
+ * be had (memory, or curl refused the transfer): the line is untouched. */
+bool fetch_join(struct fetches *ft, struct view *v, size_t idx);
+/* From now on no queued fetch starts. */
+void fetch_stop(struct fetches *ft);
 /* Ends every fetch, running or queued, with "Error: shutting down". */
-void fetch_shutdown(struct discovery *d);
+void fetch_end_all(struct fetches *ft);
 
-/* transfer.c */
-bool transfer_setup(struct discovery *d, char *err, size_t errlen);
-/* Starts GET /data from peer k for fetch f; when it ends, fetch_done(d, f, answer). k
- * must live until then. NULL when it could not be started. */
-struct xfer *transfer_start(struct discovery *d, const struct peer_key *k, struct fetch *f);
-/* Ends a running transfer without calling fetch_done() (shutdown). */
-void transfer_abort(struct discovery *d, struct xfer *x);
-void transfer_on_event(struct discovery *d, int fd, uint32_t events);
-void transfer_run_timer(struct discovery *d, uint64_t now);
-void transfer_destroy(struct discovery *d);
+/* ---- view.c: a view from its submission to its callback ----------------------------- */
+
+/* A view is about to be handed to its callback (the facade gives back its slot). */
+typedef void (*view_finished_fn)(void *arg);
+
+struct views {
+	const struct discovery_config *cfg;
+	const struct discovery_local *local;
+	struct lookup *lu;
+	struct fetches *ft;
+	struct view *waiters; /* views waiting for the lookup, in arrival order */
+	struct view *waiters_tail;
+	bool stopping;
+	view_finished_fn finished;
+	void *arg;
+	char head[RENDER_HEAD_MAX]; /* the text view's head */
+	size_t headlen;
+};
+
+/* Sets vs up, and ft (fetch_init()) with vs's line callback. */
+void view_init(struct views *vs, const struct discovery_config *cfg,
+	       const struct discovery_local *local, struct lookup *lu, struct fetches *ft,
+	       struct transfers *tr, view_finished_fn finished, void *arg);
+/* Serves v from the cached SRV outcome, or queues it for the lookup. */
+void view_start(struct views *vs, struct view *v);
+/* From now on views end at once: lines not yet asked say "shutting down", and so does a
+ * view that would wait for DNS. */
+void view_stop(struct views *vs);
+/* Ends every view still open: the lookup's waiters and the lines waiting for peers. */
+void view_end_all(struct views *vs);
 
 #endif

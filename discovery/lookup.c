@@ -7,12 +7,12 @@
  *   SRV query for each name in turn (names.c) until one answers with records
  *     -> parse the reply (srv.c); NXDOMAIN or no records: the next name
  *     -> targets the reply gave no address for: A/AAAA lookups, in parallel
- *     -> the outcome (peers, no peers or an error) is cached (cache.c) and serves
- *        every waiting view.
+ *     -> the outcome (peers, no peers or an error) is cached (cache.c) and handed to
+ *        the callback lookup_begin() was given.
  *
- * The whole walk has one deadline (the DNS time-out). c-ares is driven through its
- * socket-state callback and ares_process_fd(), never from another thread: its channel
- * is not thread-safe.
+ * The whole walk has one deadline (the DNS time-out), a timer of the loop. c-ares is
+ * driven through its socket-state callback, which registers its sockets with the loop,
+ * and ares_process_fd(), never from another thread: its channel is not thread-safe.
  */
 #include "discovery/internal.h"
 
@@ -30,11 +30,11 @@
 
 #define DNS_TRIES 3
 /* "<name asked>: <why>", the name possibly in its named-port form */
-#define REASON_MAX (sizeof(((struct lookup *)0)->named_port_name) + SRV_ERR_MAX + 32)
+#define REASON_MAX (sizeof(((struct lookup_walk *)0)->named_port_name) + SRV_ERR_MAX + 32)
 
 /* Which peer of the lookup's answer an address query is for. */
 struct addr_query {
-	struct discovery *d;
+	struct lookup *lu;
 	size_t idx;
 };
 
@@ -70,59 +70,72 @@ static const char *ares_text(int status)
 }
 
 /* The reason for a failed query, honest about which limit ended it. */
-static void failure_text(struct discovery *d, int status, char *buf, size_t len)
+static void failure_text(struct lookup *lu, int status, char *buf, size_t len)
 {
 	/* When c-ares's own tries run out first, they have used up the budget too (see the
 	 * channel's time-out): the budget is named, not the clock's reading, so the line is
 	 * the same every time. */
-	if (d->lk.cancelling && !d->lk.timed_out) {
+	if (lu->lk.cancelling && !lu->lk.timed_out) {
 		snprintf(buf, len, SHUTDOWN_TEXT);
-	} else if (d->lk.timed_out || status == ARES_ETIMEOUT) {
-		snprintf(buf, len, "timed out after %u ms", d->cfg.dns_timeout_ms);
+	} else if (lu->lk.timed_out || status == ARES_ETIMEOUT) {
+		snprintf(buf, len, "timed out after %u ms", lu->cfg->dns_timeout_ms);
 	} else {
 		snprintf(buf, len, "%s", ares_text(status));
 	}
 }
 
-/* Ends the lookup: caches its outcome when allowed and serves every waiting view. */
-static void lookup_end(struct discovery *d, enum result_kind kind, const char *reason)
+/* Asks c-ares when it next needs the clock (a retransmission), after every call into
+ * the channel: c-ares 1.18 has no timer callback of its own. */
+static void lookup_rearm(struct lookup *lu)
 {
-	struct view *w = d->waiters;
-	struct srv_answer ans = d->lk.ans;
-	static const enum metrics_srv_result results[] = {[RES_PEERS] = METRICS_SRV_OK,
-							  [RES_EMPTY] = METRICS_SRV_EMPTY,
-							  [RES_ERROR] = METRICS_SRV_ERROR};
+	struct timeval tv;
+	struct timeval *t = ares_timeout(lu->channel, NULL, &tv);
+	uint64_t due = LOOP_NEVER;
 
-	metrics_srv_lookup(results[kind], now_ns() - d->lk.start, ans.npeers);
-	d->waiters = NULL;
-	d->waiters_tail = NULL;
-	free(d->lk.aq);
-	memset(&d->lk, 0, sizeof(d->lk));
-	if (kind == RES_ERROR) {
-		disc_log(d, DISCOVERY_LOG_WARN, "SRV lookup failed: %s", reason);
+	if (t != NULL) {
+		due = loop_now_ns() + (uint64_t)t->tv_sec * 1000000000ull +
+		      (uint64_t)t->tv_usec * 1000ull;
 	}
-	if (cache_put(&d->cache, kind, &ans, d->cfg.cache_ms, now_ns())) {
-		views_serve(d, w, kind, &d->cache.ans, reason);
+	loop_timer_set(lu->loop, &lu->retry, due);
+}
+
+/* Ends the lookup: caches its outcome when allowed and hands it to the callback. */
+static void lookup_end(struct lookup *lu, enum srv_outcome kind, const char *reason)
+{
+	struct srv_answer ans = lu->lk.ans;
+	static const enum metrics_srv_result results[] = {[SRV_PEERS] = METRICS_SRV_OK,
+							  [SRV_EMPTY] = METRICS_SRV_EMPTY,
+							  [SRV_ERROR] = METRICS_SRV_ERROR};
+
+	metrics_srv_lookup(results[kind], loop_now_ns() - lu->lk.start, ans.npeers);
+	free(lu->lk.aq);
+	memset(&lu->lk, 0, sizeof(lu->lk));
+	loop_timer_set(lu->loop, &lu->deadline, LOOP_NEVER);
+	if (kind == SRV_ERROR) {
+		discovery_logf(lu->cfg, DISCOVERY_LOG_WARN, "SRV lookup failed: %s", reason);
+	}
+	if (cache_put(&lu->cache, kind, &ans, lu->cfg->cache_ms, loop_now_ns())) {
+		lu->on_done(lu->arg, kind, &lu->cache.ans, reason);
 		return;
 	}
-	views_serve(d, w, kind, &ans, reason);
+	lu->on_done(lu->arg, kind, &ans, reason);
 	srv_answer_free(&ans);
 }
 
 /* The name being asked right now. */
-static const char *asking(const struct discovery *d)
+static const char *asking(const struct lookup *lu)
 {
-	return d->lk.named_port ? d->lk.named_port_name : d->names[d->lk.name];
+	return lu->lk.named_port ? lu->lk.named_port_name : lu->names[lu->lk.name];
 }
 
-static void lookup_fail(struct discovery *d, int status)
+static void lookup_fail(struct lookup *lu, int status)
 {
 	char text[SRV_ERR_MAX];
 	char reason[REASON_MAX];
 
-	failure_text(d, status, text, sizeof(text));
-	snprintf(reason, sizeof(reason), "%s: %s", asking(d), text);
-	lookup_end(d, RES_ERROR, reason);
+	failure_text(lu, status, text, sizeof(text));
+	snprintf(reason, sizeof(reason), "%s: %s", asking(lu), text);
+	lookup_end(lu, SRV_ERROR, reason);
 }
 
 /* Takes the first address c-ares gives (it sorts them by RFC 6724). */
@@ -149,8 +162,8 @@ static void peer_address(struct srv_peer *p, const struct ares_addrinfo_node *n)
 static void addr_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 {
 	struct addr_query *q = arg;
-	struct discovery *d = q->d;
-	struct srv_peer *p = &d->lk.ans.peers[q->idx];
+	struct lookup *lu = q->lu;
+	struct srv_peer *p = &lu->lk.ans.peers[q->idx];
 	const struct ares_addrinfo_node *n = NULL;
 
 	(void)timeouts;
@@ -161,33 +174,33 @@ static void addr_cb(void *arg, int status, int timeouts, struct ares_addrinfo *r
 		peer_address(p, n);
 	}
 	if (n != NULL && p->family != 0) {
-		if (n->ai_ttl >= 0 && (uint32_t)n->ai_ttl < d->lk.ans.ttl) {
-			d->lk.ans.ttl = (uint32_t)n->ai_ttl;
+		if (n->ai_ttl >= 0 && (uint32_t)n->ai_ttl < lu->lk.ans.ttl) {
+			lu->lk.ans.ttl = (uint32_t)n->ai_ttl;
 		}
 	} else if (status == ARES_SUCCESS) {
 		snprintf(p->err, sizeof(p->err), "no address records");
 	} else {
-		failure_text(d, status, p->err, sizeof(p->err));
+		failure_text(lu, status, p->err, sizeof(p->err));
 	}
 	if (res != NULL) {
 		ares_freeaddrinfo(res);
 	}
-	if (--d->lk.addr_pending == 0) {
-		lookup_end(d, RES_PEERS, NULL);
+	if (--lu->lk.addr_pending == 0) {
+		lookup_end(lu, SRV_PEERS, NULL);
 	}
 }
 
 /* Resolves the targets that the reply gave no address for (not this pod's own: it is
  * read locally). A callback may run before ares_getaddrinfo() returns, so one extra
  * count holds the lookup open until every query has been started. */
-static void lookup_resolve(struct discovery *d)
+static void lookup_resolve(struct lookup *lu)
 {
-	struct lookup *lk = &d->lk;
+	struct lookup_walk *lk = &lu->lk;
 	struct ares_addrinfo_hints hints;
 
 	lk->aq = calloc(lk->ans.npeers, sizeof(*lk->aq));
 	if (lk->aq == NULL) {
-		lookup_fail(d, ARES_ENOMEM);
+		lookup_fail(lu, ARES_ENOMEM);
 		return;
 	}
 	memset(&hints, 0, sizeof(hints));
@@ -197,42 +210,42 @@ static void lookup_resolve(struct discovery *d)
 		struct srv_peer *p = &lk->ans.peers[i];
 		char fqdn[SRV_NAME_MAX + 2];
 
-		if (p->family != 0 || srv_is_self(p->name, d->hostname)) {
+		if (p->family != 0 || srv_is_self(p->name, lu->cfg->hostname)) {
 			continue;
 		}
 		/* The trailing dot keeps c-ares from walking the search list for it. */
 		snprintf(fqdn, sizeof(fqdn), "%s.", p->name);
-		lk->aq[i].d = d;
+		lk->aq[i].lu = lu;
 		lk->aq[i].idx = i;
 		lk->addr_pending++;
-		ares_getaddrinfo(d->channel, fqdn, NULL, &hints, addr_cb, &lk->aq[i]);
+		ares_getaddrinfo(lu->channel, fqdn, NULL, &hints, addr_cb, &lk->aq[i]);
 	}
 	if (--lk->addr_pending == 0) {
-		lookup_end(d, RES_PEERS, NULL);
+		lookup_end(lu, SRV_PEERS, NULL);
 	}
 }
 
-static void lookup_query(struct discovery *d);
+static void lookup_query(struct lookup *lu);
 
 /* A reply with records: on to their addresses. false when it had none. */
-static bool lookup_answered(struct discovery *d, const unsigned char *abuf, int alen)
+static bool lookup_answered(struct lookup *lu, const unsigned char *abuf, int alen)
 {
-	struct lookup *lk = &d->lk;
+	struct lookup_walk *lk = &lu->lk;
 	char perr[SRV_ERR_MAX];
 	char reason[REASON_MAX];
 
 	if (abuf == NULL || alen < 0 ||
-	    srv_parse(abuf, (size_t)alen, d->cfg.max_peers, &lk->ans, perr, sizeof(perr)) < 0) {
-		snprintf(reason, sizeof(reason), "%s: malformed reply (%s)", asking(d),
+	    srv_parse(abuf, (size_t)alen, lu->cfg->max_peers, &lk->ans, perr, sizeof(perr)) < 0) {
+		snprintf(reason, sizeof(reason), "%s: malformed reply (%s)", asking(lu),
 			 abuf == NULL ? "empty" : perr);
-		lookup_end(d, RES_ERROR, reason);
+		lookup_end(lu, SRV_ERROR, reason);
 		return true;
 	}
 	if (lk->ans.npeers == 0) {
 		return false;
 	}
-	snprintf(lk->ans.qname, sizeof(lk->ans.qname), "%s", asking(d));
-	lookup_resolve(d);
+	snprintf(lk->ans.qname, sizeof(lk->ans.qname), "%s", asking(lu));
+	lookup_resolve(lu);
 	return true;
 }
 
@@ -240,143 +253,142 @@ static bool lookup_answered(struct discovery *d, const unsigned char *abuf, int 
  * follows only the Kubernetes DNS specification, which defines SRV records for named
  * ports alone. A bare service name is then asked in its named-port form; true when that
  * query is to be made. */
-static bool try_named_port(struct discovery *d)
+static bool try_named_port(struct lookup *lu)
 {
-	struct lookup *lk = &d->lk;
-	const char *name = d->names[lk->name];
+	struct lookup_walk *lk = &lu->lk;
+	const char *name = lu->names[lk->name];
 	int n;
 
-	if (lk->named_port || name[0] == '_' || d->port_name == NULL || d->port_name[0] == '\0') {
+	if (lk->named_port || name[0] == '_' || lu->cfg->port_name == NULL ||
+	    lu->cfg->port_name[0] == '\0') {
 		return false;
 	}
-	n = snprintf(lk->named_port_name, sizeof(lk->named_port_name), "_%s._tcp.%s", d->port_name,
-		     name);
+	n = snprintf(lk->named_port_name, sizeof(lk->named_port_name), "_%s._tcp.%s",
+		     lu->cfg->port_name, name);
 	if (n < 0 || (size_t)n >= sizeof(lk->named_port_name)) {
 		return false;
 	}
 	lk->named_port = true;
-	disc_log(d, d->told_named_port ? DISCOVERY_LOG_DEBUG : DISCOVERY_LOG_WARN,
-		 "%s has no SRV records of its own: asking %s, the DNS specification's form "
-		 "(set the service to _%s._tcp.<service> to ask it first)",
-		 name, lk->named_port_name, d->port_name);
-	d->told_named_port = true;
+	discovery_logf(lu->cfg, lu->told_named_port ? DISCOVERY_LOG_DEBUG : DISCOVERY_LOG_WARN,
+		       "%s has no SRV records of its own: asking %s, the DNS specification's form "
+		       "(set the service to _%s._tcp.<service> to ask it first)",
+		       name, lk->named_port_name, lu->cfg->port_name);
+	lu->told_named_port = true;
 	return true;
 }
 
 static void srv_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
-	struct discovery *d = arg;
-	struct lookup *lk = &d->lk;
+	struct lookup *lu = arg;
+	struct lookup_walk *lk = &lu->lk;
 
 	(void)timeouts;
 	if (!lk->active) {
 		return;
 	}
 	if (lk->cancelling) {
-		lookup_fail(d, status);
+		lookup_fail(lu, status);
 		return;
 	}
 	if (status == ARES_SUCCESS) {
-		if (lookup_answered(d, abuf, alen)) {
+		if (lookup_answered(lu, abuf, alen)) {
 			return;
 		}
 		/* Answers, but no usable SRV record: as good as NODATA. */
 		status = ARES_ENODATA;
 	}
 	if (status != ARES_ENOTFOUND && status != ARES_ENODATA) {
-		lookup_fail(d, status);
-	} else if (status == ARES_ENODATA && try_named_port(d)) {
-		lookup_query(d);
-	} else if (lk->name + 1 < d->nnames) {
+		lookup_fail(lu, status);
+	} else if (status == ARES_ENODATA && try_named_port(lu)) {
+		lookup_query(lu);
+	} else if (lk->name + 1 < lu->nnames) {
 		lk->named_port = false;
 		lk->name++;
-		lookup_query(d);
+		lookup_query(lu);
 	} else {
-		lookup_end(d, RES_EMPTY, NULL);
+		lookup_end(lu, SRV_EMPTY, NULL);
 	}
 }
 
-static void lookup_query(struct discovery *d)
+static void lookup_query(struct lookup *lu)
 {
 	/* Plain ares_query(), not ares_search(): c-ares 1.18's search goes on to the next
 	 * domain after SERVFAIL, which would turn a failing server into "no peers". */
-	ares_query(d->channel, asking(d), DNS_CLASS_IN, DNS_TYPE_SRV, srv_cb, d);
+	ares_query(lu->channel, asking(lu), DNS_CLASS_IN, DNS_TYPE_SRV, srv_cb, lu);
 }
 
-void lookup_begin(struct discovery *d)
+/* The walk may end inside this call: c-ares fails some queries at once. */
+void lookup_begin(struct lookup *lu, lookup_done_fn on_done, void *arg)
 {
-	if (d->lk.active) {
+	if (lu->lk.active) {
 		return;
 	}
-	memset(&d->lk, 0, sizeof(d->lk));
-	d->lk.active = true;
-	d->lk.start = now_ns();
-	d->lk.deadline = d->lk.start + (uint64_t)d->cfg.dns_timeout_ms * NS_PER_MS;
-	d->lk.ans.ttl = UINT32_MAX;
-	lookup_query(d);
+	lu->on_done = on_done;
+	lu->arg = arg;
+	memset(&lu->lk, 0, sizeof(lu->lk));
+	lu->lk.active = true;
+	lu->lk.start = loop_now_ns();
+	lu->lk.ans.ttl = UINT32_MAX;
+	loop_timer_set(lu->loop, &lu->deadline,
+		       lu->lk.start + (uint64_t)lu->cfg->dns_timeout_ms * NS_PER_MS);
+	lookup_query(lu);
+	lookup_rearm(lu);
+}
+
+const struct srv_cache *lookup_cached(const struct lookup *lu, uint64_t now)
+{
+	return cache_get(&lu->cache, now);
 }
 
 /* ares_cancel() runs every outstanding callback before it returns, and they start
  * nothing new while cancelling is set. */
-void lookup_cancel(struct discovery *d, bool timed_out)
+void lookup_cancel(struct lookup *lu, bool timed_out)
 {
-	if (!d->lk.active) {
+	if (!lu->lk.active) {
 		return;
 	}
-	d->lk.cancelling = true;
-	d->lk.timed_out = timed_out;
-	ares_cancel(d->channel);
-	if (d->lk.active) {
+	lu->lk.cancelling = true;
+	lu->lk.timed_out = timed_out;
+	ares_cancel(lu->channel);
+	if (lu->lk.active) {
 		/* No query was outstanding (cannot happen); do not wait forever. */
-		lookup_fail(d, ARES_ECANCELLED);
+		lookup_fail(lu, ARES_ECANCELLED);
 	}
+	lookup_rearm(lu);
 }
 
-uint64_t lookup_due(struct discovery *d, uint64_t now)
+static void lookup_on_deadline(void *arg)
 {
-	struct timeval tv;
-	struct timeval *t = ares_timeout(d->channel, NULL, &tv);
-	uint64_t due = NEVER;
-
-	if (t != NULL) {
-		due = now + (uint64_t)t->tv_sec * 1000000000ull + (uint64_t)t->tv_usec * 1000ull;
-	}
-	if (d->lk.active && d->lk.deadline < due) {
-		due = d->lk.deadline;
-	}
-	return due;
+	lookup_cancel(arg, true);
 }
 
-void lookup_run_timers(struct discovery *d, uint64_t now)
+/* Without sockets ares_process_fd() handles only time-outs (retries). */
+static void lookup_on_retry(void *arg)
 {
-	struct timeval tv;
-	struct timeval *t = ares_timeout(d->channel, NULL, &tv);
+	struct lookup *lu = arg;
 
-	if (t != NULL && t->tv_sec == 0 && t->tv_usec == 0) {
-		/* Without sockets ares_process_fd() handles only time-outs (retries). */
-		ares_process_fd(d->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-	}
-	if (d->lk.active && now >= d->lk.deadline) {
-		lookup_cancel(d, true);
-	}
+	ares_process_fd(lu->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	lookup_rearm(lu);
 }
 
-void lookup_on_event(struct discovery *d, int fd, uint32_t events)
+static void lookup_on_event(void *arg, int fd, uint32_t events)
 {
+	struct lookup *lu = arg;
 	bool err = (events & (EPOLLERR | EPOLLHUP)) != 0;
 	ares_socket_t rfd = (events & EPOLLIN) || err ? fd : ARES_SOCKET_BAD;
 	ares_socket_t wfd = (events & EPOLLOUT) ? fd : ARES_SOCKET_BAD;
 
-	ares_process_fd(d->channel, rfd, wfd);
+	ares_process_fd(lu->channel, rfd, wfd);
+	lookup_rearm(lu);
 }
 
 static void ares_sock_cb(void *data, ares_socket_t s, int readable, int writable)
 {
-	struct discovery *d = data;
+	struct lookup *lu = data;
 	uint32_t ev = 0;
 
 	if (!readable && !writable) {
-		reactor_unwatch(d, s);
+		loop_unwatch(lu->loop, s);
 		return;
 	}
 	if (readable) {
@@ -385,24 +397,28 @@ static void ares_sock_cb(void *data, ares_socket_t s, int readable, int writable
 	if (writable) {
 		ev |= EPOLLOUT;
 	}
-	reactor_watch(d, FD_ARES, s, ev);
+	/* A socket left unwatched is ended by the lookup's deadline: nothing waits forever. */
+	if (!loop_watch(lu->loop, s, ev, lookup_on_event, lu)) {
+		discovery_logf(lu->cfg, DISCOVERY_LOG_ERROR, "epoll_ctl on fd %d: %s", s,
+			       strerror(errno));
+	}
 }
 
 /* The names to ask, from the service and the resolver's search list and ndots. */
-static bool setup_names(struct discovery *d, char *err, size_t errlen)
+static bool setup_names(struct lookup *lu, char *err, size_t errlen)
 {
 	struct ares_options o;
 	int mask = 0;
 	int rc;
 
 	memset(&o, 0, sizeof(o));
-	if (ares_save_options(d->channel, &o, &mask) != ARES_SUCCESS) {
+	if (ares_save_options(lu->channel, &o, &mask) != ARES_SUCCESS) {
 		errtext_set(err, errlen, "DNS: could not read the resolver options");
 		return false;
 	}
-	rc = names_build(d->service, (const char *const *)o.domains,
+	rc = names_build(lu->cfg->service, (const char *const *)o.domains,
 			 o.domains != NULL && o.ndomains > 0 ? (size_t)o.ndomains : 0,
-			 o.ndots > 0 ? (unsigned)o.ndots : 1, &d->names, &d->nnames);
+			 o.ndots > 0 ? (unsigned)o.ndots : 1, &lu->names, &lu->nnames);
 	ares_destroy_options(&o);
 	if (rc < 0) {
 		errtext_set(err, errlen, "DNS: out of memory");
@@ -411,18 +427,18 @@ static bool setup_names(struct discovery *d, char *err, size_t errlen)
 	return true;
 }
 
-static bool setup_server(struct discovery *d, char *err, size_t errlen)
+static bool setup_server(struct lookup *lu, char *err, size_t errlen)
 {
 	struct discovery_dns_server s;
 	struct ares_addr_port_node node;
 	char why[160];
 	int st;
 
-	if (d->dns_server == NULL || d->dns_server[0] == '\0') {
+	if (lu->cfg->dns_server == NULL || lu->cfg->dns_server[0] == '\0') {
 		return true;
 	}
-	if (!discovery_parse_dns_server(d->dns_server, &s, why, sizeof(why))) {
-		errtext_set(err, errlen, "DNS server '%s': %s", d->dns_server, why);
+	if (!discovery_parse_dns_server(lu->cfg->dns_server, &s, why, sizeof(why))) {
+		errtext_set(err, errlen, "DNS server '%s': %s", lu->cfg->dns_server, why);
 		return false;
 	}
 	memset(&node, 0, sizeof(node));
@@ -430,62 +446,74 @@ static bool setup_server(struct discovery *d, char *err, size_t errlen)
 	memcpy(&node.addr, s.addr, s.family == AF_INET ? 4 : 16);
 	node.udp_port = (int)s.port;
 	node.tcp_port = (int)s.port;
-	st = ares_set_servers_ports(d->channel, &node);
+	st = ares_set_servers_ports(lu->channel, &node);
 	if (st != ARES_SUCCESS) {
-		errtext_set(err, errlen, "DNS server '%s': %s", d->dns_server, ares_strerror(st));
+		errtext_set(err, errlen, "DNS server '%s': %s", lu->cfg->dns_server,
+			    ares_strerror(st));
 		return false;
 	}
 	return true;
 }
 
-bool lookup_setup(struct discovery *d, char *err, size_t errlen)
+bool lookup_init(struct lookup *lu, const struct discovery_config *cfg, struct loop *loop,
+		 char *err, size_t errlen)
 {
 	struct ares_options o;
 	int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS;
 	int st;
 
+	memset(lu, 0, sizeof(*lu));
+	lu->cfg = cfg;
+	lu->loop = loop;
+	loop_timer_init(&lu->retry, lookup_on_retry, lu);
+	loop_timer_init(&lu->deadline, lookup_on_deadline, lu);
 	memset(&o, 0, sizeof(o));
 	o.sock_state_cb = ares_sock_cb;
-	o.sock_state_cb_data = d;
+	o.sock_state_cb_data = lu;
 	/* c-ares doubles the time-out on each round over the servers: t + 2t + 4t spends
 	 * the whole budget on one server; our own deadline bounds it in any case. */
-	o.timeout = (int)(d->cfg.dns_timeout_ms / 7 > 0 ? d->cfg.dns_timeout_ms / 7 : 1);
+	o.timeout = (int)(lu->cfg->dns_timeout_ms / 7 > 0 ? lu->cfg->dns_timeout_ms / 7 : 1);
 	o.tries = DNS_TRIES;
 	/* Hand SERVFAIL/REFUSED replies to us: otherwise c-ares 1.18 retries them and, once
 	 * out of tries, reports "connection refused", hiding what the server said. */
 	o.flags = ARES_FLAG_NOCHECKRESP;
-	if (d->resolv_conf != NULL) {
+	if (lu->cfg->resolv_conf != NULL) {
 		mask |= ARES_OPT_RESOLVCONF;
-		o.resolvconf_path = d->resolv_conf;
+		/* Only read by c-ares, which wants it without const. */
+		o.resolvconf_path = (char *)(uintptr_t)lu->cfg->resolv_conf;
 		/* c-ares falls back to its defaults without a word: say it, since then
 		 * there is no search list and short names cannot be completed. */
-		if (access(d->resolv_conf, R_OK) != 0) {
-			disc_log(d, DISCOVERY_LOG_WARN,
-				 "cannot read %s (%s): no search list, default name servers",
-				 d->resolv_conf, strerror(errno));
+		if (access(lu->cfg->resolv_conf, R_OK) != 0) {
+			discovery_logf(lu->cfg, DISCOVERY_LOG_WARN,
+				       "cannot read %s (%s): no search list, default name servers",
+				       lu->cfg->resolv_conf, strerror(errno));
 		}
 	}
-	st = ares_init_options(&d->channel, &o, mask);
+	st = ares_init_options(&lu->channel, &o, mask);
 	if (st != ARES_SUCCESS) {
 		errtext_set(err, errlen, "DNS: could not set up the resolver%s%s: %s",
-			    d->resolv_conf != NULL ? " from " : "",
-			    d->resolv_conf != NULL ? d->resolv_conf : "", ares_strerror(st));
+			    lu->cfg->resolv_conf != NULL ? " from " : "",
+			    lu->cfg->resolv_conf != NULL ? lu->cfg->resolv_conf : "",
+			    ares_strerror(st));
 		return false;
 	}
-	d->channel_ok = true;
-	return setup_server(d, err, errlen) && setup_names(d, err, errlen);
+	lu->channel_ok = true;
+	return setup_server(lu, err, errlen) && setup_names(lu, err, errlen);
 }
 
-void lookup_destroy(struct discovery *d)
+void lookup_destroy(struct lookup *lu)
 {
-	if (d->channel_ok) {
-		ares_destroy(d->channel);
-		d->channel_ok = false;
+	loop_timer_set(lu->loop, &lu->retry, LOOP_NEVER);
+	loop_timer_set(lu->loop, &lu->deadline, LOOP_NEVER);
+	cache_clear(&lu->cache);
+	if (lu->channel_ok) {
+		ares_destroy(lu->channel);
+		lu->channel_ok = false;
 	}
-	srv_answer_free(&d->lk.ans);
-	free(d->lk.aq);
-	d->lk.aq = NULL;
-	names_free(d->names, d->nnames);
-	d->names = NULL;
-	d->nnames = 0;
+	srv_answer_free(&lu->lk.ans);
+	free(lu->lk.aq);
+	lu->lk.aq = NULL;
+	names_free(lu->names, lu->nnames);
+	lu->names = NULL;
+	lu->nnames = 0;
 }

@@ -49,7 +49,7 @@ static bool parse_ordinal(const char *name, size_t *baselen, unsigned long *ordi
 
 /* The lines' ordinals, in order; false when a line does not take part (see
  * missing_add()). */
-static bool line_ordinals(const struct fanout_line *lines, size_t n, unsigned long *ords)
+static bool line_ordinals(const struct render_line *lines, size_t n, unsigned long *ords)
 {
 	size_t base0 = 0;
 
@@ -65,7 +65,7 @@ static bool line_ordinals(const struct fanout_line *lines, size_t n, unsigned lo
 			return false;
 		}
 		if (i > 0 && ords[i] < ords[i - 1]) {
-			return false; /* not in ordinal order: not what fanout_plan() makes */
+			return false; /* not in ordinal order: not what render_plan() makes */
 		}
 	}
 	return true;
@@ -74,7 +74,7 @@ static bool line_ordinals(const struct fanout_line *lines, size_t n, unsigned lo
 /* Makes line l the missing pod ordinal: "<base>-<ordinal><rest>" after first, whose
  * name the caller made sure leaves room for any ordinal. Memory running out leaves the
  * line without its answer, which renders as "Error: out of memory" like any other. */
-static void missing_line(struct fanout_line *l, const char *first, size_t base,
+static void missing_line(struct render_line *l, const char *first, size_t base,
 			 unsigned long ordinal)
 {
 	const char *rest = strchr(first, '.');
@@ -84,7 +84,7 @@ static void missing_line(struct fanout_line *l, const char *first, size_t base,
 		 rest != NULL ? rest : "");
 	l->unlisted = true;
 	l->missing = true;
-	(void)fanout_line_error(l, "%s", MISSING_TEXT);
+	(void)render_line_error(l, "%s", MISSING_TEXT);
 }
 
 /* How many ordinals are missing below the highest and up to replicas, at most limit. */
@@ -109,10 +109,10 @@ static size_t count_missing(const unsigned long *ords, size_t n, unsigned replic
 	return count;
 }
 
-int missing_add(struct fanout_line **lines, size_t *n, unsigned replicas, size_t limit)
+int missing_add(struct render_line **lines, size_t *n, unsigned replicas, size_t limit)
 {
-	struct fanout_line *in = *lines;
-	struct fanout_line *out;
+	struct render_line *in = *lines;
+	struct render_line *out;
 	unsigned long *ords;
 	size_t add;
 	size_t base = 0;

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Asking the peers: one libcurl easy handle per started fetch (fetch.c), all on one multi
- * handle driven by the loop's epoll (curl's multi-socket API). The multi handle lives as
+ * Asking the peers: one libcurl easy handle per transfer, all on one multi handle driven
+ * by the loop (curl's multi-socket API: its sockets and its timer are registered with
+ * the loop). The multi handle lives as
  * long as the loop, so idle keep-alive connections to the peers are reused across
- * fetches. A finished transfer becomes one answer, the body or the reason it failed,
- * which fetch.c shares among the lines waiting for it.
+ * transfers. A finished transfer becomes one answer, the body or the reason it failed,
+ * handed to the callback transfer_start() was given.
  *
  * Finished transfers are reaped from curl_multi_info_read() only, never inside a curl
  * callback: a view may complete (and its done callback run) only where the loop expects
@@ -16,6 +17,7 @@
 #include "common/metrics.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,10 +29,11 @@
 #define TIMER_RETRY_MS 10
 
 struct xfer {
-	struct discovery *d;
-	struct fetch *fetch;
-	const struct peer_key *key; /* fetch.c's, alive while the fetch runs */
-	struct xfer *next; /* d->xfers */
+	struct transfers *tr;
+	transfer_done_fn on_done;
+	void *arg;
+	const struct peer_key *key; /* the caller's, alive while the transfer runs */
+	struct xfer *next; /* tr->xfers */
 	struct xfer *prev;
 	CURL *easy;
 	struct curl_slist *hdrs;
@@ -47,7 +50,7 @@ static size_t xfer_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	struct xfer *x = userdata;
 	size_t n = size * nmemb;
-	size_t max = x->d->cfg.peer_max_bytes;
+	size_t max = x->tr->cfg->peer_max_bytes;
 
 	if (n == 0) {
 		return 0;
@@ -65,13 +68,13 @@ static size_t xfer_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 			cap = cap > max / 2 ? max : cap * 2;
 		}
 		/* Charged before it is taken; returning short ends the transfer. */
-		if (!budget_charge(x->d->cfg.budget, cap - x->cap)) {
+		if (!budget_charge(x->tr->cfg->budget, cap - x->cap)) {
 			x->over_budget = true;
 			return 0;
 		}
 		nb = realloc(x->buf, cap);
 		if (nb == NULL) {
-			budget_credit(x->d->cfg.budget, cap - x->cap);
+			budget_credit(x->tr->cfg->budget, cap - x->cap);
 			return 0;
 		}
 		x->charged += cap - x->cap;
@@ -93,23 +96,23 @@ static void xfer_free(struct xfer *x)
 	}
 	curl_slist_free_all(x->hdrs);
 	free(x->buf);
-	budget_credit(x->d->cfg.budget, x->charged);
+	budget_credit(x->tr->cfg->budget, x->charged);
 	free(x);
 }
 
 /* Detaches a transfer from curl and from the list of transfers. */
-static void xfer_detach(struct discovery *d, struct xfer *x)
+static void xfer_detach(struct transfers *tr, struct xfer *x)
 {
-	CURLMcode rc = curl_multi_remove_handle(d->multi, x->easy);
+	CURLMcode rc = curl_multi_remove_handle(tr->multi, x->easy);
 
 	if (rc != CURLM_OK) {
-		disc_log(d, DISCOVERY_LOG_WARN, "peer %s: curl_multi_remove_handle: %s",
-			 x->key->name, curl_multi_strerror(rc));
+		discovery_logf(tr->cfg, DISCOVERY_LOG_WARN, "peer %s: curl_multi_remove_handle: %s",
+			       x->key->name, curl_multi_strerror(rc));
 	}
 	if (x->prev != NULL) {
 		x->prev->next = x->next;
 	} else {
-		d->xfers = x->next;
+		tr->xfers = x->next;
 	}
 	if (x->next != NULL) {
 		x->next->prev = x->prev;
@@ -139,9 +142,9 @@ static bool xfer_headers(struct xfer *x, const struct peer_key *k)
 	return true;
 }
 
-static bool xfer_options(struct discovery *d, struct xfer *x, const char *url)
+static bool xfer_options(struct transfers *tr, struct xfer *x, const char *url)
 {
-	const struct discovery_config *c = &d->cfg;
+	const struct discovery_config *c = tr->cfg;
 	long connect_ms = (long)c->peer_connect_timeout_ms;
 	CURL *e = x->easy;
 
@@ -168,7 +171,8 @@ static bool xfer_options(struct discovery *d, struct xfer *x, const char *url)
 		       CURLE_OK;
 }
 
-struct xfer *transfer_start(struct discovery *d, const struct peer_key *k, struct fetch *f)
+struct xfer *transfer_start(struct transfers *tr, const struct peer_key *k,
+			    transfer_done_fn on_done, void *arg)
 {
 	char ip[INET6_ADDRSTRLEN];
 	char url[INET6_ADDRSTRLEN + 32];
@@ -185,24 +189,25 @@ struct xfer *transfer_start(struct discovery *d, const struct peer_key *k, struc
 	if (x == NULL) {
 		return NULL;
 	}
-	x->d = d;
-	x->fetch = f;
+	x->tr = tr;
+	x->on_done = on_done;
+	x->arg = arg;
 	x->key = k;
 	x->easy = curl_easy_init();
-	if (x->easy == NULL || !xfer_headers(x, k) || !xfer_options(d, x, url)) {
+	if (x->easy == NULL || !xfer_headers(x, k) || !xfer_options(tr, x, url)) {
 		goto fail;
 	}
-	rc = curl_multi_add_handle(d->multi, x->easy);
+	rc = curl_multi_add_handle(tr->multi, x->easy);
 	if (rc != CURLM_OK) {
-		disc_log(d, DISCOVERY_LOG_ERROR, "peer %s: curl_multi_add_handle: %s", k->name,
-			 curl_multi_strerror(rc));
+		discovery_logf(tr->cfg, DISCOVERY_LOG_ERROR, "peer %s: curl_multi_add_handle: %s",
+			       k->name, curl_multi_strerror(rc));
 		goto fail;
 	}
-	x->next = d->xfers;
-	if (d->xfers != NULL) {
-		d->xfers->prev = x;
+	x->next = tr->xfers;
+	if (tr->xfers != NULL) {
+		tr->xfers->prev = x;
 	}
-	d->xfers = x;
+	tr->xfers = x;
 	return x;
 
 fail:
@@ -210,24 +215,25 @@ fail:
 	return NULL;
 }
 
-void transfer_abort(struct discovery *d, struct xfer *x)
+void transfer_abort(struct transfers *tr, struct xfer *x)
 {
-	xfer_detach(d, x);
+	xfer_detach(tr, x);
 	xfer_free(x);
 }
 
 /* The transfer that owns easy handle e. Normally its private pointer; should curl not
  * give that back, the running transfers are searched, so that no view is left waiting
  * (and its client's connection suspended) for a transfer nobody will finish. */
-static struct xfer *xfer_of(struct discovery *d, CURL *e)
+static struct xfer *xfer_of(struct transfers *tr, CURL *e)
 {
 	char *priv = NULL;
 
 	if (curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv) == CURLE_OK && priv != NULL) {
 		return (struct xfer *)(void *)priv;
 	}
-	disc_log(d, DISCOVERY_LOG_WARN, "a finished transfer has no private pointer; searching");
-	for (struct xfer *x = d->xfers; x != NULL; x = x->next) {
+	discovery_logf(tr->cfg, DISCOVERY_LOG_WARN,
+		       "a finished transfer has no private pointer; searching");
+	for (struct xfer *x = tr->xfers; x != NULL; x = x->next) {
 		if (x->easy == e) {
 			return x;
 		}
@@ -240,49 +246,49 @@ static struct xfer *xfer_of(struct discovery *d, CURL *e)
  * next: curl's messages carry the milliseconds and bytes of each try ("Failed to connect
  * to ... after 2 ms"), so the same fault would read differently every time.
  */
-static struct fanout_answer *peer_failure(struct discovery *d, struct xfer *x, CURLcode res)
+static struct render_answer *peer_failure(struct transfers *tr, struct xfer *x, CURLcode res)
 {
 	curl_off_t connected = 0;
 	long os_errno = 0;
-	unsigned connect_ms = d->cfg.peer_connect_timeout_ms;
+	unsigned connect_ms = tr->cfg->peer_connect_timeout_ms;
 
-	if (connect_ms == 0 || connect_ms > d->cfg.peer_timeout_ms) {
-		connect_ms = d->cfg.peer_timeout_ms;
+	if (connect_ms == 0 || connect_ms > tr->cfg->peer_timeout_ms) {
+		connect_ms = tr->cfg->peer_timeout_ms;
 	}
 	(void)curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connected);
 	(void)curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno);
 	switch (res) {
 	case CURLE_COULDNT_CONNECT:
-		return fanout_answer_error("could not connect: %s",
+		return render_answer_error("could not connect: %s",
 					   os_errno != 0 ? strerror((int)os_errno)
 							 : "no address answered");
 	case CURLE_OPERATION_TIMEDOUT:
 		if (connected == 0) {
-			return fanout_answer_error("connect timed out after %u ms", connect_ms);
+			return render_answer_error("connect timed out after %u ms", connect_ms);
 		}
-		return fanout_answer_error("timed out after %u ms without a complete answer",
-					   d->cfg.peer_timeout_ms);
+		return render_answer_error("timed out after %u ms without a complete answer",
+					   tr->cfg->peer_timeout_ms);
 	case CURLE_GOT_NOTHING:
-		return fanout_answer_error("closed the connection without answering");
+		return render_answer_error("closed the connection without answering");
 	case CURLE_PARTIAL_FILE:
-		return fanout_answer_error("closed the connection in the middle of its answer");
+		return render_answer_error("closed the connection in the middle of its answer");
 	case CURLE_RECV_ERROR:
-		return fanout_answer_error("the connection broke while reading its answer");
+		return render_answer_error("the connection broke while reading its answer");
 	case CURLE_WEIRD_SERVER_REPLY:
 	case CURLE_UNSUPPORTED_PROTOCOL:
-		return fanout_answer_error("its answer is not HTTP");
+		return render_answer_error("its answer is not HTTP");
 	default:
 		break;
 	}
 	if (x->errbuf[0] != '\0') {
-		return fanout_answer_error("%s", x->errbuf);
+		return render_answer_error("%s", x->errbuf);
 	}
-	return fanout_answer_error("%s", curl_easy_strerror(res));
+	return render_answer_error("%s", curl_easy_strerror(res));
 }
 
 /* The answer of a finished transfer: the peer's bytes as they are, or the reason it
  * failed. NULL when memory ran out. */
-static struct fanout_answer *xfer_answer(struct discovery *d, struct xfer *x, CURLcode res)
+static struct render_answer *xfer_answer(struct transfers *tr, struct xfer *x, CURLcode res)
 {
 	long code = 0;
 
@@ -291,34 +297,34 @@ static struct fanout_answer *xfer_answer(struct discovery *d, struct xfer *x, CU
 		code = 0;
 	}
 	if (res == CURLE_OK && code == 200) {
-		struct fanout_answer *a;
+		struct render_answer *a;
 
 		if (x->buf == NULL) {
-			return fanout_answer_copy("", 0);
+			return render_answer_copy("", 0);
 		}
 		/* The buffer becomes the answer's, with its charge: no copy. */
-		a = fanout_answer_take(x->buf, x->len);
+		a = render_answer_take(x->buf, x->len);
 		x->buf = NULL;
 		if (a != NULL) {
-			a->budget = d->cfg.budget;
+			a->budget = tr->cfg->budget;
 			a->charged = x->charged;
 		} else {
-			budget_credit(d->cfg.budget, x->charged);
+			budget_credit(tr->cfg->budget, x->charged);
 		}
 		x->charged = 0;
 		return a;
 	}
 	if (res == CURLE_OK) {
-		return fanout_answer_error("HTTP %ld", code);
+		return render_answer_error("HTTP %ld", code);
 	}
 	if (x->over_budget) {
-		return fanout_answer_error("not enough memory for its reply now (the memory "
+		return render_answer_error("not enough memory for its reply now (the memory "
 					   "budget is in use); try again");
 	}
 	if (x->too_large || res == CURLE_FILESIZE_EXCEEDED) {
-		return fanout_answer_error("reply larger than %zu bytes", d->cfg.peer_max_bytes);
+		return render_answer_error("reply larger than %zu bytes", tr->cfg->peer_max_bytes);
 	}
-	return peer_failure(d, x, res);
+	return peer_failure(tr, x, res);
 }
 
 /* What a finished transfer counts as (common/metrics.h). */
@@ -359,61 +365,65 @@ static void xfer_count(const struct xfer *x, CURLcode res)
 	metrics_peer_fetch(xfer_result(x, res, code), (uint64_t)us * 1000U);
 }
 
-static void xfer_done(struct discovery *d, CURL *e, CURLcode res)
+static void xfer_done(struct transfers *tr, CURL *e, CURLcode res)
 {
-	struct xfer *x = xfer_of(d, e);
-	struct fanout_answer *a;
-	struct fetch *f;
+	struct xfer *x = xfer_of(tr, e);
+	struct render_answer *a;
+	transfer_done_fn on_done;
+	void *arg;
 
 	if (x == NULL) {
 		/* Not one of ours: take it off the multi handle so it cannot come back. */
-		disc_log(d, DISCOVERY_LOG_ERROR, "a finished transfer belongs to no fetch");
-		(void)curl_multi_remove_handle(d->multi, e);
+		discovery_logf(tr->cfg, DISCOVERY_LOG_ERROR,
+			       "a finished transfer is not one of ours");
+		(void)curl_multi_remove_handle(tr->multi, e);
 		return;
 	}
-	f = x->fetch;
-	xfer_detach(d, x);
+	on_done = x->on_done;
+	arg = x->arg;
+	xfer_detach(tr, x);
 	if (METRICS_ENABLED) {
 		xfer_count(x, res);
 	}
-	a = xfer_answer(d, x, res);
+	a = xfer_answer(tr, x, res);
 	xfer_free(x);
-	fetch_done(d, f, a);
+	on_done(arg, a);
 }
 
-static void check_multi(struct discovery *d)
+static void check_multi(struct transfers *tr)
 {
 	CURLMsg *m;
 	int left;
 
-	while ((m = curl_multi_info_read(d->multi, &left)) != NULL) {
+	while ((m = curl_multi_info_read(tr->multi, &left)) != NULL) {
 		if (m->msg == CURLMSG_DONE) {
 			/* Copy out first: the message is invalid once the handle is removed. */
 			CURL *e = m->easy_handle;
 			CURLcode res = m->data.result;
 
-			xfer_done(d, e, res);
+			xfer_done(tr, e, res);
 		}
 	}
 }
 
 /* Lets curl act on fd (or on its timers) and reaps what finished. A failure is logged
  * and returned; the caller makes sure curl is asked again. */
-static bool socket_action(struct discovery *d, curl_socket_t fd, int flags)
+static bool socket_action(struct transfers *tr, curl_socket_t fd, int flags)
 {
 	int running = 0;
-	CURLMcode rc = curl_multi_socket_action(d->multi, fd, flags, &running);
+	CURLMcode rc = curl_multi_socket_action(tr->multi, fd, flags, &running);
 
 	if (rc != CURLM_OK) {
-		disc_log(d, DISCOVERY_LOG_ERROR, "curl_multi_socket_action: %s",
-			 curl_multi_strerror(rc));
+		discovery_logf(tr->cfg, DISCOVERY_LOG_ERROR, "curl_multi_socket_action: %s",
+			       curl_multi_strerror(rc));
 	}
-	check_multi(d);
+	check_multi(tr);
 	return rc == CURLM_OK;
 }
 
-void transfer_on_event(struct discovery *d, int fd, uint32_t events)
+static void transfer_on_event(void *arg, int fd, uint32_t events)
 {
+	struct transfers *tr = arg;
 	int flags = 0;
 
 	if (events & EPOLLIN) {
@@ -426,30 +436,29 @@ void transfer_on_event(struct discovery *d, int fd, uint32_t events)
 		flags |= CURL_CSELECT_ERR;
 	}
 	/* On failure the level-triggered event comes back on the next pass. */
-	(void)socket_action(d, fd, flags);
+	(void)socket_action(tr, fd, flags);
 }
 
-void transfer_run_timer(struct discovery *d, uint64_t now)
+static void transfer_on_timer(void *arg)
 {
-	if (d->curl_due != NEVER && now >= d->curl_due) {
-		d->curl_due = NEVER;
-		if (!socket_action(d, CURL_SOCKET_TIMEOUT, 0) && d->curl_due == NEVER) {
-			/* curl thinks its timer was served and would not ask again: without a
-			 * retry, its transfers (and their own time-outs) would stall. */
-			d->curl_due = now + TIMER_RETRY_MS * NS_PER_MS;
-		}
+	struct transfers *tr = arg;
+
+	if (!socket_action(tr, CURL_SOCKET_TIMEOUT, 0) && !tr->timer.armed) {
+		/* curl thinks its timer was served and would not ask again: without a
+		 * retry, its transfers (and their own time-outs) would stall. */
+		loop_timer_set(tr->loop, &tr->timer, loop_now_ns() + TIMER_RETRY_MS * NS_PER_MS);
 	}
 }
 
 static int curl_sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
-	struct discovery *d = userp;
+	struct transfers *tr = userp;
 	uint32_t ev = 0;
 
 	(void)e;
 	(void)socketp;
 	if (what == CURL_POLL_REMOVE) {
-		reactor_unwatch(d, s);
+		loop_unwatch(tr->loop, s);
 		return 0;
 	}
 	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) {
@@ -458,26 +467,32 @@ static int curl_sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *s
 	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) {
 		ev |= EPOLLOUT;
 	}
-	reactor_watch(d, FD_CURL, s, ev);
+	/* A socket left unwatched is ended by its transfer's time-out: nothing waits forever. */
+	if (!loop_watch(tr->loop, s, ev, transfer_on_event, tr)) {
+		discovery_logf(tr->cfg, DISCOVERY_LOG_ERROR, "epoll_ctl on fd %d: %s", s,
+			       strerror(errno));
+	}
 	return 0;
 }
 
 static int curl_timer_cb(CURLM *m, long timeout_ms, void *userp)
 {
-	struct discovery *d = userp;
+	struct transfers *tr = userp;
 
 	(void)m;
-	/* Never act from inside the callback: the loop runs due timers on its next pass
-	 * (the timerfd fires at once for a due time already past). */
-	d->curl_due = timeout_ms < 0 ? NEVER : now_ns() + (uint64_t)timeout_ms * NS_PER_MS;
+	/* Never act from inside the callback: the loop runs due timers on its next pass. */
+	loop_timer_set(tr->loop, &tr->timer,
+		       timeout_ms < 0 ? LOOP_NEVER
+				      : loop_now_ns() + (uint64_t)timeout_ms * NS_PER_MS);
 	return 0;
 }
 
-bool transfer_setup(struct discovery *d, char *err, size_t errlen)
+bool transfer_init(struct transfers *tr, const struct discovery_config *cfg, struct loop *loop,
+		   char *err, size_t errlen)
 {
-	long cap = (long)d->cfg.peer_max_connections;
+	long cap = (long)cfg->peer_max_connections;
 	/* Room to keep every peer's connections alive between fetches, within reason. */
-	long maxconn = (long)d->cfg.max_peers * cap;
+	long maxconn = (long)cfg->max_peers * cap;
 
 	if (maxconn < 8) {
 		maxconn = 8;
@@ -485,31 +500,35 @@ bool transfer_setup(struct discovery *d, char *err, size_t errlen)
 	if (maxconn > 4096) {
 		maxconn = 4096;
 	}
-	d->curl_due = NEVER;
-	d->multi = curl_multi_init();
-	if (d->multi == NULL) {
+	memset(tr, 0, sizeof(*tr));
+	tr->cfg = cfg;
+	tr->loop = loop;
+	loop_timer_init(&tr->timer, transfer_on_timer, tr);
+	tr->multi = curl_multi_init();
+	if (tr->multi == NULL) {
 		errtext_set(err, errlen, "HTTP client: could not create the multi handle");
 		return false;
 	}
 	/* fetch.c keeps the cap per peer itself (it must know what has started). curl's own
 	 * limit, per address and port, is a second guard that acts only should two peer
 	 * names share both; a transfer it holds back waits with its time-outs running. */
-	if (curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, curl_sock_cb) != CURLM_OK ||
-	    curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d) != CURLM_OK ||
-	    curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb) != CURLM_OK ||
-	    curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d) != CURLM_OK ||
-	    curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, maxconn) != CURLM_OK ||
-	    curl_multi_setopt(d->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap) != CURLM_OK) {
+	if (curl_multi_setopt(tr->multi, CURLMOPT_SOCKETFUNCTION, curl_sock_cb) != CURLM_OK ||
+	    curl_multi_setopt(tr->multi, CURLMOPT_SOCKETDATA, tr) != CURLM_OK ||
+	    curl_multi_setopt(tr->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb) != CURLM_OK ||
+	    curl_multi_setopt(tr->multi, CURLMOPT_TIMERDATA, tr) != CURLM_OK ||
+	    curl_multi_setopt(tr->multi, CURLMOPT_MAXCONNECTS, maxconn) != CURLM_OK ||
+	    curl_multi_setopt(tr->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap) != CURLM_OK) {
 		errtext_set(err, errlen, "HTTP client: could not configure the multi handle");
 		return false;
 	}
 	return true;
 }
 
-void transfer_destroy(struct discovery *d)
+void transfer_destroy(struct transfers *tr)
 {
-	if (d->multi != NULL) {
-		curl_multi_cleanup(d->multi);
-		d->multi = NULL;
+	loop_timer_set(tr->loop, &tr->timer, LOOP_NEVER);
+	if (tr->multi != NULL) {
+		curl_multi_cleanup(tr->multi);
+		tr->multi = NULL;
 	}
 }

@@ -1,227 +1,226 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Cluster views on the loop thread, from the moment the loop takes one from the
- * submission queue to its done callback: served from the cached SRV outcome or queued
- * for the lookup (lookup.c); once the outcome is known, its lines are planned
- * (fanout.c), this pod's own line is read locally and every other line waits for a
- * fetch of its peer (fetch.c), which it may share with other views; the last line to
- * finish renders the text and hands it over.
+ * A cluster view on the loop thread, from the moment the facade hands it over to its
+ * done callback. docs/discovery.md ("The code, file by file") tells its path.
  */
 #include "discovery/internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/budget.h"
 
-/* Hands body (charged to the budget, or NULL) to the view's callback and frees the view.
- * The slot is released first so that a callback which submits again is not refused for
- * its own view. */
-/* The peers of the view being handed over that could not be read (see
- * discovery_view_errors()). */
-static _Thread_local unsigned finishing_errors;
-
-unsigned discovery_view_errors(void)
+/* Hands the view's outcome to its callback and frees the view. The facade's slot is
+ * given back first, so that a callback which submits again is not refused for its own
+ * view. */
+static void view_finish(struct views *vs, struct view *v, char *body, size_t len)
 {
-	return finishing_errors;
-}
+	struct discovery_view out = {.body = body, .len = body != NULL ? len : 0};
 
-static void view_finish(struct discovery *d, struct view *v, char *body, size_t len)
-{
-	pthread_mutex_lock(&d->mu);
-	d->pending--;
-	pthread_mutex_unlock(&d->mu);
-	finishing_errors = 0;
 	for (size_t i = 0; i < v->nlines; i++) {
-		const struct fanout_line *l = &v->lines[i];
+		const struct render_line *l = &v->lines[i];
 
-		finishing_errors += !l->self && (l->ans == NULL || l->ans->error);
+		out.peer_errors += !l->self && (l->ans == NULL || l->ans->error);
 	}
-	v->done(v->ctx, body, body != NULL ? len : 0);
-	fanout_lines_free(v->lines, v->nlines);
+	vs->finished(vs->arg);
+	v->done(v->ctx, &out);
+	render_lines_free(v->lines, v->nlines);
 	viewjson_free(v->json);
 	free(v);
 }
 
-/* Charges a short body made already (a line or two); NULL when it does not fit. */
-static char *charge_short(struct discovery *d, char *body, size_t len)
-{
-	if (body != NULL && !budget_charge(d->cfg.budget, len + 1)) {
-		free(body);
-		return NULL;
-	}
-	return body;
-}
-
 /* The JSON document of a view whose SRV part is known (v->json; NULL: memory ran out),
  * with this pod's data read now. */
-static char *view_json(struct discovery *d, struct view *v, size_t *len)
+static char *view_json(struct views *vs, struct view *v, size_t *len)
 {
-	struct viewjson_pod pod = {.name = d->hostname, .data = NULL, .len = 0};
+	struct viewjson_pod pod = {.name = vs->cfg->hostname, .data = NULL, .len = 0};
 	void *hold = NULL;
 	char *body;
 
-	d->local.get(d->local.ctx, &pod.data, &pod.len, &hold);
-	body = viewjson_render(v->json, &pod, v->lines, v->nlines, d->cfg.budget, len);
-	d->local.release(d->local.ctx, hold);
+	vs->local->get(vs->local->ctx, &pod.data, &pod.len, &hold);
+	body = viewjson_render(v->json, &pod, v->lines, v->nlines, vs->cfg->budget, len);
+	vs->local->release(vs->local->ctx, hold);
 	return body;
 }
 
-void view_dns_error(struct discovery *d, struct view *v, const char *reason)
+static void view_dns_error(struct views *vs, struct view *v, const char *reason)
 {
 	size_t len = 0;
 	char *body;
 
 	if (v->format == DISCOVERY_FORMAT_JSON) {
-		v->json = viewjson_begin(RES_ERROR, NULL, reason, false);
-		body = view_json(d, v, &len);
-		view_finish(d, v, body, len);
-		return;
+		v->json = viewjson_begin(SRV_ERROR, NULL, reason, false);
+		body = view_json(vs, v, &len);
+	} else {
+		body = render_dns_error(vs->head, vs->headlen, reason, vs->cfg->budget, &len);
 	}
-	body = fanout_render_dns_error(reason, &len);
-	view_finish(d, v, charge_short(d, body, len), len);
+	view_finish(vs, v, body, len);
 }
 
-/* Renders the view's text, charged before it is made: it may be as large as every
- * peer's answer together. */
-static void view_complete(struct discovery *d, struct view *v)
+static void view_complete(struct views *vs, struct view *v)
 {
-	size_t len = fanout_render_len(v->lines, v->nlines);
-	char *body = NULL;
+	size_t len = 0;
+	char *body;
 
 	if (v->format == DISCOVERY_FORMAT_JSON) {
-		body = view_json(d, v, &len);
-	} else if (budget_charge(d->cfg.budget, len + 1)) {
-		body = fanout_render(v->lines, v->nlines, &len);
-		if (body == NULL) {
-			budget_credit(d->cfg.budget, len + 1);
-		}
+		body = view_json(vs, v, &len);
+	} else {
+		body = render_text(vs->head, vs->headlen, v->lines, v->nlines, vs->cfg->budget,
+				   &len);
 	}
-	view_finish(d, v, body, len);
+	view_finish(vs, v, body, len);
 }
 
-void view_line_done(struct discovery *d, struct view *v)
+/* A line that waited for its peer got its text (fetch.c). */
+static void view_line_done(void *arg, struct view *v, struct render_line *l)
 {
+	(void)l;
 	if (--v->nleft == 0) {
-		view_complete(d, v);
+		view_complete(arg, v);
 	}
 }
 
 /* This pod's line: its data as storage has it, never over the network and never
  * copied: the line borrows it until the view is rendered. */
-static void read_local(struct discovery *d, struct fanout_line *l)
+static void read_local(struct views *vs, struct render_line *l)
 {
+	const struct discovery_local *local = vs->local;
 	const char *data = NULL;
 	size_t len = 0;
 	void *hold = NULL;
-	struct fanout_answer *a;
+	struct render_answer *a;
 
-	d->local.get(d->local.ctx, &data, &len, &hold);
-	a = fanout_answer_borrow(data, len, d->local.release, d->local.ctx, hold);
-	fanout_line_share(l, a);
-	fanout_answer_unref(a);
+	local->get(local->ctx, &data, &len, &hold);
+	a = render_answer_borrow(data, len, local->release, local->ctx, hold);
+	render_line_share(l, a);
+	render_answer_unref(a);
 }
 
 /* Gives every line its text or a fetch to wait for. */
-static void view_ask(struct discovery *d, struct view *v)
+static void view_ask(struct views *vs, struct view *v)
 {
 	v->nleft = v->nlines;
 	for (size_t i = 0; i < v->nlines; i++) {
-		struct fanout_line *l = &v->lines[i];
+		struct render_line *l = &v->lines[i];
 
 		if (l->done) {
 			v->nleft--;
 		} else if (l->self) {
-			read_local(d, l);
+			read_local(vs, l);
 			v->nleft--;
-		} else if (d->loop_stopping) {
-			fanout_line_error(l, SHUTDOWN_TEXT);
+		} else if (vs->stopping) {
+			render_line_error(l, SHUTDOWN_TEXT);
 			v->nleft--;
-		} else if (!fetch_join(d, v, i)) {
-			fanout_line_error(l, "could not start the request (out of memory)");
+		} else if (!fetch_join(vs->ft, v, i)) {
+			render_line_error(l, "could not start the request (out of memory)");
 			v->nleft--;
 		}
 	}
 	/* Fetches answer only from the loop, never inside fetch_join(), so v is still
 	 * ours here. */
 	if (v->nleft == 0) {
-		view_complete(d, v);
+		view_complete(vs, v);
 	}
 }
 
 /* The lines for a parsed answer: its records, this pod, the missing pods. */
-static bool view_plan(struct discovery *d, struct view *v, const struct srv_answer *ans)
+static bool view_plan(struct views *vs, struct view *v, const struct srv_answer *ans)
 {
-	return fanout_plan(ans, d->hostname, d->cfg.peer_port, &v->lines, &v->nlines) == 0 &&
-	       missing_add(&v->lines, &v->nlines, d->cfg.replicas, d->cfg.max_peers) >= 0;
+	const struct discovery_config *cfg = vs->cfg;
+
+	return render_plan(ans, cfg->hostname, cfg->peer_port, &v->lines, &v->nlines) == 0 &&
+	       missing_add(&v->lines, &v->nlines, cfg->replicas, cfg->max_peers) >= 0;
 }
 
-static void view_serve(struct discovery *d, struct view *v, enum result_kind kind,
+static void view_serve(struct views *vs, struct view *v, enum srv_outcome kind,
 		       const struct srv_answer *ans, const char *reason, bool from_cache)
 {
-	size_t len = 0;
-	char *body;
-
-	if (kind == RES_ERROR) {
-		view_dns_error(d, v, reason != NULL ? reason : "unknown error");
+	if (kind == SRV_ERROR) {
+		view_dns_error(vs, v, reason != NULL ? reason : "unknown error");
 		return;
 	}
-	if (kind == RES_PEERS && !view_plan(d, v, ans)) {
-		disc_log(d, DISCOVERY_LOG_ERROR, "out of memory planning a cluster view");
-		view_finish(d, v, NULL, 0);
+	if (kind == SRV_PEERS && !view_plan(vs, v, ans)) {
+		discovery_logf(vs->cfg, DISCOVERY_LOG_ERROR,
+			       "out of memory planning a cluster view");
+		view_finish(vs, v, NULL, 0);
 		return;
 	}
 	if (v->format == DISCOVERY_FORMAT_JSON) {
 		v->json = viewjson_begin(kind, ans, NULL, from_cache);
 	}
-	if (v->nlines == 0 && v->format == DISCOVERY_FORMAT_JSON) {
-		view_complete(d, v);
-		return;
-	}
 	if (v->nlines == 0) {
-		body = fanout_render(NULL, 0, &len);
-		view_finish(d, v, charge_short(d, body, len), len);
+		view_complete(vs, v);
 		return;
 	}
-	view_ask(d, v);
+	view_ask(vs, v);
 }
 
-void views_serve(struct discovery *d, struct view *waiters, enum result_kind kind,
-		 const struct srv_answer *ans, const char *reason)
+/* The lookup ended: it serves every view that waited for it. */
+static void view_lookup_done(void *arg, enum srv_outcome kind, const struct srv_answer *ans,
+			     const char *reason)
 {
-	while (waiters != NULL) {
-		struct view *next = waiters->next;
+	struct views *vs = arg;
+	struct view *w = vs->waiters;
 
-		waiters->next = NULL;
-		view_serve(d, waiters, kind, ans, reason, false);
-		waiters = next;
+	vs->waiters = NULL;
+	vs->waiters_tail = NULL;
+	while (w != NULL) {
+		struct view *next = w->next;
+
+		w->next = NULL;
+		view_serve(vs, w, kind, ans, reason, false);
+		w = next;
 	}
 }
 
-void view_start(struct discovery *d, struct view *v)
+void view_start(struct views *vs, struct view *v)
 {
-	const struct srv_cache *c = cache_get(&d->cache, now_ns());
+	const struct srv_cache *c = lookup_cached(vs->lu, loop_now_ns());
 
 	if (c != NULL) {
-		view_serve(d, v, c->kind, &c->ans, NULL, true);
+		view_serve(vs, v, c->kind, &c->ans, NULL, true);
 		return;
 	}
-	if (d->loop_stopping) {
-		view_dns_error(d, v, SHUTDOWN_TEXT);
+	if (vs->stopping) {
+		view_dns_error(vs, v, SHUTDOWN_TEXT);
 		return;
 	}
 	v->next = NULL;
-	if (d->waiters_tail != NULL) {
-		d->waiters_tail->next = v;
+	if (vs->waiters_tail != NULL) {
+		vs->waiters_tail->next = v;
 	} else {
-		d->waiters = v;
+		vs->waiters = v;
 	}
-	d->waiters_tail = v;
-	lookup_begin(d);
+	vs->waiters_tail = v;
+	lookup_begin(vs->lu, view_lookup_done, vs);
 }
 
-void views_shutdown(struct discovery *d)
+void view_stop(struct views *vs)
 {
-	/* Every line still waiting waits in a fetch, running or queued: ending them all
-	 * completes every view in flight. */
-	fetch_shutdown(d);
+	vs->stopping = true;
+	fetch_stop(vs->ft);
+}
+
+void view_end_all(struct views *vs)
+{
+	view_stop(vs);
+	/* The lookup's waiters get its end now; every line still waiting after that waits
+	 * in a fetch, running or queued. */
+	lookup_cancel(vs->lu, false);
+	fetch_end_all(vs->ft);
+}
+
+void view_init(struct views *vs, const struct discovery_config *cfg,
+	       const struct discovery_local *local, struct lookup *lu, struct fetches *ft,
+	       struct transfers *tr, view_finished_fn finished, void *arg)
+{
+	memset(vs, 0, sizeof(*vs));
+	vs->cfg = cfg;
+	vs->local = local;
+	vs->lu = lu;
+	vs->ft = ft;
+	vs->finished = finished;
+	vs->arg = arg;
+	vs->headlen = render_head(cfg->hostname, vs->head);
+	fetch_init(ft, cfg, tr, view_line_done, vs);
 }

@@ -24,12 +24,12 @@ struct viewjson {
 	json_t *srv;
 };
 
-size_t base64_len(size_t len)
+size_t viewjson_base64_len(size_t len)
 {
 	return (len + 2) / 3 * 4;
 }
 
-void base64_encode(const unsigned char *data, size_t len, char *out)
+void viewjson_base64_encode(const unsigned char *data, size_t len, char *out)
 {
 	static const char abc[] =
 		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -94,24 +94,24 @@ static json_t *record_json(const struct srv_peer *p)
 	return r;
 }
 
-static const char *result_name(enum result_kind kind)
+static const char *result_name(enum srv_outcome kind)
 {
 	switch (kind) {
-	case RES_PEERS:
+	case SRV_PEERS:
 		return "peers";
-	case RES_EMPTY:
+	case SRV_EMPTY:
 		return "none";
 	default:
 		return "error";
 	}
 }
 
-struct viewjson *viewjson_begin(enum result_kind kind, const struct srv_answer *ans,
+struct viewjson *viewjson_begin(enum srv_outcome kind, const struct srv_answer *ans,
 				const char *reason, bool from_cache)
 {
 	struct viewjson *vj = calloc(1, sizeof(*vj));
 	json_t *records = json_array();
-	bool peers = kind == RES_PEERS && ans != NULL;
+	bool peers = kind == SRV_PEERS && ans != NULL;
 	int bad = 0;
 
 	if (vj == NULL || records == NULL || (vj->srv = json_object()) == NULL) {
@@ -128,7 +128,7 @@ struct viewjson *viewjson_begin(enum result_kind kind, const struct srv_answer *
 	bad |= json_object_set_new(vj->srv, "from_cache", json_boolean(from_cache));
 	bad |= json_object_set_new(vj->srv, "records", records);
 	records = NULL;
-	if (kind == RES_ERROR) {
+	if (kind == SRV_ERROR) {
 		bad |= json_object_set_new(vj->srv, "error",
 					   json_string(reason != NULL ? reason : "unknown error"));
 	}
@@ -160,20 +160,20 @@ static int set_data(json_t *o, const char *data, size_t len)
 		return json_object_set_new(o, "data", s) |
 		       json_object_set_new(o, "data_base64", json_false());
 	}
-	b64 = malloc(base64_len(len) + 1);
+	b64 = malloc(viewjson_base64_len(len) + 1);
 	if (b64 == NULL) {
 		return -1;
 	}
-	base64_encode((const unsigned char *)data, len, b64);
-	s = json_stringn_nocheck(b64, base64_len(len));
+	viewjson_base64_encode((const unsigned char *)data, len, b64);
+	s = json_stringn_nocheck(b64, viewjson_base64_len(len));
 	free(b64);
 	return json_object_set_new(o, "data", s) |
 	       json_object_set_new(o, "data_base64", json_true());
 }
 
-static json_t *line_json(const struct fanout_line *l)
+static json_t *line_json(const struct render_line *l)
 {
-	const struct fanout_answer *a = l->ans;
+	const struct render_answer *a = l->ans;
 	json_t *o = json_object();
 	int bad = 0;
 
@@ -210,7 +210,7 @@ static json_t *line_json(const struct fanout_line *l)
 }
 
 static json_t *doc_json(const struct viewjson *vj, const struct viewjson_pod *pod,
-			const struct fanout_line *lines, size_t n)
+			const struct render_line *lines, size_t n)
 {
 	json_t *doc = json_object();
 	json_t *me = json_object();
@@ -240,14 +240,14 @@ static json_t *doc_json(const struct viewjson *vj, const struct viewjson_pod *po
 
 /* What building the tree may hold at once: a copy of every datum, or its base64 twice
  * (the encoding and the string made of it), plus the fixed parts. */
-static size_t tree_bound(const struct viewjson_pod *pod, const struct fanout_line *lines, size_t n)
+static size_t tree_bound(const struct viewjson_pod *pod, const struct render_line *lines, size_t n)
 {
-	size_t total = DOC_OVERHEAD + 2 * base64_len(pod->len);
+	size_t total = DOC_OVERHEAD + 2 * viewjson_base64_len(pod->len);
 
 	for (size_t i = 0; i < n; i++) {
 		size_t len = lines[i].ans != NULL ? lines[i].ans->len : 0;
 
-		total += LINE_OVERHEAD + 2 * base64_len(len);
+		total += LINE_OVERHEAD + 2 * viewjson_base64_len(len);
 	}
 	return total;
 }
@@ -255,7 +255,7 @@ static size_t tree_bound(const struct viewjson_pod *pod, const struct fanout_lin
 #define DUMP_FLAGS (JSON_INDENT(2) | JSON_REAL_PRECISION(12))
 
 char *viewjson_render(const struct viewjson *vj, const struct viewjson_pod *pod,
-		      const struct fanout_line *lines, size_t n, struct budget *budget, size_t *len)
+		      const struct render_line *lines, size_t n, struct budget *budget, size_t *len)
 {
 	size_t bound = tree_bound(pod, lines, n);
 	json_t *doc;
@@ -268,17 +268,16 @@ char *viewjson_render(const struct viewjson *vj, const struct viewjson_pod *pod,
 	doc = doc_json(vj, pod, lines, n);
 	size = doc != NULL ? json_dumpb(doc, NULL, 0, DUMP_FLAGS) : 0;
 	/* The text, its newline and the NUL after it. */
-	if (size > 0 && budget_charge(budget, size + 2)) {
-		body = malloc(size + 2);
-		if (body != NULL && json_dumpb(doc, body, size, DUMP_FLAGS) == size) {
-			body[size] = '\n';
-			body[size + 1] = '\0';
-			*len = size + 1;
-		} else {
-			free(body);
-			body = NULL;
-			budget_credit(budget, size + 2);
-		}
+	if (size > 0) {
+		body = render_body_alloc(budget, size + 2);
+	}
+	if (body != NULL && json_dumpb(doc, body, size, DUMP_FLAGS) == size) {
+		body[size] = '\n';
+		body[size + 1] = '\0';
+		*len = size + 1;
+	} else {
+		render_body_free(body);
+		body = NULL;
 	}
 	json_decref(doc);
 	budget_credit(budget, bound);

@@ -129,13 +129,6 @@ static bool build_fixed(struct http_server *s)
 		     "Request body too large: the limit is %" PRIu64 " bytes; data unchanged\n",
 		     s->cfg->max_body);
 	s->too_large_resp = fixed_owned(s, text, n);
-	n = asprintf(&s->cluster_prefix, "You've hit %s\nData stored in the cluster:\n",
-		     s->cfg->hostname);
-	if (n < 0) {
-		s->cluster_prefix = NULL;
-		return false;
-	}
-	s->cluster_prefix_len = (size_t)n;
 	s->healthz_resp = fixed(s, "ok\n");
 	s->ready_resp = fixed(s, "ready\n");
 	s->stopping_resp = fixed(s, "not ready: shutting down\n");
@@ -165,7 +158,6 @@ static void destroy_responses(struct http_server *s)
 	for (size_t i = 0; i < s->nfixed; i++) {
 		MHD_destroy_response(s->fixed[i].r);
 	}
-	free(s->cluster_prefix);
 }
 
 struct http_server *http_start(const struct config *cfg, struct storage *st, struct discovery *disc,

@@ -65,9 +65,6 @@ struct http_server {
 	const struct fixed_response *busy_resp;
 	const struct fixed_response *over_budget_resp; /* 503 with Retry-After */
 
-	char *cluster_prefix; /* "You've hit <h>\nData stored in the cluster:\n" */
-	size_t cluster_prefix_len;
-
 	MHD_socket quiesced_fd; /* closed only after MHD_stop_daemon() (MHD's rule) */
 
 	/* The last thing MHD said while starting, for the error message. MHD reports a

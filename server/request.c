@@ -35,8 +35,8 @@ void request_reset(struct request *rq)
 	rq->charged = 0;
 	rq->discarded = 0;
 	atomic_store_explicit(&rq->state, WAIT_NEW, memory_order_relaxed);
-	rq->peers = NULL;
-	rq->peers_len = 0;
+	rq->view = NULL;
+	rq->view_len = 0;
 	rq->peer_errors = 0;
 	rq->json = false;
 }

@@ -55,10 +55,10 @@ struct request {
 	/* POST and cluster view */
 	atomic_int state;
 	/* cluster view */
-	char *peers;
-	size_t peers_len;
+	char *view; /* the whole body discovery made, text or JSON, head included */
+	size_t view_len;
 	unsigned peer_errors; /* peers the view could not read, for the access log */
-	bool json; /* peers is the whole JSON document (server/format.c decides) */
+	bool json; /* the view is JSON (server/format.c decides) */
 };
 
 /* A record for a connection that opens; NULL when memory ran out. */

@@ -43,25 +43,21 @@ static enum MHD_Result serve_ready(struct http_server *s, struct MHD_Connection 
 	return queue_fixed(conn, MHD_HTTP_OK, s->ready_resp);
 }
 
-/* The assembled lines, with the charge discovery made for them. */
-static void free_peers(struct http_server *s, struct request *r)
+/* The response's free callback for a view's body. */
+static void release_view(void *body)
 {
-	if (r->peers != NULL) {
-		free(r->peers);
-		r->peers = NULL;
-		budget_credit(s->budget, r->peers_len + 1);
-	}
+	discovery_body_free(body);
 }
 
 /* Runs on the discovery loop thread. */
-static void on_cluster_done(void *ctx, char *body, size_t len)
+static void on_cluster_done(void *ctx, const struct discovery_view *view)
 {
 	struct request *r = ctx;
 
-	r->peers = body;
-	r->peers_len = len;
-	r->peer_errors = discovery_view_errors();
-	/* The release store publishes peers to the MHD thread that reads state. */
+	r->view = view->body;
+	r->view_len = view->len;
+	r->peer_errors = view->peer_errors;
+	/* The release store publishes the view to the MHD thread that reads state. */
 	atomic_store_explicit(&r->state, WAIT_DONE, memory_order_release);
 	MHD_resume_connection(r->conn);
 }
@@ -69,9 +65,8 @@ static void on_cluster_done(void *ctx, char *body, size_t len)
 static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 {
 	int state = atomic_load_explicit(&r->state, memory_order_acquire);
-	char *buf;
-	size_t prefix;
-	size_t total;
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
 
 	switch (state) {
 	case WAIT_NEW:
@@ -102,24 +97,27 @@ static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 	default:
 		break;
 	}
-	if (r->peers == NULL) {
+	if (r->view == NULL) {
 		/* The memory budget (or memory) ran out while the view was assembled. */
 		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->over_budget_resp);
 	}
-	/* The JSON document is whole; the text gets its two head lines. */
-	prefix = r->json ? 0 : s->cluster_prefix_len;
-	total = prefix + r->peers_len;
-	buf = charged_alloc(s->budget, total);
-	if (buf != NULL) {
-		memcpy(buf, s->cluster_prefix, prefix);
-		memcpy(buf + prefix, r->peers, r->peers_len);
+	/* The view is whole, as discovery made it: the response takes the body over. */
+	resp = MHD_create_response_from_buffer_with_free_callback_cls(r->view_len, r->view,
+								      release_view, r->view);
+	if (resp == NULL) {
+		discovery_body_free(r->view);
+		r->view = NULL;
+		return MHD_NO;
 	}
-	free_peers(s, r);
-	if (buf == NULL) {
-		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->over_budget_resp);
+	r->view = NULL;
+	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				    r->json ? CONTENT_TYPE_JSON : CONTENT_TYPE) != MHD_YES) {
+		MHD_destroy_response(resp);
+		return MHD_NO;
 	}
-	return queue_charged_as(r->conn, MHD_HTTP_OK, buf, total,
-				r->json ? CONTENT_TYPE_JSON : CONTENT_TYPE);
+	ret = queue_response(r->conn, MHD_HTTP_OK, resp, r->view_len);
+	MHD_destroy_response(resp);
+	return ret;
 }
 
 /* Runs on the storage writer thread, once the commit covering this POST is durable or
@@ -425,7 +423,7 @@ void routes_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	    r->route == ROUTE_CLUSTER) {
 		budget_credit(s->budget, r->charged);
 		free(r->body);
-		free_peers(s, r);
+		discovery_body_free(r->view);
 		request_reset(r);
 	}
 	*req_cls = NULL;

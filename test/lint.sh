@@ -2,12 +2,16 @@
 # Static analysis with the project's configuration: clang-tidy (.clang-tidy) and
 # cppcheck, clang-format for layout, pyflakes for the Python tests and kubia-sim, and the
 # house rules (test/house.py: file and function sizes), the test suites' helpers
-# defined once, in test/lib (test/helpers_once.py), and the documents held to the code
-# (test/docs_check.py: the settings table against config.c and --help, the links).
+# defined once, in test/lib (test/helpers_once.py), the documents held to the code
+# (test/docs_check.py: the settings table against config.c and --help, the links), and
+# callcycles: no file of the given modules calls into a file that calls back into it
+# (test/lint/callcycles.py, on the built objects).
 # Usage: test/lint.sh clang-tidy|cppcheck|format|pyflakes|house|helpers|docs BUILD_DIR
+#        test/lint.sh callcycles BUILD_DIR MODULE_DIR...
 set -euo pipefail
 tool=$1
-build=$2
+build=$(cd "$2" && pwd)
+shift 2
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 mapfile -t sources < <(git ls-files 'common/*.c' 'server/*.c' 'storage/*.c' 'discovery/*.c' 2>/dev/null ||
@@ -36,12 +40,16 @@ cppcheck)
 format)
     command -v clang-format >/dev/null || { echo "clang-format not installed"; exit 77; }
     clang-format --dry-run --Werror "${sources[@]}" common/*.h server/*.h storage/*.h discovery/*.h \
-        test/unit/*.c test/fuzz/*.c test/fuzz/*.h
+        test/unit/*.c test/integration/*.c test/fuzz/*.c test/fuzz/*.h
     ;;
 pyflakes)
     /usr/bin/python3 -c 'import pyflakes' 2>/dev/null || { echo "pyflakes not installed"; exit 77; }
     /usr/bin/python3 -m pyflakes test/e2e/kubia-sim test/e2e/kubiasim test/lib/kubiatest \
         test/*/*.py test/*.py
+    ;;
+callcycles)
+    command -v nm >/dev/null || { echo "nm not installed"; exit 77; }
+    /usr/bin/python3 test/lint/callcycles.py "$build" "$@"
     ;;
 house)
     /usr/bin/python3 test/house.py "${sources[@]}" common/*.h server/*.h storage/*.h discovery/*.h
@@ -53,7 +61,7 @@ docs)
     /usr/bin/python3 test/docs_check.py "$build/kubia"
     ;;
 *)
-    echo "usage: $0 clang-tidy|cppcheck|format|pyflakes|house|helpers|docs BUILD_DIR" >&2
+    echo "usage: $0 clang-tidy|cppcheck|format|pyflakes|house|helpers|docs|callcycles BUILD_DIR" >&2
     exit 2
     ;;
 esac

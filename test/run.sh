@@ -9,7 +9,7 @@
 #   3. a ThreadSanitizer build: unit and integration suites (a data race, lock-order
 #      inversion or other report, from a unit test or from any kubia an integration
 #      test starts, fails that test);
-#   4. valgrind over the unit suite;
+#   4. valgrind over the unit suite and discovery_net;
 #   5. a clang build with libFuzzer: the fuzz suite, every target 10 s, two at a time
 #      (test/fuzz/README.md; test/fuzz/run-long.sh runs them for hours).
 # The last line is the summary "N passed, N failed[, N skipped]" over all of them.
@@ -69,11 +69,13 @@ else
     status=1
 fi
 
-step "valgrind: unit suite"
+step "valgrind: unit suite, and discovery end to end in C"
 if [ -d "$out/main" ]; then
+    vg='valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --track-fds=no'
     meson test -C "$out/main" --suite unit --print-errorlogs --logbase valgrind \
-        --wrapper 'valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --track-fds=no' \
-        || status=1
+        --wrapper "$vg" || status=1
+    meson test -C "$out/main" discovery_net --print-errorlogs --logbase valgrind-net \
+        --wrapper "$vg" || status=1
 fi
 
 step "fuzz: libFuzzer (clang)"

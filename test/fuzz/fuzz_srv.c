@@ -24,12 +24,12 @@ static void check_cache(const struct srv_answer *a, unsigned cache_ms)
 {
 	uint64_t ttl_ms = (uint64_t)a->ttl * 1000;
 
-	if (cache_life_ms(RES_ERROR, a, cache_ms) != 0 ||
-	    cache_life_ms(RES_EMPTY, a, cache_ms) != cache_ms) {
+	if (cache_life_ms(SRV_ERROR, a, cache_ms) != 0 ||
+	    cache_life_ms(SRV_EMPTY, a, cache_ms) != cache_ms) {
 		abort();
 	}
 	if (a->npeers > 0 &&
-	    cache_life_ms(RES_PEERS, a, cache_ms) != (ttl_ms < cache_ms ? ttl_ms : cache_ms)) {
+	    cache_life_ms(SRV_PEERS, a, cache_ms) != (ttl_ms < cache_ms ? ttl_ms : cache_ms)) {
 		abort();
 	}
 }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The missing pods of a view (missing_add(): which ordinals, their names, their text,
- * which names take part) and the view as JSON (viewjson_render(): the values of every
- * member, strings or base64, the memory budget), without a network.
+ * A view from its start to its done callback (view.c), against a fake lookup.c and a fake
+ * fetch.c: waiting for the lookup (one for every view that arrives meanwhile) or served
+ * from the cache, this pod's line read locally, the other lines answered by their
+ * fetches, the whole text made once with its head, the peers that could not be read, the
+ * DNS error and "no peers" views, refused fetches, and shutdown.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,414 +16,370 @@
 
 #include <cmocka.h>
 
-#include <jansson.h>
 #include <sys/socket.h>
 
 #include "common/budget.h"
 #include "discovery/internal.h"
 
 #define SUFFIX ".kubia.default.svc.cluster.local"
-#define MISSING "Error: " MISSING_TEXT
+#define HEAD "You've hit kubia-0\nData stored in the cluster:\n"
 
-static void add_peer(struct srv_answer *a, const char *name, uint16_t port)
+/* ---- a fake lookup.c ---------------------------------------------------------------- */
+
+static int lookups_begun;
+static int lookups_cancelled;
+static lookup_done_fn lookup_cb;
+static void *lookup_arg;
+static const struct srv_cache *cached; /* what lookup_cached() gives */
+
+const struct srv_cache *lookup_cached(const struct lookup *lu, uint64_t now)
 {
-	struct srv_peer *np = realloc(a->peers, (a->npeers + 1) * sizeof(*np));
-	struct srv_peer *p;
-
-	assert_non_null(np);
-	a->peers = np;
-	p = &a->peers[a->npeers++];
-	memset(p, 0, sizeof(*p));
-	snprintf(p->name, sizeof(p->name), "%s", name);
-	p->port = port;
-	p->priority = (uint16_t)a->npeers;
-	p->weight = (uint16_t)(100 + a->npeers);
-	p->family = AF_INET;
-	p->addr[0] = 10;
-	p->addr[3] = (unsigned char)a->npeers;
+	(void)lu;
+	(void)now;
+	return cached;
 }
 
-/* The view's lines for names (as DNS lists them) seen from hostname, missing pods
- * added; every line not done gets its first label as its text. Returns the rendered
- * text, malloc()ed; *added gets missing_add()'s result. */
-static char *view_of(const char *const *names, size_t count, const char *hostname,
-		     unsigned replicas, size_t limit, int *added)
+void lookup_begin(struct lookup *lu, lookup_done_fn on_done, void *arg)
 {
-	struct srv_answer a = {0};
-	struct fanout_line *lines;
-	size_t n;
-	size_t len;
+	(void)lu;
+	lookups_begun++;
+	lookup_cb = on_done;
+	lookup_arg = arg;
+}
+
+void lookup_cancel(struct lookup *lu, bool timed_out)
+{
+	(void)lu;
+	assert_false(timed_out);
+	lookups_cancelled++;
+}
+
+/* ---- a fake fetch.c ----------------------------------------------------------------- */
+
+#define MAX_JOINED 16
+
+static fetch_line_fn line_done;
+static void *line_arg;
+static struct {
+	struct view *v;
+	size_t idx;
+} joined[MAX_JOINED];
+static int njoined;
+static bool refuse_fetch;
+static bool fetch_stopped;
+static int fetch_ended;
+
+void fetch_init(struct fetches *ft, const struct discovery_config *cfg, struct transfers *tr,
+		fetch_line_fn cb, void *arg)
+{
+	(void)ft;
+	(void)cfg;
+	(void)tr;
+	line_done = cb;
+	line_arg = arg;
+}
+
+bool fetch_join(struct fetches *ft, struct view *v, size_t idx)
+{
+	(void)ft;
+	if (refuse_fetch) {
+		return false;
+	}
+	assert_true(njoined < MAX_JOINED);
+	joined[njoined].v = v;
+	joined[njoined].idx = idx;
+	njoined++;
+	return true;
+}
+
+void fetch_stop(struct fetches *ft)
+{
+	(void)ft;
+	fetch_stopped = true;
+}
+
+void fetch_end_all(struct fetches *ft)
+{
+	(void)ft;
+	fetch_ended++;
+}
+
+/* The fetch of joined line i answers text (an error when it starts with "Error: "). */
+static void answer(int i, const char *text)
+{
+	struct render_line *l = &joined[i].v->lines[joined[i].idx];
+	struct render_answer *a = render_answer_copy(text, strlen(text));
+
+	assert_non_null(a);
+	a->error = strncmp(text, "Error: ", 7) == 0;
+	render_line_share(l, a);
+	render_answer_unref(a);
+	line_done(line_arg, joined[i].v, l);
+}
+
+/* ---- this pod's data and the done callback ------------------------------------------ */
+
+static int local_held;
+
+static void local_get(void *ctx, const char **data, size_t *len, void **hold)
+{
+	(void)ctx;
+	*data = "mine";
+	*len = 4;
+	*hold = &local_held;
+	local_held++;
+}
+
+static void local_release(void *ctx, void *hold)
+{
+	(void)ctx;
+	assert_ptr_equal(hold, &local_held);
+	local_held--;
+}
+
+static const struct discovery_local local = {local_get, local_release, NULL};
+
+struct outcome {
+	int calls;
+	int finished_before; /* finished() calls seen when done ran */
 	char *body;
+	size_t len;
+	unsigned peer_errors;
+};
 
-	for (size_t i = 0; i < count; i++) {
-		add_peer(&a, names[i], 8080);
-	}
-	assert_int_equal(fanout_plan(&a, hostname, 0, &lines, &n), 0);
-	*added = missing_add(&lines, &n, replicas, limit);
+static int finished_calls;
+
+static void on_finished(void *arg)
+{
+	(void)arg;
+	finished_calls++;
+}
+
+static void on_done(void *ctx, const struct discovery_view *view)
+{
+	struct outcome *o = ctx;
+
+	o->calls++;
+	o->finished_before = finished_calls;
+	render_body_free(o->body);
+	o->body = view->body;
+	o->len = view->len;
+	o->peer_errors = view->peer_errors;
+}
+
+static struct discovery_config cfg;
+static struct budget budget;
+static struct views vs;
+static struct fetches ft;
+
+static int setup(void **state)
+{
+	(void)state;
+	lookups_begun = 0;
+	lookups_cancelled = 0;
+	lookup_cb = NULL;
+	cached = NULL;
+	njoined = 0;
+	refuse_fetch = false;
+	fetch_stopped = false;
+	fetch_ended = 0;
+	finished_calls = 0;
+	local_held = 0;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.hostname = "kubia-0";
+	cfg.max_peers = 16;
+	budget_init(&budget, 1 << 20);
+	cfg.budget = &budget;
+	view_init(&vs, &cfg, &local, NULL, &ft, NULL, on_finished, NULL);
+	return 0;
+}
+
+static struct view *view_new(struct outcome *o, enum discovery_format format)
+{
+	struct view *v = calloc(1, sizeof(*v));
+
+	assert_non_null(v);
+	memset(o, 0, sizeof(*o));
+	v->done = on_done;
+	v->ctx = o;
+	v->format = format;
+	return v;
+}
+
+static void outcome_free(struct outcome *o)
+{
+	render_body_free(o->body);
+	o->body = NULL;
+}
+
+/* An SRV answer of kubia-<i> for each i in ords, every one with an address. */
+static struct srv_answer answer_of(const int *ords, size_t n)
+{
+	struct srv_answer a = {0};
+
+	a.npeers = n;
+	a.peers = calloc(n, sizeof(*a.peers));
+	assert_non_null(a.peers);
+	a.ttl = 5;
 	for (size_t i = 0; i < n; i++) {
-		if (!lines[i].done) {
-			assert_true(fanout_line_set(&lines[i], lines[i].name,
-						    strcspn(lines[i].name, ".")));
-		}
+		snprintf(a.peers[i].name, sizeof(a.peers[i].name), "kubia-%d" SUFFIX, ords[i]);
+		a.peers[i].family = AF_INET;
+		a.peers[i].addr[0] = 10;
+		a.peers[i].addr[3] = (unsigned char)ords[i];
+		a.peers[i].port = 8080;
 	}
-	body = fanout_render(lines, n, &len);
-	assert_non_null(body);
-	fanout_lines_free(lines, n);
+	return a;
+}
+
+static void expect_body(const struct outcome *o, const char *want)
+{
+	assert_int_equal(o->calls, 1);
+	assert_non_null(o->body);
+	if (strcmp(o->body, want) != 0) {
+		print_error("got:\n%s\nwant:\n%s\n", o->body, want);
+	}
+	assert_string_equal(o->body, want);
+	assert_int_equal(o->len, strlen(want));
+}
+
+/* Two views wait for one lookup; its answer plans their lines, this pod's is read
+ * locally, the others wait for fetches; the last answer renders the whole text once. */
+static void test_views_wait_for_one_lookup_and_their_fetches(void **state)
+{
+	static const int ords[] = {0, 1, 2};
+	struct srv_answer a = answer_of(ords, 3);
+	struct outcome o1;
+	struct outcome o2;
+
+	(void)state;
+	view_start(&vs, view_new(&o1, DISCOVERY_FORMAT_TEXT));
+	view_start(&vs, view_new(&o2, DISCOVERY_FORMAT_TEXT));
+	assert_int_equal(lookups_begun, 2); /* the lookup ignores a second begin itself */
+	assert_non_null(lookup_cb);
+	lookup_cb(lookup_arg, SRV_PEERS, &a, NULL);
 	srv_answer_free(&a);
-	return body;
+	assert_int_equal(njoined, 4); /* kubia-1 and kubia-2 for each view */
+	assert_int_equal(local_held, 2); /* borrowed, not copied, until rendered */
+	answer(0, "one");
+	answer(1, "Error: HTTP 500");
+	assert_int_equal(o1.calls, 1);
+	assert_int_equal(o1.finished_before, 1); /* the slot is given back first */
+	expect_body(&o1, HEAD "- kubia-0" SUFFIX ": mine\n"
+			      "- kubia-1" SUFFIX ": one\n"
+			      "- kubia-2" SUFFIX ": Error: HTTP 500\n");
+	assert_int_equal(o1.peer_errors, 1);
+	assert_int_equal(o2.calls, 0);
+	answer(2, "one");
+	answer(3, "two");
+	expect_body(&o2, HEAD "- kubia-0" SUFFIX ": mine\n"
+			      "- kubia-1" SUFFIX ": one\n"
+			      "- kubia-2" SUFFIX ": two\n");
+	assert_int_equal(o2.peer_errors, 0);
+	assert_int_equal(local_held, 0);
+	/* Each body holds its bytes and a NUL of the budget; nothing else is left. */
+	assert_int_equal(budget_used(&budget), o1.len + 1 + o2.len + 1);
+	outcome_free(&o1);
+	outcome_free(&o2);
+	assert_int_equal(budget_used(&budget), 0);
 }
 
-static void expect_view(const char *const *names, size_t count, const char *hostname,
-			unsigned replicas, size_t limit, int want_added, const char *want)
+/* A fresh cached outcome serves the view at once: no lookup. */
+static void test_a_cached_outcome_serves_at_once(void **state)
 {
-	int added = -2;
-	char *body = view_of(names, count, hostname, replicas, limit, &added);
-
-	if (strcmp(body, want) != 0) {
-		print_error("got:\n%s\nwant:\n%s\n", body, want);
-	}
-	assert_string_equal(body, want);
-	assert_int_equal(added, want_added);
-	free(body);
-}
-
-/* Only the count of missing lines the view added, for views whose text is not the
- * point. */
-static void expect_added(const char *const *names, size_t count, const char *hostname,
-			 unsigned replicas, size_t limit, int want_added)
-{
-	int added = -2;
-
-	free(view_of(names, count, hostname, replicas, limit, &added));
-	assert_int_equal(added, want_added);
-}
-
-static void test_gap(void **state)
-{
-	static const char *const names[] = {"kubia-0" SUFFIX, "kubia-2" SUFFIX};
+	static const int ords[] = {0};
+	struct srv_cache c = {.kind = SRV_PEERS, .ans = answer_of(ords, 1)};
+	struct outcome o;
 
 	(void)state;
-	expect_view(names, 2, "kubia-0", 0, 256, 1,
-		    "- kubia-0" SUFFIX ": kubia-0\n"
-		    "- kubia-1" SUFFIX ": " MISSING "\n"
-		    "- kubia-2" SUFFIX ": kubia-2\n");
-	/* the same from the pod that is listed last, and from the missing one itself: it
-	 * is this pod then, not a missing one */
-	expect_view(names, 2, "kubia-2", 0, 256, 1,
-		    "- kubia-0" SUFFIX ": kubia-0\n"
-		    "- kubia-1" SUFFIX ": " MISSING "\n"
-		    "- kubia-2" SUFFIX ": kubia-2\n");
-	expect_view(names, 2, "kubia-1", 0, 256, 0,
-		    "- kubia-0" SUFFIX ": kubia-0\n"
-		    "- kubia-1" SUFFIX ": kubia-1\n"
-		    "- kubia-2" SUFFIX ": kubia-2\n");
+	cached = &c;
+	view_start(&vs, view_new(&o, DISCOVERY_FORMAT_TEXT));
+	assert_int_equal(lookups_begun, 0);
+	expect_body(&o, HEAD "- kubia-0" SUFFIX ": mine\n");
+	outcome_free(&o);
+	srv_answer_free(&c.ans);
 }
 
-static void test_gaps_from_zero_and_own_ordinal_above(void **state)
+static void test_dns_error_and_no_peers(void **state)
 {
-	static const char *const names[] = {"kubia-1" SUFFIX, "kubia-3" SUFFIX};
+	struct outcome err;
+	struct outcome none;
+	struct outcome json;
 
 	(void)state;
-	/* kubia-0 is below the lowest listed: missing too; kubia-5 (this pod, not ready)
-	 * is above the highest: kubia-4 between them is missing. */
-	expect_view(names, 2, "kubia-5", 0, 256, 3,
-		    "- kubia-0" SUFFIX ": " MISSING "\n"
-		    "- kubia-1" SUFFIX ": kubia-1\n"
-		    "- kubia-2" SUFFIX ": " MISSING "\n"
-		    "- kubia-3" SUFFIX ": kubia-3\n"
-		    "- kubia-4" SUFFIX ": " MISSING "\n"
-		    "- kubia-5" SUFFIX ": kubia-5\n");
+	view_start(&vs, view_new(&err, DISCOVERY_FORMAT_TEXT));
+	view_start(&vs, view_new(&json, DISCOVERY_FORMAT_JSON));
+	lookup_cb(lookup_arg, SRV_ERROR, NULL, "kubia.default.svc.cluster.local: no way");
+	expect_body(&err, HEAD "Could not look up DNS SRV records: "
+			       "kubia.default.svc.cluster.local: no way\n");
+	assert_int_equal(err.peer_errors, 0);
+	assert_int_equal(json.calls, 1);
+	assert_non_null(strstr(json.body, "\"error\""));
+	assert_null(strstr(json.body, "You've hit"));
+	view_start(&vs, view_new(&none, DISCOVERY_FORMAT_TEXT));
+	lookup_cb(lookup_arg, SRV_EMPTY, NULL, NULL);
+	expect_body(&none, HEAD "No peers discovered.\n");
+	outcome_free(&err);
+	outcome_free(&none);
+	outcome_free(&json);
+	assert_int_equal(budget_used(&budget), 0);
 }
 
-static void test_replicas_tail(void **state)
+/* A fetch that cannot be had: the line says so and counts as a peer not read. */
+static void test_a_refused_fetch_is_an_error_line(void **state)
 {
-	static const char *const names[] = {"kubia-0" SUFFIX, "kubia-1" SUFFIX};
-	static const char both[] = "- kubia-0" SUFFIX ": kubia-0\n"
-				   "- kubia-1" SUFFIX ": kubia-1\n";
+	static const int ords[] = {0, 1};
+	struct srv_answer a = answer_of(ords, 2);
+	struct outcome o;
 
 	(void)state;
-	expect_view(names, 2, "kubia-0", 4, 256, 2,
-		    "- kubia-0" SUFFIX ": kubia-0\n"
-		    "- kubia-1" SUFFIX ": kubia-1\n"
-		    "- kubia-2" SUFFIX ": " MISSING "\n"
-		    "- kubia-3" SUFFIX ": " MISSING "\n");
-	/* as many or fewer replicas than listed, or unknown (0): nothing added */
-	expect_view(names, 2, "kubia-0", 2, 256, 0, both);
-	expect_view(names, 2, "kubia-0", 1, 256, 0, both);
-	expect_view(names, 2, "kubia-0", 0, 256, 0, both);
-}
-
-static void test_limit(void **state)
-{
-	static const char *const names[] = {"kubia-0" SUFFIX, "kubia-999999999" SUFFIX};
-	static const char *const huge[] = {"kubia-0" SUFFIX, "kubia-1000000000" SUFFIX};
-
-	(void)state;
-	/* the lowest missing ordinals first, at most limit of them */
-	expect_view(names, 2, "kubia-0", 0, 3, 3,
-		    "- kubia-0" SUFFIX ": kubia-0\n"
-		    "- kubia-1" SUFFIX ": " MISSING "\n"
-		    "- kubia-2" SUFFIX ": " MISSING "\n"
-		    "- kubia-3" SUFFIX ": " MISSING "\n"
-		    "- kubia-999999999" SUFFIX ": kubia-999999999\n");
-	expect_added(names, 2, "kubia-0", 65535, 256, 256);
-	/* an ordinal past 999999999 is no StatefulSet's: the rule stays out */
-	expect_added(huge, 2, "kubia-0", 0, 256, 0);
-}
-
-static void test_names_that_take_no_part(void **state)
-{
-	static const char *const two_bases[] = {"web-0" SUFFIX, "web-2" SUFFIX};
-	static const char *const other_base[] = {"a-0" SUFFIX, "b-2" SUFFIX};
-	static const char *const no_ordinal[] = {"alpha" SUFFIX, "beta-2" SUFFIX};
-	static const char *const leading_zero[] = {"kubia-00" SUFFIX, "kubia-2" SUFFIX};
-	static const char *const empty_base[] = {"-0" SUFFIX, "-2" SUFFIX};
-	static const char *const letters[] = {"kubia-0" SUFFIX, "kubia-2x" SUFFIX};
-	static const char *const cased[] = {"KUBIA-0" SUFFIX, "kubia-2" SUFFIX};
-
-	(void)state;
-	/* this pod (db-5) is of another base than the listed pods */
-	expect_added(two_bases, 2, "db-5", 3, 256, 0);
-	/* two bases whose ordinals happen to be in order */
-	expect_added(other_base, 2, "a-0", 3, 256, 0);
-	expect_added(two_bases, 2, "zz-5", 3, 256, 0);
-	expect_added(no_ordinal, 2, "beta-2", 3, 256, 0);
-	expect_added(leading_zero, 2, "kubia-2", 3, 256, 0);
-	expect_added(empty_base, 2, "x", 3, 256, 0);
-	expect_added(letters, 2, "kubia-0", 3, 256, 0);
-	/* the base is compared without regard to case; the first line names the missing */
-	expect_view(cased, 2, "kubia-2", 0, 256, 1,
-		    "- KUBIA-0" SUFFIX ": KUBIA-0\n"
-		    "- KUBIA-1" SUFFIX ": " MISSING "\n"
-		    "- kubia-2" SUFFIX ": kubia-2\n");
-	/* a single label without a rest; no lines at all */
-	{
-		static const char *const bare[] = {"kubia-0", "kubia-2"};
-
-		expect_view(bare, 2, "kubia-0", 0, 256, 1,
-			    "- kubia-0: kubia-0\n- kubia-1: " MISSING "\n- kubia-2: kubia-2\n");
-	}
-	expect_view(NULL, 0, "kubia-0", 3, 256, 0, "No peers discovered.\n");
-}
-
-static void test_missing_lines_are_marked(void **state)
-{
-	struct srv_answer a = {0};
-	struct fanout_line *lines;
-	size_t n;
-
-	(void)state;
-	add_peer(&a, "kubia-0" SUFFIX, 8080);
-	add_peer(&a, "kubia-2" SUFFIX, 8080);
-	assert_int_equal(fanout_plan(&a, "kubia-3", 0, &lines, &n), 0);
-	assert_int_equal(missing_add(&lines, &n, 0, 256), 1);
-	assert_int_equal(n, 4);
-	assert_true(lines[1].missing && lines[1].unlisted && lines[1].done && !lines[1].self);
-	assert_true(lines[1].ans->error);
-	assert_int_equal(lines[1].family, 0);
-	assert_int_equal(lines[1].port, 0);
-	/* this pod, not listed: unlisted but not missing; the listed ones neither */
-	assert_true(lines[3].self && lines[3].unlisted && !lines[3].missing);
-	assert_false(lines[0].unlisted || lines[0].missing || lines[2].unlisted);
-	/* the listed lines keep their addresses and ports */
-	assert_int_equal(lines[2].port, 8080);
-	assert_int_equal(lines[2].addr[3], 2);
-	fanout_lines_free(lines, n);
+	refuse_fetch = true;
+	view_start(&vs, view_new(&o, DISCOVERY_FORMAT_TEXT));
+	lookup_cb(lookup_arg, SRV_PEERS, &a, NULL);
 	srv_answer_free(&a);
+	expect_body(&o, HEAD "- kubia-0" SUFFIX ": mine\n"
+			     "- kubia-1" SUFFIX
+			     ": Error: could not start the request (out of memory)\n");
+	assert_int_equal(o.peer_errors, 1);
+	outcome_free(&o);
 }
 
-/* ---- JSON --------------------------------------------------------------------------- */
-
-static void test_base64(void **state)
+/* Once stopped, a view that would wait for DNS ends at once, lines not yet asked say
+ * "shutting down", and ending all cancels the lookup and ends the fetches. */
+static void test_stop(void **state)
 {
-	static const char *const vectors[][2] = {
-		{"", ""},
-		{"f", "Zg=="},
-		{"fo", "Zm8="},
-		{"foo", "Zm9v"},
-		{"foob", "Zm9vYg=="},
-		{"fooba", "Zm9vYmE="},
-		{"foobar", "Zm9vYmFy"},
-	};
-	char out[16];
-	static const unsigned char bin[] = {0xff, 0xfe, 0x00, 0x80};
+	static const int ords[] = {0, 1};
+	struct srv_answer a = answer_of(ords, 2);
+	struct outcome waiting;
+	struct outcome late;
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
-		size_t len = strlen(vectors[i][0]);
-
-		assert_int_equal(base64_len(len), strlen(vectors[i][1]));
-		base64_encode((const unsigned char *)vectors[i][0], len, out);
-		assert_string_equal(out, vectors[i][1]);
-	}
-	base64_encode(bin, sizeof(bin), out);
-	assert_string_equal(out, "//4AgA==");
-}
-
-static json_t *render_doc(const struct viewjson *vj, const struct fanout_line *lines, size_t n,
-			  const char *own, size_t ownlen, struct budget *b)
-{
-	struct viewjson_pod pod = {"kubia-0", own, ownlen};
-	size_t len = 0;
-	char *body = viewjson_render(vj, &pod, lines, n, b, &len);
-	json_error_t err;
-	json_t *doc;
-
-	assert_non_null(body);
-	assert_int_equal(body[len - 1], '\n');
-	assert_int_equal(strlen(body), len); /* NUL bytes of the data are escaped */
-	doc = json_loadb(body, len, JSON_ALLOW_NUL, &err);
-	if (doc == NULL) {
-		print_error("not JSON (%s): %s\n", err.text, body);
-	}
-	assert_non_null(doc);
-	free(body);
-	budget_credit(b, len + 1);
-	return doc;
-}
-
-static const char *str_at(json_t *o, const char *key)
-{
-	json_t *v = json_object_get(o, key);
-
-	assert_true(json_is_string(v));
-	return json_string_value(v);
-}
-
-static void test_json_document(void **state)
-{
-	struct srv_answer a = {0};
-	struct fanout_line *lines;
-	struct fanout_answer *fetched;
-	struct budget b;
-	struct viewjson *vj;
-	json_t *doc;
-	json_t *peers;
-	json_t *srv;
-	json_t *rec;
-	static const char bin[] = {'\xff', 'a', '\0', 'b'};
-	size_t n;
-
-	(void)state;
-	budget_init(&b, 1 << 20);
-	add_peer(&a, "kubia-0" SUFFIX, 8080);
-	add_peer(&a, "kubia-1" SUFFIX, 9090);
-	add_peer(&a, "kubia-3" SUFFIX, 8080);
-	a.ttl = 30;
-	snprintf(a.qname, sizeof(a.qname), "kubia.default.svc.cluster.local");
-	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &lines, &n), 0);
-	assert_int_equal(missing_add(&lines, &n, 0, 256), 1);
-	assert_true(fanout_line_set(&lines[0], "mine\n\0x", 7));
-	fetched = fanout_answer_copy(bin, sizeof(bin));
-	assert_non_null(fetched);
-	fetched->fetched = true;
-	fetched->fetch_ns = 1234567; /* 1.234567 ms: shown to the microsecond */
-	fanout_line_share(&lines[1], fetched);
-	fanout_answer_unref(fetched);
-	assert_true(fanout_line_error(&lines[3], "HTTP %d", 500));
-	vj = viewjson_begin(RES_PEERS, &a, NULL, true);
-	assert_non_null(vj);
-	doc = render_doc(vj, lines, n, "mine\n\0x", 7, &b);
-	assert_int_equal(budget_used(&b), 0);
-
-	assert_string_equal(str_at(json_object_get(doc, "pod"), "name"), "kubia-0");
-	assert_int_equal(json_string_length(json_object_get(json_object_get(doc, "pod"), "data")),
-			 7);
-	srv = json_object_get(doc, "srv");
-	assert_string_equal(str_at(srv, "result"), "peers");
-	assert_string_equal(str_at(srv, "name"), "kubia.default.svc.cluster.local");
-	assert_int_equal(json_integer_value(json_object_get(srv, "ttl")), 30);
-	assert_true(json_is_true(json_object_get(srv, "from_cache")));
-	assert_int_equal(json_array_size(json_object_get(srv, "records")), 3);
-	rec = json_array_get(json_object_get(srv, "records"), 1);
-	assert_string_equal(str_at(rec, "target"), "kubia-1" SUFFIX);
-	assert_int_equal(json_integer_value(json_object_get(rec, "port")), 9090);
-	assert_int_equal(json_integer_value(json_object_get(rec, "priority")), 2);
-	assert_int_equal(json_integer_value(json_object_get(rec, "weight")), 102);
-	assert_string_equal(json_string_value(json_array_get(json_object_get(rec, "addresses"), 0)),
-			    "10.0.0.2");
-
-	peers = json_object_get(doc, "peers");
-	assert_int_equal(json_array_size(peers), 4);
-	/* this pod: a string (NUL and newline are UTF-8), not fetched */
-	assert_true(json_is_true(json_object_get(json_array_get(peers, 0), "self")));
-	assert_true(json_is_false(json_object_get(json_array_get(peers, 0), "data_base64")));
-	assert_null(json_object_get(json_array_get(peers, 0), "fetch_ms"));
-	/* bytes that are not UTF-8: base64, flagged; the fetch time in ms */
-	assert_string_equal(str_at(json_array_get(peers, 1), "data"), "/2EAYg==");
-	assert_true(json_is_true(json_object_get(json_array_get(peers, 1), "data_base64")));
-	assert_true(json_real_value(json_object_get(json_array_get(peers, 1), "fetch_ms")) ==
-		    1.234);
-	assert_string_equal(str_at(json_array_get(peers, 1), "address"), "10.0.0.2");
-	/* the missing pod: its reason, no address, no data */
-	assert_string_equal(str_at(json_array_get(peers, 2), "name"), "kubia-2" SUFFIX);
-	assert_true(json_is_true(json_object_get(json_array_get(peers, 2), "missing")));
-	assert_true(json_is_false(json_object_get(json_array_get(peers, 2), "in_dns")));
-	assert_string_equal(str_at(json_array_get(peers, 2), "error"), MISSING_TEXT);
-	assert_true(json_is_null(json_object_get(json_array_get(peers, 2), "address")));
-	assert_null(json_object_get(json_array_get(peers, 2), "data"));
-	/* an error: the reason without "Error: " (a peer whose data begins so is data) */
-	assert_string_equal(str_at(json_array_get(peers, 3), "error"), "HTTP 500");
-	json_decref(doc);
-
-	/* the view does not fit the budget: NULL, and nothing stays charged */
-	budget_init(&b, 4096);
-	{
-		struct viewjson_pod pod = {"kubia-0", "x", 1};
-		size_t len = 0;
-
-		assert_null(viewjson_render(vj, &pod, lines, n, &b, &len));
-		assert_int_equal(budget_used(&b), 0);
-	}
-	viewjson_free(vj);
-	fanout_lines_free(lines, n);
+	view_start(&vs, view_new(&waiting, DISCOVERY_FORMAT_TEXT));
+	view_stop(&vs);
+	assert_true(fetch_stopped);
+	view_start(&vs, view_new(&late, DISCOVERY_FORMAT_TEXT));
+	expect_body(&late, HEAD "Could not look up DNS SRV records: " SHUTDOWN_TEXT "\n");
+	assert_int_equal(lookups_begun, 1);
+	/* The lookup in flight still ends (here with peers): no fetch starts any more. */
+	lookup_cb(lookup_arg, SRV_PEERS, &a, NULL);
 	srv_answer_free(&a);
-}
-
-static void test_json_outcomes_without_peers(void **state)
-{
-	struct budget b;
-	struct viewjson *vj;
-	json_t *doc;
-	json_t *srv;
-
-	(void)state;
-	budget_init(&b, 1 << 20);
-	vj = viewjson_begin(RES_EMPTY, NULL, NULL, false);
-	doc = render_doc(vj, NULL, 0, "No data posted yet", 18, &b);
-	srv = json_object_get(doc, "srv");
-	assert_string_equal(str_at(srv, "result"), "none");
-	assert_true(json_is_null(json_object_get(srv, "name")));
-	assert_true(json_is_null(json_object_get(srv, "ttl")));
-	assert_null(json_object_get(srv, "error"));
-	assert_int_equal(json_array_size(json_object_get(doc, "peers")), 0);
-	json_decref(doc);
-	viewjson_free(vj);
-
-	vj = viewjson_begin(RES_ERROR, NULL, "kubia.default.svc.cluster.local: timed out", false);
-	doc = render_doc(vj, NULL, 0, "\xc3", 1, &b);
-	srv = json_object_get(doc, "srv");
-	assert_string_equal(str_at(srv, "result"), "error");
-	assert_string_equal(str_at(srv, "error"), "kubia.default.svc.cluster.local: timed out");
-	/* this pod's own bytes follow the same rule as a peer's */
-	assert_string_equal(str_at(json_object_get(doc, "pod"), "data"), "ww==");
-	json_decref(doc);
-	viewjson_free(vj);
-	assert_int_equal(budget_used(&b), 0);
+	assert_int_equal(njoined, 0);
+	expect_body(&waiting, HEAD "- kubia-0" SUFFIX ": mine\n"
+				   "- kubia-1" SUFFIX ": Error: " SHUTDOWN_TEXT "\n");
+	view_end_all(&vs);
+	assert_int_equal(lookups_cancelled, 1);
+	assert_int_equal(fetch_ended, 1);
+	outcome_free(&waiting);
+	outcome_free(&late);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_gap),
-		cmocka_unit_test(test_gaps_from_zero_and_own_ordinal_above),
-		cmocka_unit_test(test_replicas_tail),
-		cmocka_unit_test(test_limit),
-		cmocka_unit_test(test_names_that_take_no_part),
-		cmocka_unit_test(test_missing_lines_are_marked),
-		cmocka_unit_test(test_base64),
-		cmocka_unit_test(test_json_document),
-		cmocka_unit_test(test_json_outcomes_without_peers),
+		cmocka_unit_test_setup(test_views_wait_for_one_lookup_and_their_fetches, setup),
+		cmocka_unit_test_setup(test_a_cached_outcome_serves_at_once, setup),
+		cmocka_unit_test_setup(test_dns_error_and_no_peers, setup),
+		cmocka_unit_test_setup(test_a_refused_fetch_is_an_error_line, setup),
+		cmocka_unit_test_setup(test_stop, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

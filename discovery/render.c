@@ -27,9 +27,9 @@ static size_t first_label_len(const char *name)
 	return dot != NULL ? (size_t)(dot - name) : strlen(name);
 }
 
-struct fanout_answer *fanout_answer_take(char *data, size_t len)
+struct render_answer *render_answer_take(char *data, size_t len)
 {
-	struct fanout_answer *a = calloc(1, sizeof(*a));
+	struct render_answer *a = calloc(1, sizeof(*a));
 
 	if (a == NULL) {
 		free(data);
@@ -41,11 +41,11 @@ struct fanout_answer *fanout_answer_take(char *data, size_t len)
 	return a;
 }
 
-struct fanout_answer *fanout_answer_borrow(const char *data, size_t len,
+struct render_answer *render_answer_borrow(const char *data, size_t len,
 					   void (*release)(void *ctx, void *hold), void *ctx,
 					   void *hold)
 {
-	struct fanout_answer *a = calloc(1, sizeof(*a));
+	struct render_answer *a = calloc(1, sizeof(*a));
 
 	if (a == NULL) {
 		release(ctx, hold);
@@ -61,7 +61,7 @@ struct fanout_answer *fanout_answer_borrow(const char *data, size_t len,
 	return a;
 }
 
-struct fanout_answer *fanout_answer_copy(const char *data, size_t len)
+struct render_answer *render_answer_copy(const char *data, size_t len)
 {
 	/* Always allocate (even for an empty body) so that every answer has its bytes. */
 	char *copy = malloc(len + 1);
@@ -73,16 +73,16 @@ struct fanout_answer *fanout_answer_copy(const char *data, size_t len)
 		memcpy(copy, data, len);
 	}
 	copy[len] = '\0';
-	return fanout_answer_take(copy, len);
+	return render_answer_take(copy, len);
 }
 
 /* fmt is the caller's, checked where the caller is (DISCOVERY_PRINTF). */
-static struct fanout_answer *answer_verror(const char *fmt, va_list ap) DISCOVERY_PRINTF(1, 0);
+static struct render_answer *answer_verror(const char *fmt, va_list ap) DISCOVERY_PRINTF(1, 0);
 
-static struct fanout_answer *answer_verror(const char *fmt, va_list ap)
+static struct render_answer *answer_verror(const char *fmt, va_list ap)
 {
 	char buf[1024];
-	struct fanout_answer *a;
+	struct render_answer *a;
 	int n;
 	size_t len;
 
@@ -104,16 +104,16 @@ static struct fanout_answer *answer_verror(const char *fmt, va_list ap)
 			buf[i] = '?';
 		}
 	}
-	a = fanout_answer_copy(buf, len);
+	a = render_answer_copy(buf, len);
 	if (a != NULL) {
 		a->error = true;
 	}
 	return a;
 }
 
-struct fanout_answer *fanout_answer_error(const char *fmt, ...)
+struct render_answer *render_answer_error(const char *fmt, ...)
 {
-	struct fanout_answer *a;
+	struct render_answer *a;
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -122,7 +122,7 @@ struct fanout_answer *fanout_answer_error(const char *fmt, ...)
 	return a;
 }
 
-void fanout_answer_unref(struct fanout_answer *a)
+void render_answer_unref(struct render_answer *a)
 {
 	if (a == NULL || --a->refs > 0) {
 		return;
@@ -136,55 +136,55 @@ void fanout_answer_unref(struct fanout_answer *a)
 	free(a);
 }
 
-void fanout_line_share(struct fanout_line *l, struct fanout_answer *a)
+void render_line_share(struct render_line *l, struct render_answer *a)
 {
-	struct fanout_answer *old = l->ans;
+	struct render_answer *old = l->ans;
 
 	if (a != NULL) {
 		a->refs++;
 	}
 	l->ans = a;
 	l->done = true;
-	fanout_answer_unref(old);
+	render_answer_unref(old);
 }
 
-bool fanout_line_set(struct fanout_line *l, const char *data, size_t len)
+bool render_line_set(struct render_line *l, const char *data, size_t len)
 {
-	struct fanout_answer *a = fanout_answer_copy(data, len);
+	struct render_answer *a = render_answer_copy(data, len);
 
-	fanout_line_share(l, a);
-	fanout_answer_unref(a);
+	render_line_share(l, a);
+	render_answer_unref(a);
 	return a != NULL;
 }
 
-bool fanout_line_error(struct fanout_line *l, const char *fmt, ...)
+bool render_line_error(struct render_line *l, const char *fmt, ...)
 {
-	struct fanout_answer *a;
+	struct render_answer *a;
 	va_list ap;
 
 	va_start(ap, fmt);
 	a = answer_verror(fmt, ap);
 	va_end(ap);
-	fanout_line_share(l, a);
-	fanout_answer_unref(a);
+	render_line_share(l, a);
+	render_answer_unref(a);
 	return a != NULL;
 }
 
-void fanout_lines_free(struct fanout_line *lines, size_t n)
+void render_lines_free(struct render_line *lines, size_t n)
 {
 	if (lines == NULL) {
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		fanout_answer_unref(lines[i].ans);
+		render_answer_unref(lines[i].ans);
 	}
 	free(lines);
 }
 
-int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_port,
-		struct fanout_line **out, size_t *n)
+int render_plan(const struct srv_answer *a, const char *hostname, unsigned peer_port,
+		struct render_line **out, size_t *n)
 {
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t hostlen = hostname != NULL ? first_label_len(hostname) : 0;
 	bool have_self = false;
 	size_t total;
@@ -223,7 +223,7 @@ int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_
 	}
 	for (size_t i = 0; i <= a->npeers; i++) {
 		const struct srv_peer *p;
-		struct fanout_line *l;
+		struct render_line *l;
 
 		if (total > a->npeers && i == self_at) {
 			l = &lines[k++];
@@ -242,9 +242,9 @@ int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_
 		memcpy(l->addr, p->addr, sizeof(l->addr));
 		l->port = peer_port != 0 ? (uint16_t)peer_port : p->port;
 		if (!l->self && p->family == 0 &&
-		    !fanout_line_error(l, "could not resolve %s: %s", p->name,
+		    !render_line_error(l, "could not resolve %s: %s", p->name,
 				       p->err[0] != '\0' ? p->err : "no address")) {
-			fanout_lines_free(lines, total);
+			render_lines_free(lines, total);
 			return -1;
 		}
 	}
@@ -255,7 +255,51 @@ int fanout_plan(const struct srv_answer *a, const char *hostname, unsigned peer_
 
 static const char none[] = "No peers discovered.\n";
 
-size_t fanout_render_len(const struct fanout_line *lines, size_t n)
+size_t render_head(const char *hostname, char buf[RENDER_HEAD_MAX])
+{
+	int n = snprintf(buf, RENDER_HEAD_MAX, "You've hit %s\nData stored in the cluster:\n",
+			 hostname != NULL ? hostname : "");
+
+	/* A host name is at most DISCOVERY_HOSTNAME_MAX bytes: it always fits. */
+	return n < 0 ? 0 : (size_t)n < RENDER_HEAD_MAX ? (size_t)n : RENDER_HEAD_MAX - 1;
+}
+
+/* What a body's bytes hold of the memory budget, kept in front of them. */
+struct body_header {
+	struct budget *budget;
+	size_t charged;
+};
+
+char *render_body_alloc(struct budget *budget, size_t size)
+{
+	struct body_header *h;
+
+	if (size > SIZE_MAX - sizeof(*h) || !budget_charge(budget, size)) {
+		return NULL;
+	}
+	h = malloc(sizeof(*h) + size);
+	if (h == NULL) {
+		budget_credit(budget, size);
+		return NULL;
+	}
+	h->budget = budget;
+	h->charged = size;
+	return (char *)(h + 1);
+}
+
+void render_body_free(char *body)
+{
+	struct body_header *h;
+
+	if (body == NULL) {
+		return;
+	}
+	h = (struct body_header *)(void *)body - 1;
+	budget_credit(h->budget, h->charged);
+	free(h);
+}
+
+size_t render_text_len(const struct render_line *lines, size_t n)
 {
 	size_t total = 0;
 
@@ -270,64 +314,69 @@ size_t fanout_render_len(const struct fanout_line *lines, size_t n)
 	return total;
 }
 
-char *fanout_render(const struct fanout_line *lines, size_t n, size_t *len)
+/* Copies n bytes (no NUL) to p; returns the end. */
+static char *put(char *p, const char *s, size_t n)
 {
-	size_t total = fanout_render_len(lines, n);
-	char *body;
+	if (n > 0) {
+		memcpy(p, s, n);
+	}
+	return p + n;
+}
+
+/* Copies line l as "- <name>: <data>\n" to p; returns the end. */
+static char *put_line(char *p, const struct render_line *l)
+{
+	p = put(p, "- ", 2);
+	p = put(p, l->name, strlen(l->name));
+	p = put(p, ": ", 2);
+	if (l->ans != NULL) {
+		p = put(p, l->ans->data, l->ans->len);
+	} else {
+		p = put(p, OOM_TEXT, strlen(OOM_TEXT));
+	}
+	*p++ = '\n';
+	return p;
+}
+
+char *render_text(const char *head, size_t headlen, const struct render_line *lines, size_t n,
+		  struct budget *budget, size_t *len)
+{
+	size_t total = headlen + render_text_len(lines, n);
+	char *body = render_body_alloc(budget, total + 1);
 	char *p;
 
-	if (n == 0) {
-		body = malloc(sizeof(none));
-		if (body != NULL) {
-			memcpy(body, none, sizeof(none));
-			*len = sizeof(none) - 1;
-		}
-		return body;
-	}
-	body = malloc(total + 1);
 	if (body == NULL) {
 		return NULL;
 	}
-	p = body;
+	p = put(body, head, headlen);
+	if (n == 0) {
+		p = put(p, none, sizeof(none) - 1);
+	}
 	for (size_t i = 0; i < n; i++) {
-		size_t nl = strlen(lines[i].name);
-
-		memcpy(p, "- ", 2);
-		p += 2;
-		memcpy(p, lines[i].name, nl);
-		p += nl;
-		memcpy(p, ": ", 2);
-		p += 2;
-		if (lines[i].ans != NULL) {
-			if (lines[i].ans->len > 0) {
-				memcpy(p, lines[i].ans->data, lines[i].ans->len);
-			}
-			p += lines[i].ans->len;
-		} else {
-			memcpy(p, OOM_TEXT, strlen(OOM_TEXT));
-			p += strlen(OOM_TEXT);
-		}
-		*p++ = '\n';
+		p = put_line(p, &lines[i]);
 	}
 	*p = '\0';
 	*len = total;
 	return body;
 }
 
-char *fanout_render_dns_error(const char *reason, size_t *len)
+char *render_dns_error(const char *head, size_t headlen, const char *reason, struct budget *budget,
+		       size_t *len)
 {
 	static const char prefix[] = "Could not look up DNS SRV records: ";
 	size_t rl = strlen(reason);
-	size_t total = sizeof(prefix) - 1 + rl + 1;
-	char *body = malloc(total + 1);
+	size_t total = headlen + sizeof(prefix) - 1 + rl + 1;
+	char *body = render_body_alloc(budget, total + 1);
+	char *p;
 
 	if (body == NULL) {
 		return NULL;
 	}
-	memcpy(body, prefix, sizeof(prefix) - 1);
-	memcpy(body + sizeof(prefix) - 1, reason, rl);
-	body[total - 1] = '\n';
-	body[total] = '\0';
+	p = put(body, head, headlen);
+	p = put(p, prefix, sizeof(prefix) - 1);
+	p = put(p, reason, rl);
+	p[0] = '\n';
+	p[1] = '\0';
 	*len = total;
 	return body;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer target for the cluster view's assembly (discovery/fanout.c): planning the
+ * libFuzzer target for the cluster view's assembly (discovery/render.c): planning the
  * lines of an SRV answer, giving them their answers (copied, errors, shared by
  * reference, borrowed, out of memory) and rendering the text.
  *
@@ -88,13 +88,13 @@ static void release(void *ctx, void *hold)
 	releases++;
 }
 
-/* The order srv_parse() gives (the documented precondition of fanout_plan()). */
+/* The order srv_parse() gives (the documented precondition of render_plan()). */
 static int spec_cmp(const void *a, const void *b)
 {
 	return srv_name_cmp(((const struct spec *)a)->p.name, ((const struct spec *)b)->p.name);
 }
 
-/* "Error: " and printf-like text, cut as fanout.c documents (1 KiB with the NUL). */
+/* "Error: " and printf-like text, cut as render.c documents (1 KiB with the NUL). */
 static struct text error_text(const char *a, const char *b, const char *c)
 {
 	struct text t;
@@ -161,20 +161,20 @@ static size_t read_peers(const uint8_t **p, const uint8_t *end, size_t want, str
 
 /* Gives every line that waits its answer, as the loop would (this pod's own line
  * borrowed, never fetched, whatever its address); returns the text each line must show. */
-static void answer_lines(struct fanout_line *lines, size_t nl, const struct spec *specs, size_t np,
+static void answer_lines(struct render_line *lines, size_t nl, const struct spec *specs, size_t np,
 			 const char *local, const char *shared_text, struct text *want)
 {
-	struct fanout_answer *shared = fanout_answer_copy(shared_text, strlen(shared_text));
+	struct render_answer *shared = render_answer_copy(shared_text, strlen(shared_text));
 	size_t k = 0;
 
 	if (shared == NULL) {
 		abort();
 	}
 	for (size_t i = 0; i < nl; i++) {
-		struct fanout_line *l = &lines[i];
+		struct render_line *l = &lines[i];
 		const struct spec *s =
 			k < np && strcmp(l->name, specs[k].p.name) == 0 ? &specs[k++] : NULL;
-		struct fanout_answer *a;
+		struct render_answer *a;
 
 		if (s == NULL && !l->self && !l->missing) {
 			abort(); /* a line for a pod the answer does not name */
@@ -190,11 +190,11 @@ static void answer_lines(struct fanout_line *lines, size_t nl, const struct spec
 			if (l->done) {
 				abort();
 			}
-			a = fanout_answer_borrow(local, strlen(local), release, &releases,
+			a = render_answer_borrow(local, strlen(local), release, &releases,
 						 &releases);
 			borrows++;
-			fanout_line_share(l, a);
-			fanout_answer_unref(a);
+			render_line_share(l, a);
+			render_answer_unref(a);
 			want[i] = (struct text){strdup(local), strlen(local)};
 		} else if (s->p.family == 0) {
 			if (!l->done) {
@@ -211,23 +211,23 @@ static void answer_lines(struct fanout_line *lines, size_t nl, const struct spec
 			}
 			switch (s->kind) {
 			case SET:
-				if (!fanout_line_set(l, s->data, strlen(s->data))) {
+				if (!render_line_set(l, s->data, strlen(s->data))) {
 					abort();
 				}
 				want[i] = (struct text){strdup(s->data), strlen(s->data)};
 				break;
 			case ERROR:
-				if (!fanout_line_error(l, "%s", s->data)) {
+				if (!render_line_error(l, "%s", s->data)) {
 					abort();
 				}
 				want[i] = error_text(s->data, "", "");
 				break;
 			case NOMEM:
-				fanout_line_share(l, NULL);
+				render_line_share(l, NULL);
 				want[i] = (struct text){strdup(OOM), strlen(OOM)};
 				break;
 			default:
-				fanout_line_share(l, shared);
+				render_line_share(l, shared);
 				want[i] = (struct text){strdup(shared_text), strlen(shared_text)};
 				break;
 			}
@@ -239,13 +239,13 @@ static void answer_lines(struct fanout_line *lines, size_t nl, const struct spec
 	if (k != np) {
 		abort(); /* a pod of the answer without its line */
 	}
-	fanout_answer_unref(shared);
+	render_answer_unref(shared);
 }
 
 /* The planned lines: the answer's pods in order, each with its port, and this pod's own
  * line where the answer lacks it. */
 static void check_plan(const struct srv_answer *a, const char *host, unsigned peer_port,
-		       const struct fanout_line *lines, size_t nl)
+		       const struct render_line *lines, size_t nl)
 {
 	size_t self_inserted = 0;
 	bool have_self = false;
@@ -331,7 +331,7 @@ static unsigned long nth_missing(const unsigned long *ords, size_t n, size_t nth
  * ordinal order, each ordinal below the highest (and below replicas) that no line has,
  * the lowest first, at most limit, named after the first line; the planned lines keep
  * their order. */
-static void check_missing(struct fanout_line **lines, size_t *nl, unsigned replicas, size_t limit)
+static void check_missing(struct render_line **lines, size_t *nl, unsigned replicas, size_t limit)
 {
 	size_t n0 = *nl;
 	char(*names)[LINE_NAME_MAX] = calloc(n0 + 1, sizeof(*names));
@@ -369,7 +369,7 @@ static void check_missing(struct fanout_line **lines, size_t *nl, unsigned repli
 		abort();
 	}
 	for (size_t i = 0; i < *nl; i++) {
-		const struct fanout_line *l = &(*lines)[i];
+		const struct render_line *l = &(*lines)[i];
 
 		if (!l->missing) {
 			if (k >= n0 || strcmp(l->name, names[k++]) != 0) {
@@ -457,10 +457,10 @@ static bool same_data(json_t *o, const char *want, size_t wlen)
 /* The same view as JSON (viewjson.c): a well-formed document, newline-terminated, whose
  * "peers" are the text view's lines in order, each with its name, flags and the same
  * bytes (data, or the error's reason), and whose "pod" is this pod and its data. */
-static void check_json(const struct srv_answer *a, const struct fanout_line *lines, size_t nl,
+static void check_json(const struct srv_answer *a, const struct render_line *lines, size_t nl,
 		       const struct text *want, const char *host, const char *local)
 {
-	struct viewjson *vj = viewjson_begin(RES_PEERS, a, NULL, false);
+	struct viewjson *vj = viewjson_begin(SRV_PEERS, a, NULL, false);
 	struct viewjson_pod pod = {host != NULL ? host : "pod", local, strlen(local)};
 	size_t len = 0;
 	char *body = vj != NULL ? viewjson_render(vj, &pod, lines, nl, NULL, &len) : NULL;
@@ -499,7 +499,7 @@ static void check_json(const struct srv_answer *a, const struct fanout_line *lin
 		}
 	}
 	json_decref(doc);
-	free(body);
+	render_body_free(body);
 	viewjson_free(vj);
 }
 
@@ -507,28 +507,31 @@ static void check_view(const struct srv_answer *a, const struct spec *specs, con
 		       unsigned peer_port, unsigned replicas, size_t limit, const char *local,
 		       const char *shared)
 {
-	struct fanout_line *lines = NULL;
+	struct render_line *lines = NULL;
 	struct text want[MAX_PEERS + 1 + MAX_MISSING];
 	size_t nl = 0;
 	size_t len = 0;
+	char head[RENDER_HEAD_MAX];
+	size_t hl = render_head(host, head);
 	char *body;
 	char *p;
 
-	if (fanout_plan(a, host, peer_port, &lines, &nl) < 0) {
+	if (render_plan(a, host, peer_port, &lines, &nl) < 0) {
 		abort(); /* only when memory runs out */
 	}
 	check_plan(a, host, peer_port, lines, nl);
 	check_missing(&lines, &nl, replicas, limit);
 	answer_lines(lines, nl, specs, a->npeers, local, shared, want);
-	body = fanout_render(lines, nl, &len);
-	if (body == NULL || len != fanout_render_len(lines, nl) || body[len] != '\0') {
+	body = render_text(head, hl, lines, nl, NULL, &len);
+	if (body == NULL || len != hl + render_text_len(lines, nl) || body[len] != '\0' ||
+	    memcmp(body, head, hl) != 0) {
 		abort();
 	}
-	if (nl == 0 && strcmp(body, "No peers discovered.\n") != 0) {
+	if (nl == 0 && strcmp(body + hl, "No peers discovered.\n") != 0) {
 		abort();
 	}
 	check_json(a, lines, nl, want, host, local);
-	p = body;
+	p = body + hl;
 	for (size_t i = 0; i < nl; i++) {
 		size_t n = strlen(lines[i].name);
 
@@ -543,11 +546,11 @@ static void check_view(const struct srv_answer *a, const struct spec *specs, con
 	if (nl > 0 && (size_t)(p - body) != len) {
 		abort();
 	}
-	free(body);
+	render_body_free(body);
 	if (releases != 0) {
 		abort(); /* this pod's data given back while a line still shows them */
 	}
-	fanout_lines_free(lines, nl);
+	render_lines_free(lines, nl);
 	if (releases != borrows) {
 		abort();
 	}
@@ -556,7 +559,7 @@ static void check_view(const struct srv_answer *a, const struct spec *specs, con
 static void check_dns_error(const char *reason)
 {
 	size_t len = 0;
-	char *body = fanout_render_dns_error(reason, &len);
+	char *body = render_dns_error("", 0, reason, NULL, &len);
 	const char prefix[] = "Could not look up DNS SRV records: ";
 	size_t rl = strlen(reason);
 
@@ -566,7 +569,7 @@ static void check_dns_error(const char *reason)
 	    body[len] != '\0') {
 		abort();
 	}
-	free(body);
+	render_body_free(body);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

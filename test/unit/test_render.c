@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The cluster view's exact bytes: fanout_plan() decides the lines (self detection, the
+ * The cluster view's exact bytes: render_plan() decides the lines (self detection, the
  * self line for a pod DNS does not list yet, unresolved peers), the answers lines share,
- * and fanout_render() and fanout_render_dns_error() produce the text the server sends.
+ * and render_text() and render_dns_error() produce the text the server sends, head
+ * included, charged to the memory budget.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 
 #include <sys/socket.h>
 
+#include "common/budget.h"
 #include "discovery/internal.h"
 
 #define SUFFIX ".kubia.default.svc.cluster.local"
@@ -39,31 +41,63 @@ static struct srv_peer *add_peer(struct srv_answer *a, const char *name, uint16_
 	return p;
 }
 
-static void set_all(struct fanout_line *lines, size_t n, const char *const *data, size_t ndata)
+static void set_all(struct render_line *lines, size_t n, const char *const *data, size_t ndata)
 {
 	assert_int_equal(n, ndata);
 	for (size_t i = 0; i < n && i < ndata; i++) {
 		if (!lines[i].done) {
-			assert_true(fanout_line_set(&lines[i], data[i], strlen(data[i])));
+			assert_true(render_line_set(&lines[i], data[i], strlen(data[i])));
 		}
 	}
 }
 
-static void expect_render(const struct fanout_line *lines, size_t n, const char *want)
+/* The head of every text view these tests render. */
+#define HEAD "You've hit kubia-0\nData stored in the cluster:\n"
+
+/* Renders the lines after HEAD, charged to a budget that has exactly room for them;
+ * returns the body (free with render_body_free()). */
+static char *render_checked(const struct render_line *lines, size_t n, size_t *len)
+{
+	char head[RENDER_HEAD_MAX];
+	size_t headlen = render_head("kubia-0", head);
+	size_t want = headlen + render_text_len(lines, n);
+	struct budget b;
+	char *body;
+
+	assert_int_equal(headlen, strlen(HEAD));
+	assert_memory_equal(head, HEAD, headlen);
+	/* One byte short: refused, nothing held. */
+	budget_init(&b, want);
+	assert_null(render_text(head, headlen, lines, n, &b, len));
+	assert_int_equal(budget_used(&b), 0);
+	budget_init(&b, want + 1);
+	body = render_text(head, headlen, lines, n, &b, len);
+	assert_non_null(body);
+	assert_int_equal(*len, want);
+	assert_int_equal(budget_used(&b), want + 1);
+	assert_memory_equal(body, HEAD, headlen);
+	assert_int_equal(body[*len], '\0');
+	render_body_free(body);
+	assert_int_equal(budget_used(&b), 0);
+	/* The same bytes again, for the caller, without a budget. */
+	return render_text(head, headlen, lines, n, NULL, len);
+}
+
+static void expect_render(const struct render_line *lines, size_t n, const char *want)
 {
 	size_t len = 0;
-	char *body = fanout_render(lines, n, &len);
+	char *body = render_checked(lines, n, &len);
 
 	assert_non_null(body);
-	assert_int_equal(len, strlen(want));
-	assert_memory_equal(body, want, len);
-	free(body);
+	assert_int_equal(len, strlen(HEAD) + strlen(want));
+	assert_memory_equal(body + strlen(HEAD), want, len - strlen(HEAD));
+	render_body_free(body);
 }
 
 static void test_normal(void **state)
 {
 	struct srv_answer a = {0};
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t n;
 	static const char *const data[] = {"Data of kubia-0", "local data", "kubia-2's"};
 
@@ -71,7 +105,7 @@ static void test_normal(void **state)
 	add_peer(&a, "kubia-0" SUFFIX, 8080, AF_INET);
 	add_peer(&a, "kubia-1" SUFFIX, 8080, AF_INET);
 	add_peer(&a, "kubia-2" SUFFIX, 9090, AF_INET);
-	assert_int_equal(fanout_plan(&a, "kubia-1", 0, &lines, &n), 0);
+	assert_int_equal(render_plan(&a, "kubia-1", 0, &lines, &n), 0);
 	assert_int_equal(n, 3);
 	assert_false(lines[0].self);
 	assert_true(lines[1].self);
@@ -86,36 +120,36 @@ static void test_normal(void **state)
 		      "- kubia-0" SUFFIX ": Data of kubia-0\n"
 		      "- kubia-1" SUFFIX ": local data\n"
 		      "- kubia-2" SUFFIX ": kubia-2's\n");
-	fanout_lines_free(lines, n);
+	render_lines_free(lines, n);
 	srv_answer_free(&a);
 }
 
 static void test_peer_port_override(void **state)
 {
 	struct srv_answer a = {0};
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t n;
 
 	(void)state;
 	add_peer(&a, "kubia-0" SUFFIX, 80, AF_INET);
-	assert_int_equal(fanout_plan(&a, "kubia-0", 8080, &lines, &n), 0);
+	assert_int_equal(render_plan(&a, "kubia-0", 8080, &lines, &n), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(lines[0].port, 8080);
-	fanout_lines_free(lines, n);
+	render_lines_free(lines, n);
 	srv_answer_free(&a);
 }
 
 static void test_self_missing(void **state)
 {
 	struct srv_answer a = {0};
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t n;
 	static const char *const data[] = {"zero", "me", "ten"};
 
 	(void)state;
 	add_peer(&a, "kubia-0" SUFFIX, 8080, AF_INET);
 	add_peer(&a, "kubia-10" SUFFIX, 8080, AF_INET);
-	assert_int_equal(fanout_plan(&a, "kubia-2", 0, &lines, &n), 0);
+	assert_int_equal(render_plan(&a, "kubia-2", 0, &lines, &n), 0);
 	assert_int_equal(n, 3);
 	assert_string_equal(lines[1].name, "kubia-2" SUFFIX);
 	assert_true(lines[1].self);
@@ -126,64 +160,64 @@ static void test_self_missing(void **state)
 		      "- kubia-0" SUFFIX ": zero\n"
 		      "- kubia-2" SUFFIX ": me\n"
 		      "- kubia-10" SUFFIX ": ten\n");
-	fanout_lines_free(lines, n);
+	render_lines_free(lines, n);
 
 	/* First and last positions; self name matching is case-insensitive. */
-	assert_int_equal(fanout_plan(&a, "a", 0, &lines, &n), 0);
+	assert_int_equal(render_plan(&a, "a", 0, &lines, &n), 0);
 	assert_int_equal(n, 3);
 	assert_string_equal(lines[0].name, "a" SUFFIX);
-	fanout_lines_free(lines, n);
-	assert_int_equal(fanout_plan(&a, "kubia-11", 0, &lines, &n), 0);
+	render_lines_free(lines, n);
+	assert_int_equal(render_plan(&a, "kubia-11", 0, &lines, &n), 0);
 	assert_int_equal(n, 3);
 	assert_string_equal(lines[2].name, "kubia-11" SUFFIX);
-	fanout_lines_free(lines, n);
-	assert_int_equal(fanout_plan(&a, "KUBIA-10", 0, &lines, &n), 0);
+	render_lines_free(lines, n);
+	assert_int_equal(render_plan(&a, "KUBIA-10", 0, &lines, &n), 0);
 	assert_int_equal(n, 2);
 	assert_true(lines[1].self);
-	fanout_lines_free(lines, n);
+	render_lines_free(lines, n);
 	srv_answer_free(&a);
 }
 
 static void test_self_missing_single_label(void **state)
 {
 	struct srv_answer a = {0};
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t n;
 
 	(void)state;
 	add_peer(&a, "peer", 8080, AF_INET);
-	assert_int_equal(fanout_plan(&a, "me.example", 0, &lines, &n), 0);
+	assert_int_equal(render_plan(&a, "me.example", 0, &lines, &n), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(lines[0].name, "me");
 	assert_string_equal(lines[1].name, "peer");
-	fanout_lines_free(lines, n);
+	render_lines_free(lines, n);
 	srv_answer_free(&a);
 }
 
 static void test_only_self(void **state)
 {
 	struct srv_answer a = {0};
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t n;
 	static const char *const data[] = {"No data posted yet"};
 
 	(void)state;
 	/* Our own record needs no address: it is never asked over the network. */
 	add_peer(&a, "kubia-0" SUFFIX, 8080, 0);
-	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &lines, &n), 0);
+	assert_int_equal(render_plan(&a, "kubia-0", 0, &lines, &n), 0);
 	assert_int_equal(n, 1);
 	assert_true(lines[0].self);
 	assert_false(lines[0].done);
 	set_all(lines, n, data, sizeof(data) / sizeof(data[0]));
 	expect_render(lines, n, "- kubia-0" SUFFIX ": No data posted yet\n");
-	fanout_lines_free(lines, n);
+	render_lines_free(lines, n);
 	srv_answer_free(&a);
 }
 
 static void test_errors(void **state)
 {
 	struct srv_answer a = {0};
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t n;
 	struct srv_peer *p;
 
@@ -193,12 +227,12 @@ static void test_errors(void **state)
 	snprintf(p->err, sizeof(p->err), "no such name (NXDOMAIN)");
 	add_peer(&a, "kubia-2" SUFFIX, 8080, 0);
 	add_peer(&a, "kubia-3" SUFFIX, 8080, AF_INET);
-	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &lines, &n), 0);
+	assert_int_equal(render_plan(&a, "kubia-0", 0, &lines, &n), 0);
 	assert_int_equal(n, 4);
 	assert_true(lines[1].done);
 	assert_true(lines[2].done);
-	assert_true(fanout_line_set(&lines[0], "mine", 4));
-	assert_true(fanout_line_error(&lines[3], "HTTP %d", 500));
+	assert_true(render_line_set(&lines[0], "mine", 4));
+	assert_true(render_line_error(&lines[3], "HTTP %d", 500));
 	expect_render(lines, n,
 		      "- kubia-0" SUFFIX ": mine\n"
 		      "- kubia-1" SUFFIX ": Error: could not resolve kubia-1" SUFFIX
@@ -207,21 +241,21 @@ static void test_errors(void **state)
 		      ": no address\n"
 		      "- kubia-3" SUFFIX ": Error: HTTP 500\n");
 	/* A line whose text could not be stored says so rather than vanishing. */
-	fanout_line_share(&lines[3], NULL);
+	render_line_share(&lines[3], NULL);
 	assert_true(lines[3].done);
 	expect_render(&lines[3], 1, "- kubia-3" SUFFIX ": Error: out of memory\n");
-	fanout_lines_free(lines, n);
+	render_lines_free(lines, n);
 	srv_answer_free(&a);
 }
 
 static void test_no_peers(void **state)
 {
 	struct srv_answer a = {0};
-	struct fanout_line *lines = (struct fanout_line *)&a;
+	struct render_line *lines = (struct render_line *)&a;
 	size_t n = 99;
 
 	(void)state;
-	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &lines, &n), 0);
+	assert_int_equal(render_plan(&a, "kubia-0", 0, &lines, &n), 0);
 	assert_null(lines);
 	assert_int_equal(n, 0);
 	expect_render(NULL, 0, "No peers discovered.\n");
@@ -230,7 +264,7 @@ static void test_no_peers(void **state)
 static void test_verbatim_data(void **state)
 {
 	struct srv_answer a = {0};
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t n;
 	static const char bin[] = {'a', '\0', 'b'};
 
@@ -238,57 +272,58 @@ static void test_verbatim_data(void **state)
 	add_peer(&a, "kubia-0" SUFFIX, 8080, AF_INET);
 	add_peer(&a, "kubia-1" SUFFIX, 8080, AF_INET);
 	add_peer(&a, "kubia-2" SUFFIX, 8080, AF_INET);
-	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &lines, &n), 0);
-	assert_true(fanout_line_set(&lines[0], "line one\nline two\n", 18));
-	assert_true(fanout_line_set(&lines[1], "", 0));
-	assert_true(fanout_line_set(&lines[2], bin, sizeof(bin)));
+	assert_int_equal(render_plan(&a, "kubia-0", 0, &lines, &n), 0);
+	assert_true(render_line_set(&lines[0], "line one\nline two\n", 18));
+	assert_true(render_line_set(&lines[1], "", 0));
+	assert_true(render_line_set(&lines[2], bin, sizeof(bin)));
 	{
 		static const char want[] = "- kubia-0" SUFFIX ": line one\nline two\n\n"
 					   "- kubia-1" SUFFIX ": \n"
 					   "- kubia-2" SUFFIX ": a\0b\n";
 		size_t len = 0;
-		char *body = fanout_render(lines, n, &len);
+		char *body = render_checked(lines, n, &len);
 
 		assert_non_null(body);
-		assert_int_equal(len, sizeof(want) - 1);
-		assert_memory_equal(body, want, len);
-		free(body);
+		assert_int_equal(len, strlen(HEAD) + sizeof(want) - 1);
+		assert_memory_equal(body + strlen(HEAD), want, sizeof(want) - 1);
+		render_body_free(body);
 	}
-	fanout_lines_free(lines, n);
+	render_lines_free(lines, n);
 	srv_answer_free(&a);
 }
 
 static void test_dns_error(void **state)
 {
 	size_t len = 0;
-	char *body = fanout_render_dns_error("kubia.default.svc.cluster.local: server failure "
-					     "(SERVFAIL)",
-					     &len);
-	static const char want[] = "Could not look up DNS SRV records: "
-				   "kubia.default.svc.cluster.local: server failure (SERVFAIL)\n";
+	char *body = render_dns_error(HEAD, strlen(HEAD),
+				      "kubia.default.svc.cluster.local: server failure (SERVFAIL)",
+				      NULL, &len);
+	static const char want[] =
+		HEAD "Could not look up DNS SRV records: "
+		     "kubia.default.svc.cluster.local: server failure (SERVFAIL)\n";
 
 	(void)state;
 	assert_non_null(body);
 	assert_int_equal(len, strlen(want));
 	assert_memory_equal(body, want, len);
-	free(body);
+	render_body_free(body);
 }
 
 static void test_long_error_text(void **state)
 {
-	struct fanout_line l;
+	struct render_line l;
 	char big[4000];
 
 	(void)state;
 	memset(&l, 0, sizeof(l));
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	assert_true(fanout_line_error(&l, "%s", big));
+	assert_true(render_line_error(&l, "%s", big));
 	assert_true(l.done);
 	assert_int_equal(l.ans->len, 1023);
 	assert_int_equal(l.ans->len, strlen(l.ans->data));
 	assert_memory_equal(l.ans->data, "Error: xxx", 10);
-	fanout_answer_unref(l.ans);
+	render_answer_unref(l.ans);
 }
 
 /* Two views asking the same peers: one answer per peer serves both views' lines, each
@@ -296,12 +331,12 @@ static void test_long_error_text(void **state)
 static void test_shared_answer(void **state)
 {
 	struct srv_answer a = {0};
-	struct fanout_line *v1;
-	struct fanout_line *v2;
+	struct render_line *v1;
+	struct render_line *v2;
 	size_t n1;
 	size_t n2;
-	struct fanout_answer *one;
-	struct fanout_answer *err;
+	struct render_answer *one;
+	struct render_answer *err;
 	char *body = malloc(7);
 	static const char want[] = "- kubia-0" SUFFIX ": mine\n"
 				   "- kubia-1" SUFFIX ": one\ntwo\n"
@@ -313,49 +348,49 @@ static void test_shared_answer(void **state)
 	add_peer(&a, "kubia-0" SUFFIX, 8080, AF_INET);
 	add_peer(&a, "kubia-1" SUFFIX, 8080, AF_INET);
 	add_peer(&a, "kubia-2" SUFFIX, 8080, AF_INET);
-	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &v1, &n1), 0);
-	assert_int_equal(fanout_plan(&a, "kubia-0", 0, &v2, &n2), 0);
+	assert_int_equal(render_plan(&a, "kubia-0", 0, &v1, &n1), 0);
+	assert_int_equal(render_plan(&a, "kubia-0", 0, &v2, &n2), 0);
 	/* The body is adopted as it is, not copied (and needs no terminating NUL). */
-	one = fanout_answer_take(body, 7);
+	one = render_answer_take(body, 7);
 	assert_non_null(one);
 	assert_ptr_equal(one->data, body);
-	err = fanout_answer_error("HTTP %d", 503);
+	err = render_answer_error("HTTP %d", 503);
 	assert_non_null(err);
 	assert_int_equal(one->refs, 1);
-	fanout_line_share(&v1[1], one);
-	fanout_line_share(&v2[1], one);
-	fanout_line_share(&v1[2], err);
-	fanout_line_share(&v2[2], err);
+	render_line_share(&v1[1], one);
+	render_line_share(&v2[1], one);
+	render_line_share(&v1[2], err);
+	render_line_share(&v2[2], err);
 	assert_int_equal(one->refs, 3);
 	assert_int_equal(err->refs, 3);
 	assert_ptr_equal(v1[1].ans, v2[1].ans);
 	assert_ptr_equal(v1[1].ans->data, body);
 	assert_true(v1[1].done && v2[2].done);
 	/* The fetch lets go: the lines hold it now. */
-	fanout_answer_unref(one);
-	fanout_answer_unref(err);
-	assert_true(fanout_line_set(&v1[0], "mine", 4));
-	assert_true(fanout_line_set(&v2[0], "mine", 4));
+	render_answer_unref(one);
+	render_answer_unref(err);
+	assert_true(render_line_set(&v1[0], "mine", 4));
+	assert_true(render_line_set(&v2[0], "mine", 4));
 	expect_render(v1, n1, want);
 	expect_render(v2, n2, want);
 	/* The first view is gone; the second still shows the same bytes. */
-	fanout_lines_free(v1, n1);
+	render_lines_free(v1, n1);
 	assert_int_equal(v2[1].ans->refs, 1);
 	expect_render(v2, n2, want);
 	/* A line given another answer drops its reference to the old one. */
-	one = fanout_answer_copy("two", 3);
+	one = render_answer_copy("two", 3);
 	assert_non_null(one);
-	fanout_line_share(&v2[1], one);
-	fanout_answer_unref(one);
+	render_line_share(&v2[1], one);
+	render_answer_unref(one);
 	assert_int_equal(v2[1].ans->refs, 1);
 	assert_memory_equal(v2[1].ans->data, "two", 4);
-	fanout_lines_free(v2, n2);
+	render_lines_free(v2, n2);
 	srv_answer_free(&a);
 }
 
 static void test_answer_texts(void **state)
 {
-	struct fanout_answer *a = fanout_answer_copy("", 0);
+	struct render_answer *a = render_answer_copy("", 0);
 
 	(void)state;
 	/* An empty body is an answer with its bytes, not "out of memory". */
@@ -363,31 +398,31 @@ static void test_answer_texts(void **state)
 	assert_int_equal(a->len, 0);
 	assert_non_null(a->data);
 	assert_int_equal(a->data[0], '\0');
-	fanout_answer_unref(a);
-	a = fanout_answer_take(NULL, 0);
+	render_answer_unref(a);
+	a = render_answer_take(NULL, 0);
 	assert_non_null(a);
 	assert_int_equal(a->len, 0);
-	fanout_answer_unref(a);
-	a = fanout_answer_error("%s after %d ms", "timed out", 20);
+	render_answer_unref(a);
+	a = render_answer_error("%s after %d ms", "timed out", 20);
 	assert_non_null(a);
 	assert_int_equal(a->len, strlen("Error: timed out after 20 ms"));
 	assert_string_equal(a->data, "Error: timed out after 20 ms");
-	fanout_answer_unref(a);
+	render_answer_unref(a);
 	/* A reason quoting bytes of a peer stays one line of printable ASCII. */
-	a = fanout_answer_error("bad status line %s", "HTTP/1.1 200 \xff\xfe\r\nX\t\x7f");
+	a = render_answer_error("bad status line %s", "HTTP/1.1 200 \xff\xfe\r\nX\t\x7f");
 	assert_non_null(a);
 	assert_string_equal(a->data, "Error: bad status line HTTP/1.1 200 ????X??");
-	fanout_answer_unref(a);
-	fanout_answer_unref(NULL);
+	render_answer_unref(a);
+	render_answer_unref(NULL);
 }
 
 /* The longest host name with the longest target: this pod's line still has its name
- * (found by fuzz_fanout: the name did not fit, and the view failed as if out of
+ * (found by fuzz_render: the name did not fit, and the view failed as if out of
  * memory). */
 static void test_self_missing_longest_names(void **state)
 {
 	struct srv_answer a = {0};
-	struct fanout_line *lines;
+	struct render_line *lines;
 	size_t n;
 	char host[DISCOVERY_HOSTNAME_MAX + 1];
 	char peer[SRV_NAME_MAX];
@@ -400,13 +435,13 @@ static void test_self_missing_longest_names(void **state)
 	peer[1] = '.';
 	peer[sizeof(peer) - 1] = '\0';
 	add_peer(&a, peer, 8080, AF_INET);
-	assert_int_equal(fanout_plan(&a, host, 0, &lines, &n), 0);
+	assert_int_equal(render_plan(&a, host, 0, &lines, &n), 0);
 	assert_int_equal(n, 2);
 	snprintf(want, sizeof(want), "%s%s", host, peer + 1);
 	assert_string_equal(lines[0].name, want);
 	assert_true(lines[0].self);
 	assert_string_equal(lines[1].name, peer);
-	fanout_lines_free(lines, n);
+	render_lines_free(lines, n);
 	srv_answer_free(&a);
 }
 
