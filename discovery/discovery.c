@@ -10,6 +10,8 @@
  */
 #include "discovery/internal.h"
 
+#include "common/monotonic.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,7 +293,7 @@ static bool submit(struct discovery *d, struct view *v)
 	/* The view's arrival, taken as late as it can be: every POST a peer acknowledged
 	 * before this call is acknowledged before this time, so a fetch started at or after
 	 * it sees that POST (fetch.c). */
-	v->arrival_ns = loop_now_ns();
+	v->arrival_ns = monotonic_ns();
 	if (!d->stopping && d->pending < d->cfg.max_pending) {
 		if (d->q_tail != NULL) {
 			d->q_tail->next = v;

@@ -22,6 +22,8 @@
  */
 #include "discovery/internal.h"
 
+#include "common/monotonic.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -156,7 +158,7 @@ static bool fetch_launch(struct fetches *ft, struct fetch *f)
 {
 	struct fetch_peer *p = f->peer;
 
-	f->start_ns = loop_now_ns();
+	f->start_ns = monotonic_ns();
 	f->xfer = transfer_start(ft->tr, &p->key, fetch_done, f);
 	if (f->xfer == NULL) {
 		return false;
@@ -268,7 +270,7 @@ static void fetch_done(void *arg, struct render_answer *a)
 	f->xfer = NULL;
 	if (a != NULL) {
 		a->fetched = true;
-		a->fetch_ns = loop_now_ns() - f->start_ns;
+		a->fetch_ns = monotonic_ns() - f->start_ns;
 	}
 	running_del(p, f);
 	/* The next request goes out before this answer's views are rendered. */

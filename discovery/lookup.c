@@ -17,6 +17,7 @@
 #include "discovery/internal.h"
 
 #include "common/metrics.h"
+#include "common/monotonic.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -93,7 +94,7 @@ static void lookup_rearm(struct lookup *lu)
 	uint64_t due = LOOP_NEVER;
 
 	if (t != NULL) {
-		due = loop_now_ns() + (uint64_t)t->tv_sec * 1000000000ull +
+		due = monotonic_ns() + (uint64_t)t->tv_sec * 1000000000ull +
 		      (uint64_t)t->tv_usec * 1000ull;
 	}
 	loop_timer_set(lu->loop, &lu->retry, due);
@@ -107,14 +108,14 @@ static void lookup_end(struct lookup *lu, enum srv_outcome kind, const char *rea
 							  [SRV_EMPTY] = METRICS_SRV_EMPTY,
 							  [SRV_ERROR] = METRICS_SRV_ERROR};
 
-	metrics_srv_lookup(results[kind], loop_now_ns() - lu->lk.start, ans.npeers);
+	metrics_srv_lookup(results[kind], monotonic_ns() - lu->lk.start, ans.npeers);
 	free(lu->lk.aq);
 	memset(&lu->lk, 0, sizeof(lu->lk));
 	loop_timer_set(lu->loop, &lu->deadline, LOOP_NEVER);
 	if (kind == SRV_ERROR) {
 		discovery_logf(lu->cfg, DISCOVERY_LOG_WARN, "SRV lookup failed: %s", reason);
 	}
-	if (cache_put(&lu->cache, kind, &ans, lu->cfg->cache_ms, loop_now_ns())) {
+	if (cache_put(&lu->cache, kind, &ans, lu->cfg->cache_ms, monotonic_ns())) {
 		lu->on_done(lu->arg, kind, &lu->cache.ans, reason);
 		return;
 	}
@@ -327,7 +328,7 @@ void lookup_begin(struct lookup *lu, lookup_done_fn on_done, void *arg)
 	lu->arg = arg;
 	memset(&lu->lk, 0, sizeof(lu->lk));
 	lu->lk.active = true;
-	lu->lk.start = loop_now_ns();
+	lu->lk.start = monotonic_ns();
 	lu->lk.ans.ttl = UINT32_MAX;
 	loop_timer_set(lu->loop, &lu->deadline,
 		       lu->lk.start + (uint64_t)lu->cfg->dns_timeout_ms * NS_PER_MS);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/errtext.h"
+#include "common/monotonic.h"
 
 struct watch {
 	loop_fd_fn cb; /* NULL: not watched */
@@ -47,14 +48,6 @@ struct loop {
 /* The data of the loop's own descriptors (user descriptors carry fd | gen << 32). */
 #define DATA_WAKE UINT64_MAX
 #define DATA_TIMER (UINT64_MAX - 1)
-
-uint64_t loop_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void report(const struct loop *l, const char *call, int err)
 {
@@ -321,7 +314,7 @@ bool loop_run(struct loop *l)
 
 	l->quit = false;
 	while (!l->quit) {
-		uint64_t due = run_timers(l, loop_now_ns());
+		uint64_t due = run_timers(l, monotonic_ns());
 		int n;
 
 		if (l->quit) {

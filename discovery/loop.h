@@ -33,9 +33,6 @@ struct loop_timer {
 	bool armed;
 };
 
-/* CLOCK_MONOTONIC in ns: the one clock of the loop's timers and of every thread. */
-uint64_t loop_now_ns(void);
-
 /* NULL with the reason in err. on_error may be NULL. */
 struct loop *loop_create(loop_error_fn on_error, void *arg, char *err, size_t errlen);
 

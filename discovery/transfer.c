@@ -15,6 +15,8 @@
 
 #include "common/budget.h"
 #include "common/metrics.h"
+#include "common/monotonic.h"
+#include "common/timeout.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -145,12 +147,9 @@ static bool xfer_headers(struct xfer *x, const struct peer_key *k)
 static bool xfer_options(struct transfers *tr, struct xfer *x, const char *url)
 {
 	const struct discovery_config *c = tr->cfg;
-	long connect_ms = (long)c->peer_connect_timeout_ms;
+	long connect_ms = (long)timeout_connect_ms(c->peer_connect_timeout_ms, c->peer_timeout_ms);
 	CURL *e = x->easy;
 
-	if (connect_ms == 0 || connect_ms > (long)c->peer_timeout_ms) {
-		connect_ms = (long)c->peer_timeout_ms;
-	}
 	if (curl_easy_setopt(e, CURLOPT_URL, url) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http") != CURLE_OK ||
@@ -250,11 +249,9 @@ static struct render_answer *peer_failure(struct transfers *tr, struct xfer *x, 
 {
 	curl_off_t connected = 0;
 	long os_errno = 0;
-	unsigned connect_ms = tr->cfg->peer_connect_timeout_ms;
+	unsigned connect_ms =
+		timeout_connect_ms(tr->cfg->peer_connect_timeout_ms, tr->cfg->peer_timeout_ms);
 
-	if (connect_ms == 0 || connect_ms > tr->cfg->peer_timeout_ms) {
-		connect_ms = tr->cfg->peer_timeout_ms;
-	}
 	(void)curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connected);
 	(void)curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno);
 	switch (res) {
@@ -446,7 +443,7 @@ static void transfer_on_timer(void *arg)
 	if (!socket_action(tr, CURL_SOCKET_TIMEOUT, 0) && !tr->timer.armed) {
 		/* curl thinks its timer was served and would not ask again: without a
 		 * retry, its transfers (and their own time-outs) would stall. */
-		loop_timer_set(tr->loop, &tr->timer, loop_now_ns() + TIMER_RETRY_MS * NS_PER_MS);
+		loop_timer_set(tr->loop, &tr->timer, monotonic_ns() + TIMER_RETRY_MS * NS_PER_MS);
 	}
 }
 
@@ -483,7 +480,7 @@ static int curl_timer_cb(CURLM *m, long timeout_ms, void *userp)
 	/* Never act from inside the callback: the loop runs due timers on its next pass. */
 	loop_timer_set(tr->loop, &tr->timer,
 		       timeout_ms < 0 ? LOOP_NEVER
-				      : loop_now_ns() + (uint64_t)timeout_ms * NS_PER_MS);
+				      : monotonic_ns() + (uint64_t)timeout_ms * NS_PER_MS);
 	return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/budget.h"
+#include "common/monotonic.h"
 
 /* Hands the view's outcome to its callback and frees the view. The facade's slot is
  * given back first, so that a callback which submits again is not refused for its own
@@ -175,7 +176,7 @@ static void view_lookup_done(void *arg, enum srv_outcome kind, const struct srv_
 
 void view_start(struct views *vs, struct view *v)
 {
-	const struct srv_cache *c = lookup_cached(vs->lu, loop_now_ns());
+	const struct srv_cache *c = lookup_cached(vs->lu, monotonic_ns());
 
 	if (c != NULL) {
 		view_serve(vs, v, c->kind, &c->ans, NULL, true);

@@ -19,6 +19,8 @@
 
 #include "discovery/internal.h"
 
+#include "common/monotonic.h"
+
 /* ---- a fake transfer.c -------------------------------------------------------------- */
 
 struct xfer {
@@ -166,7 +168,7 @@ static void test_views_share_a_fetch_that_started_after_they_arrived(void **stat
 	assert_int_equal(nxfers, 1);
 	/* Never answered inside fetch_join(). */
 	assert_int_equal(ndone, 0);
-	view_make(&late, loop_now_ns() + 1, port8080, 1);
+	view_make(&late, monotonic_ns() + 1, port8080, 1);
 	assert_true(fetch_join(&ft, &late, 0));
 	assert_int_equal(nxfers, 2);
 
@@ -219,7 +221,7 @@ static void test_the_cap_queues_one_fetch_that_later_views_join(void **state)
 	view_make(&first, 0, port8080, 1);
 	assert_true(fetch_join(&ft, &first, 0));
 	for (int i = 0; i < 3; i++) {
-		view_make(&queued[i], loop_now_ns() + 1, port8080, 1);
+		view_make(&queued[i], monotonic_ns() + 1, port8080, 1);
 		assert_true(fetch_join(&ft, &queued[i], 0));
 	}
 	assert_int_equal(nxfers, 1);
@@ -268,7 +270,7 @@ static void test_stop_and_end_all(void **state)
 	(void)state;
 	cfg.peer_max_connections = 1;
 	view_make(&running, 0, port8080, 1);
-	view_make(&waiting, loop_now_ns() + 1, port8080, 1);
+	view_make(&waiting, monotonic_ns() + 1, port8080, 1);
 	assert_true(fetch_join(&ft, &running, 0));
 	assert_true(fetch_join(&ft, &waiting, 0));
 	view_make(&after_stop, 0, port8080, 1);

@@ -23,6 +23,8 @@
 
 #include "discovery/internal.h"
 
+#include "common/monotonic.h"
+
 #define GUARD_MS 5000
 
 /* A peer that answers one request with reply, after keeping what it was sent. */
@@ -157,7 +159,7 @@ static const char *fetch_once(struct result *r, uint16_t port)
 	assert_non_null(transfer_start(&tr, &k, on_done, r));
 	assert_int_equal(r->calls, 0); /* never answered inside the call */
 	loop_timer_init(&guard, on_guard, NULL);
-	loop_timer_set(r->loop, &guard, loop_now_ns() + GUARD_MS * NS_PER_MS);
+	loop_timer_set(r->loop, &guard, monotonic_ns() + GUARD_MS * NS_PER_MS);
 	assert_true(loop_run(r->loop));
 	loop_timer_set(r->loop, &guard, LOOP_NEVER);
 	transfer_destroy(&tr);
@@ -267,10 +269,10 @@ static void test_an_aborted_transfer(void **state)
 	/* Give it time to connect and send (it need not have: an abort at any point must
 	 * keep the callback from running), then abort it. */
 	loop_timer_init(&t, quit_cb, r.loop);
-	loop_timer_set(r.loop, &t, loop_now_ns() + 100 * NS_PER_MS);
+	loop_timer_set(r.loop, &t, monotonic_ns() + 100 * NS_PER_MS);
 	assert_true(loop_run(r.loop));
 	transfer_abort(&tr, x);
-	loop_timer_set(r.loop, &t, loop_now_ns() + 100 * NS_PER_MS);
+	loop_timer_set(r.loop, &t, monotonic_ns() + 100 * NS_PER_MS);
 	assert_true(loop_run(r.loop));
 	assert_int_equal(r.calls, 0);
 	transfer_destroy(&tr);
