@@ -1,5 +1,7 @@
-"""The API server's proxy: nginx on localhost:<api_port>, serving the pod and Service
-proxy paths that `kubectl proxy` serves, with the API server's JSON errors. A change of
+"""The front of the API server: nginx on localhost:<api_port> serves the pod and Service
+proxy paths itself (pods/<name>[:<port>]/proxy/..., services/<name>[:<port>]/proxy/...,
+as the API server does, with its JSON errors), for their speed under load, and sends
+every other request to the API server (apiserver.py) on its unix socket. A change of
 endpoints rewrites its configuration and reloads it gracefully.
 """
 
@@ -63,6 +65,10 @@ http {{
 	map $ksim_pod $ksim_pod_addr {{
 		default "";
 {pod_map}	}}
+	map $http_upgrade $ksim_connection {{
+		default upgrade;
+		"" close;
+	}}
 	# the part after /proxy, raw as the client sent it; "" and "?q" mean "/" and "/?q"
 	map $ksim_rest $ksim_uri {{
 		~^/ $ksim_rest;
@@ -74,7 +80,7 @@ http {{
 			add_header X-Kubia-Sim-Generation {generation} always;
 			return 200 'ok';
 		}}
-		location ~ ^/api/v1/namespaces/{ns}/pods/([^/]+)/proxy(/.*)?$ {{
+		location ~ ^/api/v1/namespaces/{ns}/pods/([^/:]+)(:[^/]*)?/proxy(/.*)?$ {{
 			set $ksim_pod $1;
 			set $ksim_rest "";
 			if ($request_uri ~ ^/api/v1/namespaces/[^/]+/pods/[^/]+/proxy(?<raw>.*)$) {{
@@ -85,7 +91,7 @@ http {{
 			}}
 			proxy_pass http://$ksim_pod_addr$ksim_uri;
 		}}
-		location ~ ^/api/v1/namespaces/{ns}/services/({PUBLIC}|{STS})/proxy(/.*)?$ {{
+		location ~ ^/api/v1/namespaces/{ns}/services/({PUBLIC}|{STS})(:[^/]*)?/proxy(/.*)?$ {{
 			set $ksim_svc $1;
 			set $ksim_rest "";
 			if ($request_uri ~ ^/api/v1/namespaces/[^/]+/services/[^/]+/proxy(?<raw>.*)$) {{
@@ -94,7 +100,14 @@ http {{
 			{public}
 		}}
 		location / {{
-			return 404 '{status_json(404, "NotFound", "the server could not find the requested resource")}\\n';
+			proxy_pass http://unix:{run}/apiserver.sock;
+			proxy_set_header Host $host;
+			proxy_set_header X-Real-IP $remote_addr;
+			proxy_set_header Upgrade $http_upgrade;
+			proxy_set_header Connection $ksim_connection;
+			# watches, logs -f, exec and attach stay open as long as the client wants
+			proxy_read_timeout 3600s;
+			proxy_send_timeout 3600s;
 		}}
 	}}
 }}
