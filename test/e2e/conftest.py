@@ -156,7 +156,8 @@ class Sim:
         st = read_state(self)
         if not st:
             return
-        for key in ("dns", "nginx", "prometheus", "endpoints_controller", "apiserver"):
+        for key in ("dns", "nginx", "nginx_front", "prometheus", "endpoints_controller",
+                    "apiserver"):
             if st.get(key):
                 self.refs.append(st[key])
         for p in list(st["pods"].values()) + st["orphans"]:

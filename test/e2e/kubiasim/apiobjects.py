@@ -412,7 +412,7 @@ class Renderer:
               "imageID": "", "ready": ready, "restartCount": s.get("restarts", 0),
               "started": state in ("Running", "Terminating")}
         if state in ("Running", "Terminating"):
-            cs["state"] = {"running": {"startedAt": ts(s.get("since") or p["created"])}}
+            cs["state"] = {"running": {"startedAt": ts(p["created"])}}
             cs["containerID"] = "kubia-sim://%s" % s.get("pid")
         elif state == "Terminated":
             code = 0 if (s.get("last_exit") or "exit 0") == "exit 0" else 1

@@ -217,7 +217,7 @@ def cmd_down(c, a):
         s = pod_state(c, p) if "netns" in p else {}
         if s.get("pid"):
             stop_ref({"pid": s["pid"], "start": s.get("start")}, 5)
-    for key in ("dns", "nginx"):
+    for key in ("dns", "nginx", "nginx_front"):
         stop_ref(st.get(key), 5)
     prometheus.stop(c)
     if any(t.get("runtime") == "podman" for t in st.get("templates", {}).values()):
