@@ -120,7 +120,10 @@ def front_conf(c):
         listen.append("listen [::1]:%d;" % st["api_port"])
     temp = "".join("\t%s_temp_path %s/nginx-front/%s;\n" % (k, run, k)
                    for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    # its workers reach the two unix sockets in the run directory, which may be private
+    # to root (a test's temporary directory)
     return f"""# written by kubia-sim: the API port
+user root;
 worker_processes 1;
 daemon off;
 pid {run}/nginx-front.pid;

@@ -650,9 +650,7 @@ def apiserver_main(args):
         os.unlink(path)
     Handler.api = api
     srv = Server(path, Handler)
-    # nginx's workers (not root) connect to it; the API port it serves is open to every
-    # local user anyway
-    os.chmod(path, 0o666)
+    os.chmod(path, 0o600)  # nginx's front runs its workers as root
 
     def on_term(*_):
         api.stop.set()
