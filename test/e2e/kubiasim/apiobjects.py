@@ -280,6 +280,9 @@ class Renderer:
             out[("apps", "statefulsets")][(self.ns, STS)] = sts
             out[("apps", "controllerrevisions")] = {
                 (self.ns, o["metadata"]["name"]): o for o in self.revisions()}
+        for (ns, name), pdb in list(out[("policy", "poddisruptionbudgets")].items()):
+            out[("policy", "poddisruptionbudgets")][(ns, name)] = self.pdb_live(
+                pdb, out[("", "pods")])
         claims, vols = self.claims()
         out[("", "persistentvolumeclaims")] = {(self.ns, o["metadata"]["name"]): o
                                                for o in claims}
@@ -506,6 +509,27 @@ class Renderer:
                 "data": {"spec": {"template": dict(t, **{"$patch": "replace"})}},
                 "revision": (api_state(st).get("revision_numbers") or {}).get(rev, i + 1)})
         return out
+
+    def pdb_live(self, pdb, pods):
+        """The budget's status as the disruption controller counts it."""
+        pdb = copy.deepcopy(pdb)
+        sel = ((pdb.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        mine = [o for o in pods.values() if all(
+            (o["metadata"].get("labels") or {}).get(k) == v for k, v in sel.items())]
+        healthy = sum(1 for o in mine if "deletionTimestamp" not in o["metadata"] and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in o["status"].get("conditions") or []))
+        spec = pdb.get("spec") or {}
+        expected = self.st["replicas"] if self.sts is not None else len(mine)
+        if "maxUnavailable" in spec:
+            desired = max(0, expected - int(spec["maxUnavailable"]))
+        else:
+            desired = int(spec.get("minAvailable", 0))
+        pdb["status"] = {"observedGeneration": pdb["metadata"].get("generation", 1),
+                         "currentHealthy": healthy, "desiredHealthy": desired,
+                         "expectedPods": expected,
+                         "disruptionsAllowed": max(0, healthy - desired)}
+        return pdb
 
     # claims and volumes --------------------------------------------------------------
     def claims(self):

@@ -615,10 +615,19 @@ def scale(req):
         "apps", "statefulsets", req.ns, req.name)))
 
 
+EVICTIONS = threading.Lock()  # one at a time: each counts the disruptions before it
+
+
 def evict(req):
-    """An eviction (kubectl drain): refused with 429 while the PodDisruptionBudget
-    allows no disruption, else a graceful deletion."""
+    """An eviction (kubectl drain, which sends them in parallel): refused with 429 while
+    the PodDisruptionBudget allows no disruption, else a graceful deletion."""
+    with EVICTIONS:
+        return _evict(req)
+
+
+def _evict(req):
     store = req.api.store
+    store.refresh(force=True)
     pod = store.get("", "pods", req.ns, req.name)
     if pod is None:
         raise req.not_found()
