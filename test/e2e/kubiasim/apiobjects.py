@@ -87,6 +87,12 @@ def uid_of(*parts):
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "kubia-sim/" + "/".join(map(str, parts))))
 
 
+def pod_uid(c, st, netns):
+    """A pod's uid: one per incarnation (its network namespace has the generation), and
+    per cluster incarnation (a cluster brought up again reuses the names)."""
+    return uid_of(c.name, api_state(st).get("created", 0), netns)
+
+
 def human_age(seconds):
     """An age as the API server's tables print it (apimachinery's HumanDuration)."""
     s = int(seconds)
@@ -252,8 +258,10 @@ def nodes(st):
 class Renderer:
     """Renders every object of the cluster from one reading of its state."""
 
-    def __init__(self, c, st, version):
+    def __init__(self, c, st, version, seen=None):
         self.c, self.st, self.version = c, st, version
+        # when each claim's directory was first seen: its ctime moves with every write
+        self.seen = {} if seen is None else seen
         self.ns = st["namespace"]
         self.now = time.time()
         self.sts = statefulset(st)
@@ -381,7 +389,7 @@ class Renderer:
         st = self.st
         ordinal = int(name.rsplit("-", 1)[1])
         gen = st["generations"].get(name, 0) + 1
-        uid = uid_of(self.c.name, "%s%s-%d" % (self.c.prefix, name, gen))
+        uid = pod_uid(self.c, st, "%s%s-%d" % (self.c.prefix, name, gen))
         rev = st["update_revision"]
         t = self.template_obj(rev)
         created = (api_state(st).get("pending_since") or {}).get(name, self.now)
@@ -398,7 +406,7 @@ class Renderer:
     def pod(self, p):
         st = self.st
         name, ordinal = p["name"], p["ordinal"]
-        uid = uid_of(self.c.name, p["netns"])
+        uid = pod_uid(self.c, st, p["netns"])
         t = self.template_obj(p["revision"])
         node = self.node_of(p)
         m = self.pod_meta(name, ordinal, p["revision"], uid, p["created"], t)
@@ -544,9 +552,10 @@ class Renderer:
         for n in names:
             path = os.path.join(vdir, n)
             try:
-                created = os.stat(path).st_ctime
+                s = os.stat(path)
             except OSError:
                 continue
+            created = self.seen.setdefault((n, s.st_ino), s.st_ctime)
             cuid = uid_of(self.c.name, "pvc", n, int(created))
             pv = "pvc-%s" % cuid
             labels = {"app": STS}
@@ -695,7 +704,12 @@ class Renderer:
         return out
 
     def event(self, ref, reason, message, component, at, salt, kind="Normal", host=None):
-        name = "%s.%s" % (ref["name"], uid_of(salt, reason, message)[:16].replace("-", ""))
+        # named as the API server names them, <object>.<time in ns as hex>: in the order
+        # they happened when sorted by name (the kubelet's follow the scheduler's)
+        order = ("SuccessfulCreate", "FailedScheduling", "Scheduled", "Pulled", "Created",
+                 "Started", "Killing")
+        name = "%s.%x" % (ref["name"], int(at * 1e9) + order.index(reason) * 1000 +
+                          int(uid_of(salt)[:2], 16))
         src = {"component": component}
         if host:
             src["host"] = host

@@ -83,6 +83,7 @@ class Store:
         self.fingerprint = None
         self.last_full = 0.0
         self.up = True
+        self.seen = {}  # the claims' directories: when first seen
 
     def files(self, st):
         fp = []
@@ -110,7 +111,7 @@ class Store:
             return True
         self.c.st = st
         try:
-            objs = Renderer(self.c, st, self.version).all()
+            objs = Renderer(self.c, st, self.version, self.seen).all()
         except (KeyError, TypeError, ValueError, OSError) as e:
             # a state written by an older kubia-sim, or a moment between two files
             print("kubia-sim apiserver: render: %r" % e, file=sys.stderr, flush=True)

@@ -19,8 +19,8 @@ import time
 import argparse
 
 from . import smp
-from .apiobjects import (STORED, api_state, default_object, public, statefulset, ts,
-                         uid_of)
+from .apiobjects import (STORED, api_state, default_object, pod_uid, public, statefulset,
+                         ts, uid_of)
 from .controller import converge, wanted
 from .endpoints import publish
 from .pod_commands import delete_claims, forget_pod
@@ -497,7 +497,7 @@ def delete_pod_api(req, name, force):
         p = st["pods"].get(name)
         if p is None:
             raise req.not_found()
-        uid = uid_of(c.name, p["netns"])
+        uid = pod_uid(c, st, p["netns"])
         if force:
             forget_pod(c, name)
             return uid

@@ -1,10 +1,12 @@
 """The kubeconfig entries of a cluster, so that kubectl works in the same shell with no
 flags, as after `kind create cluster` or `minikube start`: `up` adds cluster, user and
 context kubia-sim-<cluster> to the file kubectl reads (the first of $KUBECONFIG, else
-~/.kube/config) and makes the context current; `down` removes them and makes the
+~/.kube/config, of the user who ran sudo when kubia-sim runs under sudo: theirs is the
+shell kubectl is typed in) and makes the context current; `down` removes them and makes the
 context current again that was current before (when it still exists)."""
 
 import os
+import pwd
 
 from .util import SimError, write_atomic
 
@@ -15,7 +17,19 @@ def path():
         first = [p for p in env.split(os.pathsep) if p]
         if first:
             return first[0]
-    return os.path.join(os.path.expanduser("~"), ".kube", "config")
+    return os.path.join(home_user()[0], ".kube", "config")
+
+
+def home_user():
+    """(home directory, uid, gid) of the user whose kubeconfig it is."""
+    user = os.environ.get("SUDO_USER")
+    if user:
+        try:
+            pw = pwd.getpwnam(user)
+            return pw.pw_dir, pw.pw_uid, pw.pw_gid
+        except KeyError:
+            pass
+    return os.path.expanduser("~"), os.getuid(), os.getgid()
 
 
 def _load(p):
@@ -42,9 +56,16 @@ def _load(p):
 
 def _save(p, doc):
     import yaml
-    os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
+    d = os.path.dirname(os.path.abspath(p))
+    made = not os.path.isdir(d)
+    os.makedirs(d, exist_ok=True)
     write_atomic(p, yaml.safe_dump(doc, default_flow_style=False, sort_keys=False))
     os.chmod(p, 0o600)
+    if not os.environ.get("KUBECONFIG"):
+        _, uid, gid = home_user()
+        if made:
+            os.chown(d, uid, gid)
+        os.chown(p, uid, gid)
 
 
 def _put(items, name, key, value):
