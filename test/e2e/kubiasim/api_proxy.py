@@ -118,6 +118,7 @@ def front_conf(c):
     listen = ["listen 127.0.0.1:%d;" % st["api_port"]]
     if st.get("api_ipv6"):
         listen.append("listen [::1]:%d;" % st["api_port"])
+    proxied = "(pods/[^/]+|services/(%s|%s)(:[^/]*)?)" % (PUBLIC, STS)
     temp = "".join("\t%s_temp_path %s/nginx-front/%s;\n" % (k, run, k)
                    for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     # its workers reach the two unix sockets in the run directory, which may be private
@@ -149,7 +150,7 @@ http {{
 		location = /healthz {{
 			proxy_pass http://unix:{run}/proxy.sock;
 		}}
-		location ~ ^/api/v1/namespaces/{ns}/(pods/[^/]+|services/({PUBLIC}|{STS})(:[^/]*)?)/proxy(/.*)?$ {{
+		location ~ ^/api/v1/namespaces/{ns}/{proxied}/proxy(/.*)?$ {{
 			proxy_pass http://unix:{run}/proxy.sock;
 			proxy_set_header Host $host;
 			proxy_read_timeout 60s;

@@ -30,7 +30,7 @@ def seed(c, a, source, template, version):
     st = c.st
     now = time.time()
     api = st.setdefault("api", {})
-    api.update(kubernetes_version=version, created=now, objects={},
+    api.update(kubernetes_version=version, created=now, objects={}, controller=a.empty,
                overrides={"env": a.env, "arg": a.arg, "grace_period": a.grace_period,
                           "image": getattr(a, "image", None),
                           "user": getattr(a, "user", None)})

@@ -10,6 +10,7 @@ pod's graceful stop, creating pods) continues after the answer, in a thread that
 the lock, as the real API server answers before the kubelet and the controller act.
 """
 
+import contextlib
 import copy
 import json
 import os
@@ -40,13 +41,15 @@ def api_error(*a, **kw):
     return ApiError(*a, **kw)
 
 
-def invalid(kind, name, field, value, why):
-    return api_error(422, "Invalid", '%s "%s" is invalid: %s: Invalid value: %s: %s'
-                     % (kind, name, field, json.dumps(value), why),
-                     {"name": name, "kind": kind.split(".")[0].lower() + "s",
-                      "causes": [{"reason": "FieldValueInvalid", "message":
-                                  "Invalid value: %s: %s" % (json.dumps(value), why),
-                                  "field": field}]})
+def invalid(kind, name, field, value, why, reason="FieldValueInvalid"):
+    """422 Invalid as the API server words it (kubectl prints it from the details:
+    'The StatefulSet "kubia" is invalid: spec.replicas: Invalid value: ...')."""
+    what = "Invalid value: %s: %s" % (json.dumps(value), why) if reason == \
+        "FieldValueInvalid" else why
+    kind_name, _, group = kind.partition(".")
+    return api_error(422, "Invalid", '%s "%s" is invalid: %s: %s' % (kind, name, field, what),
+                     {"name": name, "group": group, "kind": kind_name,
+                      "causes": [{"reason": reason, "message": what, "field": field}]})
 
 
 class Request:
@@ -87,10 +90,17 @@ class Request:
                             {"name": self.ns, "kind": "namespaces"})
 
 
-def locked(req):
-    """The cluster under its lock (a new Cluster: the store's is the readers')."""
+@contextlib.contextmanager
+def writing(req):
+    """The cluster under its lock, for a write (a new Cluster: the store's is the
+    readers'). From the first write through the API on, the API's controller keeps the
+    StatefulSet converged; before it, kubia-sim's commands converge it themselves (and
+    a scale-down that stopped on an unhealthy pod stays stopped until the next one)."""
     c = req.cluster()
-    return c
+    with c.locked():
+        if c.st is not None:
+            api_state(c.st)["controller"] = True
+        yield c
 
 
 def key_of(st, resource, ns, name):
@@ -147,8 +157,7 @@ def create(req, obj=None):
                         "value: name or generateName is required" % (
                             req.kind, req.group or "core"))
     dry = "dryRun" in req.query
-    c = locked(req)
-    with c.locked():
+    with writing(req) as c:
         st = c.require_up()
         req.check_namespace(st)
         objects = api_state(st).setdefault("objects", {})
@@ -248,11 +257,11 @@ def set_statefulset(c, obj, old):
         for f in IMMUTABLE:
             if json.dumps(old["spec"].get(f), sort_keys=True) != json.dumps(
                     obj["spec"].get(f), sort_keys=True):
-                raise api_error(422, "Invalid", "StatefulSet.apps \"%s\" is invalid: spec: "
-                                "Forbidden: updates to statefulset spec for fields other "
-                                "than 'replicas', 'ordinals', 'template', 'updateStrategy', "
-                                "'persistentVolumeClaimRetentionPolicy' and "
-                                "'minReadySeconds' are forbidden" % name)
+                raise invalid("StatefulSet.apps", name, "spec", None,
+                              "Forbidden: updates to statefulset spec for fields other than "
+                              "'replicas', 'ordinals', 'template', 'updateStrategy', "
+                              "'persistentVolumeClaimRetentionPolicy' and "
+                              "'minReadySeconds' are forbidden", "FieldValueForbidden")
     try:
         source, s = settings_of(c, obj)
         ctl = controller_of(source, s)
@@ -262,9 +271,9 @@ def set_statefulset(c, obj, old):
         from .commands import check_ordinals
         check_ordinals(s["replicas"], ctl["ordinals_start"])
     except SimError as e:
-        raise api_error(422, "Invalid", 'StatefulSet.apps "%s" is invalid: %s' % (
-            name, str(e).replace(" -f %s:" % os.path.join(c.run, "api-statefulset.yaml"),
-                                 "")))
+        why = str(e).replace("-f %s: " % os.path.join(c.run, "api-statefulset.yaml"), "")
+        raise invalid("StatefulSet.apps", name, "spec", None,
+                      "Unsupported: kubia-sim: %s" % why, "FieldValueNotSupported")
     rev = revision_of(template)
     api = api_state(st)
     partition = ctl.pop("partition")
@@ -359,8 +368,7 @@ def update(req):
     if req.resource not in STORED:
         raise api_error(405, "MethodNotAllowed", "kubia-sim does not change %s (its "
                         "controller and kubelets do)" % req.qualified)
-    c = locked(req)
-    with c.locked():
+    with writing(req) as c:
         st = c.require_up()
         req.check_namespace(st)
         if req.resource == "statefulsets":
@@ -388,8 +396,7 @@ def update(req):
 
 def cordon(req, new):
     unschedulable = bool((new.get("spec") or {}).get("unschedulable"))
-    c = locked(req)
-    with c.locked():
+    with writing(req) as c:
         st = c.require_up()
         if st.get("nodes"):
             st["nodes"][req.name]["unschedulable"] = unschedulable
@@ -410,9 +417,8 @@ def in_background(req, first, then=None):
     done, out = threading.Event(), {}
 
     def work():
-        c = locked(req)
         try:
-            with c.locked():
+            with writing(req) as c:
                 c.require_up()
                 out["r"] = first(c)
                 done.set()
@@ -594,8 +600,7 @@ def scale(req):
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise invalid("StatefulSet.apps", req.name, "spec.replicas", n,
                       "must be greater than or equal to 0")
-    c = locked(req)
-    with c.locked():
+    with writing(req) as c:
         st = c.require_up()
         from .commands import check_ordinals
         try:
@@ -754,7 +759,7 @@ class Controller:
 
     def work(self, st):
         """A fingerprint of the state when it asks for work, else None."""
-        if not st or not st.get("controller"):
+        if not st or not st.get("controller") or not api_state(st).get("controller"):
             return None
         names = set(st["pods"])
         want = {"%s-%d" % (STS, o) for o in wanted(st)}
