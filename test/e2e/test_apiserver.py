@@ -246,3 +246,79 @@ def test_chapter_with_kubectl(sim, tmp_path, minor):
     k.ready(2)
     assert [r.split()[0] for r in k.lines("get", "pvc")[1:]] == [
         "data-kubia-0", "data-kubia-1", "data-kubia-2"]  # kept, as the chapter says
+
+
+def test_apply_watch_drain_and_errors(sim, tmp_path):
+    """kubectl apply -k of the repository's deployment, get -w while the pods come up
+    in order, logs, a forced deletion, a drain stopped by the PodDisruptionBudget, the
+    API server's refusals, rollout restart and undo."""
+    exe = kubectl_of(VERSIONS[-1])
+    if exe is None:
+        pytest.skip("kubectl %s is not installed (beside kubectl on PATH)" % VERSIONS[-1])
+    sim.cli("up", "--empty", "--binary", KUBIA, "--subnet", sim.base + ".0/24",
+            "--api-port", sim.api_port, *sim.sanitizer_env())
+    k = Kubectl(sim, exe, tmp_path)
+    watch = subprocess.Popen([exe, "get", "po", "-w"], env=k.env(), text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out = k("apply", "-k", os.path.join(BASE, "..")).stdout
+        assert out.splitlines() == ["service/kubia created", "service/kubia-public created",
+                                    "statefulset.apps/kubia created",
+                                    "poddisruptionbudget.policy/kubia created"]
+        k.ready(3)
+        wait_until(lambda: "kubia-2" in k("get", "ev").stdout, 10, "kubia-2's events")
+    finally:
+        watch.terminate()
+        seen = watch.communicate(timeout=10)[0].splitlines()
+    # OrderedReady, as get -w shows it: each pod appears once the one before is ready
+    rows = [r.split() for r in seen[1:]]
+    first = {}
+    for i, r in enumerate(rows):
+        first.setdefault(r[0], i)
+    for n in (1, 2):
+        before = rows[:first["kubia-%d" % n]]
+        assert ["kubia-%d" % (n - 1), "1/1", "Running"] in [r[:3] for r in before], seen
+
+    again = k("apply", "-k", os.path.join(BASE, "..")).stdout.splitlines()
+    assert again[:2] == ["service/kubia unchanged", "service/kubia-public unchanged"]
+    assert "level=info" in k("logs", "kubia-0").stdout
+    ex = k("exec", "kubia-0", "--", "true", check=False)
+    assert ex.returncode != 0 and "NotImplemented" in ex.stderr
+
+    bad = k("patch", "statefulset", "kubia", "--type", "json", "-p",
+            '[{"op":"replace","path":"/spec/replicas","value":-3}]', check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == 'The StatefulSet "kubia" is invalid: spec.replicas: ' \
+        'Invalid value: -3: must be greater than or equal to 0'
+    bad = k("patch", "statefulset", "kubia", "--type", "merge", "-p",
+            '{"spec":{"podManagementPolicy":"Parallel"}}', check=False)
+    assert bad.returncode == 1 and "spec: Forbidden: updates to statefulset spec" in \
+        bad.stderr
+
+    uid = k("get", "po", "kubia-2", "-o", "jsonpath={.metadata.uid}").stdout
+    forced = k("delete", "po", "kubia-2", "--force", "--grace-period", "0")
+    assert forced.stdout == 'pod "kubia-2" force deleted\n'
+    assert "Immediate deletion does not wait" in forced.stderr
+    k.ready(3)
+    assert k("get", "po", "kubia-2", "-o", "jsonpath={.metadata.uid}").stdout != uid
+
+    # one node: the budget lets one pod go, whose replacement cannot be scheduled
+    drain = k("drain", "kubia-sim", "--timeout", "15s", check=False, timeout=60)
+    assert drain.returncode != 0
+    assert "node/kubia-sim cordoned" in drain.stdout
+    assert "violate the pod's disruption budget" in drain.stderr
+    pods = [r.split()[:3] for r in k.lines("get", "po")[1:]]
+    assert sorted(r[2] for r in pods) == ["Pending", "Running", "Running"]
+    assert k.lines("get", "pdb")[1].split()[:4] == ["kubia", "N/A", "1", "0"]
+    assert k.lines("get", "nodes")[1].split()[1] == "Ready,SchedulingDisabled"
+    assert k("uncordon", "kubia-sim").stdout == "node/kubia-sim uncordoned\n"
+    k.ready(3)
+
+    assert k("rollout", "restart", "statefulset", "kubia").stdout == \
+        "statefulset.apps/kubia restarted\n"
+    k("rollout", "status", "statefulset", "kubia", timeout=240)
+    assert k("rollout", "undo", "statefulset", "kubia").stdout == \
+        "statefulset.apps/kubia rolled back\n"
+    k("rollout", "status", "statefulset", "kubia", timeout=240)
+    assert "kubectl.kubernetes.io/restartedAt" not in k(
+        "get", "sts", "kubia", "-o", "jsonpath={.spec.template.metadata}").stdout

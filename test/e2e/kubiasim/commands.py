@@ -285,7 +285,9 @@ def cmd_status(c, a):
         % (status["replicas"], status["readyReplicas"], status["availableReplicas"],
            ctl["min_ready_s"], status["updatedReplicas"], status["currentReplicas"]))
     say("endpoints %s (ready, in DNS): %s" % (STS, ", ".join(st["endpoints"]) or "<none>"))
-    say("cluster DNS: %s; API proxy: localhost:%d" % (dns, st["api_port"]))
+    say("cluster DNS: %s; API server: localhost:%d (kubectl context %s)" % (
+        dns, st["api_port"], ((st.get("api") or {}).get("kubeconfig") or {}).get(
+            "context", "-")))
     prometheus.say_status(c)
     for o in st["orphans"]:
         say("force-deleted %s still running on its cut-off node (netns %s)"
