@@ -84,6 +84,7 @@ class Store:
         self.last_full = 0.0
         self.up = True
         self.seen = {}  # the claims' directories: when first seen
+        self.rendering = threading.Lock()
 
     def files(self, st):
         fp = []
@@ -101,7 +102,12 @@ class Store:
 
     def refresh(self, force=False):
         """Re-renders when anything it is rendered from has changed; returns False once
-        the cluster is down."""
+        the cluster is down. One rendering at a time: two, of states read one after the
+        other, could otherwise be diffed in the wrong order and send a change back."""
+        with self.rendering:
+            return self._refresh(force)
+
+    def _refresh(self, force):
         st = read_json(self.c.statefile)
         if st is None:
             return False
