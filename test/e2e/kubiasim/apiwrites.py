@@ -562,9 +562,13 @@ def subresource(req):
 
 
 def remote_command(req):
-    """pods/<name>/exec and /attach: the hook for a remote command module, which takes
-    the request (req.h is the connection: its rfile and wfile, the headers for an
-    upgrade to WebSocket v5.channel.k8s.io or SPDY/3.1). Until one is there, 501."""
+    """pods/<name>/exec and /attach: the hook for kubiasim/remotecommand.py. When that
+    module has serve_api(req), it gets the request: req.name (the pod), req.sub (exec
+    or attach), req.h (the BaseHTTPRequestHandler: req.h.headers with the upgrade to
+    WebSocket v5.channel.k8s.io or SPDY/3.1, req.h.connection the raw socket, rfile and
+    wfile; req.h.path the raw query, whose command= repeats), req.api.c (the cluster;
+    pod_commands.pod_pid(c, name) is the container's process once c.st is read). nginx
+    passes the upgrade through. Until then, 501."""
     try:
         from . import remotecommand
         serve = getattr(remotecommand, "serve_api", None)
