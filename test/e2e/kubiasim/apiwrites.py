@@ -70,6 +70,12 @@ class Request:
 
     def payload(self):
         ctype = (self.h.headers.get("Content-Type") or "application/json").split(";")[0]
+        if ctype not in PATCH_TYPES + ("application/json", "application/yaml"):
+            # kubectl 1.32+ sends its typed clients' bodies (create namespace, ...) as
+            # protobuf, which this server does not decode
+            raise api_error(415, "UnsupportedMediaType", "the body of the request was in "
+                            "an unknown format - accepted media types include: "
+                            "application/json, application/yaml")
         text = (self.body or b"").decode("utf-8", "replace")
         try:
             if ctype == "application/apply-patch+yaml" or ctype.endswith("yaml"):
