@@ -405,6 +405,8 @@ def cordon(req, new):
     with writing(req) as c:
         st = c.require_up()
         if st.get("nodes"):
+            if req.name not in st["nodes"]:
+                raise req.not_found()
             st["nodes"][req.name]["unschedulable"] = unschedulable
         else:
             st["cordoned"] = unschedulable
