@@ -82,6 +82,8 @@ class Sim:
         self.reports = str(tmp_path / "sanitizer-reports")
         self.run_dir = str(tmp_path / "run")
         self.data_dir = str(tmp_path / "data")
+        # `up` makes its context current in the kubeconfig: the test's own, never ~/.kube
+        self.kubeconfig = str(tmp_path / "kubeconfig")
         self.refs = []  # every process the cluster ever had, checked at the end
         self.ns = "default"
         self.runtime = "process"
@@ -90,7 +92,8 @@ class Sim:
         cmd = [SIM, "--cluster", self.name, "--run-dir", self.run_dir,
                "--data-dir", self.data_dir] + [str(a) for a in args]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)
+                           stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, KUBECONFIG=self.kubeconfig))
         if check and r.returncode != 0:
             raise AssertionError("kubia-sim %s failed (%d):\n%s\n%s" % (
                 " ".join(map(str, args)), r.returncode, r.stdout, r.stderr))
@@ -143,7 +146,8 @@ class Sim:
         st = read_state(self)
         if not st:
             return
-        for key in ("dns", "nginx", "prometheus", "endpoints_controller"):
+        for key in ("dns", "nginx", "nginx_front", "prometheus", "endpoints_controller",
+                    "apiserver"):
             if st.get(key):
                 self.refs.append(st[key])
         for p in list(st["pods"].values()) + st["orphans"]:

@@ -31,7 +31,15 @@ line down:
     endpoints    which pods are ready, published to DNS and to the proxy, also by a
                  daemon of its own while no command runs; the StatefulSet's status
     cluster_dns  dnsmasq, answering as CoreDNS (or a DNS of the specification) does
-    api_proxy    nginx, serving the API server's pod and Service proxy paths
+    apiserver    the Kubernetes API server kubectl talks to (a daemon started by up):
+                 HTTP, discovery, reads, watches, and the controller's thread
+    apiobjects   the API's objects rendered from the state; apitables their tables
+    apiwrites    the API's writes: create, patch, delete, scale, evictions, logs
+    smp          strategic merge, merge and JSON patches
+    apiseed      what up gives the API server: the manifest's objects, the version
+    kubeconfig   the kubeconfig context up adds and down removes
+    api_proxy    nginx on the API port: the pod and Service proxy paths, and the
+                 front that sends the rest to the API server
     prometheus   Prometheus (up --prometheus), its targets following the pods
     pod_http     HTTP GETs to pods, and what counts as a passing probe
     network      the bridge and each pod's network namespace
@@ -40,6 +48,6 @@ line down:
     util         the error, output, running tools, files, waiting
 
 Nothing about a cluster is kept in memory from one command to the next: each command,
-each pod's kubelet and the endpoints daemon is a process of its own, and the cluster
-is what its state file (state.py) and the pods' status files say.
+each pod's kubelet, the endpoints daemon and the API server is a process of its own,
+and the cluster is what its state file (state.py) and the pods' status files say.
 """

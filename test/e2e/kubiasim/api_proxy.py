@@ -1,6 +1,14 @@
-"""The API server's proxy: nginx on localhost:<api_port>, serving the pod and Service
-proxy paths that `kubectl proxy` serves, with the API server's JSON errors. A change of
-endpoints rewrites its configuration and reloads it gracefully.
+"""The front of the API server: nginx on localhost:<api_port>. The pod and Service proxy
+paths (pods/<name>[:<port>]/proxy/..., services/<name>[:<port>]/proxy/..., answered as
+the API server answers them, with its JSON errors) are served by nginx for their speed
+under load; every other request goes to the API server (apiserver.py) on its unix
+socket.
+
+Two nginx: the front, whose configuration never changes, listens on the API port and
+sends the proxy paths to the proxy, on a unix socket of its own, whose configuration
+follows the endpoints: a change rewrites it and reloads it gracefully, and waits for
+its old workers to quit. The API's connections (watches, logs -f) are the front's and
+last as long as the client wants: they would keep an old worker of the proxy alive.
 """
 
 import contextlib
@@ -24,9 +32,7 @@ def nginx_conf(c, generation, ready):
     run = c.run
     ns = st["namespace"]
     pods = sorted(st["pods"].values(), key=lambda p: p["ordinal"])
-    listen = ["listen 127.0.0.1:%d;" % st["api_port"]]
-    if st.get("api_ipv6"):
-        listen.append("listen [::1]:%d;" % st["api_port"])
+    listen = ["listen unix:%s/proxy.sock;" % run]
     pod_map = "".join("\t\t%s %s:%d;\n" % (p["name"], p["ip"], p["port"]) for p in pods)
     if ready:
         upstream = "\tupstream kubia_public {\n%s\t}\n" % "".join(
@@ -63,6 +69,10 @@ http {{
 	map $ksim_pod $ksim_pod_addr {{
 		default "";
 {pod_map}	}}
+	map $http_upgrade $ksim_connection {{
+		default upgrade;
+		"" close;
+	}}
 	# the part after /proxy, raw as the client sent it; "" and "?q" mean "/" and "/?q"
 	map $ksim_rest $ksim_uri {{
 		~^/ $ksim_rest;
@@ -74,7 +84,7 @@ http {{
 			add_header X-Kubia-Sim-Generation {generation} always;
 			return 200 'ok';
 		}}
-		location ~ ^/api/v1/namespaces/{ns}/pods/([^/]+)/proxy(/.*)?$ {{
+		location ~ ^/api/v1/namespaces/{ns}/pods/([^/:]+)(:[^/]*)?/proxy(/.*)?$ {{
 			set $ksim_pod $1;
 			set $ksim_rest "";
 			if ($request_uri ~ ^/api/v1/namespaces/[^/]+/pods/[^/]+/proxy(?<raw>.*)$) {{
@@ -85,7 +95,7 @@ http {{
 			}}
 			proxy_pass http://$ksim_pod_addr$ksim_uri;
 		}}
-		location ~ ^/api/v1/namespaces/{ns}/services/({PUBLIC}|{STS})/proxy(/.*)?$ {{
+		location ~ ^/api/v1/namespaces/{ns}/services/({PUBLIC}|{STS})(:[^/]*)?/proxy(/.*)?$ {{
 			set $ksim_svc $1;
 			set $ksim_rest "";
 			if ($request_uri ~ ^/api/v1/namespaces/[^/]+/services/[^/]+/proxy(?<raw>.*)$) {{
@@ -99,6 +109,79 @@ http {{
 	}}
 }}
 """
+
+
+def front_conf(c):
+    st = c.st
+    run = c.run
+    ns = st["namespace"]
+    listen = ["listen 127.0.0.1:%d;" % st["api_port"]]
+    if st.get("api_ipv6"):
+        listen.append("listen [::1]:%d;" % st["api_port"])
+    proxied = "(pods/[^/]+|services/(%s|%s)(:[^/]*)?)" % (PUBLIC, STS)
+    temp = "".join("\t%s_temp_path %s/nginx-front/%s;\n" % (k, run, k)
+                   for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    # its workers reach the two unix sockets in the run directory, which may be private
+    # to root (a test's temporary directory)
+    return f"""# written by kubia-sim: the API port
+user root;
+worker_processes 1;
+daemon off;
+pid {run}/nginx-front.pid;
+error_log {run}/nginx-front.error.log warn;
+events {{
+	worker_connections 1024;
+}}
+http {{
+	access_log off;
+{temp}	client_max_body_size 0;
+	proxy_http_version 1.1;
+	proxy_request_buffering off;
+	proxy_buffering off;
+	proxy_connect_timeout 5s;
+	proxy_next_upstream off;
+	default_type application/json;
+	map $http_upgrade $ksim_connection {{
+		default upgrade;
+		"" close;
+	}}
+	server {{
+		{' '.join(listen)}
+		location = /healthz {{
+			proxy_pass http://unix:{run}/proxy.sock;
+		}}
+		location ~ ^/api/v1/namespaces/{ns}/{proxied}/proxy(/.*)?$ {{
+			proxy_pass http://unix:{run}/proxy.sock;
+			proxy_set_header Host $host;
+			proxy_read_timeout 60s;
+		}}
+		location / {{
+			proxy_pass http://unix:{run}/apiserver.sock;
+			proxy_set_header Host $host;
+			proxy_set_header X-Real-IP $remote_addr;
+			proxy_set_header Upgrade $http_upgrade;
+			proxy_set_header Connection $ksim_connection;
+			# watches, logs -f, exec and attach stay open as long as the client wants
+			proxy_read_timeout 3600s;
+			proxy_send_timeout 3600s;
+		}}
+	}}
+}}
+"""
+
+
+def front_start(c):
+    """The front on the API port (its configuration is written once)."""
+    st = c.st
+    if alive(st.get("nginx_front")):
+        return
+    path = os.path.join(c.run, "nginx-front.conf")
+    os.makedirs(os.path.join(c.run, "nginx-front"), exist_ok=True)
+    write_atomic(path, front_conf(c))
+    st["nginx_front"], _ = spawn([tool("nginx"), "-e", os.path.join(
+        c.run, "nginx-front.error.log"), "-p", c.run, "-c", path],
+        os.path.join(c.run, "nginx-front.out"))
+    c.save()
 
 
 def api_get(c, path, timeout=1.0):
@@ -116,6 +199,7 @@ def api_get(c, path, timeout=1.0):
 
 def nginx_apply(c, ready):
     st = c.st
+    front_start(c)
     generation = st.get("nginx_generation", 0) + 1
     conf = nginx_conf(c, generation, ready)
     path = os.path.join(c.run, "nginx.conf")

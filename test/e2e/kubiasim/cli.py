@@ -7,6 +7,7 @@ import re
 import sys
 
 from .cluster_dns import DNS_MODES
+from .apiserver import DEFAULT_VERSION, apiserver_main
 from .commands import cmd_dns, cmd_down, cmd_probe, cmd_scale, cmd_status, cmd_up
 from .endpoints import endpoints_main
 from .kubelet import kubelet_main
@@ -29,6 +30,8 @@ def main(argv, launcher):
         return kubelet_main(argv[1])
     if argv[:1] == ["_endpoints"]:
         return endpoints_main(argv[1:])
+    if argv[:1] == ["_apiserver"]:
+        return apiserver_main(argv[1:])
     a = parser().parse_args(argv)
     try:
         c = Cluster(a.cluster, a.run_dir, a.data_dir, launcher)
@@ -49,7 +52,7 @@ def parser():
     ap = argparse.ArgumentParser(
         prog="kubia-sim",
         description="Chapter 10's StatefulSet on one machine: kubia pods in namespaces, "
-        "real cluster DNS (dnsmasq) and the API server's proxy (nginx) on localhost:8001.")
+        "real cluster DNS (dnsmasq) and a Kubernetes API server for kubectl on localhost:6443.")
     ap.add_argument("--cluster", default=os.environ.get("KUBIA_SIM_CLUSTER", "kubia"),
                     help="name of the simulated cluster (several can run side by side)")
     ap.add_argument("--run-dir", default=os.environ.get("KUBIA_SIM_RUN", "/run/kubia-sim"),
@@ -157,7 +160,14 @@ def add_up(sub):
     p.add_argument("--binary", default=os.path.join(TOP, "build", "kubia"))
     p.add_argument("--namespace", default="default")
     p.add_argument("--subnet", default="10.244.0.0/24")
-    p.add_argument("--api-port", type=int, default=8001)
+    p.add_argument("--api-port", type=int, default=6443,
+                   help="the API server's port on localhost (http; kubectl proxy takes 8001)")
+    p.add_argument("--kubernetes-version", default=DEFAULT_VERSION, metavar="1.MINOR",
+                   help="the version the API server reports (kubectl's dispatcher runs "
+                   "the kubectl of that minor)")
+    p.add_argument("--empty", action="store_true",
+                   help="no Services and no StatefulSet: the nodes, DNS and the API server "
+                   "only, for the chapter's kubectl create -f commands")
     p.add_argument("--grace-period", type=float, help="terminationGracePeriodSeconds")
     p.add_argument("--restart-backoff-ms", type=int, default=10000,
                    help="the kubelet's first restart back-off (it doubles)")

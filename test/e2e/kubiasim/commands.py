@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 
-from . import prometheus
+from . import apiseed, kubeconfig, prometheus
 from .cluster_dns import dns_stop
 from .containers import PODMAN_FLAGS, container_pid
 from .controller import converge
@@ -86,8 +86,9 @@ def try_next(c):
         me = c.launcher
     cl = "" if c.name == "kubia" else " --cluster " + c.name
     say("")
-    say("Try the chapter's commands (the API server's proxy is on localhost:%d):"
-        % st["api_port"])
+    say("Try the chapter's commands (the API server is on localhost:%d; kubectl proxy "
+        "serves it on localhost:8001 as in the book):" % st["api_port"])
+    say("  kubectl get pods; kubectl get pvc; kubectl get statefulset kubia")
     say("  curl %s/pods/kubia-0/proxy/" % base)
     say("  curl -X POST -d \"Hey there! This greeting was submitted to kubia-0.\" "
         "%s/pods/kubia-0/proxy/" % base)
@@ -118,6 +119,9 @@ def cmd_up(c, a):
         raise SimError("kubia-sim needs root (network namespaces, mounts)")
     # The manifest first: a bad one leaves a running cluster alone, even with --recreate.
     source, replicas, template, ctl = up_template(a)
+    if a.empty:
+        replicas = 0  # the StatefulSet comes through the API (kubectl create -f)
+    version = apiseed.check_version(a.kubernetes_version)
     if a.node_lost_grace < 0:
         raise SimError("--node-lost-grace %g: 0 or more" % a.node_lost_grace)
     if a.pod_eviction_timeout < 0:
@@ -147,6 +151,7 @@ def cmd_up(c, a):
             "dns": None, "nginx": None, "dns_log_queries": a.log_dns_queries,
             "dns_mode": a.cluster_dns, "endpoint_lag_s": a.endpoint_lag}
     c.st["nodes"] = make_nodes(c, a.nodes)
+    apiseed.seed(c, a, source, template, version)
     c.save()
     net_up(c)
     c.st["net_up"] = True
@@ -158,6 +163,19 @@ def cmd_up(c, a):
         [sys.executable, c.launcher, "_endpoints", c.name, run_root, data_root, c.launcher],
         os.path.join(c.run, "endpoints.log"))
     c.save()
+    c.st["apiserver"], _ = spawn(
+        [sys.executable, c.launcher, "_apiserver", c.name, run_root, data_root, c.launcher],
+        os.path.join(c.run, "apiserver.log"))
+    c.save()
+    apiseed.wait_serving(c)
+    c.st["api"]["kubeconfig"] = kubeconfig.add(c.name, a.api_port, a.namespace)
+    c.save()
+    say("kubectl: context %s (server http://127.0.0.1:%d, Kubernetes %s) is current in %s"
+        % (c.st["api"]["kubeconfig"]["context"], a.api_port, version,
+           c.st["api"]["kubeconfig"]["path"]))
+    if a.empty:
+        say("no Services and no StatefulSet yet: kubectl create -f k8s/base/...")
+        return
     say("service/%s created (headless; cluster DNS at %s answers for %s%s)"
         % (STS, c.dns_ip, c.domain(), "" if a.cluster_dns == "coredns" else
            " with the DNS specification's records only: SRV for named ports"))
@@ -221,7 +239,9 @@ def free_subnet(a):
 def cmd_down(c, a):
     st = c.st or {}
     ip = tool("ip")
+    stop_ref(st.get("apiserver"), 5)
     stop_ref(st.get("endpoints_controller"), 5)  # it would publish what goes away
+    kubeconfig.remove((st.get("api") or {}).get("kubeconfig"))
     pods = list(st.get("pods", {}).values()) + list(st.get("orphans", []))
     for p in pods:  # all kubelets at once: they stop their containers in parallel,
         # without preStop hooks (SIGINT): no Service routes to the pods any more
@@ -232,7 +252,7 @@ def cmd_down(c, a):
         s = pod_state(c, p) if "netns" in p else {}
         if s.get("pid"):
             stop_ref({"pid": s["pid"], "start": s.get("start")}, 5)
-    for key in ("dns", "nginx"):
+    for key in ("dns", "nginx", "nginx_front"):
         stop_ref(st.get(key), 5)
     prometheus.stop(c)
     if any(t.get("runtime") == "podman" for t in st.get("templates", {}).values()):
@@ -302,7 +322,9 @@ def cmd_status(c, a):
         % (status["replicas"], status["readyReplicas"], status["availableReplicas"],
            ctl["min_ready_s"], status["updatedReplicas"], status["currentReplicas"]))
     say("endpoints %s (ready, in DNS): %s" % (STS, ", ".join(st["endpoints"]) or "<none>"))
-    say("cluster DNS: %s; API proxy: localhost:%d" % (dns, st["api_port"]))
+    say("cluster DNS: %s; API server: localhost:%d (kubectl context %s)" % (
+        dns, st["api_port"], ((st.get("api") or {}).get("kubeconfig") or {}).get(
+            "context", "-")))
     prometheus.say_status(c)
     for o in st["orphans"]:
         say("force-deleted %s still running on its node %s (netns %s)"

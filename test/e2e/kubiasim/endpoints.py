@@ -63,7 +63,8 @@ def publish(c, force=False):
     # the proxy also serves every pod by name, ready or not
     pods = ["%s %s:%d" % (p["name"], p["ip"], p["port"])
             for p in sorted(st["pods"].values(), key=lambda p: p["ordinal"])]
-    servers_up = alive(st.get("nginx")) and (st.get("dns_stopped") or alive(st.get("dns")))
+    servers_up = alive(st.get("nginx")) and alive(st.get("nginx_front")) and (
+        st.get("dns_stopped") or alive(st.get("dns")))
     prometheus_sync(c)  # its targets file, rewritten when the pods changed
     if not force and servers_up and names == st.get("endpoints") and \
             pods == st.get("proxied_pods"):

@@ -59,18 +59,24 @@ def unconfirmed_delete(c, name):
         "with --force" % (name, pod["node"], pod["node"]))
 
 
-def force_delete(c, name):
+def forget_pod(c, name):
+    """The API server forgets the pod at once. Its node cannot be told, so the process
+    keeps running where it is (a healthy node would stop it); its old address is cut
+    off so the replacement can take it."""
     st = c.st
     pod = st["pods"].pop(name)
-    # The API server forgets the pod at once. A node cut off cannot be told, so the
-    # process keeps running there (a healthy node stops it); its old address is cut off
-    # so the replacement can take it.
     set_link(c, pod["veth"], False)
     if not st["nodes"][pod["node"]]["cut"]:
         signal_ref(pod["kubelet"], signal.SIGTERM)
     pod["forced"] = time.time()
     st["orphans"].append(pod)
     c.save()
+    return pod
+
+
+def force_delete(c, name):
+    st = c.st
+    pod = forget_pod(c, name)
     say("warning: Immediate deletion does not wait for confirmation that the running "
         "resource has been terminated. The resource may continue to run on the cluster "
         "indefinitely.")
