@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 from conftest import BASE, KUBIA, wait_until
-from ports import free_port
+from kubiatest.ports import free_port
 
 KUBECTL = shutil.which("kubectl")
 VERSIONS = ("1.27", "1.33")
@@ -133,7 +133,10 @@ def test_chapter_with_kubectl(sim, tmp_path, minor):
     wide = k.lines("get", "po", "-o", "wide")
     assert re.fullmatch(r"NAME +READY +STATUS +RESTARTS +AGE +IP +NODE +NOMINATED NODE +"
                         r"READINESS GATES", wide[0])
-    assert wide[1].split()[5:] == [sim.base + ".10", "kubia-sim", "<none>", "<none>"]
+    # three nodes, the pods spread over them
+    assert [r.split()[5:] for r in wide[1:]] == [
+        [sim.base + ".10", "kubia-sim-1", "<none>", "<none>"],
+        [sim.base + ".11", "kubia-sim-2", "<none>", "<none>"]]
     pod = yaml.safe_load(k("get", "po", "kubia-0", "-o", "yaml").stdout)
     assert pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] == "kubia-0"
     assert pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"] == "0"
@@ -161,7 +164,8 @@ def test_chapter_with_kubectl(sim, tmp_path, minor):
         ["kubia", "2/2"]
     nodes = k.lines("get", "nodes")
     assert re.fullmatch(r"NAME +STATUS +ROLES +AGE +VERSION", nodes[0])
-    assert nodes[1].split()[:2] == ["kubia-sim", "Ready"]
+    assert [r.split()[:2] for r in nodes[1:]] == [
+        ["kubia-sim-%d" % n, "Ready"] for n in (1, 2, 3)]
     assert nodes[1].split()[4] == "v%s.0" % minor
     events = k("get", "events").stdout
     assert "create Pod kubia-0 in StatefulSet kubia successful" in events
@@ -171,7 +175,7 @@ def test_chapter_with_kubectl(sim, tmp_path, minor):
     assert re.search(r"^Name: +kubia-0$", described, re.M)
     assert re.search(r"^Status: +Running$", described, re.M)
     assert re.search(r"^Controlled By: +StatefulSet/kubia$", described, re.M)
-    assert "Successfully assigned %s/kubia-0 to kubia-sim" % sim.ns in described
+    assert "Successfully assigned %s/kubia-0 to kubia-sim-1" % sim.ns in described
     described = k("describe", "statefulset", "kubia").stdout
     assert re.search(r"^Pods Status: +2 Running / 0 Waiting / 0 Succeeded / 0 Failed$",
                      described, re.M)
@@ -255,8 +259,9 @@ def test_apply_watch_drain_and_errors(sim, tmp_path):
     exe = kubectl_of(VERSIONS[-1])
     if exe is None:
         pytest.skip("kubectl %s is not installed (beside kubectl on PATH)" % VERSIONS[-1])
-    sim.cli("up", "--empty", "--binary", KUBIA, "--subnet", sim.base + ".0/24",
-            "--api-port", sim.api_port, *sim.sanitizer_env())
+    # one node, so that draining it leaves the replacement nowhere to go
+    sim.cli("up", "--empty", "--nodes", "1", "--binary", KUBIA, "--subnet",
+            sim.base + ".0/24", "--api-port", sim.api_port, *sim.sanitizer_env())
     k = Kubectl(sim, exe, tmp_path)
     watch = subprocess.Popen([exe, "get", "po", "-w"], env=k.env(), text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -303,15 +308,15 @@ def test_apply_watch_drain_and_errors(sim, tmp_path):
     assert k("get", "po", "kubia-2", "-o", "jsonpath={.metadata.uid}").stdout != uid
 
     # one node: the budget lets one pod go, whose replacement cannot be scheduled
-    drain = k("drain", "kubia-sim", "--timeout", "15s", check=False, timeout=60)
+    drain = k("drain", "kubia-sim-1", "--timeout", "15s", check=False, timeout=60)
     assert drain.returncode != 0
-    assert "node/kubia-sim cordoned" in drain.stdout
+    assert "node/kubia-sim-1 cordoned" in drain.stdout
     assert "violate the pod's disruption budget" in drain.stderr
     pods = [r.split()[:3] for r in k.lines("get", "po")[1:]]
     assert sorted(r[2] for r in pods) == ["Pending", "Running", "Running"]
     assert k.lines("get", "pdb")[1].split()[:4] == ["kubia", "N/A", "1", "0"]
     assert k.lines("get", "nodes")[1].split()[1] == "Ready,SchedulingDisabled"
-    assert k("uncordon", "kubia-sim").stdout == "node/kubia-sim uncordoned\n"
+    assert k("uncordon", "kubia-sim-1").stdout == "node/kubia-sim-1 uncordoned\n"
     k.ready(3)
 
     assert k("rollout", "restart", "statefulset", "kubia").stdout == \

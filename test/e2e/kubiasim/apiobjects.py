@@ -17,7 +17,6 @@ import time
 import uuid
 
 from .endpoints import kubelet_ready, node_lost, pod_state
-from .podspec import NODE, node_labels
 from .state import STS
 
 # group, version, resource, kind, namespaced, short names, subresources (name: kind as
@@ -247,12 +246,8 @@ def statefulset(st):
 
 
 def nodes(st):
-    """The nodes: st["nodes"] when the cluster has several, else its one node."""
-    if st.get("nodes"):
-        return st["nodes"]
-    return {NODE: {"name": NODE, "addr": None, "labels": node_labels(), "ready": True,
-                   "cut": False, "unschedulable": bool(st.get("cordoned")),
-                   "created": st.get("api", {}).get("created", 0)}}
+    """The nodes, as nodes.py keeps them."""
+    return st["nodes"]
 
 
 class Renderer:
@@ -332,7 +327,7 @@ class Renderer:
             {"name": STS, "image": "kubia"}]}})
 
     def node_of(self, p):
-        return p.get("node") or NODE
+        return p["node"]
 
     def node_addr(self, name):
         n = nodes(self.st).get(name) or {}

@@ -404,12 +404,9 @@ def cordon(req, new):
     unschedulable = bool((new.get("spec") or {}).get("unschedulable"))
     with writing(req) as c:
         st = c.require_up()
-        if st.get("nodes"):
-            if req.name not in st["nodes"]:
-                raise req.not_found()
-            st["nodes"][req.name]["unschedulable"] = unschedulable
-        else:
-            st["cordoned"] = unschedulable
+        if req.name not in st["nodes"]:
+            raise req.not_found()
+        st["nodes"][req.name]["unschedulable"] = unschedulable
         c.save()
     req.api.controller.wake.set()
     req.api.wait_rendered(lambda store: bool(
@@ -784,7 +781,7 @@ class Controller:
             if p["name"] in want)
         if not (missing or extra or roll):
             return None
-        fp = json.dumps([st["replicas"], st.get("cordoned"), st.get("nodes"),
+        fp = json.dumps([st["replicas"], st["nodes"],
                          st["update_revision"], st["partition"], sorted(
                              (p["name"], p["revision"], p["netns"])
                              for p in st["pods"].values()), sorted(pending)],
