@@ -58,7 +58,7 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 	 */
 	unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-	struct MHD_OptionItem items[12];
+	struct MHD_OptionItem items[16];
 	size_t n = 0;
 
 	if (dual_stack) {
@@ -77,6 +77,8 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
 					     (intptr_t)cfg->idle_timeout_s, NULL};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
+	items[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)strict_uri_log,
+					     NULL};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK,
 					     (intptr_t)strict_unescape, NULL};
 	if (cfg->max_connections_per_ip != 0) {

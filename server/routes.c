@@ -322,9 +322,11 @@ static enum MHD_Result first_call(struct http_server *s, struct request *r, cons
 				  const char *method, const char *version)
 {
 	struct MHD_Connection *conn = r->conn;
+	/* An absolute target is served as its path (its authority was checked). */
+	const char *path = url[0] == '/' ? url : strict_origin_path(url);
 	const struct classify_request cr = {
 		.method = method,
-		.path = url,
+		.path = path,
 		.content_length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							      MHD_HTTP_HEADER_CONTENT_LENGTH),
 		.expect = waits_for_continue(conn),
@@ -334,7 +336,7 @@ static enum MHD_Result first_call(struct http_server *s, struct request *r, cons
 	unsigned refuse;
 
 	r->route = classify_request(&cr, s->disc != NULL, s->cfg->max_body, &want, &r->label);
-	obs_begin(r, url, method);
+	obs_begin(r, path, method);
 	refuse = strict_check(conn, method, version, &why);
 	if (refuse != 0) {
 		/* A route answered on the first call and never served: not a view, nor a POST

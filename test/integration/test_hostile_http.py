@@ -227,6 +227,26 @@ def test_smuggling_shapes_leave_data_alone(factory, name):
         assert f.read() == b"kept"
 
 
+def test_absolute_target_is_served_as_its_path(factory):
+    """RFC 9112 3.2.2: the absolute form is reduced to its path; in pet mode any other
+    path would answer with the pet view, not the stored data."""
+    k = factory.kubia("kubia-0", mode="pet")
+    assert k.post("/", b"kept").status == 200
+    s = socket.create_connection(("127.0.0.1", k.port), timeout=5)
+    try:
+        s.sendall(b"GET http://other.example/data HTTP/1.1\r\nHost: kubia\r\n"
+                  b"Connection: close\r\n\r\n")
+        buf = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        s.close()
+    assert buf.startswith(b"HTTP/1.1 200 ") and buf.endswith(b"\r\n\r\nkept"), buf
+
+
 # ---------------------------------------------------------------------------
 # slowloris
 
