@@ -68,6 +68,8 @@ struct http_server {
 	char *cluster_prefix; /* "You've hit <h>\nData stored in the cluster:\n" */
 	size_t cluster_prefix_len;
 
+	struct guard *guard; /* deadlines, and room in a full table (guard.c) */
+
 	MHD_socket quiesced_fd; /* closed only after MHD_stop_daemon() (MHD's rule) */
 
 	/* The last thing MHD said while starting, for the error message. MHD reports a
