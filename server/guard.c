@@ -15,7 +15,7 @@
 
 /* How often the guard looks: the deadlines are kept to within it, and a client waiting
  * in a full table's queue is let in within two of it. */
-#define TICK_NS (50U * 1000000U)
+#define TICK_NS ((uint64_t)50 * 1000000U)
 /* Connections closed to make room at a look: the first time a client is seen waiting,
  * a few; each look that still finds one waiting doubles them, up to the most, so that a
  * queue of hundreds drains within a second without closing the whole table at once. */
