@@ -17,9 +17,9 @@
  * in a full table's queue is let in within two of it. */
 #define TICK_NS ((uint64_t)50 * 1000000U)
 /* Connections closed to make room at a look: the first time a client is seen waiting,
- * a few; each look that still finds one waiting doubles them, up to the most, so that a
+ * one; each look that still finds one waiting doubles them, up to the most, so that a
  * queue of hundreds drains within a second without closing the whole table at once. */
-#define EVICT_FIRST 8
+#define EVICT_FIRST 1
 #define EVICT_MOST 256
 
 struct guard {
@@ -117,9 +117,11 @@ static void make_room(struct guard *g)
 	for (unsigned n = 0; n < g->batch; n++) {
 		struct request *oldest = NULL;
 
+		/* The list runs from the newest connection: on a tie (seen at the same look)
+		 * the older connection, later in the list, goes first. */
 		for (struct request *rq = g->head; rq != NULL; rq = rq->g_next) {
 			if (!rq->g_killed && rq->g_phase == GUARD_HEAD &&
-			    (oldest == NULL || rq->g_since_ns < oldest->g_since_ns)) {
+			    (oldest == NULL || rq->g_since_ns <= oldest->g_since_ns)) {
 				oldest = rq;
 			}
 		}
