@@ -166,7 +166,7 @@ def test_sigterm_default_grace_keeps_an_upload_that_needs_seconds_more(factory):
         s.sendall(body[:1024])
         t0 = time.monotonic()
         k.proc.send_signal(signal.SIGTERM)
-        wait_until(lambda: connection_refused(k.port), 1.0, 0.02,
+        wait_until(lambda: connection_refused(k.port), 1.0, interval=0.02,
                    what="new connections to be refused after SIGTERM")
         # the rest over 1.5 s from the SIGTERM, the last part at its end
         step = (len(body) - 1024 + 14) // 15
