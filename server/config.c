@@ -102,6 +102,16 @@ static const struct opt opts[] = {
 	 "memory per connection for the request line and headers"},
 	{"idle-timeout-s", "KUBIA_IDLE_TIMEOUT_S", OPT_UINT, OFF(idle_timeout_s), 1, 86400, "30",
 	 NULL, "seconds before an idle connection is closed"},
+	{"header-timeout-s", "KUBIA_HEADER_TIMEOUT_S", OPT_UINT, OFF(header_timeout_s), 1, 3600,
+	 "10", NULL,
+	 "seconds a request's whole head may take (a kept-alive connection's wait for it "
+	 "included); past them the connection is closed"},
+	{"body-min-rate", "KUBIA_BODY_MIN_RATE", OPT_U64, OFF(body_min_rate), 0, (uint64_t)1 << 30,
+	 "1024", NULL,
+	 "bytes/s a request body must keep up over each window, after one window of grace, "
+	 "or the connection is closed; 0 = no minimum"},
+	{"body-rate-window-s", "KUBIA_BODY_RATE_WINDOW_S", OPT_UINT, OFF(body_rate_window_s), 1,
+	 3600, "5", NULL, "seconds over which --body-min-rate is measured"},
 	{"threads", "KUBIA_THREADS", OPT_UINT, OFF(threads), 0, 256, "0", NULL,
 	 "HTTP threads; 0 = the container's CPU quota (cgroup), else one per CPU"},
 	{"max-memory", "KUBIA_MAX_MEMORY", OPT_U64, OFF(max_memory), 0, (uint64_t)1 << 40, "0",

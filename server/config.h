@@ -50,6 +50,9 @@ struct config {
 	unsigned max_connections_per_ip;
 	uint64_t connection_memory;
 	unsigned idle_timeout_s;
+	unsigned header_timeout_s;
+	uint64_t body_min_rate; /* bytes/s; 0: no minimum */
+	unsigned body_rate_window_s;
 	unsigned threads; /* 0 = automatic, resolved at start (main.c) */
 	uint64_t max_memory; /* 0 = automatic, resolved at start (main.c) */
 	unsigned shutdown_timeout_ms;

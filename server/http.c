@@ -16,6 +16,7 @@
 
 #include "common/errtext.h"
 #include "common/monotonic.h"
+#include "server/guard.h"
 #include "server/http_internal.h"
 #include "server/log.h"
 #include "server/observe.h"
@@ -58,7 +59,7 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 	 */
 	unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-	struct MHD_OptionItem items[12];
+	struct MHD_OptionItem items[16];
 	size_t n = 0;
 
 	if (dual_stack) {
@@ -77,6 +78,8 @@ static struct MHD_Daemon *start_daemon(struct http_server *s, bool dual_stack)
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
 					     (intptr_t)cfg->idle_timeout_s, NULL};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
+	items[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)strict_uri_log,
+					     NULL};
 	items[n++] = (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK,
 					     (intptr_t)strict_unescape, NULL};
 	if (cfg->max_connections_per_ip != 0) {
@@ -190,6 +193,12 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 		errtext_set(err, errlen, "HTTP server: out of memory");
 		goto fail;
 	}
+	/* Before the daemon: its first connection is the guard's. */
+	s->guard = guard_start(cfg, cfg->threads > 1 ? cfg->threads : 1);
+	if (s->guard == NULL) {
+		errtext_set(err, errlen, "HTTP server: could not start the connection guard");
+		goto fail;
+	}
 	/* Set before MHD creates its threads, so they see it without a lock. */
 	s->starter = pthread_self();
 	atomic_store(&s->starting, true);
@@ -212,8 +221,16 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 	}
 	info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = info != NULL ? info->port : cfg->port;
+	info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_LISTEN_FD);
+	if (info != NULL) {
+		guard_listen(s->guard, info->listen_fd);
+	}
 	return s;
 fail:
+	if (s->guard != NULL) {
+		guard_stop(s->guard);
+		guard_free(s->guard);
+	}
 	destroy_responses(s);
 	pthread_mutex_destroy(&s->cache_lock);
 	pthread_mutex_destroy(&s->idle_lock);
@@ -237,6 +254,7 @@ void http_quiesce(struct http_server *srv)
 	MHD_socket fd;
 
 	atomic_store(&srv->stopping, true);
+	guard_quiesce(srv->guard);
 	fd = MHD_quiesce_daemon(srv->daemon);
 	if (fd != MHD_INVALID_SOCKET) {
 		/* The socket may not be closed while MHD's threads run, but it must stop
@@ -271,7 +289,11 @@ void http_stop(struct http_server *srv)
 	if (srv == NULL) {
 		return;
 	}
+	/* The guard's thread first (it shuts sockets down that MHD is about to close); its
+	 * list stays until MHD has closed the last connection. */
+	guard_stop(srv->guard);
 	MHD_stop_daemon(srv->daemon);
+	guard_free(srv->guard);
 	if (srv->quiesced_fd != MHD_INVALID_SOCKET) {
 		close(srv->quiesced_fd);
 	}

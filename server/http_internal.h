@@ -65,6 +65,8 @@ struct http_server {
 	const struct fixed_response *busy_resp;
 	const struct fixed_response *over_budget_resp; /* 503 with Retry-After */
 
+	struct guard *guard; /* deadlines, and room in a full table (guard.c) */
+
 	MHD_socket quiesced_fd; /* closed only after MHD_stop_daemon() (MHD's rule) */
 
 	/* The last thing MHD said while starting, for the error message. MHD reports a
@@ -85,6 +87,17 @@ void routes_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 			 enum MHD_RequestTerminationCode toe);
 
 /* strict.c: what libmicrohttpd lets through and RFC 9112 refuses. */
+/* The URI logger (MHD_OPTION_URI_LOG_CALLBACK), the one hook that sees the request
+ * target as sent: marks a target of a form kubia does not serve, for strict_check(). */
+void *strict_uri_log(void *cls, const char *uri, struct MHD_Connection *conn);
+/* What is wrong with the raw request target uri (a reason), or NULL when it is in origin
+ * form or absolute with http and a valid authority. */
+const char *strict_target_problem(const char *uri);
+/* The path of url: url itself in origin form, its path (or "/") in absolute form. */
+const char *strict_origin_path(const char *url);
+/* Whether a..a+n is an RFC 3986 authority without userinfo: a reg-name, IPv4 address
+ * or [IPv6], with an optional numeric port. Empty is valid (RFC 9112 3.2: an empty Host). */
+bool strict_authority_valid(const char *a, size_t n);
 /* The URL unescaper (MHD_OPTION_UNESCAPE_CALLBACK): marks a request whose target holds
  * raw control bytes, for strict_check(), then unescapes as libmicrohttpd does. */
 size_t strict_unescape(void *cls, struct MHD_Connection *conn, char *s);

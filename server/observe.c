@@ -20,6 +20,7 @@
 #include "common/budget.h"
 #include "common/metrics.h"
 #include "common/monotonic.h"
+#include "server/guard.h"
 #include "server/http_internal.h"
 #include "server/log.h"
 #include "server/observe.h"
@@ -52,10 +53,25 @@ static _Atomic uint64_t connections_open;
 void obs_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 		       enum MHD_ConnectionNotificationCode code)
 {
+	struct http_server *s = cls;
+
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-		*socket_context = request_new(cls, conn);
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct request *rq = request_new(s, conn);
+
+		if (rq != NULL && ci != NULL) {
+			guard_add(s->guard, rq, ci->connect_fd);
+		} else if (rq != NULL) {
+			free(rq);
+			rq = NULL; /* the access handler refuses a connection without a record */
+		}
+		*socket_context = rq;
 		metrics_add(&connections_open, 1);
 		return;
+	}
+	if (*socket_context != NULL) {
+		guard_remove(s->guard, *socket_context);
 	}
 	free(*socket_context);
 	*socket_context = NULL;
@@ -247,6 +263,7 @@ static uint64_t load(const _Atomic uint64_t *c)
 static void http_series(struct text *t)
 {
 	uint64_t body = 0;
+	struct guard_counts gc;
 
 	header(t, "kubia_http_requests_total", "counter",
 	       "HTTP requests answered, by route and status code.");
@@ -299,6 +316,15 @@ static void http_series(struct text *t)
 	textf(t, "kubia_http_request_body_bytes_total %llu\n", (unsigned long long)body);
 	header(t, "kubia_http_connections_open", "gauge", "Client connections open now.");
 	textf(t, "kubia_http_connections_open %llu\n", (unsigned long long)load(&connections_open));
+	guard_counts(&gc);
+	header(t, "kubia_http_connections_closed_total", "counter",
+	       "Client connections closed by kubia's deadlines and to make room, by reason.");
+	textf(t, "kubia_http_connections_closed_total{reason=\"header_timeout\"} %llu\n",
+	      (unsigned long long)gc.header_timeouts);
+	textf(t, "kubia_http_connections_closed_total{reason=\"body_too_slow\"} %llu\n",
+	      (unsigned long long)gc.body_too_slow);
+	textf(t, "kubia_http_connections_closed_total{reason=\"evicted\"} %llu\n",
+	      (unsigned long long)gc.evicted);
 }
 
 static void result_counter(struct text *t, const char *name, const char *help,

@@ -59,6 +59,17 @@ struct request {
 	size_t view_len;
 	unsigned peer_errors; /* peers the view could not read, for the access log */
 	bool json; /* the view is JSON (server/format.c decides) */
+	/* The connection guard's (server/guard.c): written by the request path... */
+	atomic_uint phase; /* enum guard_phase */
+	atomic_uint seq; /* requests completed on the connection */
+	_Atomic uint64_t body_seen; /* body bytes of this request read so far */
+	/* ...and, under the guard's lock or by its thread only, the rest. */
+	int fd;
+	struct request *g_prev, *g_next;
+	unsigned g_phase, g_seq; /* the phase and request last seen */
+	uint64_t g_since_ns; /* when the guard saw them first */
+	uint64_t g_win_ns, g_win_bytes; /* the body's window: its start, body_seen then */
+	bool g_killed;
 };
 
 /* A record for a connection that opens; NULL when memory ran out. */

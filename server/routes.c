@@ -11,6 +11,7 @@
 #include "common/budget.h"
 #include "discovery/discovery.h"
 #include "server/classify.h"
+#include "server/guard.h"
 #include "server/http_internal.h"
 #include "server/log.h"
 #include "server/observe.h"
@@ -260,6 +261,7 @@ static enum MHD_Result receive_post(struct http_server *s, struct request *r, co
 	size_t n = *size;
 
 	*size = 0;
+	guard_body(r, n);
 	if (r->too_large || r->over_budget) {
 		r->discarded += n;
 		/* Stop reading an endless body: closing is the only answer left. */
@@ -320,9 +322,11 @@ static enum MHD_Result first_call(struct http_server *s, struct request *r, cons
 				  const char *method, const char *version)
 {
 	struct MHD_Connection *conn = r->conn;
+	/* An absolute target is served as its path (its authority was checked). */
+	const char *path = url[0] == '/' ? url : strict_origin_path(url);
 	const struct classify_request cr = {
 		.method = method,
-		.path = url,
+		.path = path,
 		.content_length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							      MHD_HTTP_HEADER_CONTENT_LENGTH),
 		.expect = waits_for_continue(conn),
@@ -332,7 +336,10 @@ static enum MHD_Result first_call(struct http_server *s, struct request *r, cons
 	unsigned refuse;
 
 	r->route = classify_request(&cr, s->disc != NULL, s->cfg->max_body, &want, &r->label);
-	obs_begin(r, url, method);
+	obs_begin(r, path, method);
+	/* Only a POST whose body is read has a body phase; the rest are answered now. */
+	guard_phase(r, r->route == ROUTE_STORE || r->route == ROUTE_TOO_LARGE_DRAIN ? GUARD_BODY
+										    : GUARD_BUSY);
 	refuse = strict_check(conn, method, version, &why);
 	if (refuse != 0) {
 		/* A route answered on the first call and never served: not a view, nor a POST
@@ -395,6 +402,7 @@ enum MHD_Result routes_on_request(void *cls, struct MHD_Connection *conn, const 
 		if (*upload_data_size != 0) {
 			return receive_post(s, r, upload_data, upload_data_size);
 		}
+		guard_phase(r, GUARD_BUSY);
 		return finish_post(s, r);
 	case ROUTE_CLUSTER:
 		*upload_data_size = 0;
@@ -418,6 +426,7 @@ void routes_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		return;
 	}
 	obs_end(r);
+	guard_next(r);
 	/* Only these keep state beyond the route: GET /data's completion frees nothing. */
 	if (r->route == ROUTE_STORE || r->route == ROUTE_TOO_LARGE_DRAIN ||
 	    r->route == ROUTE_CLUSTER) {

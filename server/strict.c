@@ -33,6 +33,148 @@ size_t strict_unescape(void *cls, struct MHD_Connection *conn, char *s)
 	return MHD_http_unescape(s);
 }
 
+/* RFC 3986 2.3 and 2.2: unreserved and sub-delims, what a reg-name is made of; a
+ * switch, not a search of a string, as every request's Host goes through it. */
+static bool is_regname_char(unsigned char c)
+{
+	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+		return true;
+	}
+	switch (c) {
+	case '-':
+	case '.':
+	case '_':
+	case '~':
+	case '!':
+	case '$':
+	case '&':
+	case '\'':
+	case '(':
+	case ')':
+	case '*':
+	case '+':
+	case ',':
+	case ';':
+	case '=':
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool is_hex(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool strict_authority_valid(const char *a, size_t n)
+{
+	size_t i = 0;
+
+	if (n > 0 && a[0] == '[') {
+		/* IP-literal: an IPv6 address (or IPvFuture), checked for its alphabet. */
+		size_t colons = 0;
+
+		for (i = 1; i < n && a[i] != ']'; i++) {
+			unsigned char c = (unsigned char)a[i];
+
+			colons += c == ':';
+			if (!is_hex(c) && c != ':' && c != '.' &&
+			    !(a[1] == 'v' && is_regname_char(c))) {
+				return false;
+			}
+		}
+		if (i == n || (colons < 2 && a[1] != 'v')) {
+			return false;
+		}
+		i++;
+	} else {
+		while (i < n && a[i] != ':') {
+			unsigned char c = (unsigned char)a[i];
+
+			if (c == '%') {
+				if (i + 2 >= n || !is_hex((unsigned char)a[i + 1]) ||
+				    !is_hex((unsigned char)a[i + 2])) {
+					return false;
+				}
+				i += 3;
+				continue;
+			}
+			if (!is_regname_char(c)) {
+				return false;
+			}
+			i++;
+		}
+	}
+	if (i == n) {
+		return true;
+	}
+	if (a[i] != ':' || n - i - 1 > 5) {
+		return false;
+	}
+	for (i++; i < n; i++) {
+		if (a[i] < '0' || a[i] > '9') {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* What is wrong with the raw request target uri, or NULL: RFC 9112 3.2 allows an origin
+ * form, or (which a server must accept) an absolute form; kubia has no use for the
+ * authority form (CONNECT) or the asterisk form (OPTIONS), and a fragment is never sent. */
+static const char asterisk_form[] = "the asterisk form of a request target is only for OPTIONS";
+static const char other_form[] =
+	"a request target neither in origin form (/path) nor absolute with http";
+
+const char *strict_target_problem(const char *uri)
+{
+	static const char scheme[] = "http://";
+
+	if (strchr(uri, '#') != NULL) {
+		return "a fragment in the request target";
+	}
+	if (uri[0] == '/') {
+		return NULL;
+	}
+	if (strcmp(uri, "*") == 0) {
+		return asterisk_form;
+	}
+	if (strncasecmp(uri, scheme, strlen(scheme)) == 0) {
+		const char *a = uri + strlen(scheme);
+		size_t n = strcspn(a, "/?");
+
+		if (n == 0 || !strict_authority_valid(a, n)) {
+			return "an invalid authority in the absolute request target";
+		}
+		return NULL;
+	}
+	return other_form;
+}
+
+const char *strict_origin_path(const char *url)
+{
+	static const char scheme[] = "http://";
+	const char *p;
+
+	if (url[0] == '/' || strncasecmp(url, scheme, strlen(scheme)) != 0) {
+		return url;
+	}
+	p = strchr(url + strlen(scheme), '/');
+	return p != NULL ? p : "/";
+}
+
+void *strict_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	const char *why = strict_target_problem(uri);
+
+	(void)cls;
+	if (why != NULL) {
+		(void)MHD_set_connection_value(conn, MHD_HEADER_KIND, BAD_TARGET_MARK, why);
+	}
+	return NULL; /* the request's context: the access handler's first call sets it */
+}
+
 /* RFC 9110 5.6.2: token characters. */
 static bool is_tchar(unsigned char c)
 {
@@ -47,6 +189,7 @@ struct scan {
 	const char *te; /* the (only) Transfer-Encoding value */
 	const char *expect;
 	const char *length;
+	const char *target; /* what is wrong with the target, as the mark says */
 };
 
 static void fail(struct scan *sc, unsigned status, const char *why)
@@ -86,9 +229,11 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 
 	(void)kind;
 	if (strcmp(key, BAD_TARGET_MARK) == 0) {
-		fail(sc, MHD_HTTP_BAD_REQUEST,
-		     "control characters or spaces in the request target");
-		return MHD_NO;
+		/* Judged with the method, in check_framing(). */
+		sc->target = value != NULL && *value != '\0' && sc->target == NULL
+				     ? value
+				     : "control characters or spaces in the request target";
+		return MHD_YES;
 	}
 	if (*key == '\0') {
 		fail(sc, MHD_HTTP_BAD_REQUEST, "a header field without a name");
@@ -120,6 +265,11 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	}
 	if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
 		sc->hosts++;
+		if (!strict_authority_valid(value, strlen(value))) {
+			fail(sc, MHD_HTTP_BAD_REQUEST,
+			     "Host is not an authority (host with an optional numeric port)");
+			return MHD_NO;
+		}
 	} else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
 		sc->lengths++;
 		sc->length = value;
@@ -205,6 +355,12 @@ static void check_framing(struct scan *sc, const char *method, const char *versi
 	bool bodyless = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
 			strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 
+	/* OPTIONS * and CONNECT host:port are well formed: their method gets its 405. */
+	if (sc->target != NULL &&
+	    !(strcmp(sc->target, asterisk_form) == 0 && strcmp(method, "OPTIONS") == 0) &&
+	    !(strcmp(sc->target, other_form) == 0 && strcmp(method, "CONNECT") == 0)) {
+		fail(sc, MHD_HTTP_BAD_REQUEST, sc->target);
+	}
 	if (sc->hosts > 1 || (sc->hosts == 0 && !http10)) {
 		fail(sc, MHD_HTTP_BAD_REQUEST, "an HTTP/1.1 request needs exactly one Host");
 	}

@@ -21,6 +21,7 @@
  * "text/plain" always makes it text, an added refusal of one type never turns the
  * choice to it.
  */
+#include <ctype.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -171,6 +172,78 @@ static bool has_controls(const char *s, bool tab_ok)
 
 /* 0 when the head is acceptable, else the status it must get (any of 400/501/417 is
  * taken where several rules break: *allowed says which). */
+/* RFC 3986 authority without userinfo, as a second reading: reg-name (unreserved,
+ * sub-delims, %XX), IPv4 (a reg-name too) or [IPv6 or IPvFuture], then :port (0-5 digits). */
+static bool authority_ok(const char *v, size_t n)
+{
+	static const char regname[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				      "0123456789-._~!$&'()*+,;=";
+	const char *end = v + n;
+	const char *rest;
+
+	if (n > 0 && *v == '[') {
+		const char *close = memchr(v, ']', n);
+		size_t colons = 0;
+
+		if (close == NULL) {
+			return false;
+		}
+		for (const char *p = v + 1; p < close; p++) {
+			bool future = v[1] == 'v' && (strchr(regname, *p) != NULL || *p == ':');
+
+			colons += *p == ':';
+			if (*p == '\0' ||
+			    (!future && strchr("0123456789abcdefABCDEF:.", *p) == NULL)) {
+				return false;
+			}
+		}
+		if (colons < 2 && v[1] != 'v') {
+			return false;
+		}
+		rest = close + 1;
+	} else {
+		rest = v;
+		while (rest < end && *rest != ':') {
+			if (*rest == '%' && end - rest >= 3 && isxdigit((unsigned char)rest[1]) &&
+			    isxdigit((unsigned char)rest[2])) {
+				rest += 3;
+			} else if (*rest != '\0' && strchr(regname, *rest) != NULL) {
+				rest++;
+			} else {
+				return false;
+			}
+		}
+	}
+	if (rest == end) {
+		return true;
+	}
+	if (*rest != ':' || end - rest > 6) {
+		return false;
+	}
+	while (++rest < end) {
+		if (!isdigit((unsigned char)*rest)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* RFC 9112 3.2: origin form, or absolute with http and an authority; no fragment. */
+static bool target_ok(const char *t)
+{
+	if (strchr(t, '#') != NULL) {
+		return false;
+	}
+	if (*t == '/') {
+		return true;
+	}
+	if (strncasecmp(t, "http://", 7) != 0) {
+		return false;
+	}
+	t += 7;
+	return strcspn(t, "/?") > 0 && authority_ok(t, strcspn(t, "/?"));
+}
+
 static unsigned judge(const char *method, const char *target, const char *version,
 		      unsigned *allowed)
 {
@@ -183,6 +256,10 @@ static unsigned judge(const char *method, const char *target, const char *versio
 	for (const char *p = target; *p != '\0'; p++) {
 		bad = bad || (unsigned char)*p <= 0x20 || *p == 0x7f;
 	}
+	bad = bad ||
+	      !(target_ok(target) || (strcmp(target, "*") == 0 && strcmp(method, "OPTIONS") == 0) ||
+		(strcmp(method, "CONNECT") == 0 && *target != '/' && strcmp(target, "*") != 0 &&
+		 strchr(target, '#') == NULL && strncasecmp(target, "http://", 7) != 0));
 	for (size_t i = 0; i < nfields; i++) {
 		const char *k = fields[i].key;
 
@@ -191,7 +268,10 @@ static unsigned judge(const char *method, const char *target, const char *versio
 		    (strlen(k) > 17 && strncasecmp(k, "Transfer-Encoding", 17) == 0)) {
 			bad = true;
 		}
-		hosts += strcasecmp(k, "Host") == 0;
+		if (strcasecmp(k, "Host") == 0) {
+			hosts++;
+			bad = bad || !authority_ok(fields[i].value, strlen(fields[i].value));
+		}
 		if (strcasecmp(k, "Content-Length") == 0) {
 			lengths++;
 			length = fields[i].value;
@@ -341,13 +421,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 	}
+	/* Judged first: the marks the callbacks leave are fields the judge must not see. */
+	judge(method, target, version, &allowed);
+	(void)strict_uri_log(NULL, target, NULL); /* marks a target's form, as in MHD */
 	{
 		char *url = strdup(target);
 
 		(void)strict_unescape(NULL, NULL, url); /* marks a bad target, as in MHD */
 		free(url);
 	}
-	judge(method, target, version, &allowed);
 	refuse = strict_check(NULL, method, version, &why);
 	if ((refuse == 0) != (allowed == 0) || (refuse != 0 && (why == NULL || *why == '\0')) ||
 	    (refuse == 400 && (allowed & 1) == 0) || (refuse == 501 && (allowed & 2) == 0) ||
@@ -364,7 +446,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			cl = strcasecmp(fields[i].key, "Content-Length") == 0 ? fields[i].value
 									      : cl;
 		}
-		rq = (struct classify_request){method, target, cl, false};
+		rq = (struct classify_request){method, strict_origin_path(target), cl, false};
 		if (classify_request(&rq, true, 1024, &want, &label) == ROUTE_BAD_LENGTH) {
 			abort(); /* strict.c let a length through that the route cannot read */
 		}

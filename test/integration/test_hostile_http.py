@@ -7,7 +7,8 @@ Each corpus case holds the raw request (a list of parts: a string whose characte
 bytes 0-255, or [count, string] for a repeated part), what must happen and why. The
 expected outcome is a list of words: a status ("400"), a status class ("4xx"), a status
 repeated ("200x1000"), then "close" when the server must close the connection after
-its answers; "closed" alone means no answer at all and the connection closed.
+its answers, and then nothing more on the wire; "closed" alone means no answer at all and
+the connection closed.
 
 Throughout, kubia must not crash, its memory (VmRSS) must stay bounded, and afterwards
 it must serve as before with the stored data unchanged."""
@@ -122,6 +123,11 @@ def run_case(port, case):
         g == w or (w.endswith("xx") and g[0] == w[0]) for g, w in zip(got, want))
     if close and not closed:
         ok = False
+    # Nothing may follow the last answer on a closed connection: bytes there are a second
+    # head, or a body longer than its Content-Length said. A case marked "defect" is a
+    # known one of libmicrohttpd's own refusals (see the case), checked for its status.
+    if close and rest and not case.get("defect"):
+        ok = False
     if ok:
         return None
     short = got if len(got) < 6 else got[:3] + ["...%d answers..." % len(got)] + got[-2:]
@@ -225,6 +231,26 @@ def test_smuggling_shapes_leave_data_alone(factory, name):
     assert k.get("/data").body == b"kept"
     with open(k.data_file, "rb") as f:
         assert f.read() == b"kept"
+
+
+def test_absolute_target_is_served_as_its_path(factory):
+    """RFC 9112 3.2.2: the absolute form is reduced to its path; in pet mode any other
+    path would answer with the pet view, not the stored data."""
+    k = factory.kubia("kubia-0", mode="pet")
+    assert k.post("/", b"kept").status == 200
+    s = socket.create_connection(("127.0.0.1", k.port), timeout=5)
+    try:
+        s.sendall(b"GET http://other.example/data HTTP/1.1\r\nHost: kubia\r\n"
+                  b"Connection: close\r\n\r\n")
+        buf = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        s.close()
+    assert buf.startswith(b"HTTP/1.1 200 ") and buf.endswith(b"\r\n\r\nkept"), buf
 
 
 # ---------------------------------------------------------------------------
@@ -370,9 +396,9 @@ def _steady(pid):
 
 def test_slowloris_connection_limit(factory):
     """500 trickling connections against --max-connections 300 (no per-address limit):
-    kubia takes exactly 300 (it leaves the rest in the listening socket's queue), a
-    client from another address waits in that queue too, and it is answered once the
-    trickling connections go."""
+    kubia never holds more than 300, and a client from another address, which waits in
+    the listening socket's queue, is let in within a second: the connections that have
+    waited longest for their heads are closed to make room (each counted)."""
     k = factory.kubia("kubia-0", mode="pet", args=["--max-connections", "300"])
     assert k.post("/", b"kept").status == 200
     # the count before: once the test's own earlier connections are gone from kubia
@@ -386,31 +412,39 @@ def test_slowloris_connection_limit(factory):
         trickle(socks, 0)
         wait_until(lambda: sockets_of(k.proc.pid) - base >= 300, 10, interval=0.05,
                    what="kubia to take 300 trickling connections")
-        time.sleep(0.5)  # time for any accept past the limit: then count again
         taken = sockets_of(k.proc.pid) - base
-        assert taken == 300, "kubia holds %d connections, limit 300" % taken
+        assert taken <= 300, "kubia holds %d connections, limit 300" % taken
+        t0 = time.monotonic()
         other = socket.create_connection(("127.0.0.1", k.port), timeout=2,
                                          source_address=("127.0.0.3", 0))
         other.sendall(b"GET /data HTTP/1.1\r\nHost: kubia\r\n\r\n")
-        other.settimeout(1)
-        with pytest.raises(socket.timeout):
-            other.recv(4096)  # not served past the limit
-        for s in socks:
-            s.close()
-        other.settimeout(10)
+        other.settimeout(5)
         got = b""
         while not got.endswith(b"kept"):
             chunk = other.recv(4096)
             assert chunk, "closed without an answer: %r" % got
             got += chunk
+        took = time.monotonic() - t0
         assert got.startswith(b"HTTP/1.1 200"), got
-        print("--max-connections 300: %d of 500 taken" % taken)
+        assert took < 1.0, "the other client waited %.0f ms for room" % (took * 1000)
+        evicted = metric(k, 'kubia_http_connections_closed_total{reason="evicted"}')
+        assert evicted >= 1, evicted
+        print("--max-connections 300: %d of 500 taken; the other client answered in "
+              "%.0f ms, %d closed to make room" % (taken, took * 1000, evicted))
     finally:
         for s in socks:
             s.close()
         if other is not None:
             other.close()
     assert k.stop() == 0, k.stderr()[-2000:]
+
+
+def metric(k, series):
+    """The value of one series of kubia's /metrics."""
+    for line in k.get("/metrics").body.decode().splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError("no %s in /metrics" % series)
 
 
 def _connected(s):

@@ -350,13 +350,36 @@ def open_kept(host, port, n, source=None, timeout=5):
 
 
 def test_max_connections(factory):
+    """Four connections each reading a body fill --max-connections 4: a fifth is not
+    served until one closes."""
     k = factory.kubia("kubia-0", mode="pet", args=["--max-connections", "4"])
     socks = open_kept("127.0.0.1", k.port, 4)
     try:
+        for s in socks:
+            s.sendall(b"POST / HTTP/1.1\r\nHost: kubia\r\nContent-Length: 100\r\n\r\n")
         assert not served("127.0.0.1", k.port), "a 5th connection was served"
         socks.pop().close()
         wait_until(lambda: served("127.0.0.1", k.port), 5,
                    "a connection to be served once one closed", interval=0.05)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_max_connections_makes_room(factory):
+    """Four kept-alive connections waiting for their next request fill
+    --max-connections 4: a fifth client is served at once, and the connection that
+    waited longest is the one closed for it."""
+    k = factory.kubia("kubia-0", mode="pet", args=["--max-connections", "4"])
+    socks = open_kept("127.0.0.1", k.port, 4)
+    try:
+        assert served("127.0.0.1", k.port), "a 5th client was kept out"
+        socks[0].settimeout(2)
+        assert socks[0].recv(1) == b"", "the oldest connection was not the one closed"
+        for s in socks[1:]:
+            s.settimeout(0)
+            with pytest.raises(BlockingIOError):
+                s.recv(1)
     finally:
         for s in socks:
             s.close()

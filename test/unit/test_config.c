@@ -71,6 +71,9 @@ static void test_defaults(void **state)
 	assert_int_equal(c.shutdown_timeout_ms, 25000);
 	assert_int_equal(c.log_level, LOG_LEVEL_INFO);
 	assert_string_equal(c.resolv_conf, "/etc/resolv.conf");
+	assert_int_equal(c.header_timeout_s, 10);
+	assert_int_equal(c.body_min_rate, 1024);
+	assert_int_equal(c.body_rate_window_s, 5);
 }
 
 static void test_env_and_flags(void **state)
@@ -204,6 +207,44 @@ static void test_bad_values(void **state)
 	expect_error(NULL, "--port needs a value", NULL, 2, "--port", NULL);
 	expect_error(bad_port_env, "KUBIA_PORT", "\"http\"", 1, NULL, NULL);
 	expect_error(bad_mode_env, "KUBIA_MODE", "\"cluster\"", 1, NULL, NULL);
+}
+
+/* The request deadlines: each at its bounds taken, past them refused, the variable read
+ * and the flag winning over it. */
+static void test_deadlines(void **state)
+{
+	static const char *const env[] = {"KUBIA_HEADER_TIMEOUT_S",
+					  "3",
+					  "KUBIA_BODY_MIN_RATE",
+					  "0",
+					  "KUBIA_BODY_RATE_WINDOW_S",
+					  "3600",
+					  NULL};
+	struct config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&c, env, err, sizeof(err), 1), CONFIG_RUN);
+	assert_int_equal(c.header_timeout_s, 3);
+	assert_int_equal(c.body_min_rate, 0);
+	assert_int_equal(c.body_rate_window_s, 3600);
+	assert_int_equal(parse(&c, env, err, sizeof(err), 4, "--header-timeout-s=1",
+			       "--body-min-rate=1073741824", "--body-rate-window-s=1"),
+			 CONFIG_RUN);
+	assert_int_equal(c.header_timeout_s, 1);
+	assert_int_equal(c.body_min_rate, 1073741824);
+	assert_int_equal(c.body_rate_window_s, 1);
+	assert_int_equal(parse(&c, NULL, err, sizeof(err), 2, "--header-timeout-s=3600"),
+			 CONFIG_RUN);
+	assert_int_equal(c.header_timeout_s, 3600);
+	expect_error(NULL, "--header-timeout-s", "\"0\"", 2, "--header-timeout-s=0", NULL);
+	expect_error(NULL, "--header-timeout-s", "\"3601\"", 2, "--header-timeout-s=3601", NULL);
+	expect_error(NULL, "--body-min-rate", "\"1073741825\"", 2, "--body-min-rate=1073741825",
+		     NULL);
+	expect_error(NULL, "--body-min-rate", "\"-1\"", 2, "--body-min-rate=-1", NULL);
+	expect_error(NULL, "--body-rate-window-s", "\"0\"", 2, "--body-rate-window-s=0", NULL);
+	expect_error(NULL, "--body-rate-window-s", "\"3601\"", 2, "--body-rate-window-s=3601",
+		     NULL);
 }
 
 /* --replicas / KUBIA_REPLICAS: 0 (unknown) by default, 0-65535, the flag wins. */
@@ -345,6 +386,9 @@ static void test_help_and_version(void **state)
 		{"  --max-connections-per-ip ", "KUBIA_MAX_CONNECTIONS_PER_IP"},
 		{"  --connection-memory ", "KUBIA_CONNECTION_MEMORY"},
 		{"  --idle-timeout-s ", "KUBIA_IDLE_TIMEOUT_S"},
+		{"  --header-timeout-s ", "KUBIA_HEADER_TIMEOUT_S"},
+		{"  --body-min-rate ", "KUBIA_BODY_MIN_RATE"},
+		{"  --body-rate-window-s ", "KUBIA_BODY_RATE_WINDOW_S"},
 		{"  --threads ", "KUBIA_THREADS"},
 		{"  --max-memory ", "KUBIA_MAX_MEMORY"},
 		{"  --shutdown-timeout-ms ", "KUBIA_SHUTDOWN_TIMEOUT_MS"},
@@ -402,6 +446,7 @@ int main(void)
 		cmocka_unit_test(test_every_flag_parses),
 		cmocka_unit_test(test_connect_timeout_capped),
 		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_deadlines),
 		cmocka_unit_test(test_replicas),
 		cmocka_unit_test(test_dns_server_shapes),
 		cmocka_unit_test(test_dns_server_host_name_refused),
