@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 from conftest import BASE, KUBIA, wait_until
-from ports import free_port
+from kubiatest.ports import free_port
 
 KUBECTL = shutil.which("kubectl")
 VERSIONS = ("1.27", "1.33")
