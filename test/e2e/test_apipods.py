@@ -3,11 +3,12 @@
 `kubectl run -it srvlookup --image=tutum/dnsutils --rm --restart=Never -- dig SRV ...`
 (section 10.4.1), under a terminal and without one."""
 
-import os
+import shlex
+import shutil
 import subprocess
 
 import pytest
-from conftest import KUBIA
+from conftest import KUBIA, wait_until
 from test_apiserver import VERSIONS, Kubectl, http_get, kubectl_of
 
 
@@ -23,7 +24,7 @@ def cluster(sim, tmp_path, minor, replicas=2):
     return k
 
 
-def srv_answer(out, sim, n):
+def srv_answer(out):
     """The SRV records of dig's answer section: the pods' names."""
     section = out.split(";; ANSWER SECTION:")[1].split("\n\n")[0]
     return sorted(line.split()[-1] for line in section.strip().splitlines())
@@ -49,3 +50,41 @@ def test_exec_and_attach(sim, tmp_path, minor):
     # attach: kubia's output from now on; its stdin is refused
     refused = k("attach", "-i", "kubia-0", check=False, timeout=60)
     assert refused.returncode == 1 and "kubia reads no stdin" in refused.stderr
+
+
+BOOK_RUN = ["run", "-it", "srvlookup", "--image=tutum/dnsutils", "--rm", "--restart=Never",
+            "--", "dig", "SRV", "kubia.default.svc.cluster.local"]
+
+
+@pytest.mark.parametrize("minor", VERSIONS)
+def test_run_it_dig_srv(sim, tmp_path, minor):
+    k = cluster(sim, tmp_path, minor, replicas=3)
+    if shutil.which("script") is None or shutil.which("dig") is None:
+        pytest.skip("script (util-linux) and dig (bind9-dnsutils) are needed")
+    # -it needs a terminal: script gives kubectl one
+    cmd = " ".join(shlex.quote(a) for a in [k.exe] + BOOK_RUN)
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True,
+                       env=k.env(), timeout=120, stdin=subprocess.DEVNULL)
+    out = r.stdout.decode(errors="replace").replace("\r\n", "\n")
+    assert r.returncode == 0, out
+    assert ";; ANSWER SECTION:" in out, out
+    assert srv_answer(out) == ["kubia-%d.kubia.default.svc.cluster.local." % i
+                               for i in range(3)], out
+    assert out.rstrip().endswith('pod "srvlookup" deleted'), out
+    assert "srvlookup" not in k("get", "po").stdout
+    # without a terminal: -i alone
+    r = k("run", "-i", "srvlookup", "--image=tutum/dnsutils", "--rm", "--restart=Never",
+          "--", "dig", "+short", "SRV", "kubia.default.svc.cluster.local")
+    assert sorted(line.split()[-1] for line in r.stdout.splitlines()
+                  if line.strip() and "deleted" not in line) == [
+        "kubia-%d.kubia.default.svc.cluster.local." % i for i in range(3)], r.stdout
+    # no stdin: it runs at once; kubectl logs shows its output; its exit code is kept
+    k("run", "failing", "--image=busybox", "--restart=Never", "--", "sh", "-c",
+      "echo going; exit 4")
+    wait_until(lambda: k("get", "po", "failing", "-o", "jsonpath={.status.phase}").stdout
+               == "Failed", 30, "the pod failing Failed")
+    assert k("logs", "failing").stdout == "going\n"
+    assert k("get", "po", "failing", "-o", "jsonpath={.status.containerStatuses[0].state."
+             "terminated.exitCode}").stdout == "4"
+    assert k("delete", "po", "failing").stdout == 'pod "failing" deleted\n'
+    assert "failing" not in k("get", "po").stdout
