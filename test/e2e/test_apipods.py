@@ -6,19 +6,20 @@
 import shlex
 import shutil
 import subprocess
+import threading
 
 import pytest
 from conftest import KUBIA, wait_until
 from test_apiserver import VERSIONS, Kubectl, http_get, kubectl_of
 
 
-def cluster(sim, tmp_path, minor, replicas=2):
+def cluster(sim, tmp_path, minor, replicas=2, *extra):
     exe = kubectl_of(minor)
     if exe is None:
         pytest.skip("kubectl %s is not installed (beside kubectl on PATH)" % minor)
     sim.cli("up", "--binary", KUBIA, "--subnet", sim.base + ".0/24", "--replicas",
             replicas, "--mode", "peers", "--api-port", sim.api_port,
-            "--kubernetes-version", minor, *sim.sanitizer_env())
+            "--kubernetes-version", minor, *extra, *sim.sanitizer_env())
     k = Kubectl(sim, exe, tmp_path)
     k.ready(replicas)
     return k
@@ -32,7 +33,8 @@ def srv_answer(out):
 
 @pytest.mark.parametrize("minor", VERSIONS)
 def test_exec_and_attach(sim, tmp_path, minor):
-    k = cluster(sim, tmp_path, minor)
+    # kubia logs each POST at debug level: output for attach to stream
+    k = cluster(sim, tmp_path, minor, 2, "--env", "KUBIA_LOG_LEVEL=debug")
     base = "/api/v1/namespaces/%s/pods/kubia-0/proxy/" % sim.ns
     assert http_get(sim.api_port, base, "POST", "Hey there!")[0] == 200
     assert k("exec", "kubia-0", "--", "cat", "/var/data/kubia.txt").stdout == "Hey there!"
@@ -50,6 +52,24 @@ def test_exec_and_attach(sim, tmp_path, minor):
     # attach: kubia's output from now on; its stdin is refused
     refused = k("attach", "-i", "kubia-0", check=False, timeout=60)
     assert refused.returncode == 1 and "kubia reads no stdin" in refused.stderr
+
+    attach = subprocess.Popen([k.exe, "attach", "kubia-0"], env=k.env(), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(attach.stdout), daemon=True)
+    reader.start()
+    try:
+        def streamed():
+            http_get(sim.api_port, base, "POST", "more")
+            return any("new data has been received and stored" in line for line in seen)
+        wait_until(streamed, 30, "kubia-0's log through kubectl attach", interval=0.5)
+    finally:
+        attach.terminate()
+        attach.wait(10)
+        reader.join(10)
+    # the attach left kubia running
+    assert k("exec", "kubia-0", "--", "cat", "/var/data/kubia.txt").stdout == "more"
 
 
 BOOK_RUN = ["run", "-it", "srvlookup", "--image=tutum/dnsutils", "--rm", "--restart=Never",
