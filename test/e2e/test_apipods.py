@@ -3,6 +3,7 @@
 `kubectl run -it srvlookup --image=tutum/dnsutils --rm --restart=Never -- dig SRV ...`
 (section 10.4.1), under a terminal and without one."""
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -44,6 +45,11 @@ def test_exec_and_attach(sim, tmp_path, minor):
         3, "out\n", "err\ncommand terminated with exit code 3\n")
     r = k("exec", "kubia-0", "--", "hostname")
     assert r.stdout == "kubia-0\n"
+    # through the front nginx: 1.30+ upgrades to WebSocket, older kubectl to SPDY/3.1
+    r = k("exec", "-v=8", "kubia-0", "--", "true")
+    assert re.search(r"Upgrade: (%s)" % ("websocket" if minor >= "1.30" else "SPDY/3.1"),
+                     r.stderr), r.stderr
+    assert "101 Switching Protocols" in r.stderr
     r = subprocess.run([k.exe, "exec", "-i", "kubia-1", "--", "cat"], input="through stdin\n",
                        capture_output=True, text=True, env=k.env(), timeout=60)
     assert (r.returncode, r.stdout) == (0, "through stdin\n")
