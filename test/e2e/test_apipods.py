@@ -3,11 +3,13 @@
 `kubectl run -it srvlookup --image=tutum/dnsutils --rm --restart=Never -- dig SRV ...`
 (section 10.4.1), under a terminal and without one."""
 
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import threading
+import time
 
 import pytest
 from conftest import KUBIA, wait_until
@@ -114,3 +116,18 @@ def test_run_it_dig_srv(sim, tmp_path, minor):
              "terminated.exitCode}").stdout == "4"
     assert k("delete", "po", "failing").stdout == 'pod "failing" deleted\n'
     assert "failing" not in k("get", "po").stdout
+    # deleting a pod whose command runs kills it
+    k("run", "sleeper", "--image=busybox", "--restart=Never", "--", "sleep", "300")
+    wait_until(lambda: k("get", "po", "sleeper", "-o", "jsonpath={.status.phase}").stdout
+               == "Running", 30, "the pod sleeper Running")
+    netns = "ksim-%s-apirun-0" % sim.name
+    pids = wait_until(lambda: subprocess.run(["ip", "netns", "pids", netns],
+                                             capture_output=True, text=True).stdout.split(),
+                      10, "sleeper's process")
+    t0 = time.monotonic()
+    assert k("delete", "po", "sleeper").stdout == 'pod "sleeper" deleted\n'
+    assert time.monotonic() - t0 < 30
+    wait_until(lambda: not any(os.path.exists("/proc/%s" % p) for p in pids), 10,
+               "sleeper's process to end")
+    wait_until(lambda: netns not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                   text=True).stdout, 10, netns + " removed")

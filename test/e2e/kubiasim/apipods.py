@@ -344,7 +344,7 @@ class RunPods:
         self.changed()
         return rp
 
-    def delete(self, ns, name):
+    def delete(self, ns, name, refresh=True):
         with self.lock:
             rp = self.pods.pop((ns, name), None)
         if rp is None:
@@ -356,11 +356,15 @@ class RunPods:
             for pid in r.stdout.split():
                 with contextlib.suppress(OSError):
                     os.kill(int(pid), signal.SIGKILL)
-        self.changed()
+        if refresh:
+            self.changed()
         return rp
 
     def close(self):
+        """The API server stops: its throwaway pods go with it."""
         with self.lock:
-            pods = list(self.pods.values())
-        for rp in pods:
-            pod_net_delete(self.api.c, rp.netns, rp.veth)
+            keys = list(self.pods)
+        for ns, name in keys:
+            rp = self.delete(ns, name, refresh=False)
+            if rp is not None and not rp.done.wait(5):
+                pod_net_delete(self.api.c, rp.netns, rp.veth)
