@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import IMAGE, KUBIA, image_available, wait_until
-from ports import free_port
+from kubiatest.ports import free_port
 
 from kubiasim import channels, remotecommand, spdy
 from kubiasim.pod_commands import pod_exec
