@@ -383,7 +383,8 @@ def test_section_10_5_on_three_nodes(sim, tmp_path, minor):
         return r[1].split() if len(r) > 1 and k(
             "get", "po", "kubia-0", "-o", "jsonpath={.metadata.uid}").stdout != uid else None
     row = wait_until(replacement, 30, "kubia-0's replacement")
-    assert row[6] != node and row[6].startswith("kubia-sim-")
+    where = k("get", "po", "kubia-0", "-o", "jsonpath={.spec.nodeName}").stdout
+    assert where != node and where.startswith("kubia-sim-") and where in row
     # kubia refuses to start while the old process holds the data directory's lock
     wait_until(lambda: int(k.lines("get", "po", "kubia-0")[1].split()[3]) >= 1, 30,
                "the replacement to restart")
