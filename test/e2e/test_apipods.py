@@ -116,6 +116,12 @@ def test_run_it_dig_srv(sim, tmp_path, minor):
              "terminated.exitCode}").stdout == "4"
     assert k("delete", "po", "failing").stdout == 'pod "failing" deleted\n'
     assert "failing" not in k("get", "po").stdout
+    r = k("run", "dry", "--image=busybox", "--restart=Never", "--dry-run=server", "-o",
+          "name", "--", "true")
+    assert r.stdout == "pod/dry\n" and "dry" not in k("get", "po").stdout
+    taken = k("run", "kubia-1", "--image=busybox", "--restart=Never", "--", "true",
+              check=False)
+    assert taken.returncode == 1 and 'pods "kubia-1" already exists' in taken.stderr
     # deleting a pod whose command runs kills it
     k("run", "sleeper", "--image=busybox", "--restart=Never", "--", "sleep", "300")
     wait_until(lambda: k("get", "po", "sleeper", "-o", "jsonpath={.status.phase}").stdout

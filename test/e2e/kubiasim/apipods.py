@@ -22,6 +22,7 @@ import contextlib
 import copy
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -286,7 +287,8 @@ class RunPods:
         with self.lock:
             return self.generation, {k: rp.render() for k, rp in self.pods.items()}
 
-    def create(self, req, obj):
+    def create(self, req, obj, dry=False):
+        """A new throwaway pod (dry: the object it would be, and nothing made)."""
         c = self.api.c
         st = self.api.store.st or {}
         m = obj.get("metadata") or {}
@@ -298,9 +300,13 @@ class RunPods:
         if not name:
             raise api_error(422, "Invalid", 'Pod "" is invalid: metadata.name: Required '
                             'value: name or generateName is required')
-        if name in (st.get("pods") or {}) or name.startswith(STS + "-"):
+        if name in (st.get("pods") or {}):
             raise api_error(409, "AlreadyExists", 'pods "%s" already exists' % name,
                             {"name": name, "kind": "pods"})
+        if re.fullmatch(r"%s-[0-9]+" % STS, name):
+            raise api_error(422, "Invalid", 'Pod "%s" is invalid: metadata.name: Invalid '
+                            'value: "%s": kubia-sim keeps the names %s-N for the '
+                            "StatefulSet's pods" % (name, name, STS))
         cts = (obj.get("spec") or {}).get("containers") or []
         if len(cts) != 1 or not (cts[0].get("command") or cts[0].get("args")):
             raise api_error(422, "Invalid", 'Pod "%s" is invalid: spec.containers: '
@@ -318,6 +324,8 @@ class RunPods:
         spec = obj["spec"]
         default_pod_spec(spec)
         spec["nodeName"] = sorted((st.get("nodes") or {"kubia-sim": 0}))[0]
+        if dry:
+            return obj
         with self.lock:
             if (ns, name) in self.pods:
                 raise api_error(409, "AlreadyExists", 'pods "%s" already exists' % name,

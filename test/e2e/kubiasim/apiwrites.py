@@ -152,7 +152,9 @@ def create(req, obj=None):
         _, obj = req.payload()
     if not isinstance(obj, dict):
         raise api_error(400, "BadRequest", "the body is not an object")
-    if req.resource == "pods" and "dryRun" not in req.query:
+    if req.resource == "pods":
+        if "dryRun" in req.query:
+            return req.h.send_json(201, public(req.api.runs.create(req, obj, dry=True)))
         rp = req.api.runs.create(req, obj)
         return req.h.send_json(201, public(rp.render()))
     if req.resource not in STORED:
