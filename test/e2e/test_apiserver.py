@@ -356,6 +356,9 @@ def test_section_10_5_on_three_nodes(sim, tmp_path, minor):
     assert time.monotonic() - t0 >= 3
     assert status_of("po", "kubia-0") == "Unknown"
     assert k.lines("get", "po", "kubia-0")[1].split()[1] == "0/1"
+    # the API server cannot reach the node's kubelet
+    ex = k("exec", "kubia-0", "--", "true", check=False)
+    assert ex.returncode == 1 and "error dialing backend" in ex.stderr, ex.stderr
 
     def evicted():
         return k("get", "po", "kubia-0", "-o", "jsonpath={.status.reason}").stdout == \

@@ -77,8 +77,18 @@ def remote_command(req):
         if "running" not in (cs.get("state") or {}):
             raise api_error(400, "BadRequest", 'container %s is not running in pod %s'
                             % (STS, req.name))
-        if attach and (query.get("stdin") or ["false"])[-1] in ("1", "t", "T", "true",
-                                                                 "TRUE", "True"):
+        st = req.api.store.st or {}
+        p = (st.get("pods") or {}).get(req.name) or {}
+        node = (st.get("nodes") or {}).get(p.get("node")) or {}
+        if node.get("cut"):
+            # the API server reaches the container through the node's kubelet
+            raise api_error(500, "InternalError", "error dialing backend: dial tcp %s:10250: "
+                            "connect: no route to host" % node.get("addr"))
+        try:
+            stdin = remotecommand.parse_bool("stdin", query.get("stdin", []))
+        except RemoteCommandError as e:
+            raise api_error(400, "BadRequest", str(e))
+        if attach and stdin:
             raise api_error(400, "BadRequest", "kubia-sim: kubia reads no stdin: attach "
                             "to %s without -i (its output only)" % req.name)
         c = req.api.c
