@@ -17,6 +17,7 @@ import time
 import uuid
 
 from .endpoints import kubelet_ready, node_lost, pod_state
+from .nodes import lost
 from .state import STS
 
 # group, version, resource, kind, namespaced, short names, subresources (name: kind as
@@ -246,8 +247,7 @@ def statefulset(st):
 
 
 def nodes(st):
-    """The nodes, as nodes.py keeps them."""
-    return st["nodes"]
+    return st.get("nodes") or {}
 
 
 class Renderer:
@@ -327,7 +327,7 @@ class Renderer:
             {"name": STS, "image": "kubia"}]}})
 
     def node_of(self, p):
-        return p["node"]
+        return p.get("node")
 
     def node_addr(self, name):
         n = nodes(self.st).get(name) or {}
@@ -409,10 +409,16 @@ class Renderer:
         if deleting and deleting.get("uid") == uid:
             m["deletionTimestamp"] = ts(deleting["at"] + p.get("grace_s", 30))
             m["deletionGracePeriodSeconds"] = int(p.get("grace_s", 30))
+        elif p.get("terminating"):  # evicted (NodeLost), or deleted while its node is cut
+            m["deletionTimestamp"] = ts(p["deleted_at"] + p.get("grace_s", 30))
+            m["deletionGracePeriodSeconds"] = int(p.get("grace_s", 30))
         spec = self.pod_spec(t, name, ordinal, node)
-        s = self.pod_status_file(p)
+        # a cut-off node's kubelet is not heard: what it last reported stands
+        s = (p.get("cut") and p.get("last_reported")) or self.pod_status_file(p)
         state = s.get("state", "ContainerCreating")
-        ready = kubelet_ready(self.c, p, s) and not p.get("cut")
+        unknown = not (self.st["nodes"].get(node) or {}).get("ready", True) or \
+            node_lost(self.c, p, self.now)
+        ready = kubelet_ready(self.c, p, s) and not unknown
         ct = (spec.get("containers") or [{}])[0]
         cs = {"name": ct.get("name", STS), "image": ct.get("image", ""),
               "imageID": "", "ready": ready, "restartCount": s.get("restarts", 0),
@@ -453,14 +459,13 @@ class Renderer:
                   "hostIPs": [{"ip": self.node_addr(node)}], "podIP": p["ip"],
                   "podIPs": [{"ip": p["ip"]}], "startTime": t0, "qosClass": "Burstable",
                   "containerStatuses": [cs]}
-        if p.get("cut"):
-            status["phase"] = "Running"
-            if node_lost(self.c, p, self.now):
-                status["reason"] = "NodeLost"
+        if p.get("reason"):
+            status.update(reason=p["reason"], message=p["message"])
         obj = {"apiVersion": "v1", "kind": "Pod", "metadata": m, "spec": spec,
                "status": status}
-        # what the table prints for STATUS, kept beside the object (not served)
-        obj["_status"] = "Unknown" if p.get("cut") else (
+        # what the table prints for STATUS, kept beside the object (not served): as
+        # kubectl's printer, Unknown for a pod its node controller cannot hear from
+        obj["_status"] = "Unknown" if unknown else (
             "Terminating" if "deletionTimestamp" in m else state)
         return obj
 
@@ -585,7 +590,7 @@ class Renderer:
         out = []
         for name, n in sorted(nodes(self.st).items()):
             labels = dict(n.get("labels") or {})
-            ready = n.get("ready", True) and not n.get("cut")
+            ready = n.get("ready", True) and not (n.get("cut") and lost(self.c, n, self.now))
             spec = {}
             if n.get("unschedulable"):
                 spec["unschedulable"] = True
@@ -605,7 +610,9 @@ class Renderer:
                     "capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"},
                     "conditions": [{"type": "Ready", "status": "True" if ready else
                                     "Unknown", "reason": "KubeletReady" if ready else
-                                    "NodeStatusUnknown", "lastHeartbeatTime": ts(created),
+                                    "NodeStatusUnknown", "message": "kubelet is posting "
+                                    "ready status" if ready else "Kubelet stopped posting "
+                                    "node status.", "lastHeartbeatTime": ts(created),
                                     "lastTransitionTime": ts(created)}],
                     "nodeInfo": {"kubeletVersion": "v%s.0" % self.version,
                                  "kubeProxyVersion": "v%s.0" % self.version,

@@ -26,7 +26,7 @@ import time
 import traceback
 import urllib.parse
 
-from . import apiobjects, apitables, apiwrites
+from . import apiobjects, apipods, apitables, apiwrites
 from .apiobjects import RESOURCES, Renderer, api_version, canonical, public
 from .apiseed import SOCKET
 from .state import Cluster
@@ -85,6 +85,7 @@ class Store:
         self.up = True
         self.seen = {}  # the claims' directories: when first seen
         self.rendering = threading.Lock()
+        self.extra_pods = None  # () -> (generation, {(ns, name): pod}): apipods' pods
 
     def files(self, st):
         fp = []
@@ -112,12 +113,15 @@ class Store:
         if st is None:
             return False
         fp = self.files(st)
+        extra = self.extra_pods() if self.extra_pods else (0, {})
+        fp.append(extra[0])
         now = time.monotonic()
         if not force and fp == self.fingerprint and now - self.last_full < FULL_RENDER_S:
             return True
         self.c.st = st
         try:
             objs = Renderer(self.c, st, self.version, self.seen).all()
+            objs[("", "pods")].update(extra[1])
         except (KeyError, TypeError, ValueError, OSError) as e:
             # a state written by an older kubia-sim, or a moment between two files
             print("kubia-sim apiserver: render: %r" % e, file=sys.stderr, flush=True)
@@ -421,6 +425,8 @@ class ApiServer:
         self.store = Store(c, version)
         self.stop = threading.Event()
         self.controller = apiwrites.Controller(self)
+        self.runs = apipods.RunPods(self)
+        self.store.extra_pods = self.runs.rendered
 
     # routing -------------------------------------------------------------------------
     def route(self, h, method, path, query, body):
@@ -678,6 +684,7 @@ def apiserver_main(args):
         srv.serve_forever(poll_interval=0.2)
     finally:
         api.stop.set()
+        api.runs.close()
         srv.server_close()
         if os.path.exists(path):
             os.unlink(path)

@@ -152,6 +152,11 @@ def create(req, obj=None):
         _, obj = req.payload()
     if not isinstance(obj, dict):
         raise api_error(400, "BadRequest", "the body is not an object")
+    if req.resource == "pods":
+        if "dryRun" in req.query:
+            return req.h.send_json(201, public(req.api.runs.create(req, obj, dry=True)))
+        rp = req.api.runs.create(req, obj)
+        return req.h.send_json(201, public(rp.render()))
     if req.resource not in STORED:
         raise api_error(405, "MethodNotAllowed", "kubia-sim does not create %s: its "
                         "StatefulSet's controller makes them" % req.qualified
@@ -459,6 +464,9 @@ def grace_of(req):
 
 def delete(req):
     if req.resource == "pods":
+        rp = req.api.runs.delete(req.ns, req.name)
+        if rp is not None:
+            return req.h.send_json(200, public(rp.render()))
         return delete_pod_api(req, req.name, grace_of(req) == 0)
     if req.resource == "persistentvolumeclaims":
         def claims(c):
@@ -512,6 +520,13 @@ def delete_pod_api(req, name, force):
         if force:
             forget_pod(c, name)
             return uid
+        if st["nodes"][p["node"]]["cut"]:
+            # only its kubelet, which does not hear of it, could confirm that it stopped:
+            # it stays Terminating until its node is back or it is deleted with --force
+            if not p.get("terminating"):
+                p.update(terminating=True, deleted_at=time.time())
+                c.save()
+            return None
         deleting = api_state(st).setdefault("deleting", {})
         if deleting.get(name, {}).get("uid") != uid:
             deleting[name] = {"uid": uid, "at": time.time()}
@@ -519,6 +534,8 @@ def delete_pod_api(req, name, force):
         return uid
 
     def stop(c, uid):
+        if uid is None:
+            return
         if not force:
             try:
                 delete_pod(c, name)
@@ -567,22 +584,9 @@ def subresource(req):
 
 
 def remote_command(req):
-    """pods/<name>/exec and /attach: the hook for kubiasim/remotecommand.py. When that
-    module has serve_api(req), it gets the request: req.name (the pod), req.sub (exec
-    or attach), req.h (the BaseHTTPRequestHandler: req.h.headers with the upgrade to
-    WebSocket v5.channel.k8s.io or SPDY/3.1, req.h.connection the raw socket, rfile and
-    wfile; req.h.path the raw query, whose command= repeats), req.api.c (the cluster;
-    pod_commands.pod_pid(c, name) is the container's process once c.st is read). nginx
-    passes the upgrade through. Until then, 501."""
-    try:
-        from . import remotecommand
-        serve = getattr(remotecommand, "serve_api", None)
-    except ImportError:
-        serve = None
-    if serve is None:
-        raise api_error(501, "NotImplemented", "kubia-sim's API server does not implement "
-                        "%s yet (use kubia-sim %s %s)" % (req.sub, "exec", req.name))
-    return serve(req)
+    """pods/<name>/exec and /attach: apipods.py."""
+    from . import apipods
+    return apipods.remote_command(req)
 
 
 def scale_obj(req, sts):
@@ -705,6 +709,9 @@ def proxy_fallback(req):
 
 def logs(req):
     """GET pods/<name>/log: the log the pod's kubelet writes; follow=true streams it."""
+    rp = req.api.runs.get(req.ns, req.name)
+    if rp is not None:
+        return req.h.send_raw(200, bytes(rp.log), "text/plain")
     st = req.api.store.st or {}
     p = (st.get("pods") or {}).get(req.name)
     if p is None or req.ns != st.get("namespace"):
