@@ -135,6 +135,11 @@ def run_command(argv, session, cwd=None, env=None, drain_s=2.0, first_size_s=1.0
             pass
 
     def end_stdin():
+        # The end of stdin because the client went away is no EOF of the client's: the
+        # command is killed, never left to end on its own as if its input were done.
+        if session.gone.is_set():
+            kill()
+            return
         if proc.stdin:
             try:
                 proc.stdin.close()
