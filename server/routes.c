@@ -94,7 +94,10 @@ static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 	case WAIT_SUSPENDED:
 		return MHD_YES;
 	case WAIT_REJECTED:
-		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->busy_resp);
+		/* Discovery refuses views when max_pending are in flight, and once it is
+		 * stopped: a view on a kept-alive connection after SIGTERM is told so. */
+		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+				   atomic_load(&s->stopping) ? s->stopping_resp : s->busy_resp);
 	default:
 		break;
 	}
