@@ -228,7 +228,10 @@ def test_hostile_corpus(factory):
 
 
 @pytest.mark.parametrize("name", ["cl-then-te", "te-cl-smuggled-post", "cl-two-different",
-                                  "get-cl-smuggle-post", "te-gzip-chunked"])
+                                  "get-cl-smuggle-post", "te-gzip-chunked",
+                                  "hidden-post-after-empty-name", "empty-name-drops-cl",
+                                  "cl-nul-inside", "te-nul-then-gzip", "chunk-ext-quoted-lf",
+                                  "kettle-te-cl", "chunk-size-wraps-64-bits"])
 def test_smuggling_shapes_leave_data_alone(factory, name):
     """One smuggling shape at a time, with the stored data read back after each: the
     hidden body or request never reaches the store."""
