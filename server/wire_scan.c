@@ -50,10 +50,27 @@ static const char CL_NAME[] = "content-length";
 static const char TE_NAME[] = "transfer-encoding";
 static const char CHUNKED[] = "chunked";
 
+/* What each byte may be, looked up per byte of every request: */
+enum {
+	C_TCHAR = 1, /* a token's (RFC 9110 5.6.2) */
+	C_FIELD = 2, /* a field value's: HTAB, SP, VCHAR, obs-text (RFC 9110 5.5) */
+	C_TARGET = 4, /* the request target's: neither space nor control */
+};
+static const uint8_t byte_class[256] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 2, 7, 6, 7, 7, 7, 7, 7, 6, 6, 7, 7, 6, 7, 7, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+	6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+	7, 7, 7, 7, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+	7, 7, 7, 7, 7, 7, 7, 6, 7, 6, 7, 0, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+	6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+	6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+	6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+	6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+};
+
 static bool is_tchar(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+	return (byte_class[c] & C_TCHAR) != 0;
 }
 
 static int hex_value(unsigned char c)
@@ -65,10 +82,9 @@ static int hex_value(unsigned char c)
 	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* A byte a field value may hold: HTAB, SP, VCHAR, obs-text (RFC 9110 5.5). */
 static bool is_field_byte(unsigned char c)
 {
-	return c == '\t' || (c >= 0x20 && c != 0x7f);
+	return (byte_class[c] & C_FIELD) != 0;
 }
 
 /* The name read so far still matches name (lower case) at position pos. */
@@ -421,6 +437,28 @@ static const char *scan_byte(struct wire_scan *sc, unsigned char c, bool *ended)
 	return sc->state == ST_OPAQUE ? NULL : scan_chunk(sc, c);
 }
 
+/* Past the run of bytes from i that only need their class checked: a method, a target,
+ * a field name that cannot be a framing field, a value that is not one. */
+static size_t skip_run(const struct wire_scan *sc, const unsigned char *buf, size_t i, size_t len)
+{
+	uint8_t want = 0;
+
+	if (sc->state == ST_VALUE && sc->val == VAL_OTHER) {
+		want = C_FIELD;
+	} else if (sc->state == ST_TARGET && sc->name_len) {
+		want = C_TARGET;
+	} else if (sc->state == ST_METHOD ||
+		   (sc->state == ST_NAME && sc->cl_pos == UINT8_MAX && sc->te_pos == UINT8_MAX)) {
+		want = C_TCHAR;
+	}
+	if (want != 0) {
+		while (i < len && (byte_class[buf[i]] & want) != 0) {
+			i++;
+		}
+	}
+	return i;
+}
+
 void wire_scan_init(struct wire_scan *sc)
 {
 	start_request(sc);
@@ -454,6 +492,10 @@ const char *wire_scan(struct wire_scan *sc, const unsigned char *buf, size_t len
 			}
 			end = true;
 		} else {
+			i = skip_run(sc, buf, i, len);
+			if (i == len) {
+				break;
+			}
 			why = scan_byte(sc, buf[i++], &end);
 			if (why != NULL) {
 				*clean = boundary == SIZE_MAX ? 0 : boundary;
