@@ -28,9 +28,17 @@ struct wire_conn {
 	const atomic_uint *done; /* requests libmicrohttpd has finished (guard.c's count) */
 	unsigned complete; /* requests handed to libmicrohttpd whole */
 	const char *why; /* a refusal to send once the requests before it are done */
+	unsigned waits; /* "no data yet" told in a row while done stood still */
+	unsigned waits_done; /* done when the last was told */
 	bool eof; /* the peer has shut its sending side */
 	bool refused; /* kubia answered 400: libmicrohttpd is to close */
 };
+
+/* How many times in a row libmicrohttpd is told "no data yet" while it finishes no
+ * request. Once per request is what it takes (docs/design.md); a request it answered
+ * itself without kubia's handler would never count as finished, and telling it to wait
+ * for ever would make it poll a readable socket without end. */
+#define WIRE_WAITS_MAX 64
 
 /* Indexed by socket; a slot is written only by the thread that serves that connection
  * (libmicrohttpd's, which opens, reads and closes it), and read by any thread calling
@@ -127,11 +135,26 @@ static ssize_t fail(int err)
 	return -1;
 }
 
+/* Whether requests handed on whole are still to be finished by libmicrohttpd. */
+static bool must_wait(struct wire_conn *c)
+{
+	unsigned done = atomic_load_explicit(c->done, memory_order_relaxed);
+
+	if (done == c->complete) {
+		return false;
+	}
+	if (done != c->waits_done) {
+		c->waits_done = done;
+		c->waits = 0;
+	}
+	return ++c->waits <= WIRE_WAITS_MAX;
+}
+
 /* What to tell libmicrohttpd once the refusal is due: nothing until the requests before
  * the refused one are answered, then a reset, after kubia's own answer. */
 static ssize_t refusal(struct wire_conn *c, int fd)
 {
-	if (atomic_load_explicit(c->done, memory_order_relaxed) != c->complete) {
+	if (must_wait(c)) {
 		return fail(EAGAIN);
 	}
 	refuse(fd, c->why);
@@ -149,8 +172,7 @@ static ssize_t refusal(struct wire_conn *c, int fd)
  */
 static ssize_t at_eof(struct wire_conn *c)
 {
-	if (wire_scan_between(&c->sc) &&
-	    atomic_load_explicit(c->done, memory_order_relaxed) != c->complete) {
+	if (wire_scan_between(&c->sc) && must_wait(c)) {
 		return fail(EAGAIN);
 	}
 	return 0;
