@@ -42,9 +42,21 @@ struct wire_conn {
 
 /* Indexed by socket; a slot is written only by the thread that serves that connection
  * (libmicrohttpd's, which opens, reads and closes it), and read by any thread calling
- * recv(), which only looks at its own sockets' slots. */
-static _Atomic(struct wire_conn *) *table;
-static size_t table_len;
+ * recv(), which only looks at its own sockets' slots. The table is published once, with
+ * its length, while other threads (discovery's) may already read sockets. */
+struct wire_table {
+	size_t len;
+	_Atomic(struct wire_conn *) slot[];
+};
+static _Atomic(struct wire_table *) table;
+
+/* The slot of fd, or NULL when there is none. */
+static _Atomic(struct wire_conn *) *slot_of(int fd)
+{
+	struct wire_table *t = atomic_load_explicit(&table, memory_order_acquire);
+
+	return t != NULL && fd >= 0 && (size_t)fd < t->len ? &t->slot[fd] : NULL;
+}
 
 static ssize_t real_recv(int fd, void *buf, size_t len, int flags)
 {
@@ -55,26 +67,31 @@ bool wire_init(void)
 {
 	struct rlimit rl;
 	size_t n = 65536;
+	struct wire_table *t;
 
-	if (table != NULL) {
+	if (atomic_load_explicit(&table, memory_order_acquire) != NULL) {
 		return true;
 	}
+	/* A socket number is below the limit on open files (at most 2^20 slots: 8 MiB of
+	 * address space, touched only where sockets are) */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > n) {
 		n = rl.rlim_cur > (1U << 20) ? (1U << 20) : (size_t)rl.rlim_cur;
 	}
-	table = calloc(n, sizeof(*table));
-	if (table == NULL) {
+	t = calloc(1, sizeof(*t) + n * sizeof(t->slot[0]));
+	if (t == NULL) {
 		return false;
 	}
-	table_len = n;
+	t->len = n;
+	atomic_store_explicit(&table, t, memory_order_release);
 	return true;
 }
 
 void wire_open(int fd, const atomic_uint *done)
 {
+	_Atomic(struct wire_conn *) *slot = slot_of(fd);
 	struct wire_conn *c;
 
-	if (table == NULL || fd < 0 || (size_t)fd >= table_len) {
+	if (slot == NULL) {
 		return;
 	}
 	c = calloc(1, sizeof(*c));
@@ -83,15 +100,16 @@ void wire_open(int fd, const atomic_uint *done)
 	}
 	wire_scan_init(&c->sc);
 	c->done = done;
-	atomic_store_explicit(&table[fd], c, memory_order_release);
+	atomic_store_explicit(slot, c, memory_order_release);
 }
 
 void wire_close(int fd)
 {
-	if (table == NULL || fd < 0 || (size_t)fd >= table_len) {
-		return;
+	_Atomic(struct wire_conn *) *slot = slot_of(fd);
+
+	if (slot != NULL) {
+		free(atomic_exchange_explicit(slot, NULL, memory_order_acq_rel));
 	}
-	free(atomic_exchange_explicit(&table[fd], NULL, memory_order_acq_rel));
 }
 
 /* Sends kubia's one answer to a request the scanner refused, then ends the stream. */
@@ -221,11 +239,10 @@ static ssize_t wire_recv(struct wire_conn *c, int fd, unsigned char *buf, size_t
 /* Every recv() of the process comes here (see the top of this file). */
 __attribute__((visibility("default"))) ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
-	struct wire_conn *c = NULL;
+	_Atomic(struct wire_conn *) *slot = slot_of(fd);
+	struct wire_conn *c =
+		slot != NULL ? atomic_load_explicit(slot, memory_order_acquire) : NULL;
 
-	if (table != NULL && fd >= 0 && (size_t)fd < table_len) {
-		c = atomic_load_explicit(&table[fd], memory_order_acquire);
-	}
 	if (c == NULL || flags != 0) {
 		return real_recv(fd, buf, len, flags);
 	}
