@@ -11,6 +11,7 @@
 
 #include "common/monotonic.h"
 #include "server/config.h"
+#include "server/http_internal.h"
 #include "server/request.h"
 
 /* How often the guard looks: the deadlines are kept to within it, and a client waiting
@@ -225,6 +226,7 @@ void guard_add(struct guard *g, struct request *rq, int fd)
 	rq->g_phase = GUARD_HEAD;
 	rq->g_seq = 0;
 	rq->g_since_ns = monotonic_ns();
+	wire_open(fd, &rq->seq);
 	pthread_mutex_lock(&g->lock);
 	rq->g_prev = NULL;
 	rq->g_next = g->head;
@@ -238,6 +240,7 @@ void guard_add(struct guard *g, struct request *rq, int fd)
 
 void guard_remove(struct guard *g, struct request *rq)
 {
+	wire_close(rq->fd);
 	pthread_mutex_lock(&g->lock);
 	if (rq->g_prev != NULL) {
 		rq->g_prev->g_next = rq->g_next;

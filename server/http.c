@@ -193,6 +193,10 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 		errtext_set(err, errlen, "HTTP server: out of memory");
 		goto fail;
 	}
+	if (!wire_init()) {
+		errtext_set(err, errlen, "HTTP server: out of memory");
+		goto fail;
+	}
 	/* Before the daemon: its first connection is the guard's. */
 	s->guard = guard_start(cfg, cfg->threads > 1 ? cfg->threads : 1);
 	if (s->guard == NULL) {

@@ -107,6 +107,43 @@ unsigned strict_check(struct MHD_Connection *conn, const char *method, const cha
 /* Queues the refusal and closes the connection after it. */
 enum MHD_Result strict_refuse(struct MHD_Connection *conn, unsigned status, const char *why);
 
+/* wire.c: the bytes libmicrohttpd reads, checked before it reads them. The process's
+ * recv() is wire.c's: for a socket of the HTTP server it runs the scanner below and, on a
+ * fault, sends kubia's one 400 with Connection: close and makes libmicrohttpd close the
+ * connection without writing; every other socket is read as before. */
+/* Where a scanner is in the stream of requests on one connection. */
+struct wire_scan {
+	uint8_t state;
+	uint8_t sub; /* progress within the state (a version's letters, a value's form) */
+	uint8_t val; /* which framing field the value being read is */
+	uint8_t cl_pos, te_pos; /* the name so far matches Content-Length/Transfer-Encoding */
+	uint8_t digits;
+	uint8_t blank; /* empty lines before the request line */
+	uint8_t te_count;
+	bool name_len; /* the name or target has a byte */
+	bool has_cl;
+	bool te_chunked;
+	bool te_space;
+	bool in_trailer;
+	uint64_t num; /* the chunk size being read */
+	uint64_t left; /* Content-Length, then the bytes of the body or chunk still to come */
+};
+void wire_scan_init(struct wire_scan *sc);
+/* Scans the next len bytes of the connection. NULL when they hold no fault, with *ended
+ * the requests that ended in them; else the fault, *clean the bytes before the faulty
+ * request (0 when it began in an earlier call) and *ended the requests in those. */
+const char *wire_scan(struct wire_scan *sc, const unsigned char *buf, size_t len, size_t *clean,
+		      unsigned *ended);
+/* Whether the scanner is between requests: a request ended, and no byte of the next. */
+bool wire_scan_between(const struct wire_scan *sc);
+/* The table of the server's sockets; false when memory ran out. Idempotent. */
+bool wire_init(void);
+/* fd is a connection of the server's from now; done counts the requests libmicrohttpd
+ * has finished on it (guard.c's). */
+void wire_open(int fd, const atomic_uint *done);
+/* fd is about to be closed. */
+void wire_close(int fd);
+
 /* responses.c. Every answer is queued through queue_response(), which records the
  * body's length for the access log. */
 /* A text/plain response with a copy of text. */

@@ -8,6 +8,7 @@ import http.client
 import json
 import shutil
 import signal
+import socket
 
 import pytest
 
@@ -42,9 +43,36 @@ def exercise_common(k):
         assert conn.getresponse().status == 413
     finally:
         conn.close()
+    # refused from the bytes on the wire (server/wire.c): alone, after a good request,
+    # and a request answered after the client shut its sending side
+    assert raw(k, b"GET /data HTTP/1.1\r\nHost: k\r\n: x\r\n\r\n").startswith(
+        b"HTTP/1.1 400 ")
+    both = raw(k, b"GET /healthz HTTP/1.1\r\nHost: k\r\n\r\n"
+               b"POST / HTTP/1.1\r\nHost: k\r\nContent-Length: 3\x005\r\n\r\nabcde")
+    assert both.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 400 " in both, both
+    assert raw(k, b"POST / HTTP/1.1\r\nHost: k\r\nContent-Length: 4\r\n\r\nzero",
+               shut=True).startswith(b"HTTP/1.1 200 ")
     assert k.get("/healthz").body == b"ok\n"
     assert k.get("/readyz").body == b"ready\n"
     assert k.get("/data").body == b"zero"
+
+
+def raw(k, request, shut=False):
+    """What kubia answers to the bytes of request, read until it closes; shut: the
+    sending side shut after them."""
+    s = socket.create_connection((k.host, k.port), timeout=30)
+    try:
+        s.sendall(request)
+        if shut:
+            s.shutdown(socket.SHUT_WR)
+        buf = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return buf
+            buf += chunk
+    finally:
+        s.close()
 
 
 def stop_clean(k):
