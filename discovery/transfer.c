@@ -2,11 +2,11 @@
 /*
  * Asking the peers: one libcurl easy handle per transfer, all on one multi handle driven
  * by the loop (curl's multi-socket API: its sockets and its timer are registered with
- * the loop). The multi handle lives as
- * long as the loop, so idle keep-alive connections to the peers are reused across
- * transfers; so are the easy handles of finished transfers, set up once (a new handle
- * and its options cost a sixth of what a 30-pod view costs the loop). A finished transfer becomes one answer, the body or the reason it failed,
- * handed to the callback transfer_start() was given.
+ * the loop). The multi handle lives as long as the loop, so idle keep-alive connections
+ * to the peers are reused across transfers; so are the easy handles of finished
+ * transfers, set up once (a new handle and its options per transfer were a sixth of the
+ * instructions of a 30-pod view). A finished transfer becomes one answer, the body or
+ * the reason it failed, handed to the callback transfer_start() was given.
  *
  * Finished transfers are reaped from curl_multi_info_read() only, never inside a curl
  * callback: a view may complete (and its done callback run) only where the loop expects
