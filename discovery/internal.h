@@ -407,6 +407,11 @@ struct transfers {
 	CURLM *multi;
 	struct loop_timer timer; /* curl's */
 	struct xfer *xfers; /* every transfer on the multi handle */
+	/* Easy handles of finished transfers, kept for the next ones: a handle set up once
+	 * saves its allocation, its buffers and its constant options per fetch. */
+	CURL **idle;
+	size_t nidle;
+	size_t idle_max;
 };
 
 bool transfer_init(struct transfers *tr, const struct discovery_config *cfg, struct loop *loop,

@@ -27,6 +27,9 @@ struct watch {
 	loop_fd_fn cb; /* NULL: not watched */
 	void *arg;
 	uint32_t gen;
+	/* In the epoll set as far as the loop knows: a closed descriptor leaves it without
+	 * telling, so this picks which epoll_ctl() is tried first, not which one works. */
+	bool added;
 };
 
 struct loop {
@@ -129,6 +132,19 @@ static struct watch *slot(struct loop *l, int fd)
 	return &l->watches[fd];
 }
 
+/* Puts fd in the epoll set with ev, or changes its events there. A transfer's socket is
+ * watched anew for each request on it and unwatched at its end: the call likely to work
+ * is tried first, which saves a failing one per request. */
+static bool epoll_set(struct loop *l, const struct watch *w, int fd, struct epoll_event *ev)
+{
+	if (w->added) {
+		return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, ev) == 0 ||
+		       (errno == ENOENT && epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, ev) == 0);
+	}
+	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, ev) == 0 ||
+	       (errno == EEXIST && epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, ev) == 0);
+}
+
 bool loop_watch(struct loop *l, int fd, uint32_t events, loop_fd_fn cb, void *arg)
 {
 	struct epoll_event ev;
@@ -146,11 +162,12 @@ bool loop_watch(struct loop *l, int fd, uint32_t events, loop_fd_fn cb, void *ar
 	memset(&ev, 0, sizeof(ev));
 	ev.events = events;
 	ev.data.u64 = ((uint64_t)w->gen << 32) | (uint32_t)fd;
-	if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 &&
-	    (errno != ENOENT || epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)) {
+	if (!epoll_set(l, w, fd, &ev)) {
 		w->cb = NULL;
+		w->added = false;
 		return false;
 	}
+	w->added = true;
 	w->cb = cb;
 	w->arg = arg;
 	return true;
@@ -161,6 +178,7 @@ void loop_unwatch(struct loop *l, int fd)
 	if (fd >= 0 && (size_t)fd < l->nwatches) {
 		l->watches[fd].cb = NULL;
 		l->watches[fd].gen = ++l->gen;
+		l->watches[fd].added = false;
 	}
 	/* ENOENT/EBADF are fine: the fd may never have been added, or be closed. */
 	(void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);

@@ -8,8 +8,9 @@
 #   1. start to ready and SIGTERM to exit (and idle VmRSS), kubia and the reference
 #   2. GET /data: kubia, nginx, the reference
 #   3. POST of each size at 1 and 32 clients: kubia, the reference, the fsync bound
-#   4. the cluster view (GET /): 3 pods (kubia, kubia without DNS cache, the reference),
-#      and kubia with more pods (30 and 300)
+#   4. the cluster view (GET /): 3 pods (kubia, kubia without DNS cache, the reference,
+#      and the same kubia's GET /data under the same load), and kubia with more pods
+#      (30 and 300)
 #   VmRSS is sampled during every load.
 #
 # Needs (Debian packages): wrk, nginx-light (or any nginx), nodejs, dnsmasq-base, curl,

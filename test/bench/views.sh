@@ -103,6 +103,9 @@ section_views() {
 		url[view-$n/kubia]="http://127.0.0.1:${pod0_port[$n]}/"
 		rss[view-$n/kubia]=$LAST_PID
 	done
+	# What a view is held to: the same pod's own GET /data under the same load.
+	url[view-3/kubia-data]="http://127.0.0.1:${pod0_port[3]}/data"
+	rss[view-3/kubia-data]=${pod0_pid[3]}
 	kubia_pod kubia-0-nocache kubia-0 "$nocache_port" "${dns_port[3]}" "data of pod 0" \
 		--dns-cache-ms 0
 	url[view-3/kubia-nocache]="http://127.0.0.1:$nocache_port/"
@@ -125,7 +128,7 @@ section_views() {
 	wait_ready "$CLUSTER_DEADLINE" "${ready[@]}"
 	check_alive "${cluster_pids[@]}"
 
-	local contenders=(view-3/kubia view-3/kubia-nocache view-3/node) c
+	local contenders=(view-3/kubia view-3/kubia-data view-3/kubia-nocache view-3/node) c
 	for n in "${VIEW_PODS[@]}"; do
 		contenders+=("view-$n/kubia")
 	done
@@ -157,6 +160,7 @@ section_views() {
 check_views() {
 	local c n
 	for c in "${contenders[@]}"; do
+		[[ $c != */kubia-data ]] || continue
 		n=${c%/*}
 		n=${n#view-}
 		if [[ $c == */node ]]; then

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "discovery/loop.h"
@@ -287,11 +288,61 @@ static void test_an_unwatched_source_gets_no_pending_event(void **state)
 	loop_destroy(l);
 }
 
+/* epoll_ctl() as the loop calls it: this definition stands in for libc's in the test
+ * program, counting the calls on the way to the kernel. */
+static int ctl_calls;
+
+int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	ctl_calls++;
+	return (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev);
+}
+
+/* Each watch, change and unwatch of a socket is one epoll_ctl(), the first watch of a
+ * descriptor too; a descriptor closed while watched (the kernel dropped it from the set
+ * unseen) and reused is still watched right. */
+static void test_a_watch_is_one_system_call(void **state)
+{
+	struct loop_timer guard;
+	struct loop *l = make_loop(&guard);
+	struct source s = {.loop = l, .quit_after_read = true};
+	int fd;
+
+	(void)state;
+	assert_int_equal(pipe(s.fds), 0);
+	for (int round = 0; round < 2; round++) {
+		ctl_calls = 0;
+		assert_true(loop_watch(l, s.fds[0], EPOLLIN, on_readable, &s));
+		assert_int_equal(ctl_calls, 1);
+		assert_true(loop_watch(l, s.fds[0], EPOLLIN | EPOLLOUT, on_readable, &s));
+		assert_int_equal(ctl_calls, 2);
+		loop_unwatch(l, s.fds[0]);
+		assert_int_equal(ctl_calls, 3);
+	}
+	assert_true(loop_watch(l, s.fds[0], EPOLLIN, on_readable, &s));
+	fd = s.fds[0];
+	close(s.fds[0]);
+	close(s.fds[1]);
+	assert_int_equal(pipe(s.fds), 0);
+	assert_int_equal(s.fds[0], fd); /* the lowest free number: the one just closed */
+	assert_true(loop_watch(l, s.fds[0], EPOLLIN, on_readable, &s));
+	assert_int_equal(write(s.fds[1], "y", 1), 1);
+	assert_true(loop_run(l));
+	assert_int_equal(s.reads, 1);
+	assert_int_equal(s.last, 'y');
+	loop_unwatch(l, s.fds[0]);
+	loop_timer_set(l, &guard, LOOP_NEVER);
+	close(s.fds[0]);
+	close(s.fds[1]);
+	loop_destroy(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_a_watched_pipe_calls_back),
 		cmocka_unit_test(test_a_bad_descriptor_is_refused),
+		cmocka_unit_test(test_a_watch_is_one_system_call),
 		cmocka_unit_test(test_timers_run_when_due),
 		cmocka_unit_test(test_a_past_timer_runs_at_once),
 		cmocka_unit_test(test_wake_from_another_thread),

@@ -116,6 +116,18 @@ static void on_guard(void *arg)
 	fail_msg("no answer within %d ms", GUARD_MS);
 }
 
+/* Counts the answers; the loop stops at each. */
+static void on_count(void *arg, struct render_answer *a)
+{
+	struct result *r = arg;
+
+	r->calls++;
+	assert_non_null(a);
+	assert_true(a->error);
+	render_answer_unref(a);
+	loop_quit(r->loop);
+}
+
 static void quit_cb(void *arg)
 {
 	loop_quit(arg);
@@ -245,6 +257,81 @@ static void test_a_refused_connection(void **state)
 	render_answer_unref(r.a);
 }
 
+/* One transfer to port on tr, run to its end; the result keeps the answer. */
+static const char *fetch_on(struct transfers *tr, struct result *r, uint16_t port)
+{
+	struct loop_timer guard;
+	struct peer_key k;
+
+	r->calls = 0;
+	r->a = NULL;
+	key_for(&k, port);
+	assert_non_null(transfer_start(tr, &k, on_done, r));
+	loop_timer_init(&guard, on_guard, NULL);
+	loop_timer_set(r->loop, &guard, monotonic_ns() + GUARD_MS * NS_PER_MS);
+	assert_true(loop_run(r->loop));
+	loop_timer_set(r->loop, &guard, LOOP_NEVER);
+	assert_int_equal(r->calls, 1);
+	assert_non_null(r->a);
+	return r->a->data;
+}
+
+/* A finished transfer's easy handle is kept and serves the next transfer, which sees
+ * nothing of the one before (its failure, its peer); no more are kept than max_peers
+ * (at least 8). */
+static void test_a_handle_serves_the_next_transfer(void **state)
+{
+	char err[128] = "";
+	struct peer p;
+	struct result r;
+	struct transfers tr;
+	struct peer_key k;
+	CURL *kept;
+
+	(void)state;
+	config();
+	memset(&r, 0, sizeof(r));
+	r.loop = loop_create(NULL, NULL, err, sizeof(err));
+	assert_non_null(r.loop);
+	assert_true(transfer_init(&tr, &cfg, r.loop, err, sizeof(err)));
+	assert_int_equal(tr.nidle, 0);
+	assert_string_equal(fetch_on(&tr, &r, closed_port()),
+			    "Error: could not connect: Connection refused");
+	render_answer_unref(r.a);
+	assert_int_equal(tr.nidle, 1);
+	kept = tr.idle[0];
+
+	peer_start(&p, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+	assert_memory_equal(fetch_on(&tr, &r, p.port), "hello", 5);
+	assert_int_equal(r.a->len, 5);
+	assert_false(r.a->error);
+	render_answer_unref(r.a);
+	peer_stop(&p);
+	assert_int_equal(tr.nidle, 1);
+	assert_ptr_equal(tr.idle[0], kept);
+
+	/* Twelve at once: the four past the bound are freed when they end. */
+	key_for(&k, closed_port());
+	r.calls = 0;
+	for (int i = 0; i < 12; i++) {
+		assert_non_null(transfer_start(&tr, &k, on_count, &r));
+	}
+	assert_int_equal(tr.nidle, 0);
+	while (r.calls < 12) {
+		struct loop_timer guard;
+
+		loop_timer_init(&guard, on_guard, NULL);
+		loop_timer_set(r.loop, &guard, monotonic_ns() + GUARD_MS * NS_PER_MS);
+		assert_true(loop_run(r.loop));
+		loop_timer_set(r.loop, &guard, LOOP_NEVER);
+	}
+	assert_int_equal(tr.idle_max, 8);
+	assert_int_equal(tr.nidle, 8);
+	transfer_destroy(&tr);
+	assert_int_equal(tr.nidle, 0);
+	loop_destroy(r.loop);
+}
+
 /* An aborted transfer's callback never runs, and nothing is left behind. */
 static void test_an_aborted_transfer(void **state)
 {
@@ -288,6 +375,7 @@ int main(void)
 		cmocka_unit_test(test_the_size_cap),
 		cmocka_unit_test(test_a_refused_connection),
 		cmocka_unit_test(test_an_aborted_transfer),
+		cmocka_unit_test(test_a_handle_serves_the_next_transfer),
 	};
 	int rc;
 
