@@ -254,7 +254,12 @@ enum stream_open_result stream_open(struct stream_hub *h, void *conn, int fd,
 		pthread_mutex_unlock(&h->mu);
 		return STREAM_OPEN_FULL;
 	}
-	if (!budget_charge(h->budget, size) || (s = calloc(1, size)) == NULL) {
+	if (!budget_charge(h->budget, size)) {
+		pthread_mutex_unlock(&h->mu);
+		return STREAM_OPEN_OVER_BUDGET;
+	}
+	s = calloc(1, size);
+	if (s == NULL) {
 		budget_credit(h->budget, size);
 		pthread_mutex_unlock(&h->mu);
 		return STREAM_OPEN_OVER_BUDGET;
