@@ -199,8 +199,8 @@ static struct stream_event *event_new(char *body, size_t len, uint64_t changed_a
 	e->refs = 1;
 	e->body = body;
 	e->body_len = len - 1;
-	e->tail_len = (size_t)snprintf(e->tail, sizeof(e->tail), ",\"changed_at_ms\":%" PRIu64 "}}\n\n",
-				       changed_at_ms);
+	e->tail_len = (size_t)snprintf(e->tail, sizeof(e->tail),
+				       ",\"changed_at_ms\":%" PRIu64 "}}\n\n", changed_at_ms);
 	return e;
 }
 

@@ -429,11 +429,16 @@ static void test_help_and_version(void **state)
  * range refused past either end with its name and value. */
 static void test_stream_settings(void **state)
 {
-	static const char *const env[] = {"KUBIA_STREAM_INTERVAL_MS", "250",
-					  "KUBIA_STREAM_HEARTBEAT_S", "3",
-					  "KUBIA_MAX_STREAM_SUBSCRIBERS", "9",
-					  "KUBIA_STREAM_MAX_PENDING", "2",
-					  "KUBIA_STREAM_MAX_PENDING_BYTES", "2048",
+	static const char *const env[] = {"KUBIA_STREAM_INTERVAL_MS",
+					  "250",
+					  "KUBIA_STREAM_HEARTBEAT_S",
+					  "3",
+					  "KUBIA_MAX_STREAM_SUBSCRIBERS",
+					  "9",
+					  "KUBIA_STREAM_MAX_PENDING",
+					  "2",
+					  "KUBIA_STREAM_MAX_PENDING_BYTES",
+					  "2048",
 					  NULL};
 	struct config c;
 	char err[256];
@@ -461,8 +466,8 @@ static void test_stream_settings(void **state)
 	assert_int_equal(c.stream_max_pending, 1024);
 	assert_int_equal(c.stream_max_pending_bytes, 1024);
 	expect_error(NULL, "--stream-interval-ms", "\"99\"", 2, "--stream-interval-ms=99", NULL);
-	expect_error(NULL, "--stream-interval-ms", "\"600001\"", 2,
-		     "--stream-interval-ms=600001", NULL);
+	expect_error(NULL, "--stream-interval-ms", "\"600001\"", 2, "--stream-interval-ms=600001",
+		     NULL);
 	expect_error(NULL, "--stream-heartbeat-s", "\"0\"", 2, "--stream-heartbeat-s=0", NULL);
 	expect_error(NULL, "--stream-heartbeat-s", "\"3601\"", 2, "--stream-heartbeat-s=3601",
 		     NULL);

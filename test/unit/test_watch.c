@@ -77,10 +77,10 @@ static void next_round(struct fake *f)
 /* The round's view: a document as view.c renders it (indented), given to the watcher. */
 static void answer(struct fake *f, const char *data, double fetch_ms, bool from_cache)
 {
-	json_t *doc = json_pack("{s:{s:s,s:s},s:{s:s,s:b},s:[{s:s,s:s,s:f}]}", "pod", "name",
-				"kubia-0", "data", "zero", "srv", "result", "peers",
-				"from_cache", from_cache, "peers", "name", "kubia-1", "data", data,
-				"fetch_ms", fetch_ms);
+	json_t *doc =
+		json_pack("{s:{s:s,s:s},s:{s:s,s:b},s:[{s:s,s:s,s:f}]}", "pod", "name", "kubia-0",
+			  "data", "zero", "srv", "result", "peers", "from_cache", from_cache,
+			  "peers", "name", "kubia-1", "data", data, "fetch_ms", fetch_ms);
 	size_t size = json_dumpb(doc, NULL, 0, JSON_INDENT(2));
 	char *body = render_body_alloc(NULL, size + 2);
 	struct discovery_view v = {.body = body, .len = size + 1};
@@ -247,15 +247,18 @@ static void test_a_round_ending_after_off_is_not_reported(void **state)
 
 static void test_normalise_removes_how_the_view_was_got(void **state)
 {
-	json_t *a = json_loads("{\"srv\":{\"ttl\":5,\"from_cache\":true},\"peers\":[{\"data\":\"x\","
-			       "\"fetch_ms\":1.5},{\"error\":\"e\"}]}",
-			       0, NULL);
-	json_t *b = json_loads("{\"srv\":{\"ttl\":5,\"from_cache\":false},\"peers\":[{\"data\":\"x\","
-			       "\"fetch_ms\":7},{\"error\":\"e\"}]}",
-			       0, NULL);
-	json_t *c = json_loads("{\"srv\":{\"ttl\":6,\"from_cache\":false},\"peers\":[{\"data\":\"x\","
-			       "\"fetch_ms\":7},{\"error\":\"e\"}]}",
-			       0, NULL);
+	json_t *a =
+		json_loads("{\"srv\":{\"ttl\":5,\"from_cache\":true},\"peers\":[{\"data\":\"x\","
+			   "\"fetch_ms\":1.5},{\"error\":\"e\"}]}",
+			   0, NULL);
+	json_t *b =
+		json_loads("{\"srv\":{\"ttl\":5,\"from_cache\":false},\"peers\":[{\"data\":\"x\","
+			   "\"fetch_ms\":7},{\"error\":\"e\"}]}",
+			   0, NULL);
+	json_t *c =
+		json_loads("{\"srv\":{\"ttl\":6,\"from_cache\":false},\"peers\":[{\"data\":\"x\","
+			   "\"fetch_ms\":7},{\"error\":\"e\"}]}",
+			   0, NULL);
 
 	(void)state;
 	assert_false(json_equal(a, b));
