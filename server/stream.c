@@ -54,6 +54,7 @@ struct stream_sub {
 	uint64_t last_ns; /* when something was last queued */
 	bool suspended;
 	bool dropped;
+	bool gone; /* the client closed its end */
 	size_t charged;
 };
 
@@ -226,6 +227,11 @@ void stream_on_round(void *ctx, struct discovery_watch_event *ev)
 		h->latest = e;
 	}
 	for (struct stream_sub *s = h->subs; s != NULL; s = s->next) {
+		if (s->suspended && h->io.gone(s->conn, s->fd)) {
+			s->gone = true;
+			wake(h, s); /* its read closes the connection */
+			continue;
+		}
 		if (e != NULL) {
 			enqueue(h, s, e, now);
 		} else if (!s->dropped && s->count == 0 && !s->hb && now - s->last_ns >= quiet) {
@@ -347,7 +353,7 @@ ssize_t stream_read(struct stream_sub *s, char *buf, size_t max)
 	size_t n = 0;
 
 	pthread_mutex_lock(&h->mu);
-	if (s->dropped) {
+	if (s->dropped || s->gone) {
 		pthread_mutex_unlock(&h->mu);
 		return -2;
 	}

@@ -22,6 +22,7 @@
 #include "server/stream.h"
 
 struct conn {
+	bool gone;
 	int suspends;
 	int resumes;
 	int cuts;
@@ -44,7 +45,13 @@ static void fake_cut(void *c, int fd)
 	((struct conn *)c)->cut_fd = fd;
 }
 
-static const struct stream_io io = {fake_suspend, fake_resume, fake_cut};
+static bool fake_gone(void *c, int fd)
+{
+	(void)fd;
+	return ((struct conn *)c)->gone;
+}
+
+static const struct stream_io io = {fake_suspend, fake_resume, fake_cut, fake_gone};
 
 static struct stream_limits limits(void)
 {
@@ -296,6 +303,31 @@ static void test_stop_ends_idle_streams_and_cuts_busy_ones(void **state)
 	stream_hub_free(h);
 }
 
+static void test_a_client_that_left_is_ended_at_the_next_round(void **state)
+{
+	struct stream_limits lim = limits();
+	struct stream_hub *h = stream_hub_new(&lim, &io, NULL, NULL, "kubia-0");
+	struct conn c = {0};
+	struct stream_sub *s;
+	char buf[1024];
+	uint64_t drops = metrics.stream_drops;
+
+	(void)state;
+	assert_int_equal(stream_open(h, &c, 1, &s), STREAM_OPEN_OK);
+	round_of(h, "1", 1);
+	read_all(s, buf, sizeof(buf)); /* then suspended, as a quiet stream is */
+	quiet_round(h);
+	assert_int_equal(c.resumes, 0);
+	c.gone = true;
+	quiet_round(h);
+	assert_int_equal(c.resumes, 1);
+	assert_int_equal(stream_read(s, buf, sizeof(buf)), -2);
+	/* Not a drop: the client went away, kubia did not give up on it. */
+	assert_int_equal(metrics.stream_drops, drops);
+	stream_close(s);
+	stream_hub_free(h);
+}
+
 static void test_the_host_name_is_escaped(void **state)
 {
 	struct stream_limits lim = limits();
@@ -332,6 +364,7 @@ int main(void)
 		cmocka_unit_test(test_a_subscriber_behind_by_more_bytes_is_dropped),
 		cmocka_unit_test(test_subscribers_are_bounded_and_charged),
 		cmocka_unit_test(test_stop_ends_idle_streams_and_cuts_busy_ones),
+		cmocka_unit_test(test_a_client_that_left_is_ended_at_the_next_round),
 		cmocka_unit_test(test_the_host_name_is_escaped),
 	};
 
