@@ -401,7 +401,8 @@ static void process_series(struct text *t, const struct http_server *s)
 	header(t, "kubia_memory_budget_limit_bytes", "gauge",
 	       "The memory budget (--max-memory): past it requests get 503.");
 	textf(t, "kubia_memory_budget_limit_bytes %llu\n", (unsigned long long)s->cfg->max_memory);
-	header(t, "kubia_http_requests_in_flight", "gauge", "Requests being handled now.");
+	header(t, "kubia_http_requests_in_flight", "gauge",
+	       "Requests being handled now, view streams aside.");
 	textf(t, "kubia_http_requests_in_flight %u\n", atomic_load(&s->in_flight));
 }
 
