@@ -14,15 +14,32 @@ import socket
 import threading
 import time
 
+import pytest
+
 from harness import DOMAIN, pod_fqdn
 from kubiatest.ports import free_port
 from kubiatest.waits import wait_until
 from test_fanout import CountingRelay, raise_fd_limit
 from test_metrics import parse, scrape, value
+from test_view import SCHEMA_PATH
+
+try:
+    import jsonschema
+except ImportError:  # test/setup.sh installs python3-jsonschema
+    jsonschema = None
 
 SSE = "text/event-stream"
 # How soon a change must show (the issue's bound): DNS or a peer's data.
 CHANGE_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def validator():
+    """docs/view.schema.json, whose optional "stream" member only events have."""
+    if jsonschema is None:
+        pytest.fail("python3-jsonschema is not installed (test/setup.sh installs it)")
+    with open(SCHEMA_PATH) as f:
+        return jsonschema.Draft202012Validator(json.load(f))
 
 
 class Stream:
@@ -160,7 +177,7 @@ def streams_closer(factory, streams):
     factory.on_close(lambda: [s.close() for s in streams])
 
 
-def test_first_event_at_once_with_the_headers_of_a_stream(factory):
+def test_first_event_at_once_with_the_headers_of_a_stream(factory, validator):
     dns, ks = factory.cluster(("kubia-0", "kubia-1"))
     assert ks[1].post("/", b"one").status == 200
     streams = []
@@ -184,6 +201,8 @@ def test_first_event_at_once_with_the_headers_of_a_stream(factory):
         assert abs(doc["stream"]["changed_at_ms"] / 1000 - time.time()) < 60
         assert peer(doc, "kubia-1")["data"] == "one"
         assert doc["pod"]["name"] == "kubia-0"
+        errors = sorted(validator.iter_errors(doc), key=str)
+        assert not errors, "; ".join(e.message for e in errors)
         # The event's data are one line: the document of the JSON view, plus "stream".
         assert re.match(rb"id: 1\nevent: view\ndata: \{[^\n]*\}\n\n", s.raw), s.raw[:200]
     # The plain JSON view has no "stream" member; the text view is the text view.
