@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from harness import DOMAIN, pod_fqdn
+from harness import DOMAIN, SANITIZE, pod_fqdn
 from kubiatest.ports import free_port
 from kubiatest.waits import wait_until
 from test_fanout import CountingRelay, raise_fd_limit
@@ -29,8 +29,11 @@ except ImportError:  # test/setup.sh installs python3-jsonschema
     jsonschema = None
 
 SSE = "text/event-stream"
-# How soon a change must show (the bound): DNS or a peer's data.
-CHANGE_S = 2.0
+# How soon a change must show (the bound): DNS or a peer's data. A sanitizer
+# build is slower at everything; the release build holds the bound itself.
+CHANGE_S = 2.0 if SANITIZE == "none" else 4.0
+# How long kubia's own shutdown may take with 50 streams open (it logs "stopped in").
+STOP_MS = 20 if SANITIZE == "none" else 250
 
 
 @pytest.fixture(scope="module")
@@ -426,7 +429,7 @@ def test_sigterm_ends_fifty_streams_at_once(factory):
     stopped = re.findall(r"stopped in (\d+) ms", k.stderr())
     assert stopped, k.stderr()[-2000:]
     # kubia's own measure, from the signal to the end of its shutdown.
-    assert int(stopped[-1]) <= 20, "shutdown took %s ms with 50 streams" % stopped[-1]
+    assert int(stopped[-1]) <= STOP_MS, "shutdown took %s ms with 50 streams" % stopped[-1]
     assert dt < 1.0, "exit took %.2fs with 50 streams open" % dt
     for s in streams:
         s.thread.join(5)
