@@ -24,8 +24,8 @@ struct stream_hub;
 struct stream_sub;
 
 /* How the hub acts on a subscriber's connection; libmicrohttpd's in the server, fakes in
- * the unit test. suspend is called from the subscriber's read() only; resume and cut
- * from any thread, under the hub's lock. */
+ * the unit test. suspend is called from the subscriber's read() only; resume, cut and
+ * gone from any thread, under the hub's lock, while the subscriber is open. */
 struct stream_io {
 	void (*suspend)(void *conn);
 	void (*resume)(void *conn);
