@@ -33,7 +33,8 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 /* The port the server listens on. */
 unsigned http_port(const struct http_server *srv);
 
-/* Shutdown, step 1: /readyz answers 503 and no new connection is accepted. */
+/* Shutdown, step 1: every view stream ends, /readyz answers 503 and no new connection
+ * is accepted. */
 void http_quiesce(struct http_server *srv);
 
 /* Shutdown, step 2: waits until no request is in flight or timeout_ms passes.
@@ -44,7 +45,8 @@ bool http_wait_idle(struct http_server *srv, unsigned timeout_ms);
 unsigned http_in_flight(struct http_server *srv);
 
 /* Shutdown, step 3: closes every connection and frees. NULL is a no-op. Every
- * suspended request must have been resumed (discovery_stop() does that). */
+ * suspended request must have been resumed (discovery_stop() does that for views,
+ * http_quiesce() for streams), and discovery's watcher stopped (discovery_stop()). */
 void http_stop(struct http_server *srv);
 
 #endif
