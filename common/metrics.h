@@ -68,6 +68,10 @@ struct metrics_registry {
 	_Atomic uint64_t peers_discovered; /* peers in the last SRV answer (a gauge) */
 	_Atomic uint64_t peer_fetches[METRICS_FETCH_NRESULTS];
 	struct metrics_histogram fetch_duration;
+	_Atomic uint64_t stream_subscribers; /* view streams open now (a gauge) */
+	_Atomic uint64_t stream_events; /* events written whole to subscribers */
+	_Atomic uint64_t stream_drops; /* subscribers dropped for not keeping up */
+	_Atomic uint64_t stream_heartbeats; /* heartbeat comments queued */
 };
 
 /* The process's one registry (zero-initialised: ready before main()). */

@@ -31,6 +31,7 @@ struct discovery {
 	struct transfers transfers;
 	struct fetches fetches;
 	struct views views;
+	struct watch watch;
 
 	/* Shared with submitting threads, under mu. */
 	pthread_mutex_t mu;
@@ -38,6 +39,11 @@ struct discovery {
 	struct view *q_tail;
 	unsigned pending;
 	bool stopping;
+	/* What discovery_watch() last asked for, applied on the loop thread. */
+	bool watch_on;
+	unsigned watch_interval_ms;
+	discovery_watch_fn watch_fn;
+	void *watch_ctx;
 
 	/* Serialises discovery_stop() callers so each returns only after the join. */
 	pthread_mutex_t stop_mu;
@@ -86,13 +92,22 @@ static void take_submissions(void *arg)
 	struct discovery *d = arg;
 	struct view *v;
 	bool stop;
+	bool watch_on;
+	unsigned interval_ms;
+	discovery_watch_fn watch_fn;
+	void *watch_ctx;
 
 	pthread_mutex_lock(&d->mu);
 	v = d->q_head;
 	d->q_head = NULL;
 	d->q_tail = NULL;
 	stop = d->stopping;
+	watch_on = d->watch_on && !stop;
+	interval_ms = d->watch_interval_ms;
+	watch_fn = d->watch_fn;
+	watch_ctx = d->watch_ctx;
 	pthread_mutex_unlock(&d->mu);
+	watch_set(&d->watch, watch_on, interval_ms, watch_fn, watch_ctx);
 	if (stop) {
 		view_stop(&d->views);
 		loop_quit(d->loop);
@@ -116,6 +131,8 @@ static void *discovery_main(void *arg)
 	pthread_mutex_lock(&d->mu);
 	d->stopping = true;
 	pthread_mutex_unlock(&d->mu);
+	/* The watcher's view in flight ends with the rest, unreported. */
+	watch_set(&d->watch, false, 0, NULL, NULL);
 	view_end_all(&d->views);
 	take_submissions(d);
 	return NULL;
@@ -222,6 +239,12 @@ static struct discovery *discovery_alloc(const struct discovery_config *cfg,
 	return d;
 }
 
+/* The watcher's way in: the same queue as every other view's. */
+static bool watch_submit(void *arg, discovery_done_fn done, void *ctx)
+{
+	return discovery_request_as(arg, DISCOVERY_FORMAT_JSON, done, ctx);
+}
+
 /* The loop and its sources; false with a line in err. */
 static bool discovery_setup(struct discovery *d, char *err, size_t errlen)
 {
@@ -232,6 +255,7 @@ static bool discovery_setup(struct discovery *d, char *err, size_t errlen)
 	}
 	view_init(&d->views, &d->cfg, &d->local, &d->lookup, &d->fetches, &d->transfers,
 		  view_finished, d);
+	watch_init(&d->watch, d->loop, d->cfg.budget, watch_submit, d);
 	loop_on_wake(d->loop, take_submissions, d);
 	return true;
 }
@@ -354,6 +378,9 @@ void discovery_destroy(struct discovery *d)
 		return;
 	}
 	discovery_stop(d);
+	if (d->loop != NULL) {
+		watch_destroy(&d->watch);
+	}
 	/* The libraries may tell their socket callbacks about closing sockets, so the
 	 * loop outlives them. */
 	transfer_destroy(&d->transfers);
@@ -367,4 +394,19 @@ void discovery_destroy(struct discovery *d)
 	pthread_mutex_destroy(&d->stop_mu);
 	pthread_mutex_destroy(&d->mu);
 	free(d);
+}
+
+void discovery_watch(struct discovery *d, bool on, unsigned interval_ms, discovery_watch_fn fn,
+		     void *ctx)
+{
+	if (d == NULL) {
+		return;
+	}
+	pthread_mutex_lock(&d->mu);
+	d->watch_on = on && fn != NULL && interval_ms > 0;
+	d->watch_interval_ms = interval_ms;
+	d->watch_fn = fn;
+	d->watch_ctx = ctx;
+	pthread_mutex_unlock(&d->mu);
+	loop_wake(d->loop);
 }

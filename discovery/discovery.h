@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * discovery: the cluster view. One event-loop thread (epoll + timerfd) owns a c-ares
@@ -139,5 +140,30 @@ void discovery_stop(struct discovery *d);
 
 /* Stops (if needed) and frees. NULL is a no-op. */
 void discovery_destroy(struct discovery *d);
+
+/* What the watcher found in one round (discovery_watch()). */
+struct discovery_watch_event {
+	/* The view as one line of compact JSON (the document of DISCOVERY_FORMAT_JSON,
+	 * without a newline) when it differs from the last one reported, not counting
+	 * srv.from_cache and the peers' fetch_ms; ownership passes to the callee, who frees
+	 * it with discovery_body_free(). NULL when nothing changed, or the round could not
+	 * be made (budget, max_pending). */
+	char *body;
+	size_t len;
+	uint64_t changed_at_ms; /* Unix time in ms when the change was seen */
+};
+
+/* Receives every round of the watcher, on the loop thread; must not block. */
+typedef void (*discovery_watch_fn)(void *ctx, struct discovery_watch_event *ev);
+
+/*
+ * The watcher: while on, one view every interval_ms (the first at once, rounds never
+ * overlapping), assembled as any other view and compared with the last one, each round
+ * reported to fn(ctx). One per discovery object, however many wait for its reports: the
+ * caller fans them out. Thread-safe; on takes effect on the loop thread soon after.
+ * Turning it off forgets the last view. It is off once discovery_stop() has begun.
+ */
+void discovery_watch(struct discovery *d, bool on, unsigned interval_ms, discovery_watch_fn fn,
+		     void *ctx);
 
 #endif

@@ -483,4 +483,38 @@ void view_stop(struct views *vs);
 /* Ends every view still open: the lookup's waiters and the lines waiting for peers. */
 void view_end_all(struct views *vs);
 
+/* ---- watch.c: the watcher ---------------------------------------------------------- */
+
+struct json_t;
+
+/* Asks one JSON view whose outcome goes to done(ctx, ...) (the facade's
+ * discovery_request_as()); false when it was refused. */
+typedef bool (*watch_submit_fn)(void *arg, discovery_done_fn done, void *ctx);
+
+struct watch {
+	struct loop *loop;
+	struct budget *budget;
+	struct loop_timer timer; /* the next round */
+	watch_submit_fn submit;
+	void *submit_arg;
+	unsigned interval_ms;
+	discovery_watch_fn report;
+	void *report_ctx;
+	bool active;
+	bool in_flight; /* a round's view is being assembled */
+	struct json_t *last; /* the last view reported, normalised (watch_normalise()) */
+	size_t last_charge; /* what last holds of the budget */
+};
+
+void watch_init(struct watch *w, struct loop *loop, struct budget *budget, watch_submit_fn submit,
+		void *submit_arg);
+/* Starts rounds every interval_ms, the first at once, each reported to report(ctx), or
+ * stops them (forgetting the last view: the first round after a start reports one). */
+void watch_set(struct watch *w, bool on, unsigned interval_ms, discovery_watch_fn report,
+	       void *ctx);
+/* Removes what tells two views apart without their saying anything different: the SRV
+ * answer's from_cache and every peer's fetch_ms. */
+void watch_normalise(struct json_t *doc);
+void watch_destroy(struct watch *w);
+
 #endif

@@ -56,6 +56,11 @@ struct config {
 	unsigned threads; /* 0 = automatic, resolved at start (main.c) */
 	uint64_t max_memory; /* 0 = automatic, resolved at start (main.c) */
 	unsigned shutdown_timeout_ms;
+	unsigned stream_interval_ms; /* the view watcher's period */
+	unsigned stream_heartbeat_s;
+	unsigned max_stream_subscribers;
+	unsigned stream_max_pending; /* events queued to one subscriber */
+	uint64_t stream_max_pending_bytes;
 	enum log_level log_level;
 	enum log_format log_format;
 	bool access_log;

@@ -213,6 +213,38 @@ enum view_format view_format_of(struct MHD_Connection *conn)
 	return f;
 }
 
+bool view_stream_choose(const char *watch, const char *accept)
+{
+	int stream;
+
+	if (watch != NULL && strcmp(watch, "1") == 0) {
+		return true;
+	}
+	if (accept == NULL) {
+		return false;
+	}
+	/* A browser's EventSource sends exactly "text/event-stream"; "text/" + "*" or
+	 * "*" + "/" + "*" weigh the text view as much, which keeps it. */
+	stream = weight_of(accept, "text", "event-stream");
+	return stream > weight_of(accept, "text", "plain") &&
+	       stream > weight_of(accept, "application", "json");
+}
+
+bool view_stream_of(struct MHD_Connection *conn)
+{
+	const char *watch = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "watch");
+	struct accept_acc a = {NULL, 0, false};
+	bool stream;
+
+	if (watch != NULL) {
+		return view_stream_choose(watch, NULL);
+	}
+	(void)MHD_get_connection_values(conn, MHD_HEADER_KIND, add_accept, &a);
+	stream = !a.oom && view_stream_choose(NULL, a.text);
+	free(a.text);
+	return stream;
+}
+
 enum MHD_Result view_format_refuse(struct MHD_Connection *conn)
 {
 	const char *format = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");

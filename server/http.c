@@ -20,6 +20,7 @@
 #include "server/http_internal.h"
 #include "server/log.h"
 #include "server/observe.h"
+#include "server/stream.h"
 
 #define ALLOWED "GET, HEAD, POST"
 /* Seconds a client turned away for memory is told to wait: requests in flight end fast. */
@@ -139,14 +140,17 @@ static bool build_fixed(struct http_server *s)
 	s->over_budget_resp =
 		fixed(s, "Busy: the memory for requests in flight is in use; try again\n");
 	s->method_resp = fixed(s, "Method not allowed: use GET, HEAD or POST\n");
+	s->streams_full_resp = fixed(s, "Too many view streams open; try again\n");
 	if (s->stored_resp == NULL || s->too_large_resp == NULL || s->healthz_resp == NULL ||
 	    s->ready_resp == NULL || s->stopping_resp == NULL || s->busy_resp == NULL ||
-	    s->method_resp == NULL || s->over_budget_resp == NULL) {
+	    s->method_resp == NULL || s->over_budget_resp == NULL || s->streams_full_resp == NULL) {
 		return false;
 	}
 	return MHD_add_response_header(s->method_resp->r, MHD_HTTP_HEADER_ALLOW, ALLOWED) ==
 		       MHD_YES &&
 	       MHD_add_response_header(s->over_budget_resp->r, MHD_HTTP_HEADER_RETRY_AFTER,
+				       RETRY_AFTER_S) == MHD_YES &&
+	       MHD_add_response_header(s->streams_full_resp->r, MHD_HTTP_HEADER_RETRY_AFTER,
 				       RETRY_AFTER_S) == MHD_YES;
 }
 
@@ -161,6 +165,44 @@ static void destroy_responses(struct http_server *s)
 	for (size_t i = 0; i < s->nfixed; i++) {
 		MHD_destroy_response(s->fixed[i].r);
 	}
+}
+
+static void stream_suspend(void *conn)
+{
+	MHD_suspend_connection(conn);
+}
+
+static void stream_resume(void *conn)
+{
+	MHD_resume_connection(conn);
+}
+
+/* Shut down, not closed: libmicrohttpd sees the end and closes the connection itself
+ * (as the guard does), so the descriptor stays its own. */
+static void stream_cut(void *conn, int fd)
+{
+	(void)conn;
+	(void)shutdown(fd, SHUT_RDWR);
+}
+
+/* The view stream's subscribers (peers mode only). */
+static bool start_streams(struct http_server *s)
+{
+	static const struct stream_io io = {stream_suspend, stream_resume, stream_cut};
+	const struct config *cfg = s->cfg;
+	const struct stream_limits lim = {
+		.interval_ms = cfg->stream_interval_ms,
+		.heartbeat_s = cfg->stream_heartbeat_s,
+		.max_subscribers = cfg->max_stream_subscribers,
+		.max_pending = cfg->stream_max_pending,
+		.max_pending_bytes = cfg->stream_max_pending_bytes,
+	};
+
+	if (s->disc == NULL) {
+		return true;
+	}
+	s->streams = stream_hub_new(&lim, &io, s->disc, s->budget, cfg->hostname);
+	return s->streams != NULL;
 }
 
 struct http_server *http_start(const struct config *cfg, struct storage *st, struct discovery *disc,
@@ -189,7 +231,7 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 	pthread_cond_init(&s->idle_cond, &ca);
 	pthread_condattr_destroy(&ca);
 
-	if (!build_fixed(s) || !response_cache_refresh_locked(s)) {
+	if (!build_fixed(s) || !response_cache_refresh_locked(s) || !start_streams(s)) {
 		errtext_set(err, errlen, "HTTP server: out of memory");
 		goto fail;
 	}
@@ -232,6 +274,7 @@ fail:
 		guard_free(s->guard);
 	}
 	destroy_responses(s);
+	stream_hub_free(s->streams);
 	pthread_mutex_destroy(&s->cache_lock);
 	pthread_mutex_destroy(&s->idle_lock);
 	pthread_cond_destroy(&s->idle_cond);
@@ -254,6 +297,10 @@ void http_quiesce(struct http_server *srv)
 	MHD_socket fd;
 
 	atomic_store(&srv->stopping, true);
+	/* Streams never end by themselves: they would hold the wait for idleness. */
+	if (srv->streams != NULL) {
+		stream_stop_all(srv->streams);
+	}
 	guard_quiesce(srv->guard);
 	fd = MHD_quiesce_daemon(srv->daemon);
 	if (fd != MHD_INVALID_SOCKET) {
@@ -298,6 +345,7 @@ void http_stop(struct http_server *srv)
 		close(srv->quiesced_fd);
 	}
 	destroy_responses(srv);
+	stream_hub_free(srv->streams);
 	pthread_mutex_destroy(&srv->cache_lock);
 	pthread_mutex_destroy(&srv->idle_lock);
 	pthread_cond_destroy(&srv->idle_cond);

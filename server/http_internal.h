@@ -31,7 +31,7 @@ struct fixed_response {
 	size_t len;
 };
 
-#define FIXED_MAX 8
+#define FIXED_MAX 12
 
 struct http_server {
 	const struct config *cfg;
@@ -64,6 +64,9 @@ struct http_server {
 	const struct fixed_response *too_large_resp;
 	const struct fixed_response *busy_resp;
 	const struct fixed_response *over_budget_resp; /* 503 with Retry-After */
+	const struct fixed_response *streams_full_resp; /* 503 with Retry-After */
+
+	struct stream_hub *streams; /* the view stream's subscribers; NULL in pet mode */
 
 	struct guard *guard; /* deadlines, and room in a full table (guard.c) */
 
@@ -151,5 +154,11 @@ enum view_format view_format_choose(const char *format, const char *accept);
 enum view_format view_format_of(struct MHD_Connection *conn);
 /* Queues the 400 for an unknown "?format=". */
 enum MHD_Result view_format_refuse(struct MHD_Connection *conn);
+/* Whether a view is asked as a stream of events: watch is "?watch=" (NULL: not given),
+ * "1" asks for it; else accept (as for view_format_choose()) must weigh
+ * text/event-stream more than both application/json and text/plain. */
+bool view_stream_choose(const char *watch, const char *accept);
+/* view_stream_choose() for a request. */
+bool view_stream_of(struct MHD_Connection *conn);
 
 #endif

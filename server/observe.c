@@ -369,6 +369,19 @@ static void registry_series(struct text *t)
 		       metrics.peer_fetches, metrics_fetch_result_names, METRICS_FETCH_NRESULTS);
 	plain_histogram(t, "kubia_peer_fetch_duration_seconds", "Time of one request to a peer.",
 			&metrics.fetch_duration, &metrics_duration_buckets);
+	header(t, "kubia_stream_subscribers", "gauge", "View streams open now.");
+	textf(t, "kubia_stream_subscribers %llu\n",
+	      (unsigned long long)load(&metrics.stream_subscribers));
+	header(t, "kubia_stream_events_total", "counter",
+	       "View events written whole to stream subscribers.");
+	textf(t, "kubia_stream_events_total %llu\n", (unsigned long long)load(&metrics.stream_events));
+	header(t, "kubia_stream_drops_total", "counter",
+	       "Stream subscribers dropped for falling behind.");
+	textf(t, "kubia_stream_drops_total %llu\n", (unsigned long long)load(&metrics.stream_drops));
+	header(t, "kubia_stream_heartbeats_total", "counter",
+	       "Heartbeat comments sent on quiet streams.");
+	textf(t, "kubia_stream_heartbeats_total %llu\n",
+	      (unsigned long long)load(&metrics.stream_heartbeats));
 }
 
 static void process_series(struct text *t, const struct http_server *s)

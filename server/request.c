@@ -39,4 +39,5 @@ void request_reset(struct request *rq)
 	rq->view_len = 0;
 	rq->peer_errors = 0;
 	rq->json = false;
+	rq->stream = NULL;
 }

@@ -23,6 +23,7 @@
 #define REQUEST_PATH_LOG_MAX 256
 
 struct http_server;
+struct stream_sub;
 
 /* Where a request that waits for another thread is (a cluster view waits for discovery,
  * a POST for the writer's commit). */
@@ -59,6 +60,7 @@ struct request {
 	size_t view_len;
 	unsigned peer_errors; /* peers the view could not read, for the access log */
 	bool json; /* the view is JSON (server/format.c decides) */
+	struct stream_sub *stream; /* a view stream's subscriber (server/stream.c) */
 	/* The connection guard's (server/guard.c): written by the request path... */
 	atomic_uint phase; /* enum guard_phase */
 	atomic_uint seq; /* requests completed on the connection */

@@ -16,6 +16,7 @@
 #include "server/log.h"
 #include "server/observe.h"
 #include "server/request.h"
+#include "server/stream.h"
 #include "server/ui.h"
 #include "storage/storage.h"
 
@@ -64,6 +65,59 @@ static void on_cluster_done(void *ctx, const struct discovery_view *view)
 	MHD_resume_connection(r->conn);
 }
 
+/* libmicrohttpd's reader of a view stream's response. */
+static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	ssize_t n = stream_read(cls, buf, max);
+
+	(void)pos;
+	if (n == -1) {
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	}
+	return n == -2 ? MHD_CONTENT_READER_END_WITH_ERROR : n;
+}
+
+/* GET of the view as Server-Sent Events: a subscriber of the pod's watcher, answered
+ * for as long as the client stays (or until SIGTERM). */
+static enum MHD_Result serve_stream(struct http_server *s, struct request *r)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (ci == NULL) {
+		return MHD_NO;
+	}
+	switch (stream_open(s->streams, r->conn, ci->connect_fd, &r->stream)) {
+	case STREAM_OPEN_OK:
+		break;
+	case STREAM_OPEN_FULL:
+		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->streams_full_resp);
+	case STREAM_OPEN_STOPPING:
+		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->stopping_resp);
+	default:
+		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->over_budget_resp);
+	}
+	/* No free callback: the subscriber is closed with the request (routes_on_completed),
+	 * after which libmicrohttpd never reads the response again. */
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, read_stream, r->stream,
+						 NULL);
+	if (resp == NULL) {
+		return MHD_NO;
+	}
+	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream") !=
+		    MHD_YES ||
+	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache") != MHD_YES ||
+	    MHD_add_response_header(resp, "X-Accel-Buffering", "no") != MHD_YES) {
+		MHD_destroy_response(resp);
+		return MHD_NO;
+	}
+	ret = queue_response(r->conn, MHD_HTTP_OK, resp, 0);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 {
 	int state = atomic_load_explicit(&r->state, memory_order_acquire);
@@ -72,6 +126,9 @@ static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 
 	switch (state) {
 	case WAIT_NEW:
+		if (view_stream_of(r->conn)) {
+			return serve_stream(s, r);
+		}
 		switch (view_format_of(r->conn)) {
 		case VIEW_FORMAT_BAD:
 			return view_format_refuse(r->conn);
@@ -433,6 +490,10 @@ void routes_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	}
 	obs_end(r);
 	guard_next(r);
+	if (r->stream != NULL) {
+		stream_close(r->stream);
+		r->stream = NULL;
+	}
 	/* Only these keep state beyond the route: GET /data's completion frees nothing. */
 	if (r->route == ROUTE_STORE || r->route == ROUTE_TOO_LARGE_DRAIN ||
 	    r->route == ROUTE_CLUSTER) {
