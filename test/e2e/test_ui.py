@@ -250,5 +250,13 @@ def test_the_live_page_through_kubectl_proxy(sim, tmp_path, browser, proxy):
     b.until("four pods again", lambda: b.cards() == four)
     assert greeting in b.card_text("kubia-0")  # its data outlived it
     b.shoot("kubia-0-deleted-and-reconnected")
-    for name in ("kubia-0", "kubia-2"):
+
+    # through the Service's proxy path: the page, and its stream, from whichever pod
+    # kubia-public sends each request to
+    browser.open("service", base + "/services/kubia-public/proxy/ui")
+    b = browser.on("service")
+    b.until("four pods through the Service", lambda: b.cards() == four)
+    b.until("live through the Service", lambda: b.status()[0] == "live")
+    assert b.text("served-by") in four
+    for name in ("kubia-0", "kubia-2", "service"):
         assert browser.on(name).script_errors() == [], name
