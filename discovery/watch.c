@@ -40,14 +40,16 @@ void watch_normalise(json_t *doc)
 	/* How the view was got, not what it says: a round served from the SRV cache, or a
 	 * peer that answered a little slower, is the same view. */
 	(void)json_object_del(srv, "from_cache");
-	json_array_foreach (peers, i, p) {
+	json_array_foreach(peers, i, p)
+	{
 		(void)json_object_del(p, "fetch_ms");
 	}
 }
 
 static void watch_report(struct watch *w, char *body, size_t len, uint64_t changed_at_ms)
 {
-	struct discovery_watch_event ev = {.body = body, .len = len, .changed_at_ms = changed_at_ms};
+	struct discovery_watch_event ev = {
+		.body = body, .len = len, .changed_at_ms = changed_at_ms};
 
 	w->report(w->report_ctx, &ev);
 }
@@ -125,14 +127,14 @@ static void watch_view_done(void *ctx, const struct discovery_view *view)
 
 	w->in_flight = false;
 	if (!w->active || view->body == NULL) {
-		discovery_body_free(view->body);
+		render_body_free(view->body);
 		if (w->active) {
 			watch_report(w, NULL, 0, 0);
 		}
 		return;
 	}
 	watch_compare(w, view->body, view->len);
-	discovery_body_free(view->body);
+	render_body_free(view->body);
 }
 
 static void watch_tick(void *arg)

@@ -217,8 +217,8 @@ bool view_stream_choose(const char *watch, const char *accept)
 {
 	int stream;
 
-	if (watch != NULL && strcmp(watch, "1") == 0) {
-		return true;
+	if (watch != NULL) {
+		return strcmp(watch, "1") == 0; /* given, it decides: ?watch=0 is the view */
 	}
 	if (accept == NULL) {
 		return false;
@@ -239,6 +239,7 @@ bool view_stream_of(struct MHD_Connection *conn)
 	if (watch != NULL) {
 		return view_stream_choose(watch, NULL);
 	}
+	/* A field may be sent more than once: the lists are one list (RFC 9110, 5.3). */
 	(void)MHD_get_connection_values(conn, MHD_HEADER_KIND, add_accept, &a);
 	stream = !a.oom && view_stream_choose(NULL, a.text);
 	free(a.text);

@@ -2,6 +2,7 @@
 #include "server/http.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -185,10 +186,18 @@ static void stream_cut(void *conn, int fd)
 	(void)shutdown(fd, SHUT_RDWR);
 }
 
+static bool stream_gone(void *conn, int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+
+	(void)conn;
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 /* The view stream's subscribers (peers mode only). */
 static bool start_streams(struct http_server *s)
 {
-	static const struct stream_io io = {stream_suspend, stream_resume, stream_cut};
+	static const struct stream_io io = {stream_suspend, stream_resume, stream_cut, stream_gone};
 	const struct config *cfg = s->cfg;
 	const struct stream_limits lim = {
 		.interval_ms = cfg->stream_interval_ms,

@@ -155,7 +155,7 @@ enum view_format view_format_of(struct MHD_Connection *conn);
 /* Queues the 400 for an unknown "?format=". */
 enum MHD_Result view_format_refuse(struct MHD_Connection *conn);
 /* Whether a view is asked as a stream of events: watch is "?watch=" (NULL: not given),
- * "1" asks for it; else accept (as for view_format_choose()) must weigh
+ * given, decides ("1" asks for it); else accept (as for view_format_choose()) must weigh
  * text/event-stream more than both application/json and text/plain. */
 bool view_stream_choose(const char *watch, const char *accept);
 /* view_stream_choose() for a request. */

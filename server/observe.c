@@ -374,10 +374,12 @@ static void registry_series(struct text *t)
 	      (unsigned long long)load(&metrics.stream_subscribers));
 	header(t, "kubia_stream_events_total", "counter",
 	       "View events written whole to stream subscribers.");
-	textf(t, "kubia_stream_events_total %llu\n", (unsigned long long)load(&metrics.stream_events));
+	textf(t, "kubia_stream_events_total %llu\n",
+	      (unsigned long long)load(&metrics.stream_events));
 	header(t, "kubia_stream_drops_total", "counter",
 	       "Stream subscribers dropped for falling behind.");
-	textf(t, "kubia_stream_drops_total %llu\n", (unsigned long long)load(&metrics.stream_drops));
+	textf(t, "kubia_stream_drops_total %llu\n",
+	      (unsigned long long)load(&metrics.stream_drops));
 	header(t, "kubia_stream_heartbeats_total", "counter",
 	       "Heartbeat comments sent on quiet streams.");
 	textf(t, "kubia_stream_heartbeats_total %llu\n",
@@ -399,7 +401,8 @@ static void process_series(struct text *t, const struct http_server *s)
 	header(t, "kubia_memory_budget_limit_bytes", "gauge",
 	       "The memory budget (--max-memory): past it requests get 503.");
 	textf(t, "kubia_memory_budget_limit_bytes %llu\n", (unsigned long long)s->cfg->max_memory);
-	header(t, "kubia_http_requests_in_flight", "gauge", "Requests being handled now.");
+	header(t, "kubia_http_requests_in_flight", "gauge",
+	       "Requests being handled now, view streams aside.");
 	textf(t, "kubia_http_requests_in_flight %u\n", atomic_load(&s->in_flight));
 }
 

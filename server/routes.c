@@ -65,6 +65,16 @@ static void on_cluster_done(void *ctx, const struct discovery_view *view)
 	MHD_resume_connection(r->conn);
 }
 
+/* A request is no longer in flight: the last one wakes a shutdown waiting for that. */
+static void leave_in_flight(struct http_server *s)
+{
+	if (atomic_fetch_sub(&s->in_flight, 1) == 1 && atomic_load(&s->stopping)) {
+		pthread_mutex_lock(&s->idle_lock);
+		pthread_cond_broadcast(&s->idle_cond);
+		pthread_mutex_unlock(&s->idle_lock);
+	}
+}
+
 /* libmicrohttpd's reader of a view stream's response. */
 static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -91,6 +101,9 @@ static enum MHD_Result serve_stream(struct http_server *s, struct request *r)
 	}
 	switch (stream_open(s->streams, r->conn, ci->connect_fd, &r->stream)) {
 	case STREAM_OPEN_OK:
+		/* A stream never completes: it is not a request the shutdown's grace waits
+		 * for. SIGTERM ends it (stream_stop_all()) while the shutdown goes on. */
+		leave_in_flight(s);
 		break;
 	case STREAM_OPEN_FULL:
 		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->streams_full_resp);
@@ -484,13 +497,15 @@ void routes_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 {
 	struct http_server *s = cls;
 	struct request *r = *req_cls;
+	bool streamed;
 
 	if (r == NULL) {
 		return;
 	}
 	obs_end(r);
 	guard_next(r);
-	if (r->stream != NULL) {
+	streamed = r->stream != NULL;
+	if (streamed) {
 		stream_close(r->stream);
 		r->stream = NULL;
 	}
@@ -503,9 +518,7 @@ void routes_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		request_reset(r);
 	}
 	*req_cls = NULL;
-	if (atomic_fetch_sub(&s->in_flight, 1) == 1 && atomic_load(&s->stopping)) {
-		pthread_mutex_lock(&s->idle_lock);
-		pthread_cond_broadcast(&s->idle_cond);
-		pthread_mutex_unlock(&s->idle_lock);
+	if (!streamed) {
+		leave_in_flight(s);
 	}
 }

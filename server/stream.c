@@ -54,6 +54,7 @@ struct stream_sub {
 	uint64_t last_ns; /* when something was last queued */
 	bool suspended;
 	bool dropped;
+	bool gone; /* the client closed its end */
 	size_t charged;
 };
 
@@ -199,8 +200,8 @@ static struct stream_event *event_new(char *body, size_t len, uint64_t changed_a
 	e->refs = 1;
 	e->body = body;
 	e->body_len = len - 1;
-	e->tail_len = (size_t)snprintf(e->tail, sizeof(e->tail), ",\"changed_at_ms\":%" PRIu64 "}}\n\n",
-				       changed_at_ms);
+	e->tail_len = (size_t)snprintf(e->tail, sizeof(e->tail),
+				       ",\"changed_at_ms\":%" PRIu64 "}}\n\n", changed_at_ms);
 	return e;
 }
 
@@ -226,6 +227,11 @@ void stream_on_round(void *ctx, struct discovery_watch_event *ev)
 		h->latest = e;
 	}
 	for (struct stream_sub *s = h->subs; s != NULL; s = s->next) {
+		if (s->suspended && h->io.gone(s->conn, s->fd)) {
+			s->gone = true;
+			wake(h, s); /* its read closes the connection */
+			continue;
+		}
 		if (e != NULL) {
 			enqueue(h, s, e, now);
 		} else if (!s->dropped && s->count == 0 && !s->hb && now - s->last_ns >= quiet) {
@@ -254,7 +260,12 @@ enum stream_open_result stream_open(struct stream_hub *h, void *conn, int fd,
 		pthread_mutex_unlock(&h->mu);
 		return STREAM_OPEN_FULL;
 	}
-	if (!budget_charge(h->budget, size) || (s = calloc(1, size)) == NULL) {
+	if (!budget_charge(h->budget, size)) {
+		pthread_mutex_unlock(&h->mu);
+		return STREAM_OPEN_OVER_BUDGET;
+	}
+	s = calloc(1, size);
+	if (s == NULL) {
 		budget_credit(h->budget, size);
 		pthread_mutex_unlock(&h->mu);
 		return STREAM_OPEN_OVER_BUDGET;
@@ -342,7 +353,7 @@ ssize_t stream_read(struct stream_sub *s, char *buf, size_t max)
 	size_t n = 0;
 
 	pthread_mutex_lock(&h->mu);
-	if (s->dropped) {
+	if (s->dropped || s->gone) {
 		pthread_mutex_unlock(&h->mu);
 		return -2;
 	}

@@ -30,6 +30,10 @@ struct stream_io {
 	void (*suspend)(void *conn);
 	void (*resume)(void *conn);
 	void (*cut)(void *conn, int fd); /* ends a connection that does not read */
+	/* Whether the client has closed its end: libmicrohttpd does not look at a suspended
+	 * connection, so a client that left would otherwise be noticed only when a write
+	 * to it fails, two heartbeats later. */
+	bool (*gone)(void *conn, int fd);
 };
 
 struct stream_limits {
@@ -68,7 +72,9 @@ void stream_close(struct stream_sub *s);
  * connection is to be closed). */
 ssize_t stream_read(struct stream_sub *s, char *buf, size_t max);
 
-/* A round of the watcher (discovery_watch_fn, with the hub as ctx). */
+/* A round of the watcher (discovery_watch_fn, with the hub as ctx): its event queued to
+ * every subscriber, or a heartbeat to those quiet long enough; subscribers whose client
+ * left are ended. */
 void stream_on_round(void *ctx, struct discovery_watch_event *ev);
 
 /* SIGTERM: no subscriber is taken any more, idle ones end at once, and those in the

@@ -393,6 +393,11 @@ static void test_help_and_version(void **state)
 		{"  --max-memory ", "KUBIA_MAX_MEMORY"},
 		{"  --shutdown-timeout-ms ", "KUBIA_SHUTDOWN_TIMEOUT_MS"},
 		{"  --log-level ", "KUBIA_LOG_LEVEL"},
+		{"  --stream-interval-ms ", "KUBIA_STREAM_INTERVAL_MS"},
+		{"  --stream-heartbeat-s ", "KUBIA_STREAM_HEARTBEAT_S"},
+		{"  --max-stream-subscribers ", "KUBIA_MAX_STREAM_SUBSCRIBERS"},
+		{"  --stream-max-pending ", "KUBIA_STREAM_MAX_PENDING "},
+		{"  --stream-max-pending-bytes ", "KUBIA_STREAM_MAX_PENDING_BYTES"},
 	};
 	static const char usage[] = "Usage: kubia [OPTION]...\n";
 	enum config_result res;
@@ -418,6 +423,70 @@ static void test_help_and_version(void **state)
 		fail_msg("--version prints \"%s\"", text);
 	}
 	free(text);
+}
+
+/* The view stream's settings: defaults, variables, flags over variables, and each one's
+ * range refused past either end with its name and value. */
+static void test_stream_settings(void **state)
+{
+	static const char *const env[] = {"KUBIA_STREAM_INTERVAL_MS",
+					  "250",
+					  "KUBIA_STREAM_HEARTBEAT_S",
+					  "3",
+					  "KUBIA_MAX_STREAM_SUBSCRIBERS",
+					  "9",
+					  "KUBIA_STREAM_MAX_PENDING",
+					  "2",
+					  "KUBIA_STREAM_MAX_PENDING_BYTES",
+					  "2048",
+					  NULL};
+	struct config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&c, NULL, err, sizeof(err), 1), CONFIG_RUN);
+	assert_int_equal(c.stream_interval_ms, 500);
+	assert_int_equal(c.stream_heartbeat_s, 15);
+	assert_int_equal(c.max_stream_subscribers, 256);
+	assert_int_equal(c.stream_max_pending, 8);
+	assert_int_equal(c.stream_max_pending_bytes, 4194304);
+	assert_int_equal(parse(&c, env, err, sizeof(err), 1), CONFIG_RUN);
+	assert_int_equal(c.stream_interval_ms, 250);
+	assert_int_equal(c.stream_heartbeat_s, 3);
+	assert_int_equal(c.max_stream_subscribers, 9);
+	assert_int_equal(c.stream_max_pending, 2);
+	assert_int_equal(c.stream_max_pending_bytes, 2048);
+	assert_int_equal(parse(&c, env, err, sizeof(err), 6, "--stream-interval-ms=100",
+			       "--stream-heartbeat-s=3600", "--max-stream-subscribers=1",
+			       "--stream-max-pending=1024", "--stream-max-pending-bytes=1024"),
+			 CONFIG_RUN);
+	assert_int_equal(c.stream_interval_ms, 100);
+	assert_int_equal(c.stream_heartbeat_s, 3600);
+	assert_int_equal(c.max_stream_subscribers, 1);
+	assert_int_equal(c.stream_max_pending, 1024);
+	assert_int_equal(c.stream_max_pending_bytes, 1024);
+	expect_error(NULL, "--stream-interval-ms", "\"99\"", 2, "--stream-interval-ms=99", NULL);
+	expect_error(NULL, "--stream-interval-ms", "\"600001\"", 2, "--stream-interval-ms=600001",
+		     NULL);
+	expect_error(NULL, "--stream-heartbeat-s", "\"0\"", 2, "--stream-heartbeat-s=0", NULL);
+	expect_error(NULL, "--stream-heartbeat-s", "\"3601\"", 2, "--stream-heartbeat-s=3601",
+		     NULL);
+	expect_error(NULL, "--max-stream-subscribers", "\"0\"", 2, "--max-stream-subscribers=0",
+		     NULL);
+	expect_error(NULL, "--max-stream-subscribers", "\"1000001\"", 2,
+		     "--max-stream-subscribers=1000001", NULL);
+	expect_error(NULL, "--stream-max-pending", "\"0\"", 2, "--stream-max-pending=0", NULL);
+	expect_error(NULL, "--stream-max-pending", "\"1025\"", 2, "--stream-max-pending=1025",
+		     NULL);
+	expect_error(NULL, "--stream-max-pending-bytes", "\"1023\"", 2,
+		     "--stream-max-pending-bytes=1023", NULL);
+	expect_error(NULL, "--stream-max-pending-bytes", "\"1073741825\"", 2,
+		     "--stream-max-pending-bytes=1073741825", NULL);
+	{
+		static const char *const bad_env[] = {"KUBIA_STREAM_INTERVAL_MS", "fast", NULL};
+
+		expect_error(bad_env, "KUBIA_STREAM_INTERVAL_MS", "\"fast\"", 1, NULL, NULL);
+	}
 }
 
 /* Help is given whatever the environment says: a broken variable must not hide it. */
@@ -452,6 +521,7 @@ int main(void)
 		cmocka_unit_test(test_dns_server_host_name_refused),
 		cmocka_unit_test(test_service_name_length),
 		cmocka_unit_test(test_help_and_version),
+		cmocka_unit_test(test_stream_settings),
 		cmocka_unit_test(test_help_despite_a_bad_variable),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

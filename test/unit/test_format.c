@@ -78,9 +78,42 @@ static void test_format_parameter(void **state)
 	assert_int_equal(view_format_choose("yaml", "application/json"), VIEW_FORMAT_BAD);
 }
 
+static void test_stream_is_asked_by_watch_or_by_accept(void **state)
+{
+	static const struct {
+		const char *watch;
+		const char *accept;
+		bool stream;
+	} cases[] = {
+		{"1", NULL, true},
+		{"1", "application/json", true},
+		{"0", "text/event-stream", false},
+		{"yes", NULL, false},
+		{NULL, NULL, false},
+		{NULL, "text/event-stream", true},
+		{NULL, "text/event-stream;q=0.9, */*;q=0.1", true},
+		{NULL, "*/*", false},
+		{NULL, "text/*", false},
+		{NULL, "text/event-stream, text/plain", false},
+		{NULL, "text/event-stream, application/json", false},
+		{NULL, "text/event-stream;q=0.5, application/json;q=0.4", true},
+		{NULL, "application/json", false},
+		{NULL, "text/plain", false},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (view_stream_choose(cases[i].watch, cases[i].accept) != cases[i].stream) {
+			fail_msg("watch=%s Accept: %s: stream %d expected", cases[i].watch,
+				 cases[i].accept, cases[i].stream);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_stream_is_asked_by_watch_or_by_accept),
 		cmocka_unit_test(test_accept),
 		cmocka_unit_test(test_format_parameter),
 	};
