@@ -37,6 +37,15 @@ SIZE = (1000, 700)  # the screenshots' size, as docs/images has them
 WAIT = 30  # seconds any one change may take to reach the page (the machine is shared)
 
 
+def state(pid):
+    """A process's state letter, None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def children(pid):
     out = []
     for d in os.listdir("/proc"):
@@ -133,11 +142,10 @@ class Browser:
             self.driver.quit()
         finally:
             self.service.stop()
-        # Chromium's own processes end with it; whatever did not, this test started
+        # Chromium's own processes end with it
         for p in kids:
-            wait_until(lambda: not os.path.exists("/proc/%d" % p) or
-                       open("/proc/%d/stat" % p).read().rsplit(")", 1)[1].split()[0] == "Z",
-                       10, "chromium process %d to end" % p, interval=0.1)
+            wait_until(lambda: state(p) in (None, "Z"), 10, "chromium process %d to end" % p,
+                       interval=0.1)
 
 
 @pytest.fixture
