@@ -34,6 +34,7 @@ CHROMIUM = "/usr/bin/chromium"
 DRIVER = "/usr/bin/chromedriver"
 KUBECTL = shutil.which("kubectl")
 SIZE = (1000, 700)  # the screenshots' size, as docs/images has them
+BINARY = b"\xff\xfe\x00 not UTF-8 \x80!"  # 16 bytes, not UTF-8
 WAIT = 30  # seconds any one change may take to reach the page (the machine is shared)
 
 
@@ -236,6 +237,11 @@ def test_the_live_page_through_kubectl_proxy(sim, tmp_path, browser, proxy):
     # the data are text, never markup
     assert b2.driver.find_elements(By.CSS_SELECTOR, "#cards b") == []
     b2.shoot("posted-on-kubia-0-seen-by-kubia-2")
+    # bytes that are not UTF-8 (the view carries them as base64): said to be binary
+    assert sim.post_pod("kubia-1", BINARY).status == 200
+    b2.until("kubia-1's bytes shown as binary", lambda: "binary, 16 bytes, not UTF-8 (base64 "
+             "//4AIG5vdCBVVEYtOCCAIQ==): \ufffd\ufffd" in (b2.card_text("kubia-1") or ""))
+    assert " not UTF-8 \ufffd!" in b2.card_text("kubia-1")
 
     # four replicas: a fourth card
     k("scale", "statefulset", "kubia", "--replicas=4")
