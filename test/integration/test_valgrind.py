@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 """The server itself under valgrind: a peers-mode pod and a pet-mode pod go through
-every route and error path (cluster view with a live and a dead peer, POST, 413 by
-length and chunked, 405, HEAD, probes) and stop on SIGTERM; valgrind must report no
-error and no definite or indirect leak (its exit status says so)."""
+every route and error path (cluster view with a live and a dead peer, the view stream,
+POST, 413 by length and chunked, 405, HEAD, probes) and stop on SIGTERM; valgrind must
+report no error and no definite or indirect leak (its exit status says so)."""
 
 import http.client
 import json
@@ -13,6 +13,7 @@ import pytest
 
 from harness import DOMAIN, SANITIZE, pod_fqdn
 from kubiatest.ports import free_port
+from test_stream import Stream
 
 VALGRIND = shutil.which("valgrind")
 WRAPPER = [VALGRIND or "valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
@@ -80,6 +81,14 @@ def test_peers_mode_under_valgrind(factory):
     doc = json.loads(r.body)
     assert [p.get("data", p.get("error")) for p in doc["peers"]][:2] == ["zero", "one"]
     assert doc["peers"][3]["missing"] is True, r.body
+    # the view stream: the watcher's rounds, an event per change, SIGTERM with it open
+    s = Stream(k0.port)
+    factory.on_close(s.close)
+    s.wait_events(1, timeout=30)
+    start = s.mark()
+    assert k1.post("/", b"two").status == 200
+    s.wait_for(lambda d: d["peers"][1].get("data") == "two", 30, "the change under valgrind",
+               start)
     stop_clean(k0)
 
 
