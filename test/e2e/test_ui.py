@@ -256,11 +256,12 @@ def test_the_live_page_through_kubectl_proxy(sim, tmp_path, browser, proxy):
     # also cuts streams when the endpoints change: breaks count from here.)
     breaks = b.status()[2]
     k("delete", "po", "kubia-0", "--wait=false")
-    b.until("the stream broken", lambda: b.status()[0] == "broken")
-    assert b.status()[2] > breaks and "stream broke at" in b.status()[1], b.status()
+    # each state read once: the page may move on between two reads
+    st = b.until("the stream broken", lambda: (s := b.status())[0] == "broken" and s)
+    assert st[2] > breaks and "stream broke at" in st[1], st
     b.shoot("kubia-0-deleted-stream-broken")
-    b.until("reconnected", lambda: b.status()[0] == "live", timeout=90)
-    assert "reconnected at" in b.status()[1], b.status()
+    st = b.until("reconnected", lambda: (s := b.status())[0] == "live" and s, timeout=90)
+    assert "reconnected at" in st[1], st
     b.until("four pods again", lambda: b.cards() == four)
     assert greeting in b.card_text("kubia-0")  # its data outlived it
     b.shoot("kubia-0-deleted-and-reconnected")
