@@ -45,11 +45,17 @@ static enum classify_route classify_post(const struct classify_request *rq, uint
 
 static const char *const label_paths[CLASSIFY_NLABELS] = {
 	[LABEL_ROOT] = "/",         [LABEL_DATA] = "/data",       [LABEL_HEALTHZ] = "/healthz",
-	[LABEL_READYZ] = "/readyz", [LABEL_METRICS] = "/metrics", [LABEL_OTHER] = "other",
+	[LABEL_READYZ] = "/readyz", [LABEL_METRICS] = "/metrics", [LABEL_UI] = "/ui",
+	[LABEL_OTHER] = "other",
 };
 
 static enum classify_label label_of(const char *path)
 {
+	/* The page is served at both: under a proxy's prefix either may be what a reader
+	 * types, and a redirect from one to the other would have to know the prefix. */
+	if (strcmp(path, "/ui/") == 0) {
+		return LABEL_UI;
+	}
 	for (size_t i = 0; i < LABEL_OTHER; i++) {
 		if (strcmp(path, label_paths[i]) == 0) {
 			return (enum classify_label)i;
@@ -84,6 +90,9 @@ enum classify_route classify_request(const struct classify_request *rq, bool pee
 		return ROUTE_READYZ;
 	case LABEL_METRICS:
 		return ROUTE_METRICS;
+	case LABEL_UI:
+		/* pet mode has no cluster to show: its page would be GET /data's text */
+		return peers ? ROUTE_UI : ROUTE_POD;
 	default:
 		return peers ? ROUTE_CLUSTER : ROUTE_POD;
 	}

@@ -26,6 +26,7 @@ enum classify_route {
 	ROUTE_HEALTHZ, /* GET or HEAD /healthz */
 	ROUTE_READYZ, /* GET or HEAD /readyz */
 	ROUTE_METRICS, /* GET or HEAD /metrics: the Prometheus exposition */
+	ROUTE_UI, /* GET or HEAD /ui or /ui/ in peers mode: the live page (ui.c) */
 	ROUTE_POD, /* GET or HEAD of any other path in pet mode: this pod's data */
 	ROUTE_CLUSTER, /* GET or HEAD of any other path in peers mode: the cluster view */
 	ROUTE_STORE, /* POST: the body is read and stored */
@@ -44,6 +45,7 @@ enum classify_label {
 	LABEL_HEALTHZ, /* "/healthz" */
 	LABEL_READYZ, /* "/readyz" */
 	LABEL_METRICS, /* "/metrics" */
+	LABEL_UI, /* "/ui", and "/ui/": one page */
 	LABEL_OTHER, /* any other path */
 	CLASSIFY_NLABELS
 };

@@ -36,7 +36,7 @@
 
 /* The statuses kubia answers with; anything else (none: the connection ended first) is
  * counted as "other". */
-static const unsigned codes[] = {200, 400, 404, 405, 413, 417, 500, 501, 503, 507};
+static const unsigned codes[] = {200, 304, 400, 404, 405, 413, 417, 500, 501, 503, 507};
 #define NCODES (sizeof(codes) / sizeof(codes[0]) + 1)
 
 struct shard {

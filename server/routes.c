@@ -17,6 +17,7 @@
 #include "server/observe.h"
 #include "server/request.h"
 #include "server/stream.h"
+#include "server/ui.h"
 #include "storage/storage.h"
 
 /* GET /data and, in pet mode, GET of any other path. */
@@ -448,6 +449,8 @@ static enum MHD_Result serve_route(struct http_server *s, struct request *r)
 		return serve_ready(s, r->conn);
 	case ROUTE_METRICS:
 		return obs_serve_metrics(s, r->conn);
+	case ROUTE_UI:
+		return ui_serve(r->conn);
 	default:
 		return serve_data(s, r->conn, true); /* pet mode */
 	}

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every test of kubia, as CI runs them: installs what is missing (test/setup.sh), then
 #   1. a release-like build (warnings are errors): unit, integration, lint, e2e, sim,
-#      kubectl, image and bench suites (e2e: the chapter on a simulated StatefulSet,
-#      test/e2e/kubia-sim; sim: kubia-sim's own controller and Kubernetes' StatefulSet
-#      scenarios against it; kubectl: its API server driven by the real kubectl;
+#      kubectl, browser, image and bench suites (e2e: the chapter on a simulated
+#      StatefulSet, test/e2e/kubia-sim; sim: kubia-sim's own controller and Kubernetes'
+#      StatefulSet scenarios against it; kubectl: its API server driven by the real
+#      kubectl; browser: the page GET /ui in headless Chromium through kubectl proxy;
 #      image: the container image built with podman, and the Kubernetes manifests;
 #      bench: the benchmark's smoke profile, which checks answers, never times);
 #   2. an ASan+UBSan build: unit, integration and e2e suites (a sanitizer report from
@@ -40,7 +41,7 @@ step "build: debugoptimized, -Werror"
 if meson setup "$out/main" -Dtests=enabled >"$out/setup-main.log" 2>&1 &&
     ninja -C "$out/main" >"$out/build-main.log" 2>&1; then
     run_suites "$out/main" --suite unit --suite integration --suite lint --suite e2e \
-        --suite sim --suite kubectl --suite bench --suite image
+        --suite sim --suite kubectl --suite browser --suite bench --suite image
 else
     cat "$out"/setup-main.log "$out"/build-main.log | tail -50
     status=1

@@ -17,6 +17,9 @@ packages=(
     # `kubia-sim up --prometheus` (its server and promtool) and for promtool's check of
     # the /metrics exposition (test/integration/test_metrics.py)
     bind9-dnsutils prometheus
+    # the browser suite: the page GET /ui in Debian's headless Chromium, driven by
+    # Selenium through chromedriver (test/e2e/test_ui.py); nothing downloads a browser
+    chromium chromium-driver python3-selenium
     # the container image and its tests (test/image): podman with runc, CNI networking
     # for the build's apt-get, debootstrap for the base image made without a registry
     podman buildah runc containernetworking-plugins iptables debootstrap

@@ -62,6 +62,9 @@ static enum classify_route expected(const struct classify_request *rq, bool peer
 		if (strcmp(rq->path, "/metrics") == 0) {
 			return ROUTE_METRICS;
 		}
+		if (strcmp(rq->path, "/ui") == 0 || strcmp(rq->path, "/ui/") == 0) {
+			return peers ? ROUTE_UI : ROUTE_POD;
+		}
 		return peers ? ROUTE_CLUSTER : ROUTE_POD;
 	}
 	if (strcmp(rq->method, "POST") != 0) {
@@ -116,12 +119,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r != expected(&rq, peers, max, &want_len) || len != want_len) {
 		abort();
 	}
-	/* The label is the path alone: a path of its own by name, any other "other". */
+	/* The label is the path alone: a path of its own by name (the page's two as
+	 * one), any other "other". */
 	if (label != LABEL_OTHER
-		    ? strcmp(classify_label_name(label), path) != 0
+		    ? strcmp(classify_label_name(label), path) != 0 &&
+			      !(label == LABEL_UI && strcmp(path, "/ui/") == 0)
 		    : strcmp(path, "/") == 0 || strcmp(path, "/data") == 0 ||
 			      strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
-			      strcmp(path, "/metrics") == 0) {
+			      strcmp(path, "/metrics") == 0 || strcmp(path, "/ui") == 0 ||
+			      strcmp(path, "/ui/") == 0) {
 		abort();
 	}
 	/* GET and HEAD alike; a POST whatever its path and mode; no route without a

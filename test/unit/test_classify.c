@@ -48,6 +48,10 @@ static void test_labels(void **state)
 			assert_int_equal(label(m, "/healthz", peers), LABEL_HEALTHZ);
 			assert_int_equal(label(m, "/readyz", peers), LABEL_READYZ);
 			assert_int_equal(label(m, "/metrics", peers), LABEL_METRICS);
+			assert_int_equal(label(m, "/ui", peers), LABEL_UI);
+			assert_int_equal(label(m, "/ui/", peers), LABEL_UI);
+			assert_int_equal(label(m, "/ui//", peers), LABEL_OTHER);
+			assert_int_equal(label(m, "/ui/data", peers), LABEL_OTHER);
 			assert_int_equal(label(m, "/x", peers), LABEL_OTHER);
 			assert_int_equal(label(m, "/data/", peers), LABEL_OTHER);
 			assert_int_equal(label(m, "", peers), LABEL_OTHER);
@@ -58,6 +62,7 @@ static void test_labels(void **state)
 	assert_string_equal(classify_label_name(LABEL_HEALTHZ), "/healthz");
 	assert_string_equal(classify_label_name(LABEL_READYZ), "/readyz");
 	assert_string_equal(classify_label_name(LABEL_METRICS), "/metrics");
+	assert_string_equal(classify_label_name(LABEL_UI), "/ui");
 	assert_string_equal(classify_label_name(LABEL_OTHER), "other");
 	assert_string_equal(classify_label_name(CLASSIFY_NLABELS), "other");
 }
@@ -78,6 +83,14 @@ static void test_get_and_head(void **state)
 		assert_int_equal(route(m, "/metrics", NULL, false, true, &want), ROUTE_METRICS);
 		assert_int_equal(route(m, "/metrics", NULL, false, false, &want), ROUTE_METRICS);
 		assert_int_equal(route(m, "/metrics/", NULL, false, true, &want), ROUTE_CLUSTER);
+		/* The page in peers mode, at both; pet mode has no cluster to draw. */
+		assert_int_equal(route(m, "/ui", NULL, false, true, &want), ROUTE_UI);
+		assert_int_equal(route(m, "/ui/", NULL, false, true, &want), ROUTE_UI);
+		assert_int_equal(route(m, "/ui", NULL, false, false, &want), ROUTE_POD);
+		assert_int_equal(route(m, "/ui/", NULL, false, false, &want), ROUTE_POD);
+		assert_int_equal(route(m, "/UI", NULL, false, true, &want), ROUTE_CLUSTER);
+		assert_int_equal(route(m, "/ui/x", NULL, false, true, &want), ROUTE_CLUSTER);
+		assert_int_equal(route(m, "/uis", NULL, false, true, &want), ROUTE_CLUSTER);
 		assert_int_equal(route(m, "/", NULL, false, true, &want), ROUTE_CLUSTER);
 		assert_int_equal(route(m, "/", NULL, false, false, &want), ROUTE_POD);
 		/* Only the exact paths are special: a proxy's prefix makes another path. */

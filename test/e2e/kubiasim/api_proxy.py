@@ -48,6 +48,11 @@ def nginx_conf(c, generation, ready):
                    for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""# written by kubia-sim; generation {generation}
 worker_processes 1;
+# A reload waits for the old workers (nginx_apply); a stream (GET /?watch=1, the page
+# GET /ui draws from) would keep one alive for as long as its client stays. It is cut
+# this long after a change of the endpoints, which the real API server never does; the
+# client reconnects. Every ordinary request ends well within it.
+worker_shutdown_timeout 8s;
 daemon off;
 pid {run}/nginx.pid;
 error_log {run}/nginx.error.log warn;
