@@ -68,6 +68,10 @@ struct metrics_registry {
 	_Atomic uint64_t peers_discovered; /* peers in the last SRV answer (a gauge) */
 	_Atomic uint64_t peer_fetches[METRICS_FETCH_NRESULTS];
 	struct metrics_histogram fetch_duration;
+	/* Cluster views' bodies: made by a rendering, or shared with views of the same
+	 * bytes. */
+	_Atomic uint64_t view_bodies_rendered;
+	_Atomic uint64_t view_bodies_shared;
 };
 
 /* The process's one registry (zero-initialised: ready before main()). */
@@ -135,6 +139,11 @@ static inline void metrics_srv_lookup(enum metrics_srv_result r, uint64_t ns, si
 	if (r != METRICS_SRV_ERROR) {
 		metrics_set(&metrics.peers_discovered, peers);
 	}
+}
+
+static inline void metrics_view_body(bool shared)
+{
+	metrics_add(shared ? &metrics.view_bodies_shared : &metrics.view_bodies_rendered, 1);
 }
 
 static inline void metrics_peer_fetch(enum metrics_fetch_result r, uint64_t ns)

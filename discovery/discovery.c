@@ -358,6 +358,7 @@ void discovery_destroy(struct discovery *d)
 	 * loop outlives them. */
 	transfer_destroy(&d->transfers);
 	lookup_destroy(&d->lookup);
+	view_destroy(&d->views);
 	loop_destroy(d->loop);
 	free(d->service);
 	free(d->hostname);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/budget.h"
+#include "common/metrics.h"
 #include "common/monotonic.h"
 
 /* Hands the view's outcome to its callback and frees the view. The facade's slot is
@@ -31,15 +32,17 @@ static void view_finish(struct views *vs, struct view *v, char *body, size_t len
 }
 
 /* The JSON document of a view whose SRV part is known (v->json; NULL: memory ran out),
- * with this pod's data read now. */
-static char *view_json(struct views *vs, struct view *v, size_t *len)
+ * with this pod's data read now: like (whose reference it takes) when its bytes are
+ * the same. */
+static char *view_json(struct views *vs, struct view *v, size_t *len, char *like, size_t like_len)
 {
 	struct viewjson_pod pod = {.name = vs->cfg->hostname, .data = NULL, .len = 0};
 	void *hold = NULL;
 	char *body;
 
 	vs->local->get(vs->local->ctx, &pod.data, &pod.len, &hold);
-	body = viewjson_render(v->json, &pod, v->lines, v->nlines, vs->cfg->budget, len);
+	body = viewjson_render(v->json, &pod, v->lines, v->nlines, vs->cfg->budget, len, like,
+			       like_len);
 	vs->local->release(vs->local->ctx, hold);
 	return body;
 }
@@ -51,23 +54,38 @@ static void view_dns_error(struct views *vs, struct view *v, const char *reason)
 
 	if (v->format == DISCOVERY_FORMAT_JSON) {
 		v->json = viewjson_begin(SRV_ERROR, NULL, reason, false);
-		body = view_json(vs, v, &len);
+		body = view_json(vs, v, &len, NULL, 0);
 	} else {
 		body = render_dns_error(vs->head, vs->headlen, reason, vs->cfg->budget, &len);
+	}
+	if (body != NULL) {
+		metrics_view_body(false);
 	}
 	view_finish(vs, v, body, len);
 }
 
+/* The view's body: the latest one of its format when a rendering would make the same
+ * bytes (the views of one batch, and any later view of the same answers while the body
+ * is still held), else a new one, which becomes the latest. */
 static void view_complete(struct views *vs, struct view *v)
 {
 	size_t len = 0;
+	size_t like_len = 0;
+	char *like = render_recent_get(vs->recent, v->format, &like_len);
 	char *body;
 
 	if (v->format == DISCOVERY_FORMAT_JSON) {
-		body = view_json(vs, v, &len);
+		body = view_json(vs, v, &len, like, like_len);
+	} else if (render_text_same(like, like_len, vs->head, vs->headlen, v->lines, v->nlines)) {
+		body = like;
+		len = like_len;
 	} else {
+		render_body_free(like);
 		body = render_text(vs->head, vs->headlen, v->lines, v->nlines, vs->cfg->budget,
 				   &len);
+	}
+	if (body != NULL) {
+		metrics_view_body(!render_recent_put(vs->recent, v->format, body, len));
 	}
 	view_finish(vs, v, body, len);
 }
@@ -223,5 +241,12 @@ void view_init(struct views *vs, const struct discovery_config *cfg,
 	vs->finished = finished;
 	vs->arg = arg;
 	vs->headlen = render_head(cfg->hostname, vs->head);
+	vs->recent = render_recent_new();
 	fetch_init(ft, cfg, tr, view_line_done, vs);
+}
+
+void view_destroy(struct views *vs)
+{
+	render_recent_unref(vs->recent);
+	vs->recent = NULL;
 }

@@ -71,7 +71,7 @@ static json_t *render_doc(const struct viewjson *vj, const struct render_line *l
 	struct viewjson_pod pod = {"kubia-0", own, ownlen};
 	size_t len = 0;
 	uint64_t used = b != NULL ? budget_used(b) : 0;
-	char *body = viewjson_render(vj, &pod, lines, n, b, &len);
+	char *body = viewjson_render(vj, &pod, lines, n, b, &len, NULL, 0);
 	json_error_t err;
 	json_t *doc;
 
@@ -184,7 +184,7 @@ static void test_json_document(void **state)
 		struct viewjson_pod pod = {"kubia-0", "x", 1};
 		size_t len = 0;
 
-		assert_null(viewjson_render(vj, &pod, lines, n, &b, &len));
+		assert_null(viewjson_render(vj, &pod, lines, n, &b, &len, NULL, 0));
 		assert_int_equal(budget_used(&b), 0);
 	}
 	viewjson_free(vj);
