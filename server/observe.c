@@ -369,6 +369,13 @@ static void registry_series(struct text *t)
 		       metrics.peer_fetches, metrics_fetch_result_names, METRICS_FETCH_NRESULTS);
 	plain_histogram(t, "kubia_peer_fetch_duration_seconds", "Time of one request to a peer.",
 			&metrics.fetch_duration, &metrics_duration_buckets);
+	header(t, "kubia_view_bodies_total", "counter",
+	       "Cluster views answered, by whether their body was rendered or shared with "
+	       "views of the same bytes.");
+	textf(t, "kubia_view_bodies_total{how=\"rendered\"} %llu\n",
+	      (unsigned long long)load(&metrics.view_bodies_rendered));
+	textf(t, "kubia_view_bodies_total{how=\"shared\"} %llu\n",
+	      (unsigned long long)load(&metrics.view_bodies_shared));
 }
 
 static void process_series(struct text *t, const struct http_server *s)
