@@ -508,12 +508,17 @@ struct views {
 	char head[RENDER_HEAD_MAX]; /* the text view's head */
 	size_t headlen;
 	struct render_recent *recent; /* the latest body of each format; NULL: none kept */
+	/* The latest body of each format, held until the pass that made it ends (NULL
+	 * loop: not held). */
+	struct loop *loop;
+	struct loop_timer release;
+	char *held[RENDER_KINDS];
 };
 
 /* Sets vs up, and ft (fetch_init()) with vs's line callback. */
 void view_init(struct views *vs, const struct discovery_config *cfg,
-	       const struct discovery_local *local, struct lookup *lu, struct fetches *ft,
-	       struct transfers *tr, view_finished_fn finished, void *arg);
+	       const struct discovery_local *local, struct loop *loop, struct lookup *lu,
+	       struct fetches *ft, struct transfers *tr, view_finished_fn finished, void *arg);
 /* Serves v from the cached SRV outcome, or queues it for the lookup. */
 void view_start(struct views *vs, struct view *v);
 /* From now on views end at once: lines not yet asked say "shutting down", and so does a

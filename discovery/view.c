@@ -64,6 +64,33 @@ static void view_dns_error(struct views *vs, struct view *v, const char *reason)
 	view_finish(vs, v, body, len);
 }
 
+/* Lets go of the bodies held through the pass that made them. */
+static void view_release(void *arg)
+{
+	struct views *vs = arg;
+
+	for (size_t k = 0; k < RENDER_KINDS; k++) {
+		render_body_free(vs->held[k]);
+		vs->held[k] = NULL;
+	}
+}
+
+/* Keeps body alive until the loop's current pass ends: the views of one batch are
+ * answered in one pass, and a reader that is done with its copy before the next view
+ * of the batch is handed over must not take the body with it. */
+static void view_hold(struct views *vs, enum discovery_format format, char *body)
+{
+	if (vs->loop == NULL || vs->held[format] == body) {
+		return;
+	}
+	render_body_ref(body);
+	render_body_free(vs->held[format]);
+	vs->held[format] = body;
+	if (!vs->release.armed) {
+		loop_timer_set(vs->loop, &vs->release, 0); /* past: the next pass */
+	}
+}
+
 /* The view's body: the latest one of its format when a rendering would make the same
  * bytes (the views of one batch, and any later view of the same answers while the body
  * is still held), else a new one, which becomes the latest. */
@@ -86,6 +113,7 @@ static void view_complete(struct views *vs, struct view *v)
 	}
 	if (body != NULL) {
 		metrics_view_body(!render_recent_put(vs->recent, v->format, body, len));
+		view_hold(vs, v->format, body);
 	}
 	view_finish(vs, v, body, len);
 }
@@ -230,11 +258,13 @@ void view_end_all(struct views *vs)
 }
 
 void view_init(struct views *vs, const struct discovery_config *cfg,
-	       const struct discovery_local *local, struct lookup *lu, struct fetches *ft,
-	       struct transfers *tr, view_finished_fn finished, void *arg)
+	       const struct discovery_local *local, struct loop *loop, struct lookup *lu,
+	       struct fetches *ft, struct transfers *tr, view_finished_fn finished, void *arg)
 {
 	memset(vs, 0, sizeof(*vs));
 	vs->cfg = cfg;
+	vs->loop = loop;
+	loop_timer_init(&vs->release, view_release, vs);
 	vs->local = local;
 	vs->lu = lu;
 	vs->ft = ft;
@@ -247,6 +277,10 @@ void view_init(struct views *vs, const struct discovery_config *cfg,
 
 void view_destroy(struct views *vs)
 {
+	if (vs->loop != NULL) {
+		loop_timer_set(vs->loop, &vs->release, LOOP_NEVER);
+	}
+	view_release(vs);
 	render_recent_unref(vs->recent);
 	vs->recent = NULL;
 }

@@ -192,7 +192,7 @@ static int setup(void **state)
 	cfg.max_peers = 16;
 	budget_init(&budget, 1 << 20);
 	cfg.budget = &budget;
-	view_init(&vs, &cfg, &local, NULL, &ft, NULL, on_finished, NULL);
+	view_init(&vs, &cfg, &local, NULL, NULL, &ft, NULL, on_finished, NULL);
 	return 0;
 }
 
