@@ -230,8 +230,8 @@ static bool discovery_setup(struct discovery *d, char *err, size_t errlen)
 	    !transfer_init(&d->transfers, &d->cfg, d->loop, err, errlen)) {
 		return false;
 	}
-	view_init(&d->views, &d->cfg, &d->local, d->loop, &d->lookup, &d->fetches,
-		  &d->transfers, view_finished, d);
+	view_init(&d->views, &d->cfg, &d->local, d->loop, &d->lookup, &d->fetches, &d->transfers,
+		  view_finished, d);
 	loop_on_wake(d->loop, take_submissions, d);
 	return true;
 }

@@ -324,8 +324,8 @@ struct viewjson_pod {
  * bytes are exactly like's, like itself is returned instead of a new body; otherwise its
  * reference is dropped. */
 char *viewjson_render(const struct viewjson *vj, const struct viewjson_pod *pod,
-		      const struct render_line *lines, size_t n, struct budget *budget,
-		      size_t *len, char *like, size_t like_len);
+		      const struct render_line *lines, size_t n, struct budget *budget, size_t *len,
+		      char *like, size_t like_len);
 
 /* Standard base64 (RFC 4648, padded) of data, NUL-terminated in a buffer of at least
  * viewjson_base64_len(len) + 1 bytes. */

@@ -336,8 +336,7 @@ struct render_recent *render_recent_new(void)
 
 void render_recent_unref(struct render_recent *rc)
 {
-	if (rc == NULL ||
-	    atomic_fetch_sub_explicit(&rc->refs, 1, memory_order_acq_rel) != 1) {
+	if (rc == NULL || atomic_fetch_sub_explicit(&rc->refs, 1, memory_order_acq_rel) != 1) {
 		return;
 	}
 	pthread_mutex_destroy(&rc->mu);
@@ -384,9 +383,9 @@ char *render_recent_get(struct render_recent *rc, unsigned kind, size_t *len)
 
 		/* A body whose last reference is going is gone: its freeing waits for the
 		 * lock to take it off the shelf. */
-		while (n > 0 && !atomic_compare_exchange_weak_explicit(
-					&h->refs, &n, n + 1, memory_order_acquire,
-					memory_order_relaxed)) {
+		while (n > 0 && !atomic_compare_exchange_weak_explicit(&h->refs, &n, n + 1,
+								       memory_order_acquire,
+								       memory_order_relaxed)) {
 		}
 		if (n == 0) {
 			body = NULL;

@@ -73,8 +73,8 @@ static struct view_response *view_response_new(char *body, size_t len, bool json
 		discovery_body_free(body);
 		return NULL;
 	}
-	vr->resp = MHD_create_response_from_buffer_with_free_callback_cls(len, body,
-									   release_view, body);
+	vr->resp = MHD_create_response_from_buffer_with_free_callback_cls(len, body, release_view,
+									  body);
 	if (vr->resp == NULL) {
 		discovery_body_free(body);
 		free(vr);
@@ -142,9 +142,8 @@ static void on_cluster_done(void *ctx, const struct discovery_view *view)
 {
 	struct request *r = ctx;
 
-	r->view = view->body != NULL
-			  ? view_response_for(r->srv, view->body, view->len, r->json)
-			  : NULL;
+	r->view = view->body != NULL ? view_response_for(r->srv, view->body, view->len, r->json)
+				     : NULL;
 	r->peer_errors = view->peer_errors;
 	/* The release store publishes the view to the MHD thread that reads state. */
 	atomic_store_explicit(&r->state, WAIT_DONE, memory_order_release);

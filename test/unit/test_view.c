@@ -464,10 +464,13 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_views_wait_for_one_lookup_and_their_fetches, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_a_cached_outcome_serves_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_views_wait_for_one_lookup_and_their_fetches,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_cached_outcome_serves_at_once, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_dns_error_and_no_peers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_a_refused_fetch_is_an_error_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_refused_fetch_is_an_error_line, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_views_of_the_same_bytes_share_one_body, setup,
 						teardown),
