@@ -134,8 +134,6 @@ def build(t, post_sizes, view_pods):
           w("view-3", "node", 1))
     t.row("view, 3 pods, no DNS cache: req/s", "rps", w("view-3", "kubia-nocache", 0),
           "reference", w("view-3", "node", 0))
-    t.row("view, 3 pods: req/s vs GET /data", "rps", w("view-3", "kubia", 0),
-          "GET /data, same pod", w("view-3", "kubia-data", 0), want=(">=", 0.7))
     for pods in view_pods:
         want = ("<=", 2.0) if pods == 30 else None
         t.row(f"view, {pods} pods: p50", "us", w(f"view-{pods}", "kubia", 1),

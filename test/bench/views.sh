@@ -125,11 +125,7 @@ section_views() {
 	wait_ready "$CLUSTER_DEADLINE" "${ready[@]}"
 	check_alive "${cluster_pids[@]}"
 
-	# The 3-pod view's kubia-0 serving GET /data under the same load: what a view costs
-	# beyond the pod's cheapest answer.
-	url[view-3/kubia-data]="${url[view-3/kubia]}data"
-	rss[view-3/kubia-data]=${pod0_pid[3]}
-	local contenders=(view-3/kubia view-3/kubia-nocache view-3/node view-3/kubia-data) c
+	local contenders=(view-3/kubia view-3/kubia-nocache view-3/node) c
 	for n in "${VIEW_PODS[@]}"; do
 		contenders+=("view-$n/kubia")
 	done
@@ -161,7 +157,6 @@ section_views() {
 check_views() {
 	local c n
 	for c in "${contenders[@]}"; do
-		[[ $c != */kubia-data ]] || continue
 		n=${c%/*}
 		n=${n#view-}
 		if [[ $c == */node ]]; then
