@@ -5,7 +5,10 @@
  * tested; the fetches live in fetch.c and transfer.c.
  *
  * A peer's answer is one reference-counted buffer that the lines of every view it
- * serves point to; rendering a view is the one copy of its bytes.
+ * serves point to; rendering a view is the one copy of its bytes, into a body that is
+ * reference-counted too, so that every view of the same bytes is given it. The shelf
+ * (render_recent_*()) is the one piece shared with other threads: a body's last
+ * reference may go on an HTTP thread while the loop looks for it.
  */
 #include "discovery/internal.h"
 
