@@ -72,6 +72,10 @@ struct metrics_registry {
 	_Atomic uint64_t stream_events; /* events written whole to subscribers */
 	_Atomic uint64_t stream_drops; /* subscribers dropped for not keeping up */
 	_Atomic uint64_t stream_heartbeats; /* heartbeat comments queued */
+	/* Cluster views' bodies: made by a rendering, or shared with views of the same
+	 * bytes. */
+	_Atomic uint64_t view_bodies_rendered;
+	_Atomic uint64_t view_bodies_shared;
 };
 
 /* The process's one registry (zero-initialised: ready before main()). */
@@ -139,6 +143,11 @@ static inline void metrics_srv_lookup(enum metrics_srv_result r, uint64_t ns, si
 	if (r != METRICS_SRV_ERROR) {
 		metrics_set(&metrics.peers_discovered, peers);
 	}
+}
+
+static inline void metrics_view_body(bool shared)
+{
+	metrics_add(shared ? &metrics.view_bodies_shared : &metrics.view_bodies_rendered, 1);
 }
 
 static inline void metrics_peer_fetch(enum metrics_fetch_result r, uint64_t ns)

@@ -253,7 +253,7 @@ static bool discovery_setup(struct discovery *d, char *err, size_t errlen)
 	    !transfer_init(&d->transfers, &d->cfg, d->loop, err, errlen)) {
 		return false;
 	}
-	view_init(&d->views, &d->cfg, &d->local, &d->lookup, &d->fetches, &d->transfers,
+	view_init(&d->views, &d->cfg, &d->local, d->loop, &d->lookup, &d->fetches, &d->transfers,
 		  view_finished, d);
 	watch_init(&d->watch, d->loop, d->cfg.budget, watch_submit, d);
 	loop_on_wake(d->loop, take_submissions, d);
@@ -308,8 +308,10 @@ bool discovery_request(struct discovery *d, discovery_done_fn done, void *ctx)
 }
 
 /* Appends v to the submission queue unless discovery is stopping or max_pending views
- * are in flight; returns whether it was taken. */
-static bool submit(struct discovery *d, struct view *v)
+ * are in flight; returns whether it was taken, and in *wake whether the loop must be
+ * woken: only the view that finds the queue empty wakes it, since the loop takes the
+ * whole queue at once and a queue that is not empty has a wake-up on its way. */
+static bool submit(struct discovery *d, struct view *v, bool *wake)
 {
 	bool ok = false;
 
@@ -319,6 +321,7 @@ static bool submit(struct discovery *d, struct view *v)
 	 * it sees that POST (fetch.c). */
 	v->arrival_ns = monotonic_ns();
 	if (!d->stopping && d->pending < d->cfg.max_pending) {
+		*wake = d->q_tail == NULL;
 		if (d->q_tail != NULL) {
 			d->q_tail->next = v;
 		} else {
@@ -336,6 +339,7 @@ bool discovery_request_as(struct discovery *d, enum discovery_format format, dis
 			  void *ctx)
 {
 	struct view *v;
+	bool wake = false;
 
 	if (d == NULL || done == NULL) {
 		return false;
@@ -347,11 +351,13 @@ bool discovery_request_as(struct discovery *d, enum discovery_format format, dis
 	v->done = done;
 	v->ctx = ctx;
 	v->format = format;
-	if (!submit(d, v)) {
+	if (!submit(d, v, &wake)) {
 		free(v);
 		return false;
 	}
-	loop_wake(d->loop);
+	if (wake) {
+		loop_wake(d->loop);
+	}
 	return true;
 }
 
@@ -383,6 +389,7 @@ void discovery_destroy(struct discovery *d)
 	}
 	/* The libraries may tell their socket callbacks about closing sockets, so the
 	 * loop outlives them. */
+	view_destroy(&d->views);
 	transfer_destroy(&d->transfers);
 	lookup_destroy(&d->lookup);
 	loop_destroy(d->loop);

@@ -87,9 +87,13 @@ struct discovery_local {
 
 /* What a cluster view came to. */
 struct discovery_view {
-	/* The whole response body (enum discovery_format), ownership passed to the callee,
-	 * who frees it with discovery_body_free() (which gives back what it holds of the
-	 * configured memory budget). NULL when the budget (or memory) ran out. */
+	/* The whole response body (enum discovery_format), read-only: every view whose
+	 * bytes would be the same gets the same body (rendered once, charged to the memory
+	 * budget once), whether it waited for the same fetches or came later while the body
+	 * was still held. The callee is given one reference, which it drops with
+	 * discovery_body_free() (the last gives back what the body holds of the configured
+	 * memory budget); the same pointer means the same bytes for as long as the callee
+	 * holds it. NULL when the budget (or memory) ran out. */
 	char *body;
 	size_t len;
 	/* How many peers could not be read (their lines are errors); 0 for a view that has
@@ -102,7 +106,8 @@ struct discovery_view {
  * discovery_request() but must not call discovery_stop() or discovery_destroy(). */
 typedef void (*discovery_done_fn)(void *ctx, const struct discovery_view *view);
 
-/* Frees a view's body and gives back its charge; NULL is a no-op. Any thread. */
+/* Drops a reference to a view's body; the last frees it and gives back its charge. NULL
+ * is a no-op. Any thread. */
 void discovery_body_free(char *body);
 
 /* What a view's body is. */

@@ -229,12 +229,42 @@ size_t render_head(const char *hostname, char buf[RENDER_HEAD_MAX]);
 size_t render_text_len(const struct render_line *lines, size_t n);
 
 /* A view's body: size bytes, malloc()ed behind a small header that remembers what it
- * holds of budget (size, charged here before it is taken), so whoever ends up with the
- * body frees it with render_body_free() alone. NULL when the budget or memory ran out. */
+ * holds of budget (size, charged here before it is taken) and counts its references
+ * (one now), so that every view whose bytes these are gets the same body, and whoever
+ * holds it lets go with render_body_free() alone. NULL when the budget or memory ran
+ * out. */
 char *render_body_alloc(struct budget *budget, size_t size);
 
-/* Frees a body of render_body_alloc() and gives its charge back. NULL is a no-op. */
+/* One more reference to a body of render_body_alloc(). Any thread. */
+void render_body_ref(char *body);
+
+/* Drops a reference to a body of render_body_alloc(); the last frees it and gives its
+ * charge back. NULL is a no-op. Any thread. */
 void render_body_free(char *body);
+
+/* The kinds of body a shelf keeps: enum discovery_format's values. */
+#define RENDER_KINDS 2
+
+/* A shelf with the latest body of each kind, kept without holding it: a later view
+ * whose bytes would be the same takes it instead of rendering its own, for as long as
+ * anyone still holds it. Reference-counted by its owner and by the bodies on it, so a
+ * body may outlive the owner's release. */
+struct render_recent;
+
+/* An empty shelf, one reference; NULL when memory ran out (views then render alone). */
+struct render_recent *render_recent_new(void);
+
+/* Drops a reference to rc; NULL is a no-op. */
+void render_recent_unref(struct render_recent *rc);
+
+/* The latest body of kind on rc, with a new reference and its length in *len, or NULL
+ * when there is none or it is being freed. NULL rc: NULL. */
+char *render_recent_get(struct render_recent *rc, unsigned kind, size_t *len);
+
+/* Makes body (len bytes) the latest of kind on rc when it was just made (not yet handed
+ * out, on no shelf); returns false when it was on a shelf already (a body shared, not
+ * made). NULL rc: nothing is put; NULL body: false. */
+bool render_recent_put(struct render_recent *rc, unsigned kind, char *body, size_t len);
 
 /* The whole text view: head, then "- <name>: <data>\n" per line, or "No peers
  * discovered.\n" when n is 0. The one copy of the answers' bytes a view makes, into a
@@ -242,6 +272,11 @@ void render_body_free(char *body);
  * the budget or memory ran out. */
 char *render_text(const char *head, size_t headlen, const struct render_line *lines, size_t n,
 		  struct budget *budget, size_t *len);
+
+/* Whether render_text() would make exactly the len bytes at body (NULL: false), told
+ * without making them. */
+bool render_text_same(const char *body, size_t len, const char *head, size_t headlen,
+		      const struct render_line *lines, size_t n);
 
 /* The text view of a failed lookup: head, then "Could not look up DNS SRV records:
  * <reason>\n", as render_text() makes its body. */
@@ -284,10 +319,13 @@ struct viewjson_pod {
 
 /* The whole document (pod, srv, peers), newline-terminated, in a body of
  * render_body_alloc(budget, *len + 1). What building it needs meanwhile is charged to
- * budget (NULL: none) too. NULL when the budget or memory ran out. */
+ * budget (NULL: none) too. NULL when the budget or memory ran out. like is a body
+ * (like_len bytes) whose reference the caller hands over, or NULL: when the document's
+ * bytes are exactly like's, like itself is returned instead of a new body; otherwise its
+ * reference is dropped. */
 char *viewjson_render(const struct viewjson *vj, const struct viewjson_pod *pod,
-		      const struct render_line *lines, size_t n, struct budget *budget,
-		      size_t *len);
+		      const struct render_line *lines, size_t n, struct budget *budget, size_t *len,
+		      char *like, size_t like_len);
 
 /* Standard base64 (RFC 4648, padded) of data, NUL-terminated in a buffer of at least
  * viewjson_base64_len(len) + 1 bytes. */
@@ -474,12 +512,18 @@ struct views {
 	void *arg;
 	char head[RENDER_HEAD_MAX]; /* the text view's head */
 	size_t headlen;
+	struct render_recent *recent; /* the latest body of each format; NULL: none kept */
+	/* The latest body of each format, held until the pass that made it ends (NULL
+	 * loop: not held). */
+	struct loop *loop;
+	struct loop_timer release;
+	char *held[RENDER_KINDS];
 };
 
 /* Sets vs up, and ft (fetch_init()) with vs's line callback. */
 void view_init(struct views *vs, const struct discovery_config *cfg,
-	       const struct discovery_local *local, struct lookup *lu, struct fetches *ft,
-	       struct transfers *tr, view_finished_fn finished, void *arg);
+	       const struct discovery_local *local, struct loop *loop, struct lookup *lu,
+	       struct fetches *ft, struct transfers *tr, view_finished_fn finished, void *arg);
 /* Serves v from the cached SRV outcome, or queues it for the lookup. */
 void view_start(struct views *vs, struct view *v);
 /* From now on views end at once: lines not yet asked say "shutting down", and so does a
@@ -487,6 +531,8 @@ void view_start(struct views *vs, struct view *v);
 void view_stop(struct views *vs);
 /* Ends every view still open: the lookup's waiters and the lines waiting for peers. */
 void view_end_all(struct views *vs);
+/* Lets go of what view_init() made; bodies still held keep what they need. */
+void view_destroy(struct views *vs);
 
 /* ---- watch.c: the watcher ---------------------------------------------------------- */
 

@@ -5,13 +5,18 @@
  * tested; the fetches live in fetch.c and transfer.c.
  *
  * A peer's answer is one reference-counted buffer that the lines of every view it
- * serves point to; rendering a view is the one copy of its bytes.
+ * serves point to; rendering a view is the one copy of its bytes, into a body that is
+ * reference-counted too, so that every view of the same bytes is given it. The shelf
+ * (render_recent_*()) is the one piece shared with other threads: a body's last
+ * reference may go on an HTTP thread while the loop looks for it.
  */
 #include "discovery/internal.h"
 
 #include "common/budget.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,11 +269,23 @@ size_t render_head(const char *hostname, char buf[RENDER_HEAD_MAX])
 	return n < 0 ? 0 : (size_t)n < RENDER_HEAD_MAX ? (size_t)n : RENDER_HEAD_MAX - 1;
 }
 
-/* What a body's bytes hold of the memory budget, kept in front of them. */
+/* What a body's bytes hold of the memory budget and who holds them, kept in front of
+ * them. */
 struct body_header {
+	atomic_size_t refs;
 	struct budget *budget;
 	size_t charged;
+	/* The shelf where the body is the latest of its kind (set once, before the body is
+	 * handed out); NULL: none. */
+	struct render_recent *home;
+	unsigned kind;
+	size_t len;
 };
+
+static struct body_header *header_of(const char *body)
+{
+	return (struct body_header *)(void *)(uintptr_t)body - 1;
+}
 
 char *render_body_alloc(struct budget *budget, size_t size)
 {
@@ -282,21 +299,129 @@ char *render_body_alloc(struct budget *budget, size_t size)
 		budget_credit(budget, size);
 		return NULL;
 	}
+	atomic_init(&h->refs, 1);
 	h->budget = budget;
 	h->charged = size;
+	h->home = NULL;
+	h->kind = 0;
+	h->len = 0;
 	return (char *)(h + 1);
+}
+
+void render_body_ref(char *body)
+{
+	atomic_fetch_add_explicit(&header_of(body)->refs, 1, memory_order_relaxed);
+}
+
+/* The latest body of each kind, kept without a reference: a body lives only as long as
+ * its readers, and the shelf only tells where it is while it does. The lock orders a
+ * lookup against the last reference's going (render_body_free()). */
+struct render_recent {
+	pthread_mutex_t mu;
+	atomic_size_t refs; /* the owner's, and one per body that has it as home */
+	char *latest[RENDER_KINDS];
+};
+
+struct render_recent *render_recent_new(void)
+{
+	struct render_recent *rc = calloc(1, sizeof(*rc));
+
+	if (rc == NULL) {
+		return NULL;
+	}
+	if (pthread_mutex_init(&rc->mu, NULL) != 0) {
+		free(rc);
+		return NULL;
+	}
+	atomic_init(&rc->refs, 1);
+	return rc;
+}
+
+void render_recent_unref(struct render_recent *rc)
+{
+	if (rc == NULL || atomic_fetch_sub_explicit(&rc->refs, 1, memory_order_acq_rel) != 1) {
+		return;
+	}
+	pthread_mutex_destroy(&rc->mu);
+	free(rc);
 }
 
 void render_body_free(char *body)
 {
 	struct body_header *h;
+	struct render_recent *rc;
 
 	if (body == NULL) {
 		return;
 	}
-	h = (struct body_header *)(void *)body - 1;
+	h = header_of(body);
+	if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1) {
+		return;
+	}
+	rc = h->home;
+	if (rc != NULL) {
+		pthread_mutex_lock(&rc->mu);
+		if (rc->latest[h->kind] == body) {
+			rc->latest[h->kind] = NULL;
+		}
+		pthread_mutex_unlock(&rc->mu);
+		render_recent_unref(rc);
+	}
 	budget_credit(h->budget, h->charged);
 	free(h);
+}
+
+char *render_recent_get(struct render_recent *rc, unsigned kind, size_t *len)
+{
+	char *body;
+
+	if (rc == NULL || kind >= RENDER_KINDS) {
+		return NULL;
+	}
+	pthread_mutex_lock(&rc->mu);
+	body = rc->latest[kind];
+	if (body != NULL) {
+		struct body_header *h = header_of(body);
+		size_t n = atomic_load_explicit(&h->refs, memory_order_relaxed);
+
+		/* A body whose last reference is going is gone: its freeing waits for the
+		 * lock to take it off the shelf. */
+		while (n > 0 && !atomic_compare_exchange_weak_explicit(&h->refs, &n, n + 1,
+								       memory_order_acquire,
+								       memory_order_relaxed)) {
+		}
+		if (n == 0) {
+			body = NULL;
+		} else {
+			*len = h->len;
+		}
+	}
+	pthread_mutex_unlock(&rc->mu);
+	return body;
+}
+
+bool render_recent_put(struct render_recent *rc, unsigned kind, char *body, size_t len)
+{
+	struct body_header *h;
+
+	if (body == NULL) {
+		return false;
+	}
+	h = header_of(body);
+	if (h->home != NULL) {
+		return false; /* on a shelf already: bodies are put once, when made */
+	}
+	if (rc == NULL || kind >= RENDER_KINDS) {
+		return true;
+	}
+	atomic_fetch_add_explicit(&rc->refs, 1, memory_order_relaxed);
+	h->home = rc;
+	h->kind = kind;
+	h->len = len;
+	pthread_mutex_lock(&rc->mu);
+	rc->latest[kind] = body;
+	pthread_mutex_unlock(&rc->mu);
+	return true;
 }
 
 size_t render_text_len(const struct render_line *lines, size_t n)
@@ -314,28 +439,50 @@ size_t render_text_len(const struct render_line *lines, size_t n)
 	return total;
 }
 
-/* Copies n bytes (no NUL) to p; returns the end. */
-static char *put(char *p, const char *s, size_t n)
+/* Where the text view's bytes go: written at w, or, with w NULL, compared with the
+ * bytes at r (same stays true while they match). One walk makes both, so a body is
+ * reused only for exactly the bytes a rendering would make. */
+struct text_out {
+	char *w;
+	const char *r;
+	bool same;
+};
+
+static void out(struct text_out *o, const char *s, size_t n)
 {
-	if (n > 0) {
-		memcpy(p, s, n);
+	if (n == 0) {
+		return;
 	}
-	return p + n;
+	if (o->w != NULL) {
+		memcpy(o->w, s, n);
+		o->w += n;
+		return;
+	}
+	o->same = o->same && memcmp(o->r, s, n) == 0;
+	o->r += n;
 }
 
-/* Copies line l as "- <name>: <data>\n" to p; returns the end. */
-static char *put_line(char *p, const struct render_line *l)
+/* The head, then "- <name>: <data>\n" per line, or "No peers discovered.\n". */
+static void out_text(struct text_out *o, const char *head, size_t headlen,
+		     const struct render_line *lines, size_t n)
 {
-	p = put(p, "- ", 2);
-	p = put(p, l->name, strlen(l->name));
-	p = put(p, ": ", 2);
-	if (l->ans != NULL) {
-		p = put(p, l->ans->data, l->ans->len);
-	} else {
-		p = put(p, OOM_TEXT, strlen(OOM_TEXT));
+	out(o, head, headlen);
+	if (n == 0) {
+		out(o, none, sizeof(none) - 1);
 	}
-	*p++ = '\n';
-	return p;
+	for (size_t i = 0; i < n && (o->w != NULL || o->same); i++) {
+		const struct render_line *l = &lines[i];
+
+		out(o, "- ", 2);
+		out(o, l->name, strlen(l->name));
+		out(o, ": ", 2);
+		if (l->ans != NULL) {
+			out(o, l->ans->data, l->ans->len);
+		} else {
+			out(o, OOM_TEXT, strlen(OOM_TEXT));
+		}
+		out(o, "\n", 1);
+	}
 }
 
 char *render_text(const char *head, size_t headlen, const struct render_line *lines, size_t n,
@@ -343,21 +490,36 @@ char *render_text(const char *head, size_t headlen, const struct render_line *li
 {
 	size_t total = headlen + render_text_len(lines, n);
 	char *body = render_body_alloc(budget, total + 1);
-	char *p;
+	struct text_out o = {.w = body};
 
 	if (body == NULL) {
 		return NULL;
 	}
-	p = put(body, head, headlen);
-	if (n == 0) {
-		p = put(p, none, sizeof(none) - 1);
-	}
-	for (size_t i = 0; i < n; i++) {
-		p = put_line(p, &lines[i]);
-	}
-	*p = '\0';
+	out_text(&o, head, headlen, lines, n);
+	*o.w = '\0';
 	*len = total;
 	return body;
+}
+
+bool render_text_same(const char *body, size_t len, const char *head, size_t headlen,
+		      const struct render_line *lines, size_t n)
+{
+	struct text_out o = {.r = body, .same = true};
+
+	if (body == NULL || len != headlen + render_text_len(lines, n)) {
+		return false;
+	}
+	out_text(&o, head, headlen, lines, n);
+	return o.same;
+}
+
+/* Copies n bytes (no NUL) to p; returns the end. */
+static char *put(char *p, const char *s, size_t n)
+{
+	if (n > 0) {
+		memcpy(p, s, n);
+	}
+	return p + n;
 }
 
 char *render_dns_error(const char *head, size_t headlen, const char *reason, struct budget *budget,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/budget.h"
+#include "common/metrics.h"
 #include "common/monotonic.h"
 
 /* Hands the view's outcome to its callback and frees the view. The facade's slot is
@@ -31,15 +32,17 @@ static void view_finish(struct views *vs, struct view *v, char *body, size_t len
 }
 
 /* The JSON document of a view whose SRV part is known (v->json; NULL: memory ran out),
- * with this pod's data read now. */
-static char *view_json(struct views *vs, struct view *v, size_t *len)
+ * with this pod's data read now: like (whose reference it takes) when its bytes are
+ * the same. */
+static char *view_json(struct views *vs, struct view *v, size_t *len, char *like, size_t like_len)
 {
 	struct viewjson_pod pod = {.name = vs->cfg->hostname, .data = NULL, .len = 0};
 	void *hold = NULL;
 	char *body;
 
 	vs->local->get(vs->local->ctx, &pod.data, &pod.len, &hold);
-	body = viewjson_render(v->json, &pod, v->lines, v->nlines, vs->cfg->budget, len);
+	body = viewjson_render(v->json, &pod, v->lines, v->nlines, vs->cfg->budget, len, like,
+			       like_len);
 	vs->local->release(vs->local->ctx, hold);
 	return body;
 }
@@ -51,23 +54,66 @@ static void view_dns_error(struct views *vs, struct view *v, const char *reason)
 
 	if (v->format == DISCOVERY_FORMAT_JSON) {
 		v->json = viewjson_begin(SRV_ERROR, NULL, reason, false);
-		body = view_json(vs, v, &len);
+		body = view_json(vs, v, &len, NULL, 0);
 	} else {
 		body = render_dns_error(vs->head, vs->headlen, reason, vs->cfg->budget, &len);
+	}
+	if (body != NULL) {
+		metrics_view_body(false);
 	}
 	view_finish(vs, v, body, len);
 }
 
+/* Lets go of the bodies held through the pass that made them. */
+static void view_release(void *arg)
+{
+	struct views *vs = arg;
+
+	for (size_t k = 0; k < RENDER_KINDS; k++) {
+		render_body_free(vs->held[k]);
+		vs->held[k] = NULL;
+	}
+}
+
+/* Keeps body alive until the loop's current pass ends: the views of one batch are
+ * answered in one pass, and a reader that is done with its copy before the next view
+ * of the batch is handed over must not take the body with it. */
+static void view_hold(struct views *vs, enum discovery_format format, char *body)
+{
+	if (vs->loop == NULL || vs->held[format] == body) {
+		return;
+	}
+	render_body_ref(body);
+	render_body_free(vs->held[format]);
+	vs->held[format] = body;
+	if (!vs->release.armed) {
+		loop_timer_set(vs->loop, &vs->release, 0); /* past: the next pass */
+	}
+}
+
+/* The view's body: the latest one of its format when a rendering would make the same
+ * bytes (the views of one batch, and any later view of the same answers while the body
+ * is still held), else a new one, which becomes the latest. */
 static void view_complete(struct views *vs, struct view *v)
 {
 	size_t len = 0;
+	size_t like_len = 0;
+	char *like = render_recent_get(vs->recent, v->format, &like_len);
 	char *body;
 
 	if (v->format == DISCOVERY_FORMAT_JSON) {
-		body = view_json(vs, v, &len);
+		body = view_json(vs, v, &len, like, like_len);
+	} else if (render_text_same(like, like_len, vs->head, vs->headlen, v->lines, v->nlines)) {
+		body = like;
+		len = like_len;
 	} else {
+		render_body_free(like);
 		body = render_text(vs->head, vs->headlen, v->lines, v->nlines, vs->cfg->budget,
 				   &len);
+	}
+	if (body != NULL) {
+		metrics_view_body(!render_recent_put(vs->recent, v->format, body, len));
+		view_hold(vs, v->format, body);
 	}
 	view_finish(vs, v, body, len);
 }
@@ -212,16 +258,29 @@ void view_end_all(struct views *vs)
 }
 
 void view_init(struct views *vs, const struct discovery_config *cfg,
-	       const struct discovery_local *local, struct lookup *lu, struct fetches *ft,
-	       struct transfers *tr, view_finished_fn finished, void *arg)
+	       const struct discovery_local *local, struct loop *loop, struct lookup *lu,
+	       struct fetches *ft, struct transfers *tr, view_finished_fn finished, void *arg)
 {
 	memset(vs, 0, sizeof(*vs));
 	vs->cfg = cfg;
+	vs->loop = loop;
+	loop_timer_init(&vs->release, view_release, vs);
 	vs->local = local;
 	vs->lu = lu;
 	vs->ft = ft;
 	vs->finished = finished;
 	vs->arg = arg;
 	vs->headlen = render_head(cfg->hostname, vs->head);
+	vs->recent = render_recent_new();
 	fetch_init(ft, cfg, tr, view_line_done, vs);
+}
+
+void view_destroy(struct views *vs)
+{
+	if (vs->loop != NULL) {
+		loop_timer_set(vs->loop, &vs->release, LOOP_NEVER);
+	}
+	view_release(vs);
+	render_recent_unref(vs->recent);
+	vs->recent = NULL;
 }

@@ -234,6 +234,7 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 	atomic_init(&s->in_flight, 0);
 	atomic_init(&s->starting, false);
 	pthread_mutex_init(&s->cache_lock, NULL);
+	pthread_mutex_init(&s->view_lock, NULL);
 	pthread_mutex_init(&s->idle_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -289,6 +290,7 @@ fail:
 	destroy_responses(s);
 	stream_hub_free(s->streams);
 	pthread_mutex_destroy(&s->cache_lock);
+	pthread_mutex_destroy(&s->view_lock);
 	pthread_mutex_destroy(&s->idle_lock);
 	pthread_cond_destroy(&s->idle_cond);
 	free(s);
@@ -360,6 +362,7 @@ void http_stop(struct http_server *srv)
 	destroy_responses(srv);
 	stream_hub_free(srv->streams);
 	pthread_mutex_destroy(&srv->cache_lock);
+	pthread_mutex_destroy(&srv->view_lock);
 	pthread_mutex_destroy(&srv->idle_lock);
 	pthread_cond_destroy(&srv->idle_cond);
 	free(srv);

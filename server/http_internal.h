@@ -53,6 +53,12 @@ struct http_server {
 	struct fixed_response data_resp;
 	struct fixed_response pet_resp;
 
+	/* The latest cluster view's response of each format (text, JSON), queued on every
+	 * connection discovery hands the same body to (routes.c); NULL once no request
+	 * waits to queue it. */
+	pthread_mutex_t view_lock;
+	struct view_response *view_latest[2];
+
 	/* Fixed responses, built once, in fixed[]. */
 	struct fixed_response fixed[FIXED_MAX];
 	size_t nfixed;

@@ -384,6 +384,13 @@ static void registry_series(struct text *t)
 	       "Heartbeat comments sent on quiet streams.");
 	textf(t, "kubia_stream_heartbeats_total %llu\n",
 	      (unsigned long long)load(&metrics.stream_heartbeats));
+	header(t, "kubia_view_bodies_total", "counter",
+	       "Cluster views answered, by whether their body was rendered or shared with "
+	       "views of the same bytes.");
+	textf(t, "kubia_view_bodies_total{how=\"rendered\"} %llu\n",
+	      (unsigned long long)load(&metrics.view_bodies_rendered));
+	textf(t, "kubia_view_bodies_total{how=\"shared\"} %llu\n",
+	      (unsigned long long)load(&metrics.view_bodies_shared));
 }
 
 static void process_series(struct text *t, const struct http_server *s)

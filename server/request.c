@@ -36,7 +36,6 @@ void request_reset(struct request *rq)
 	rq->discarded = 0;
 	atomic_store_explicit(&rq->state, WAIT_NEW, memory_order_relaxed);
 	rq->view = NULL;
-	rq->view_len = 0;
 	rq->peer_errors = 0;
 	rq->json = false;
 	rq->stream = NULL;

@@ -24,6 +24,7 @@
 
 struct http_server;
 struct stream_sub;
+struct view_response;
 
 /* Where a request that waits for another thread is (a cluster view waits for discovery,
  * a POST for the writer's commit). */
@@ -56,8 +57,9 @@ struct request {
 	/* POST and cluster view */
 	atomic_int state;
 	/* cluster view */
-	char *view; /* the whole body discovery made, text or JSON, head included */
-	size_t view_len;
+	/* The response of the body discovery made, text or JSON, head included, shared with
+	 * every request given the same body (routes.c); held until it is queued. */
+	struct view_response *view;
 	unsigned peer_errors; /* peers the view could not read, for the access log */
 	bool json; /* the view is JSON (server/format.c decides) */
 	struct stream_sub *stream; /* a view stream's subscriber (server/stream.c) */

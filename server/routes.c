@@ -46,10 +46,97 @@ static enum MHD_Result serve_ready(struct http_server *s, struct MHD_Connection 
 	return queue_fixed(conn, MHD_HTTP_OK, s->ready_resp);
 }
 
-/* The response's free callback for a view's body. */
+/* A cluster view's response: one per body discovery made, queued on every connection
+ * the body was handed to. libmicrohttpd counts the response's references only from
+ * MHD_queue_response() on, so the requests that have it but have not queued it yet are
+ * counted here; the last of them drops the creator's reference, and the body goes when
+ * the last connection sending it is done. */
+struct view_response {
+	struct MHD_Response *resp;
+	const char *body; /* which body it sends: alive as long as the response is */
+	size_t len;
+	bool json;
+	unsigned waiting; /* under the server's view_lock */
+};
+
+/* The response's free callback: its reference to the body. */
 static void release_view(void *body)
 {
 	discovery_body_free(body);
+}
+
+/* A response of body (len bytes; the caller's reference is taken over), one waiting
+ * request; NULL when memory ran out (the body is given back). */
+static struct view_response *view_response_new(char *body, size_t len, bool json)
+{
+	struct view_response *vr = malloc(sizeof(*vr));
+
+	if (vr == NULL) {
+		discovery_body_free(body);
+		return NULL;
+	}
+	vr->resp = MHD_create_response_from_buffer_with_free_callback_cls(len, body, release_view,
+									  body);
+	if (vr->resp == NULL) {
+		discovery_body_free(body);
+		free(vr);
+		return NULL;
+	}
+	if (MHD_add_response_header(vr->resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				    json ? CONTENT_TYPE_JSON : CONTENT_TYPE) != MHD_YES) {
+		MHD_destroy_response(vr->resp);
+		free(vr);
+		return NULL;
+	}
+	vr->body = body;
+	vr->len = len;
+	vr->json = json;
+	vr->waiting = 1;
+	return vr;
+}
+
+/* The response for body (the caller's reference is taken over): the latest one when it
+ * sends this body (the same pointer is the same bytes while that response holds it),
+ * else a new one, which becomes the latest. NULL when memory ran out. */
+static struct view_response *view_response_for(struct http_server *s, char *body, size_t len,
+					       bool json)
+{
+	struct view_response *vr;
+
+	pthread_mutex_lock(&s->view_lock);
+	vr = s->view_latest[json];
+	if (vr != NULL && vr->body == body) {
+		vr->waiting++;
+		pthread_mutex_unlock(&s->view_lock);
+		discovery_body_free(body); /* the response holds one reference for all */
+		return vr;
+	}
+	pthread_mutex_unlock(&s->view_lock);
+	vr = view_response_new(body, len, json);
+	if (vr != NULL) {
+		pthread_mutex_lock(&s->view_lock);
+		s->view_latest[json] = vr;
+		pthread_mutex_unlock(&s->view_lock);
+	}
+	return vr;
+}
+
+/* A request that had vr has queued it or will not: the last one lets the response go
+ * (connections still sending it keep theirs). */
+static void view_response_done(struct http_server *s, struct view_response *vr)
+{
+	bool last;
+
+	pthread_mutex_lock(&s->view_lock);
+	last = --vr->waiting == 0;
+	if (last && s->view_latest[vr->json] == vr) {
+		s->view_latest[vr->json] = NULL;
+	}
+	pthread_mutex_unlock(&s->view_lock);
+	if (last) {
+		MHD_destroy_response(vr->resp);
+		free(vr);
+	}
 }
 
 /* Runs on the discovery loop thread. */
@@ -57,8 +144,8 @@ static void on_cluster_done(void *ctx, const struct discovery_view *view)
 {
 	struct request *r = ctx;
 
-	r->view = view->body;
-	r->view_len = view->len;
+	r->view = view->body != NULL ? view_response_for(r->srv, view->body, view->len, r->json)
+				     : NULL;
 	r->peer_errors = view->peer_errors;
 	/* The release store publishes the view to the MHD thread that reads state. */
 	atomic_store_explicit(&r->state, WAIT_DONE, memory_order_release);
@@ -134,7 +221,6 @@ static enum MHD_Result serve_stream(struct http_server *s, struct request *r)
 static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 {
 	int state = atomic_load_explicit(&r->state, memory_order_acquire);
-	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
 	switch (state) {
@@ -176,22 +262,11 @@ static enum MHD_Result serve_cluster(struct http_server *s, struct request *r)
 		/* The memory budget (or memory) ran out while the view was assembled. */
 		return queue_fixed(r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->over_budget_resp);
 	}
-	/* The view is whole, as discovery made it: the response takes the body over. */
-	resp = MHD_create_response_from_buffer_with_free_callback_cls(r->view_len, r->view,
-								      release_view, r->view);
-	if (resp == NULL) {
-		discovery_body_free(r->view);
-		r->view = NULL;
-		return MHD_NO;
-	}
+	/* The view is whole, as discovery made it, and may be queued on other connections
+	 * too. */
+	ret = queue_response(r->conn, MHD_HTTP_OK, r->view->resp, r->view->len);
+	view_response_done(s, r->view);
 	r->view = NULL;
-	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-				    r->json ? CONTENT_TYPE_JSON : CONTENT_TYPE) != MHD_YES) {
-		MHD_destroy_response(resp);
-		return MHD_NO;
-	}
-	ret = queue_response(r->conn, MHD_HTTP_OK, resp, r->view_len);
-	MHD_destroy_response(resp);
 	return ret;
 }
 
@@ -514,7 +589,9 @@ void routes_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	    r->route == ROUTE_CLUSTER) {
 		budget_credit(s->budget, r->charged);
 		free(r->body);
-		discovery_body_free(r->view);
+		if (r->view != NULL) {
+			view_response_done(s, r->view);
+		}
 		request_reset(r);
 	}
 	*req_cls = NULL;

@@ -463,7 +463,7 @@ static void check_json(const struct srv_answer *a, const struct render_line *lin
 	struct viewjson *vj = viewjson_begin(SRV_PEERS, a, NULL, false);
 	struct viewjson_pod pod = {host != NULL ? host : "pod", local, strlen(local)};
 	size_t len = 0;
-	char *body = vj != NULL ? viewjson_render(vj, &pod, lines, nl, NULL, &len) : NULL;
+	char *body = vj != NULL ? viewjson_render(vj, &pod, lines, nl, NULL, &len, NULL, 0) : NULL;
 	json_error_t jerr;
 	json_t *doc, *peers;
 

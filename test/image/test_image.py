@@ -717,8 +717,9 @@ def test_two_pods_with_cluster_dns_in_a_namespace(image, netns, containers, tmp_
 MIB = 1 << 20
 
 
-def _read_status(sock, timeout=60):
-    """The status of the one answer on sock (its body is drained, not kept)."""
+def _read_answer(sock, timeout=60):
+    """(status, body length) of the one answer on sock (its body is drained, not
+    kept)."""
     sock.settimeout(timeout)
     data = b""
     while b"\r\n\r\n" not in data:
@@ -735,7 +736,7 @@ def _read_status(sock, timeout=60):
         if not chunk:
             raise AssertionError("closed %d bytes into a %d-byte answer" % (got, length))
         got += len(chunk)
-    return status
+    return status, length
 
 
 def _srv_dns(port, pods):
@@ -753,6 +754,64 @@ def _srv_dns(port, pods):
                             stderr=subprocess.DEVNULL)
 
 
+def _slow_reader_cluster(containers, ports, dns_port):
+    """Two peers holding 1 MiB each (host network) and kubia-0 under the manifests'
+    memory limit (64 MiB, so a budget of half of it) asking them through dnsmasq on
+    dns_port: kubia-0's view is 2 MiB. Returns kubia-0's container."""
+    for name in ("kubia-1", "kubia-2"):
+        peer = containers.run(*host_network(ports[name], name), port=ports[name])
+        peer.wait_ready()
+        assert request(ports[name], "POST", "/", b"p" * MIB)[0] == 200
+    pod = containers.run(
+        "--read-only", "--network", "host", "--memory", "64m", "--memory-swap", "64m",
+        "-e", "KUBIA_PORT=%d" % ports["kubia-0"], "-e", "KUBIA_HOSTNAME=kubia-0",
+        "-e", "KUBIA_DNS_SERVER=127.0.0.1:%d" % dns_port,
+        "-e", "KUBIA_SERVICE=kubia.default.svc.cluster.local.",
+        port=ports["kubia-0"])
+    pod.wait_ready()
+    assert "half the cgroup memory limit" in pod.logs(), pod.logs()
+    return pod
+
+
+def _pod_state(pod):
+    """kubia-0 is running, not OOM-killed; returns its peak resident set in KiB."""
+    assert pod.alive(), pod.logs()
+    info = json.loads(podman("container", "inspect", pod.name).stdout)[0]["State"]
+    assert info["Running"] and not info.get("OOMKilled"), info
+    peak = int(proc_status(pod.pid)["VmHWM"].split()[0])
+    print("kubia VmHWM %d KiB" % peak)
+    return peak
+
+
+def test_every_slow_reader_of_one_view_is_served(image, containers):
+    """Under the manifests' memory limit (64 MiB), 200 clients ask for the same cluster
+    view of 2 MiB (two peers hold 1 MiB each) and read it only once all have asked: one
+    body per view would need 400 MiB. The views of the same bytes share one body, so
+    every reader gets the whole view (no 503), and the pod stays under its limit."""
+    assert TOOL["dnsmasq"], "dnsmasq is needed"
+    ports = {n: free_port() for n in ("kubia-0", "kubia-1", "kubia-2")}
+    dns_port = free_port()
+    dns = _srv_dns(dns_port, sorted(ports.items()))
+    socks = []
+    try:
+        pod = _slow_reader_cluster(containers, ports, dns_port)
+        for _ in range(200):
+            s = socket.create_connection(("127.0.0.1", ports["kubia-0"]), timeout=30)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: kubia-0\r\n\r\n")  # read later
+            socks.append(s)
+        answers = [_read_answer(s) for s in socks]
+        peak = _pod_state(pod)
+    finally:
+        for s in socks:
+            s.close()
+        dns.terminate()
+        dns.wait(10)
+    statuses = [status for status, _ in answers]
+    assert statuses == [200] * 200, "%d of 200 views refused" % (200 - statuses.count(200))
+    assert all(length > 2 * MIB for _, length in answers), sorted({n for _, n in answers})
+    assert peak < 64 * 1024, "VmHWM %d KiB under a 64 MiB limit" % peak
+
+
 def test_the_manifests_memory_limit_holds_against_uploads_and_slow_readers(image, containers):
     """Under the manifests' memory limit (64 MiB), 200 clients uploading 1 MiB slowly
     and 200 clients that ask for a cluster view of 2 MiB (two peers hold 1 MiB each) and
@@ -765,18 +824,7 @@ def test_the_manifests_memory_limit_holds_against_uploads_and_slow_readers(image
     dns = _srv_dns(dns_port, sorted(ports.items()))
     socks = []
     try:
-        for name in ("kubia-1", "kubia-2"):
-            peer = containers.run(*host_network(ports[name], name), port=ports[name])
-            peer.wait_ready()
-            assert request(ports[name], "POST", "/", b"p" * MIB)[0] == 200
-        pod = containers.run(
-            "--read-only", "--network", "host", "--memory", "64m", "--memory-swap", "64m",
-            "-e", "KUBIA_PORT=%d" % ports["kubia-0"], "-e", "KUBIA_HOSTNAME=kubia-0",
-            "-e", "KUBIA_DNS_SERVER=127.0.0.1:%d" % dns_port,
-            "-e", "KUBIA_SERVICE=kubia.default.svc.cluster.local.",
-            port=ports["kubia-0"])
-        pod.wait_ready()
-        assert "half the cgroup memory limit" in pod.logs(), pod.logs()
+        pod = _slow_reader_cluster(containers, ports, dns_port)
         port = ports["kubia-0"]
         head = b"POST / HTTP/1.1\r\nHost: kubia-0\r\nContent-Length: %d\r\n\r\n" % MIB
         for i in range(400):
@@ -788,12 +836,8 @@ def test_the_manifests_memory_limit_holds_against_uploads_and_slow_readers(image
             socks.append(s)
         for i in range(0, 400, 2):
             socks[i].sendall(b"u" * (MIB - MIB // 4))
-        statuses = [_read_status(s) for s in socks]
-        assert pod.alive(), pod.logs()
-        info = json.loads(podman("container", "inspect", pod.name).stdout)[0]["State"]
-        assert info["Running"] and not info.get("OOMKilled"), info
-        peak = int(proc_status(pod.pid)["VmHWM"].split()[0])
-        print("kubia VmHWM %d KiB" % peak)
+        statuses = [_read_answer(s)[0] for s in socks]
+        peak = _pod_state(pod)
     finally:
         for s in socks:
             s.close()

@@ -1,18 +1,22 @@
 # SPDX-License-Identifier: MIT
-"""The cluster view as JSON (Accept: application/json or ?format=json) and the missing
-pods of the view (docs/view-json.md, docs/contract.md), with a real kubia and a real
-dnsmasq on loopback. Every JSON answer is validated against docs/view.schema.json, and
+"""The cluster view as JSON (Accept: application/json or ?format=json), the missing
+pods of the view (docs/view-json.md, docs/contract.md), and one body for the views of
+the same bytes, with a real kubia and a real dnsmasq on loopback. Every JSON answer is validated against docs/view.schema.json, and
 its values are checked against what dnsmasq serves and what the pods hold."""
 
 import base64
 import json
 import os
+import re
+import socket
+import threading
 
 import pytest
 
 from harness import CT, DOMAIN, pod_fqdn, run_kubia
 from kubiatest.ports import free_port
-from kubiatest.servers import FakeDNS
+from kubiatest.servers import FakeDNS, SlowDNS
+from kubiatest.waits import wait_until
 
 try:
     import jsonschema
@@ -309,3 +313,151 @@ def test_bad_replicas_are_refused(workdir, args, env):
 def test_help_names_replicas():
     out = run_kubia(["--help"]).stdout.decode()
     assert "--replicas" in out and "KUBIA_REPLICAS" in out
+
+
+# ---------------------------------------------------------------------------
+# one body for the views of the same bytes
+
+MIB = 1 << 20
+
+
+def metrics_of(k):
+    """kubia's /metrics as {series: value}, labels included in the series."""
+    r = k.get("/metrics")
+    assert r.status == 200, r
+    return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1])
+            for ln in r.body.decode().splitlines() if ln and not ln.startswith("#")}
+
+
+def bodies(k):
+    m = metrics_of(k)
+    return (m['kubia_view_bodies_total{how="rendered"}'],
+            m['kubia_view_bodies_total{how="shared"}'])
+
+
+def raw_view(port, fmt="text"):
+    """A connection that has asked for the cluster view and read nothing yet. Its
+    receive buffer is small, so that the kernel takes little of an answer off kubia's
+    hands while the client does not read."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", port))
+    path = "/?format=json" if fmt == "json" else "/"
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: kubia-0\r\n\r\n" % path.encode())
+    return s
+
+
+def read_answer(s):
+    """(status, body) of the one answer on s."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(1 << 16)
+        assert chunk, "closed before an answer: %r" % data[:200]
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+    while len(body) < length:
+        chunk = s.recv(1 << 16)
+        assert chunk, "closed %d bytes into a %d-byte answer" % (len(body), length)
+        body += chunk
+    return int(head.split(b" ", 2)[1]), body
+
+
+class GatedDNS(SlowDNS):
+    """A relay to a DNS server that holds every query until gate is set."""
+
+    def __init__(self, upstream):
+        self.gate = threading.Event()
+        super().__init__(upstream, 0)
+
+    def _relay(self, data, addr, received):
+        while not self.gate.wait(0.05):
+            if self._stop.is_set():
+                return
+        super()._relay(data, addr, received)
+
+
+def test_views_of_one_batch_share_one_rendering(factory):
+    """Views that arrive while one SRV lookup is in flight (its name server holds the
+    query until they all have; no SRV cache) all wait for it, then join the same fetch
+    of each peer: one batch. Its text views get one body, rendered once, and its JSON
+    views another; every answer is whole and the same as its format's others."""
+    dns, ks, ports, srv, hosts = cluster(factory, ["kubia-1", "kubia-2"], querier="kubia-9")
+    for n in ("kubia-1", "kubia-2"):
+        assert ks[n].post("/", b"data of " + n.encode()).status == 200
+    gated = GatedDNS(dns.port)
+    factory.on_close(gated.close)
+    k = factory.kubia("kubia-0", dns=gated.port, resolv=factory.resolv(),
+                      args=["--dns-cache-ms", "0", "--dns-timeout-ms", "30000"])
+    rendered, shared = bodies(k)
+    texts, jsons = 12, 4
+    socks = [raw_view(k.port) for _ in range(texts)] + \
+        [raw_view(k.port, "json") for _ in range(jsons)]
+    try:
+        # Every view waits for the lookup (/metrics's own request is in flight too).
+        wait_until(lambda: metrics_of(k)["kubia_http_requests_in_flight"] > texts + jsons,
+                   20, what="%d views in flight" % (texts + jsons))
+        gated.gate.set()
+        # Nothing is read before every view has its body.
+        wait_until(lambda: sum(bodies(k)) - rendered - shared >= texts + jsons, 20,
+                   what="%d views answered" % (texts + jsons))
+        answers = [read_answer(s) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+    assert [st for st, _ in answers] == [200] * (texts + jsons)
+    text = {b for _, b in answers[:texts]}
+    assert len(text) == 1, text
+    assert text.pop() == (b"You've hit kubia-0\nData stored in the cluster:\n" +
+                          b"".join(b"- %s: %s\n" % (pod_fqdn(n).encode(), d) for n, d in (
+                              ("kubia-0", b"No data posted yet"),
+                              ("kubia-1", b"data of kubia-1"),
+                              ("kubia-2", b"data of kubia-2"))))
+    assert len({b for _, b in answers[texts:]}) == 1
+    r, sh = bodies(k)
+    assert (r - rendered, sh - shared) == (2, texts + jsons - 2), (r - rendered, sh - shared)
+
+
+def test_slow_readers_of_one_view_hold_one_body(factory):
+    """Twenty clients ask kubia-0 for a view of 2 MiB (two peers hold 1 MiB each) and do
+    not read it, under a memory budget of 16 MiB: twenty bodies would need 40 MiB, one
+    body for all of them fits, and every one is served in full."""
+    dns, ks, ports, srv, hosts = cluster(
+        factory, ["kubia-0", "kubia-1", "kubia-2"],
+        args=["--max-memory", str(16 * MIB), "--peer-max-connections", "2"])
+    for n in ("kubia-1", "kubia-2"):
+        assert ks[n].post("/", n[-1].encode() * MIB).status == 200
+    k = ks["kubia-0"]
+    rendered, shared = bodies(k)
+    # What the budget holds with no view in flight: /metrics's own answers.
+    idle = metrics_of(k)["kubia_memory_budget_used_bytes"]
+    n = 20
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(raw_view(k.port))
+        # Every view has its body (counted as the loop hands it over), and once the
+        # peers' answers are given back, with the clients having read nothing, the budget
+        # holds one body.
+        wait_until(lambda: sum(bodies(k)) - rendered - shared >= n, 20,
+                   what="%d views answered" % n)
+        r, sh = bodies(k)
+        used = wait_until(lambda: (lambda u: u if u < idle + 3 * MIB else None)(
+            metrics_of(k)["kubia_memory_budget_used_bytes"]), 10,
+            what="the budget to hold one view's body")
+        answers = [read_answer(s) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+    assert (r - rendered, sh - shared) == (1, n - 1), (r - rendered, sh - shared)
+    assert used > 2 * MIB, (used, idle)  # the body is still held
+    want = (b"You've hit kubia-0\nData stored in the cluster:\n" +
+            b"- %s: No data posted yet\n" % pod_fqdn("kubia-0").encode() +
+            b"- %s: %s\n" % (pod_fqdn("kubia-1").encode(), b"1" * MIB) +
+            b"- %s: %s\n" % (pod_fqdn("kubia-2").encode(), b"2" * MIB))
+    assert [st for st, _ in answers] == [200] * n
+    assert all(b == want for _, b in answers)
+    # The readers gone, the body is too.
+    wait_until(lambda: metrics_of(k)["kubia_memory_budget_used_bytes"] < MIB, 10,
+               what="the body's charge given back")

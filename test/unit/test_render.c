@@ -3,8 +3,10 @@
  * The cluster view's exact bytes: render_plan() decides the lines (self detection, the
  * self line for a pod DNS does not list yet, unresolved peers), the answers lines share,
  * and render_text() and render_dns_error() produce the text the server sends, head
- * included, charged to the memory budget.
+ * included, charged to the memory budget; bodies are reference-counted and the latest of
+ * each kind is found again on a shelf while it is held.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -445,6 +447,203 @@ static void test_self_missing_longest_names(void **state)
 	srv_answer_free(&a);
 }
 
+/* A body is freed, and its charge given back, with its last reference only. */
+static void test_body_references(void **state)
+{
+	struct budget b;
+	char *body;
+
+	(void)state;
+	budget_init(&b, 100);
+	body = render_body_alloc(&b, 60);
+	assert_non_null(body);
+	assert_int_equal(budget_used(&b), 60);
+	/* A second body of the same size does not fit beside it. */
+	assert_null(render_body_alloc(&b, 60));
+	render_body_ref(body);
+	render_body_ref(body);
+	render_body_free(body);
+	render_body_free(body);
+	assert_int_equal(budget_used(&b), 60);
+	render_body_free(body);
+	assert_int_equal(budget_used(&b), 0);
+	render_body_free(NULL);
+}
+
+/* Three done lines, the first two the given texts (same length: "b" and "B" differ in one
+ * byte only). */
+static void plan_three(struct render_line **lines, size_t *n, const char *one, const char *two)
+{
+	struct srv_answer a = {0};
+	const char *data[] = {one, two, "own"};
+
+	add_peer(&a, "kubia-1" SUFFIX, 8080, AF_INET);
+	add_peer(&a, "kubia-2" SUFFIX, 8080, AF_INET);
+	assert_int_equal(render_plan(&a, "kubia-0", 0, lines, n), 0);
+	assert_int_equal(*n, 3);
+	/* The self line is inserted first, in pod order. */
+	data[0] = "own";
+	data[1] = one;
+	data[2] = two;
+	set_all(*lines, *n, data, 3);
+	srv_answer_free(&a);
+}
+
+/* render_text_same() says yes exactly when render_text() would make the same bytes. */
+static void test_text_same(void **state)
+{
+	char head[RENDER_HEAD_MAX];
+	size_t headlen = render_head("kubia-0", head);
+	struct render_line *lines, *other;
+	size_t n, m, len = 0;
+	char *body;
+
+	(void)state;
+	plan_three(&lines, &n, "data b", "data 2");
+	body = render_text(head, headlen, lines, n, NULL, &len);
+	assert_non_null(body);
+	assert_true(render_text_same(body, len, head, headlen, lines, n));
+	/* One byte of one answer differs, the length is the same. */
+	plan_three(&other, &m, "data B", "data 2");
+	assert_false(render_text_same(body, len, head, headlen, other, m));
+	render_lines_free(other, m);
+	/* The last byte differs. */
+	plan_three(&other, &m, "data b", "data 3");
+	assert_false(render_text_same(body, len, head, headlen, other, m));
+	render_lines_free(other, m);
+	/* Another length. */
+	plan_three(&other, &m, "data b", "data 22");
+	assert_false(render_text_same(body, len, head, headlen, other, m));
+	render_lines_free(other, m);
+	/* Equal answers made apart (other objects, same bytes) are the same view. */
+	plan_three(&other, &m, "data b", "data 2");
+	assert_true(render_text_same(body, len, head, headlen, other, m));
+	render_lines_free(other, m);
+	/* Another head, and no body at all. */
+	{
+		char head2[RENDER_HEAD_MAX];
+		size_t head2len = render_head("kubia-9", head2);
+
+		assert_false(render_text_same(body, len, head2, head2len, lines, n));
+	}
+	assert_false(render_text_same(NULL, 0, head, headlen, lines, n));
+	render_body_free(body);
+	/* No peers: the text that says so. */
+	body = render_text(head, headlen, NULL, 0, NULL, &len);
+	assert_true(render_text_same(body, len, head, headlen, NULL, 0));
+	assert_false(render_text_same(body, len, head, headlen, lines, n));
+	render_body_free(body);
+	render_lines_free(lines, n);
+}
+
+/* The shelf hands out the latest body of each kind while someone holds it, and forgets it
+ * when the last reference goes; bodies may outlive the shelf's owner. */
+static void test_recent_shelf(void **state)
+{
+	struct render_recent *rc = render_recent_new();
+	struct budget b;
+	char *text, *json, *got, *newer;
+	size_t len = 0;
+
+	(void)state;
+	assert_non_null(rc);
+	budget_init(&b, 1000);
+	assert_null(render_recent_get(rc, 0, &len));
+	text = render_body_alloc(&b, 10);
+	json = render_body_alloc(&b, 20);
+	assert_true(render_recent_put(rc, 0, text, 9));
+	assert_true(render_recent_put(rc, 1, json, 19));
+	/* A body on a shelf is not put again: it is a shared one. */
+	assert_false(render_recent_put(rc, 0, text, 9));
+	assert_false(render_recent_put(rc, 1, text, 9));
+	assert_false(render_recent_put(rc, 0, NULL, 0));
+	/* No such kind. */
+	assert_null(render_recent_get(rc, RENDER_KINDS, &len));
+	got = render_recent_get(rc, 0, &len);
+	assert_ptr_equal(got, text);
+	assert_int_equal(len, 9);
+	got = render_recent_get(rc, 1, &len);
+	assert_ptr_equal(got, json);
+	assert_int_equal(len, 19);
+	/* The shelf's hand-outs are references: two frees each before the bytes go. */
+	render_body_free(text);
+	render_body_free(json);
+	assert_int_equal(budget_used(&b), 30);
+	/* A newer body of a kind replaces the older on the shelf, not in its readers. */
+	newer = render_body_alloc(&b, 5);
+	assert_true(render_recent_put(rc, 0, newer, 4));
+	got = render_recent_get(rc, 0, &len);
+	assert_ptr_equal(got, newer);
+	render_body_free(got);
+	render_body_free(text);
+	assert_int_equal(budget_used(&b), 25);
+	/* The last reader gone, the shelf has nothing of that kind. */
+	render_body_free(newer);
+	assert_null(render_recent_get(rc, 0, &len));
+	/* The owner lets go first; the body still holding it frees it (ASan checks). */
+	render_recent_unref(rc);
+	render_body_free(json);
+	assert_int_equal(budget_used(&b), 0);
+	/* Without a shelf nothing is kept and every body counts as made. */
+	assert_null(render_recent_get(NULL, 0, &len));
+	text = render_body_alloc(NULL, 3);
+	assert_true(render_recent_put(NULL, 0, text, 2));
+	render_body_free(text);
+	render_recent_unref(NULL);
+}
+
+struct race {
+	char *body;
+	pthread_barrier_t go;
+};
+
+static void *free_racer(void *arg)
+{
+	struct race *r = arg;
+
+	pthread_barrier_wait(&r->go);
+	render_body_free(r->body);
+	return NULL;
+}
+
+/* The last reference going on one thread while the loop looks the body up on another:
+ * the lookup gets a live body (with its own reference) or none, never a freed one. */
+static void test_recent_race(void **state)
+{
+	struct render_recent *rc = render_recent_new();
+	struct budget b;
+	unsigned got_it = 0;
+
+	(void)state;
+	assert_non_null(rc);
+	budget_init(&b, 1 << 20);
+	for (int i = 0; i < 2000; i++) {
+		struct race r = {.body = render_body_alloc(&b, 64)};
+		pthread_t t;
+		size_t len = 0;
+		char *got;
+
+		assert_non_null(r.body);
+		memset(r.body, 'x', 64);
+		assert_true(render_recent_put(rc, 0, r.body, 64));
+		assert_int_equal(pthread_barrier_init(&r.go, NULL, 2), 0);
+		assert_int_equal(pthread_create(&t, NULL, free_racer, &r), 0);
+		pthread_barrier_wait(&r.go);
+		got = render_recent_get(rc, 0, &len);
+		if (got != NULL) {
+			got_it++;
+			assert_int_equal(got[63], 'x');
+			render_body_free(got);
+		}
+		pthread_join(t, NULL);
+		pthread_barrier_destroy(&r.go);
+		assert_int_equal(budget_used(&b), 0);
+		assert_null(render_recent_get(rc, 0, &len));
+	}
+	print_message("the lookup won %u of 2000 races\n", got_it);
+	render_recent_unref(rc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -461,6 +660,10 @@ int main(void)
 		cmocka_unit_test(test_long_error_text),
 		cmocka_unit_test(test_shared_answer),
 		cmocka_unit_test(test_answer_texts),
+		cmocka_unit_test(test_body_references),
+		cmocka_unit_test(test_text_same),
+		cmocka_unit_test(test_recent_shelf),
+		cmocka_unit_test(test_recent_race),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,7 +4,8 @@
  * fetch.c: waiting for the lookup (one for every view that arrives meanwhile) or served
  * from the cache, this pod's line read locally, the other lines answered by their
  * fetches, the whole text made once with its head, the peers that could not be read, the
- * DNS error and "no peers" views, refused fetches, and shutdown.
+ * DNS error and "no peers" views, refused fetches, shutdown, and one body for the views
+ * of the same bytes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include <sys/socket.h>
 
 #include "common/budget.h"
+#include "common/metrics.h"
 #include "discovery/internal.h"
 
 #define SUFFIX ".kubia.default.svc.cluster.local"
@@ -190,7 +192,7 @@ static int setup(void **state)
 	cfg.max_peers = 16;
 	budget_init(&budget, 1 << 20);
 	cfg.budget = &budget;
-	view_init(&vs, &cfg, &local, NULL, &ft, NULL, on_finished, NULL);
+	view_init(&vs, &cfg, &local, NULL, NULL, &ft, NULL, on_finished, NULL);
 	return 0;
 }
 
@@ -372,14 +374,106 @@ static void test_stop(void **state)
 	outcome_free(&late);
 }
 
+static uint64_t bodies(const _Atomic uint64_t *counter)
+{
+	return atomic_load(counter);
+}
+
+/* Views whose bytes are the same get one body, rendered and charged once: the views of
+ * one batch, and a later view of the latest body while it is still held; text and JSON
+ * never share, nor do views of other answers; once no one holds a body, a view of its
+ * bytes renders anew. */
+static void test_views_of_the_same_bytes_share_one_body(void **state)
+{
+	static const int ords[] = {0, 1};
+	struct srv_answer a = answer_of(ords, 2);
+	struct srv_cache c = {.kind = SRV_PEERS, .ans = answer_of(ords, 2)};
+	struct outcome t1, t2, t3, j1, j2, later, again;
+	uint64_t rendered = bodies(&metrics.view_bodies_rendered);
+	uint64_t shared = bodies(&metrics.view_bodies_shared);
+	size_t text_len;
+
+	(void)state;
+	view_start(&vs, view_new(&t1, DISCOVERY_FORMAT_TEXT));
+	view_start(&vs, view_new(&j1, DISCOVERY_FORMAT_JSON));
+	view_start(&vs, view_new(&t2, DISCOVERY_FORMAT_TEXT));
+	view_start(&vs, view_new(&j2, DISCOVERY_FORMAT_JSON));
+	view_start(&vs, view_new(&t3, DISCOVERY_FORMAT_TEXT));
+	lookup_cb(lookup_arg, SRV_PEERS, &a, NULL);
+	srv_answer_free(&a);
+	assert_int_equal(njoined, 5);
+	/* Each line gets an answer of its own (other objects, the same bytes). */
+	answer(0, "one");
+	answer(1, "one");
+	answer(2, "one");
+	answer(3, "one");
+	answer(4, "two");
+	expect_body(&t1, HEAD "- kubia-0" SUFFIX ": mine\n"
+			      "- kubia-1" SUFFIX ": one\n");
+	expect_body(&t3, HEAD "- kubia-0" SUFFIX ": mine\n"
+			      "- kubia-1" SUFFIX ": two\n");
+	assert_ptr_equal(t2.body, t1.body);
+	assert_int_equal(t2.len, t1.len);
+	assert_ptr_equal(j2.body, j1.body);
+	assert_ptr_not_equal(j1.body, t1.body);
+	assert_ptr_not_equal(t3.body, t1.body);
+	text_len = t1.len;
+	/* Three renderings, each charged once. */
+	assert_int_equal(budget_used(&budget), (t1.len + 1) + (t3.len + 1) + (j1.len + 1));
+	if (METRICS_ENABLED) {
+		assert_int_equal(bodies(&metrics.view_bodies_rendered) - rendered, 3);
+		assert_int_equal(bodies(&metrics.view_bodies_shared) - shared, 2);
+	}
+	/* The body stays while one view still holds it. */
+	outcome_free(&t1);
+	outcome_free(&j1);
+	assert_int_equal(budget_used(&budget), (t2.len + 1) + (t3.len + 1) + (j2.len + 1));
+	/* A later view (another batch) of the latest text, "two", while t3 still holds it:
+	 * the same body. */
+	cached = &c;
+	view_start(&vs, view_new(&later, DISCOVERY_FORMAT_TEXT));
+	answer(5, "two");
+	assert_ptr_equal(later.body, t3.body);
+	outcome_free(&later);
+	outcome_free(&t2);
+	assert_int_equal(budget_used(&budget), (t3.len + 1) + (j2.len + 1));
+	/* No one holds the text of "one" any more: a view of it renders again. */
+	view_start(&vs, view_new(&again, DISCOVERY_FORMAT_TEXT));
+	answer(6, "one");
+	assert_ptr_not_equal(again.body, t3.body);
+	assert_int_equal(again.len, text_len);
+	if (METRICS_ENABLED) {
+		assert_int_equal(bodies(&metrics.view_bodies_rendered) - rendered, 4);
+		assert_int_equal(bodies(&metrics.view_bodies_shared) - shared, 3);
+	}
+	outcome_free(&again);
+	outcome_free(&t3);
+	outcome_free(&j2);
+	srv_answer_free(&c.ans);
+	assert_int_equal(budget_used(&budget), 0);
+	assert_int_equal(local_held, 0);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	view_destroy(&vs);
+	return 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_views_wait_for_one_lookup_and_their_fetches, setup),
-		cmocka_unit_test_setup(test_a_cached_outcome_serves_at_once, setup),
-		cmocka_unit_test_setup(test_dns_error_and_no_peers, setup),
-		cmocka_unit_test_setup(test_a_refused_fetch_is_an_error_line, setup),
-		cmocka_unit_test_setup(test_stop, setup),
+		cmocka_unit_test_setup_teardown(test_views_wait_for_one_lookup_and_their_fetches,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_cached_outcome_serves_at_once, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_dns_error_and_no_peers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_refused_fetch_is_an_error_line, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_views_of_the_same_bytes_share_one_body, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -71,7 +71,7 @@ static json_t *render_doc(const struct viewjson *vj, const struct render_line *l
 	struct viewjson_pod pod = {"kubia-0", own, ownlen};
 	size_t len = 0;
 	uint64_t used = b != NULL ? budget_used(b) : 0;
-	char *body = viewjson_render(vj, &pod, lines, n, b, &len);
+	char *body = viewjson_render(vj, &pod, lines, n, b, &len, NULL, 0);
 	json_error_t err;
 	json_t *doc;
 
@@ -184,7 +184,7 @@ static void test_json_document(void **state)
 		struct viewjson_pod pod = {"kubia-0", "x", 1};
 		size_t len = 0;
 
-		assert_null(viewjson_render(vj, &pod, lines, n, &b, &len));
+		assert_null(viewjson_render(vj, &pod, lines, n, &b, &len, NULL, 0));
 		assert_int_equal(budget_used(&b), 0);
 	}
 	viewjson_free(vj);
@@ -224,12 +224,75 @@ static void test_json_outcomes_without_peers(void **state)
 	assert_int_equal(budget_used(&b), 0);
 }
 
+/* A document whose bytes are exactly a given body's is that body (no second rendering, no
+ * second charge); one that differs anywhere, even in its length only, is a new body and
+ * the given one's reference is dropped. */
+static void test_json_same_bytes_reuse_the_body(void **state)
+{
+	struct viewjson *vj = viewjson_begin(SRV_EMPTY, NULL, NULL, false);
+	struct viewjson_pod pod = {"kubia-0", "data-a", 6};
+	struct budget b;
+	size_t len = 0, len2 = 0;
+	char *body, *again;
+	size_t used;
+
+	(void)state;
+	assert_non_null(vj);
+	budget_init(&b, 1 << 20);
+	body = viewjson_render(vj, &pod, NULL, 0, &b, &len, NULL, 0);
+	assert_non_null(body);
+	used = budget_used(&b);
+	render_body_ref(body); /* the reference handed over */
+	again = viewjson_render(vj, &pod, NULL, 0, &b, &len2, body, len);
+	assert_ptr_equal(again, body);
+	assert_int_equal(len2, len);
+	assert_int_equal(budget_used(&b), used);
+	render_body_free(again);
+	/* One byte differs: a new body; the given reference is dropped. */
+	pod.data = "data-b";
+	render_body_ref(body);
+	again = viewjson_render(vj, &pod, NULL, 0, &b, &len2, body, len);
+	assert_non_null(again);
+	assert_ptr_not_equal(again, body);
+	assert_int_equal(len2, len);
+	assert_int_equal(budget_used(&b), 2 * used);
+	render_body_free(again);
+	/* The given body is shorter than the document: not it. */
+	pod.data = "data-aa";
+	pod.len = 7;
+	render_body_ref(body);
+	again = viewjson_render(vj, &pod, NULL, 0, &b, &len2, body, len);
+	assert_ptr_not_equal(again, body);
+	assert_int_equal(len2, len + 1);
+	render_body_free(again);
+	/* Longer than the document: not it either. */
+	pod.data = "data";
+	pod.len = 4;
+	render_body_ref(body);
+	again = viewjson_render(vj, &pod, NULL, 0, &b, &len2, body, len);
+	assert_ptr_not_equal(again, body);
+	render_body_free(again);
+	assert_int_equal(budget_used(&b), used);
+	/* Over budget: NULL, and the given reference is still dropped. */
+	{
+		struct budget tight;
+
+		budget_init(&tight, 16);
+		render_body_ref(body);
+		assert_null(viewjson_render(vj, &pod, NULL, 0, &tight, &len2, body, len));
+	}
+	render_body_free(body);
+	assert_int_equal(budget_used(&b), 0);
+	viewjson_free(vj);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_json_document),
 		cmocka_unit_test(test_json_outcomes_without_peers),
+		cmocka_unit_test(test_json_same_bytes_reuse_the_body),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
