@@ -241,11 +241,8 @@ struct http_server *http_start(const struct config *cfg, struct storage *st, str
 	pthread_cond_init(&s->idle_cond, &ca);
 	pthread_condattr_destroy(&ca);
 
-	if (!build_fixed(s) || !response_cache_refresh_locked(s) || !start_streams(s)) {
-		errtext_set(err, errlen, "HTTP server: out of memory");
-		goto fail;
-	}
-	if (!wire_init()) {
+	if (!build_fixed(s) || !response_cache_refresh_locked(s) || !start_streams(s) ||
+	    !wire_init()) {
 		errtext_set(err, errlen, "HTTP server: out of memory");
 		goto fail;
 	}
