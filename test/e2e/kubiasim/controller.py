@@ -143,11 +143,13 @@ def delete_pod(c, name):
     pod = st["pods"][name]
     t0 = time.monotonic()
     lag = st.get("endpoint_lag_s") or 0
+    # As in a real cluster, the kubelet starts stopping the pod (preStop hook, then
+    # SIGTERM) at once, whatever the endpoints do: the proxy's reload below waits for its
+    # old workers, which finish the requests in flight to this pod first.
+    signal_ref(pod.get("kubelet"), signal.SIGTERM)
     if lag > 0:
-        # up --endpoint-lag: as in a real cluster, the kubelet starts stopping the pod
-        # (preStop hook, then SIGTERM) at once, while the endpoints, and the Service's
-        # proxy that follows them as kube-proxy does, catch up a moment later.
-        signal_ref(pod.get("kubelet"), signal.SIGTERM)
+        # up --endpoint-lag: the endpoints, and the Service's proxy that follows them as
+        # kube-proxy does, catch up a moment later.
         delay = random.uniform(0, lag)
         time.sleep(delay)
         say("endpoints: %s removed %.2f s after its deletion began" % (name, delay))
