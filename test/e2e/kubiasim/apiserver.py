@@ -89,7 +89,7 @@ class Store:
 
     def files(self, st):
         fp = []
-        for path in [self.c.statefile] + [
+        for path in [self.c.statefile, os.path.join(self.c.run, apiwrites.LOOSE_FILE)] + [
                 os.path.join(self.c.run, "pods", p["netns"] + ".status.json")
                 for p in (st or {}).get("pods", {}).values()]:
             try:
@@ -118,6 +118,9 @@ class Store:
         now = time.monotonic()
         if not force and fp == self.fingerprint and now - self.last_full < FULL_RENDER_S:
             return True
+        # the objects the API server keeps in a file of its own (apiwrites.LOOSE)
+        loose = read_json(os.path.join(self.c.run, apiwrites.LOOSE_FILE)) or {}
+        apiobjects.api_state(st).setdefault("objects", {}).update(loose)
         self.c.st = st
         try:
             objs = Renderer(self.c, st, self.version, self.seen).all()
