@@ -97,3 +97,48 @@ def test_apply_k_every_kustomization(sim, tmp_path, minor):
     wait_until(lambda: k("get", "pdb", "kubia", "-o",
                          "jsonpath={.status.currentHealthy}").stdout == "3", 10,
                "the budget to count three healthy pods")
+
+
+def test_events_of_the_controller_and_the_kubelets(sim, tmp_path):
+    """kubectl get events and describe show the book's kinds of events: the scheduler's
+    Scheduled, the kubelet's Pulled, Created, Started and Killing, the StatefulSet
+    controller's SuccessfulCreate and SuccessfulDelete; a deleted pod's events outlive
+    it."""
+    exe = kubectl_of(VERSIONS[-1])
+    if exe is None:
+        pytest.skip("kubectl %s is not installed (beside kubectl on PATH)" % VERSIONS[-1])
+    sim.cli("up", "--binary", KUBIA, "--subnet", sim.base + ".0/24", "--replicas", 2,
+            "--mode", "pet", "--api-port", sim.api_port, *sim.sanitizer_env())
+    k = Kubectl(sim, exe, tmp_path)
+    k.ready(2)
+    uid = k("get", "po", "kubia-1", "-o", "jsonpath={.metadata.uid}").stdout
+    assert k("delete", "po", "kubia-1").stdout == 'pod "kubia-1" deleted\n'
+    k.ready(2)
+    assert k("scale", "sts", "kubia", "--replicas", "1").stdout == \
+        "statefulset.apps/kubia scaled\n"
+    k.ready(1)
+
+    def rows(*args):
+        return [r.split(None, 4) for r in k.lines("get", "events", *args)[1:]]
+    # LAST SEEN, TYPE, REASON, OBJECT, MESSAGE
+    wait_until(lambda: ["SuccessfulDelete", "statefulset/kubia",
+                        "delete Pod kubia-1 in StatefulSet kubia successful"] in
+               [r[2:] for r in rows()], 10, "the controller's SuccessfulDelete")
+    seen = [r[1:] for r in rows()]
+    assert ["Normal", "Killing", "pod/kubia-1", "Stopping container kubia"] in seen
+    assert [r for r in seen if r[1] == "SuccessfulCreate" and "kubia-1" in r[3]] == \
+        [["Normal", "SuccessfulCreate", "statefulset/kubia",
+          "create Pod kubia-1 in StatefulSet kubia successful"]] * 2
+    # the first kubia-1's events are still there, with its uid
+    old = k("get", "events", "--field-selector", "involvedObject.uid=" + uid, "-o",
+            "jsonpath={range .items[*]}{.reason} {end}").stdout.split()
+    assert sorted(old) == ["Created", "Killing", "Pulled", "Scheduled", "Started"]
+    described = k("describe", "po", "kubia-0").stdout
+    events = described[described.index("\nEvents:") + 1:].splitlines()
+    assert re.fullmatch(r" +Type +Reason +Age +From +Message", events[1])
+    assert [e.split()[1] for e in events[3:]] == ["Scheduled", "Pulled", "Created",
+                                                 "Started"], events
+    described = k("describe", "sts", "kubia").stdout
+    events = described[described.index("\nEvents:"):]
+    assert re.search(r"Normal +SuccessfulDelete +\S+ +statefulset-controller +delete Pod "
+                     r"kubia-1 in StatefulSet kubia successful", events), events

@@ -743,7 +743,7 @@ class Renderer:
         # named as the API server names them, <object>.<time in ns as hex>: in the order
         # they happened when sorted by name (the kubelet's follow the scheduler's)
         order = ("SuccessfulCreate", "FailedScheduling", "Scheduled", "Pulled", "Created",
-                 "Started", "Killing")
+                 "Started", "Killing", "SuccessfulDelete")
         name = "%s.%x" % (ref["name"], int(at * 1e9) + order.index(reason) * 1000 +
                           int(uid_of(salt)[:2], 16))
         src = {"component": component}

@@ -17,6 +17,7 @@ KINDS = {"Service": "services", "StatefulSet": "statefulsets",
          "PodDisruptionBudget": "poddisruptionbudgets", "NetworkPolicy": "networkpolicies",
          "PersistentVolume": "persistentvolumes", "StorageClass": "storageclasses"}
 SOCKET = "apiserver.sock"  # in the run directory; nginx sends the API to it
+WATCH_HISTORY = 20000  # changes kept for watches that resume
 NAMESPACED = {"services", "statefulsets", "poddisruptionbudgets", "networkpolicies"}
 
 
@@ -26,11 +27,20 @@ def check_version(text):
     return text
 
 
+def check_history(a):
+    history = getattr(a, "api_watch_history", WATCH_HISTORY)
+    if history < 1:
+        raise SimError("--api-watch-history %d: 1 or more" % history)
+    return history
+
+
 def seed(c, a, source, template, version):
     st = c.st
     now = time.time()
     api = st.setdefault("api", {})
+    history = check_history(a)
     api.update(kubernetes_version=version, created=now, objects={}, controller=a.empty,
+               watch_history=history,
                overrides={"env": a.env, "arg": a.arg, "grace_period": a.grace_period,
                           "image": getattr(a, "image", None),
                           "user": getattr(a, "user", None)})
