@@ -4,13 +4,17 @@ preStop hook, kubia finishing the upload within the pod's terminationGracePeriod
 and the API server's refusals."""
 
 import hashlib
+import http.client
+import json
+import os
 import re
 import socket
 import subprocess
 import time
 
 import pytest
-from conftest import KUBIA, wait_until
+import yaml
+from conftest import BASE, KUBIA, wait_until
 from test_apiserver import VERSIONS, Kubectl, kubectl_of
 
 STORED = b"Data stored on pod kubia-0\n"
@@ -123,3 +127,53 @@ def test_delete_po_with_an_upload_in_flight(sim, tmp_path, grace):
         # the proxy's answer when the pod's connection is cut, as the API server's
         assert answer.startswith(b"HTTP/1.1 502") and STORED not in answer, answer
         assert data.status == 200 and data.body == "old"
+
+
+def raw(port, method, path, body, ctype):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": ctype})
+        r = conn.getresponse()
+        return r.status, r.getheader("Content-Type"), json.loads(r.read().decode())
+    finally:
+        conn.close()
+
+
+def test_refusals_are_status_objects(sim, tmp_path):
+    """A body in protobuf (which kubectl 1.32+ sends for some typed calls; this API
+    server decodes JSON and YAML only) gets 415 UnsupportedMediaType, a POST to an
+    object's own path 405 MethodNotAllowed, and claims, which only the StatefulSet's
+    controller makes here, cannot be created: each a Status, nothing changed."""
+    k = newest(sim, tmp_path)
+    sim.cli("up", "--empty", "--nodes", 1, "--binary", KUBIA, "--subnet",
+            sim.base + ".0/24", "--api-port", sim.api_port, *sim.sanitizer_env())
+    svcs = "/api/v1/namespaces/%s/services" % sim.ns
+    with open(os.path.join(BASE, "kubia-service-headless.yaml")) as f:
+        svc = json.dumps(yaml.safe_load(f))
+    code, ctype, status = raw(sim.api_port, "POST", svcs, b"k8s\x00\x0a\x0f",
+                              "application/vnd.kubernetes.protobuf")
+    assert (code, ctype) == (415, "application/json")
+    assert (status["kind"], status["status"], status["reason"], status["code"]) == (
+        "Status", "Failure", "UnsupportedMediaType", 415)
+    assert status["message"].startswith("the body of the request was in an unknown format")
+    assert k("get", "svc", "kubia", check=False).returncode == 1
+    assert raw(sim.api_port, "POST", svcs, svc, "application/json")[0] == 201
+    code, _, status = raw(sim.api_port, "PATCH", svcs + "/kubia", b"\x0a\x00",
+                          "application/vnd.kubernetes.protobuf")
+    assert (code, status["reason"]) == (415, "UnsupportedMediaType")
+    code, _, status = raw(sim.api_port, "POST", svcs + "/kubia", svc, "application/json")
+    assert (code, status["kind"], status["reason"], status["message"]) == (
+        405, "Status", "MethodNotAllowed",
+        "the server does not allow this method on the requested resource")
+    claim = tmp_path / "claim.yaml"
+    claim.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data-kubia-9"},
+        "spec": {"accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Mi"}}}}))
+    r = k("create", "-f", str(claim), check=False)
+    assert r.returncode == 1
+    assert r.stderr.startswith("Error from server (MethodNotAllowed): error when creating"), \
+        r.stderr
+    assert "kubia-sim does not create persistentvolumeclaims" in r.stderr
+    assert k("get", "pvc", "-o", "name").stdout == ""
