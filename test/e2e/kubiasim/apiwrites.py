@@ -19,7 +19,7 @@ import time
 
 import argparse
 
-from . import smp
+from . import apifields, smp
 from .apiobjects import (STORED, api_state, default_object, pod_uid, public, statefulset,
                          ts, uid_of)
 from .controller import converge, wanted
@@ -197,9 +197,10 @@ def already_exists(req, name):
                      {"name": name, "group": req.group, "kind": req.resource})
 
 
-def fresh_object(req, c, obj, name):
-    """obj as the API server stores it when created: its metadata set, defaults filled."""
-    obj = copy.deepcopy(obj)
+def fresh_object(req, c, given, name):
+    """obj as the API server stores it when created: its metadata set, defaults filled,
+    its creator the manager of its fields."""
+    obj = copy.deepcopy(given)
     obj["apiVersion"], obj["kind"] = req.spec[1] if not req.group else \
         "%s/%s" % (req.group, req.spec[1]), req.kind
     m = obj.setdefault("metadata", {})
@@ -213,7 +214,31 @@ def fresh_object(req, c, obj, name):
     m["creationTimestamp"] = ts(now)
     if req.resource in ("statefulsets", "poddisruptionbudgets", "networkpolicies"):
         m["generation"] = 1
-    return default_object(req.resource, obj, c)
+    obj = default_object(req.resource, obj, c)
+    if applying(req):
+        m["managedFields"] = apifields.created(obj, apifields.manager_of(req), "Apply", given)
+    else:
+        m["managedFields"] = apifields.created(obj, apifields.manager_of(req), "Update")
+    return obj
+
+
+def applying(req):
+    """True for a server-side apply."""
+    return (req.h.headers.get("Content-Type") or "").split(";")[0] == \
+        "application/apply-patch+yaml"
+
+
+def managed(req, current, new):
+    """new's managed fields after this write of current (409 on an apply's conflict)."""
+    manager = apifields.manager_of(req)
+    try:
+        if applying(req):
+            config = req.payload()[1] or {}
+            return apifields.applied(current, new, config, manager,
+                                     req.query.get("force") in ("true", "1"))
+        return apifields.updated(current, new, manager)
+    except apifields.Conflict as e:
+        raise api_error(409, "Conflict", e.message(), {"causes": e.causes()})
 
 
 # objects no controller reads ---------------------------------------------------------
@@ -447,6 +472,7 @@ def update(req):
     if req.resource not in STORED:
         raise api_error(405, "MethodNotAllowed", "kubia-sim does not change %s (its "
                         "controller and kubelets do)" % req.qualified)
+    new.setdefault("metadata", {})["managedFields"] = managed(req, current, new)
     if req.resource in LOOSE and not seeded(req, key_of(None, req.resource, req.ns,
                                                         req.name)):
         loose_write(req, lambda objects, st: replace_object(req, objects, new))
@@ -709,7 +735,11 @@ def scale(req):
             raise invalid("StatefulSet.apps", req.name, "spec.replicas", n, str(e))
         obj = statefulset(st)
         if st["replicas"] != n and obj is not None:
+            old = copy.deepcopy(obj)
+            old["spec"]["replicas"] = st["replicas"]
             obj["spec"]["replicas"] = n
+            obj["metadata"]["managedFields"] = apifields.updated(
+                old, obj, apifields.manager_of(req), "scale")
             obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
         st["replicas"] = n
         c.save()
