@@ -2,6 +2,7 @@
 (Services, StatefulSet, PodDisruptionBudget, ...) as the API server would store them,
 and the version it reports (none of them with `up --empty`)."""
 
+import contextlib
 import copy
 import os
 import re
@@ -17,6 +18,7 @@ KINDS = {"Service": "services", "StatefulSet": "statefulsets",
          "PodDisruptionBudget": "poddisruptionbudgets", "NetworkPolicy": "networkpolicies",
          "PersistentVolume": "persistentvolumes", "StorageClass": "storageclasses"}
 SOCKET = "apiserver.sock"  # in the run directory; nginx sends the API to it
+LOOSE_FILE = "api-objects.json"  # in the run directory: apiwrites.LOOSE's objects
 WATCH_HISTORY = 20000  # changes kept for watches that resume
 NAMESPACED = {"services", "statefulsets", "poddisruptionbudgets", "networkpolicies"}
 
@@ -39,6 +41,8 @@ def seed(c, a, source, template, version):
     now = time.time()
     api = st.setdefault("api", {})
     history = check_history(a)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(c.run, LOOSE_FILE))  # a cluster that ended without down
     api.update(kubernetes_version=version, created=now, objects={}, controller=a.empty,
                watch_history=history,
                overrides={"env": a.env, "arg": a.arg, "grace_period": a.grace_period,

@@ -28,7 +28,7 @@ import urllib.parse
 
 from . import apiobjects, apipods, apitables, apiwrites
 from .apiobjects import RESOURCES, Renderer, api_version, canonical, public
-from .apiseed import SOCKET, WATCH_HISTORY
+from .apiseed import LOOSE_FILE, SOCKET, WATCH_HISTORY
 from .state import Cluster
 from .util import read_json
 
@@ -90,7 +90,7 @@ class Store:
 
     def files(self, st):
         fp = []
-        for path in [self.c.statefile, os.path.join(self.c.run, apiwrites.LOOSE_FILE)] + [
+        for path in [self.c.statefile, os.path.join(self.c.run, LOOSE_FILE)] + [
                 os.path.join(self.c.run, "pods", p["netns"] + ".status.json")
                 for p in (st or {}).get("pods", {}).values()]:
             try:
@@ -120,7 +120,7 @@ class Store:
         if not force and fp == self.fingerprint and now - self.last_full < FULL_RENDER_S:
             return True
         # the objects the API server keeps in a file of its own (apiwrites.LOOSE)
-        loose = read_json(os.path.join(self.c.run, apiwrites.LOOSE_FILE)) or {}
+        loose = read_json(os.path.join(self.c.run, LOOSE_FILE)) or {}
         apiobjects.api_state(st).setdefault("objects", {}).update(loose)
         self.c.st = st
         try:

@@ -20,6 +20,7 @@ import time
 import argparse
 
 from . import apifields, smp
+from .apiseed import LOOSE_FILE
 from .apiobjects import (STORED, api_state, default_object, pod_uid, public, statefulset,
                          ts, uid_of)
 from .controller import converge, wanted
@@ -249,7 +250,6 @@ def managed(req, current, new):
 # it brings pods up one by one (`kubectl apply -k` creates the budget after the
 # StatefulSet). The objects `up -f` seeded stay in the state and are written there.
 LOOSE = {"poddisruptionbudgets", "networkpolicies", "storageclasses", "persistentvolumes"}
-LOOSE_FILE = "api-objects.json"
 LOOSE_LOCK = threading.Lock()
 
 
