@@ -415,3 +415,51 @@ def test_section_10_5_on_three_nodes(sim, tmp_path, minor):
     placed = k("get", "po", "-o", "jsonpath={.items[*].spec.nodeName}").stdout.split()
     assert other not in placed and len(placed) == 3
     assert k("uncordon", other).stdout == "node/%s uncordoned\n" % other
+
+
+def watch_events(port, path, rv):
+    """The events of a watch from rv that the server ends after a second."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "%s?watch=true&resourceVersion=%s&timeoutSeconds=1" % (path, rv))
+        r = conn.getresponse()
+        assert r.status == 200
+        return [json.loads(line) for line in r.read().decode().splitlines() if line]
+    finally:
+        conn.close()
+
+
+def test_watch_history_bounded(sim, tmp_path):
+    """The API server keeps the last --api-watch-history changes: a watch from within
+    them gets the events since, one from before them a 410 Gone (Expired), as from the
+    API server's watch cache."""
+    exe = kubectl_of(VERSIONS[-1])
+    if exe is None:
+        pytest.skip("kubectl %s is not installed (beside kubectl on PATH)" % VERSIONS[-1])
+    bad = sim.cli("up", "--empty", "--api-watch-history", 0, check=False)
+    assert bad.returncode != 0 and "--api-watch-history 0: 1 or more" in bad.stderr
+    sim.cli("up", "--empty", "--nodes", 1, "--binary", KUBIA, "--subnet",
+            sim.base + ".0/24", "--api-port", sim.api_port, "--api-watch-history", 5,
+            *sim.sanitizer_env())
+    k = Kubectl(sim, exe, tmp_path)
+    pvs = "/api/v1/persistentvolumes"
+    rv0 = json.loads(http_get(sim.api_port, pvs)[1])["metadata"]["resourceVersion"]
+    k("create", "-f", os.path.join(BASE, "persistent-volumes-gcepd.yaml"))  # 3 changes
+    seen = watch_events(sim.api_port, pvs, rv0)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in seen] == [
+        ("ADDED", "pv-a"), ("ADDED", "pv-b"), ("ADDED", "pv-c")]
+    assert [int(e["object"]["metadata"]["resourceVersion"]) for e in seen] == sorted(
+        int(e["object"]["metadata"]["resourceVersion"]) for e in seen)
+    # two Services and their endpoints: seven changes since rv0, five kept
+    k("create", "-f", os.path.join(BASE, "kubia-service-headless.yaml"))
+    k("create", "-f", os.path.join(BASE, "kubia-service-public.yaml"))
+    gone = watch_events(sim.api_port, pvs, rv0)
+    assert len(gone) == 1 and gone[0]["type"] == "ERROR", gone
+    status = gone[0]["object"]
+    assert (status["kind"], status["code"], status["reason"]) == ("Status", 410, "Expired")
+    assert status["message"].startswith("too old resource version: %s (" % rv0)
+    # from the last PersistentVolume on: the Services, within the window
+    svcs = "/api/v1/namespaces/%s/services" % sim.ns
+    since = seen[-1]["object"]["metadata"]["resourceVersion"]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in watch_events(
+        sim.api_port, svcs, since)] == [("ADDED", "kubia"), ("ADDED", "kubia-public")]

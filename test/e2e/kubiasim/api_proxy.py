@@ -202,7 +202,9 @@ def api_get(c, path, timeout=1.0):
         conn.close()
 
 
-def nginx_apply(c, ready):
+def nginx_apply(c, ready, on_routed=None):
+    """Loads the proxy's configuration for the ready pods; on_routed() runs once it
+    serves (before the old workers quit), or at once when nothing changed."""
     st = c.st
     front_start(c)
     generation = st.get("nginx_generation", 0) + 1
@@ -212,6 +214,8 @@ def nginx_apply(c, ready):
     with contextlib.suppress(FileNotFoundError), open(path) as f:
         old = f.read().split("\n", 1)[1]
     if alive(st.get("nginx")) and old == conf.split("\n", 1)[1]:
+        if on_routed is not None:
+            on_routed()
         return
     os.makedirs(os.path.join(c.run, "nginx"), exist_ok=True)
     write_atomic(path, conf)
@@ -229,8 +233,12 @@ def nginx_apply(c, ready):
             raise SimError("nginx exited: see %s" % os.path.join(c.run, "nginx.error.log"))
         r = api_get(c, "/healthz")
         return r is not None and r.getheader("X-Kubia-Sim-Generation") == str(generation)
-    wait_for(current, 10, "the API proxy on localhost:%d to load its configuration"
-             % st["api_port"])
+    try:
+        wait_for(current, 10, "the API proxy on localhost:%d to load its configuration"
+                 % st["api_port"])
+    finally:
+        if on_routed is not None:
+            on_routed()
     # Workers of the old configuration keep accepting until they have quit; wait for
     # them, so that nothing is routed to endpoints that are gone.
     wait_for(lambda: len(children_of(st["nginx"]["pid"])) <= 1, 10,

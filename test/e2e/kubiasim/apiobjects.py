@@ -287,6 +287,8 @@ class Renderer:
             out[("policy", "poddisruptionbudgets")][(ns, name)] = self.pdb_live(
                 pdb, out[("", "pods")])
         claims, vols = self.claims()
+        vols = self.bind_static(claims, vols, out[("", "persistentvolumes")],
+                                out[("storage.k8s.io", "storageclasses")])
         out[("", "persistentvolumeclaims")] = {(self.ns, o["metadata"]["name"]): o
                                                for o in claims}
         out[("", "persistentvolumes")].update({("", o["metadata"]["name"]): o for o in vols})
@@ -544,11 +546,12 @@ class Renderer:
         claims, vols = [], []
         vdir = self.c.volumes
         names = sorted(os.listdir(vdir)) if os.path.isdir(vdir) else []
-        size = "1Mi"
+        size, cls = "1Mi", STORAGE_CLASS
         if self.sts is not None:
             for vct in self.sts["spec"].get("volumeClaimTemplates") or []:
                 size = ((vct.get("spec") or {}).get("resources") or {}).get(
                     "requests", {}).get("storage", size)
+                cls = (vct.get("spec") or {}).get("storageClassName") or cls
         for n in names:
             path = os.path.join(vdir, n)
             try:
@@ -566,7 +569,7 @@ class Renderer:
                     "volume.kubernetes.io/storage-provisioner": "kubia-sim/hostpath"},
                     finalizers=["kubernetes.io/pvc-protection"]),
                 "spec": {"accessModes": ["ReadWriteOnce"], "resources": {
-                    "requests": {"storage": size}}, "storageClassName": STORAGE_CLASS,
+                    "requests": {"storage": size}}, "storageClassName": cls,
                     "volumeMode": "Filesystem", "volumeName": pv},
                 "status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"],
                            "capacity": {"storage": size}}})
@@ -581,9 +584,40 @@ class Renderer:
                                       "name": n, "namespace": self.ns, "uid": cuid},
                          "hostPath": {"path": path, "type": ""},
                          "persistentVolumeReclaimPolicy": "Delete",
-                         "storageClassName": STORAGE_CLASS, "volumeMode": "Filesystem"},
+                         "storageClassName": cls, "volumeMode": "Filesystem"},
                 "status": {"phase": "Bound"}})
         return claims, vols
+
+    def bind_static(self, claims, vols, stored_pvs, classes):
+        """Claims of a class that provisions nothing (kubernetes.io/no-provisioner, the
+        hostpath overlay's) bound, as the volume controller binds them, to the hand-made
+        volumes of their class, in order of name: those volumes show Bound and the
+        claims name them; the volumes kubia-sim's directories would otherwise show as
+        provisioned are left out. Returns the provisioned volumes still shown."""
+        static = {name for (_, name), sc in classes.items()
+                  if sc.get("provisioner") == "kubernetes.io/no-provisioner"}
+        keep = {}
+        for claim in claims:
+            cls = claim["spec"]["storageClassName"]
+            if cls not in static:
+                keep[claim["spec"]["volumeName"]] = True
+                continue
+            free = [pv for (_, name), pv in sorted(stored_pvs.items())
+                    if (pv.get("spec") or {}).get("storageClassName") == cls and
+                    "claimRef" not in pv["spec"]]
+            if not free:
+                claim["status"] = {"phase": "Pending"}
+                del claim["spec"]["volumeName"]
+                continue
+            pv = copy.deepcopy(free[0])
+            pv["spec"]["claimRef"] = {
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": self.ns,
+                "name": claim["metadata"]["name"], "uid": claim["metadata"]["uid"]}
+            pv["status"] = {"phase": "Bound"}
+            stored_pvs[("", pv["metadata"]["name"])] = pv
+            claim["spec"]["volumeName"] = pv["metadata"]["name"]
+            claim["status"]["capacity"] = pv["spec"].get("capacity", {})
+        return [v for v in vols if v["metadata"]["name"] in keep]
 
     # nodes, endpoints, events --------------------------------------------------------
     def nodes(self):
@@ -709,7 +743,7 @@ class Renderer:
         # named as the API server names them, <object>.<time in ns as hex>: in the order
         # they happened when sorted by name (the kubelet's follow the scheduler's)
         order = ("SuccessfulCreate", "FailedScheduling", "Scheduled", "Pulled", "Created",
-                 "Started", "Killing")
+                 "Started", "Killing", "SuccessfulDelete")
         name = "%s.%x" % (ref["name"], int(at * 1e9) + order.index(reason) * 1000 +
                           int(uid_of(salt)[:2], 16))
         src = {"component": component}

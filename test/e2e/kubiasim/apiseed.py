@@ -2,6 +2,7 @@
 (Services, StatefulSet, PodDisruptionBudget, ...) as the API server would store them,
 and the version it reports (none of them with `up --empty`)."""
 
+import contextlib
 import copy
 import os
 import re
@@ -17,6 +18,8 @@ KINDS = {"Service": "services", "StatefulSet": "statefulsets",
          "PodDisruptionBudget": "poddisruptionbudgets", "NetworkPolicy": "networkpolicies",
          "PersistentVolume": "persistentvolumes", "StorageClass": "storageclasses"}
 SOCKET = "apiserver.sock"  # in the run directory; nginx sends the API to it
+LOOSE_FILE = "api-objects.json"  # in the run directory: apiwrites.LOOSE's objects
+WATCH_HISTORY = 20000  # changes kept for watches that resume
 NAMESPACED = {"services", "statefulsets", "poddisruptionbudgets", "networkpolicies"}
 
 
@@ -26,11 +29,22 @@ def check_version(text):
     return text
 
 
+def check_history(a):
+    history = getattr(a, "api_watch_history", WATCH_HISTORY)
+    if history < 1:
+        raise SimError("--api-watch-history %d: 1 or more" % history)
+    return history
+
+
 def seed(c, a, source, template, version):
     st = c.st
     now = time.time()
     api = st.setdefault("api", {})
+    history = check_history(a)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(c.run, LOOSE_FILE))  # a cluster that ended without down
     api.update(kubernetes_version=version, created=now, objects={}, controller=a.empty,
+               watch_history=history,
                overrides={"env": a.env, "arg": a.arg, "grace_period": a.grace_period,
                           "image": getattr(a, "image", None),
                           "user": getattr(a, "user", None)})

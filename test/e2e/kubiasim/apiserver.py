@@ -28,14 +28,14 @@ import urllib.parse
 
 from . import apiobjects, apipods, apitables, apiwrites
 from .apiobjects import RESOURCES, Renderer, api_version, canonical, public
-from .apiseed import SOCKET
+from .apiseed import LOOSE_FILE, SOCKET, WATCH_HISTORY
 from .state import Cluster
 from .util import read_json
 
 POLL_S = 0.05
 FULL_RENDER_S = 1.0  # ages and the node-lost grace change without any file changing
-LOG_KEEP = 20000  # watch events kept for watches that resume from a resourceVersion
 DEFAULT_VERSION = "1.33"
+EVENT_TTL_S = 3600  # the API server's --event-ttl
 
 DISCOVERY = {
     "v2": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
@@ -84,12 +84,13 @@ class Store:
         self.last_full = 0.0
         self.up = True
         self.seen = {}  # the claims' directories: when first seen
+        self.events = {}  # every event rendered within EVENT_TTL_S, by (namespace, name)
         self.rendering = threading.Lock()
         self.extra_pods = None  # () -> (generation, {(ns, name): pod}): apipods' pods
 
     def files(self, st):
         fp = []
-        for path in [self.c.statefile] + [
+        for path in [self.c.statefile, os.path.join(self.c.run, LOOSE_FILE)] + [
                 os.path.join(self.c.run, "pods", p["netns"] + ".status.json")
                 for p in (st or {}).get("pods", {}).values()]:
             try:
@@ -118,9 +119,13 @@ class Store:
         now = time.monotonic()
         if not force and fp == self.fingerprint and now - self.last_full < FULL_RENDER_S:
             return True
+        # the objects the API server keeps in a file of its own (apiwrites.LOOSE)
+        loose = read_json(os.path.join(self.c.run, LOOSE_FILE)) or {}
+        apiobjects.api_state(st).setdefault("objects", {}).update(loose)
         self.c.st = st
         try:
-            objs = Renderer(self.c, st, self.version, self.seen).all()
+            r = Renderer(self.c, st, self.version, self.seen)
+            objs = r.all()
             objs[("", "pods")].update(extra[1])
         except (KeyError, TypeError, ValueError, OSError) as e:
             # a state written by an older kubia-sim, or a moment between two files
@@ -128,8 +133,44 @@ class Store:
             return True
         with self.lock:
             self.fingerprint, self.last_full, self.st = fp, now, st
+            objs[("", "events")] = self.remember_events(r, st, objs)
             self.diff(objs)
         return True
+
+    def remember_events(self, r, st, objs):
+        """The events rendered now and those rendered before, kept for EVENT_TTL_S as the
+        API server keeps them (a pod's events outlive it), with the StatefulSet
+        controller's SuccessfulDelete for each pod it removed (scale-down, rolling
+        update): a pod gone whose ordinal is beyond the replicas or whose revision is not
+        the update revision. A pod a user deleted gets the kubelet's Killing only."""
+        pods = objs[("", "pods")]
+        sts = objs[("apps", "statefulsets")]
+        start = (st.get("controller") or {}).get("ordinals_start", 0)
+        for key, old in (self.objects.get(("", "pods")) or {}).items():
+            new = pods.get(key)
+            if new is not None and new["metadata"]["uid"] == old["metadata"]["uid"]:
+                continue
+            owner = [o for o in old["metadata"].get("ownerReferences") or []
+                     if o["kind"] == "StatefulSet"]
+            labels = old["metadata"].get("labels") or {}
+            if not owner or not sts:
+                continue
+            ordinal = int(labels.get("apps.kubernetes.io/pod-index", "0") or 0)
+            if ordinal < start + st.get("replicas", 0) and labels.get(
+                    "controller-revision-hash") == st.get("update_revision"):
+                continue
+            ref = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": owner[0]["name"],
+                   "namespace": key[0], "uid": owner[0]["uid"]}
+            ev = r.event(ref, "SuccessfulDelete", "delete Pod %s in StatefulSet %s "
+                         "successful" % (key[1], owner[0]["name"]), "statefulset-controller",
+                         time.time(), old["metadata"]["uid"])
+            self.events[(key[0], ev["metadata"]["name"])] = ev
+        self.events.update(objs[("", "events")])
+        oldest = time.time() - EVENT_TTL_S
+        for key, ev in list(self.events.items()):
+            if apiobjects.parse_ts(ev["lastTimestamp"]) < oldest:
+                del self.events[key]
+        return dict(self.events)
 
     def diff(self, objs):
         seen = set()
@@ -165,8 +206,9 @@ class Store:
                 o["metadata"]["resourceVersion"] = str(self.rv)
                 self.canon[ev[4]] = (ev[5], ev[6], self.rv)
             self.log.append((self.rv, g, res, kind, o))
-        if len(self.log) > LOG_KEEP:
-            drop = len(self.log) - LOG_KEEP
+        keep = (self.st or {}).get("api", {}).get("watch_history") or WATCH_HISTORY
+        if len(self.log) > keep:
+            drop = len(self.log) - keep
             self.first_rv = self.log[drop][0]
             del self.log[:drop]
         self.objects = objs

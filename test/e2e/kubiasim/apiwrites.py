@@ -19,7 +19,8 @@ import time
 
 import argparse
 
-from . import smp
+from . import apifields, smp
+from .apiseed import LOOSE_FILE
 from .apiobjects import (STORED, api_state, default_object, pod_uid, public, statefulset,
                          ts, uid_of)
 from .controller import converge, wanted
@@ -168,30 +169,16 @@ def create(req, obj=None):
                         "value: name or generateName is required" % (
                             req.kind, req.group or "core"))
     dry = "dryRun" in req.query
+    if req.resource in LOOSE:
+        return create_loose(req, obj, name, dry)
     with writing(req) as c:
         st = c.require_up()
         req.check_namespace(st)
         objects = api_state(st).setdefault("objects", {})
         key = key_of(st, req.resource, req.ns, name)
         if key in objects:
-            raise api_error(409, "AlreadyExists", '%s "%s" already exists'
-                            % (req.qualified, name), {"name": name, "group": req.group,
-                                                      "kind": req.resource})
-        obj = copy.deepcopy(obj)
-        obj["apiVersion"], obj["kind"] = req.spec[1] if not req.group else \
-            "%s/%s" % (req.group, req.spec[1]), req.kind
-        m = obj.setdefault("metadata", {})
-        for k in ("resourceVersion", "uid", "creationTimestamp", "generation",
-                  "managedFields", "selfLink"):
-            m.pop(k, None)
-        if req.ns is not None:
-            m["namespace"] = req.ns
-        now = time.time()
-        m["uid"] = uid_of(c.name, req.resource, name, now)
-        m["creationTimestamp"] = ts(now)
-        if req.resource in ("statefulsets", "poddisruptionbudgets", "networkpolicies"):
-            m["generation"] = 1
-        default_object(req.resource, obj, c)
+            raise already_exists(req, name)
+        obj = fresh_object(req, c, obj, name)
         if req.resource == "statefulsets":
             check_sts(obj)
             if dry:
@@ -203,6 +190,112 @@ def create(req, obj=None):
         objects[key] = obj
         c.save()
     req.api.controller.wake.set()
+    return answer(req, 201, name)
+
+
+def already_exists(req, name):
+    return api_error(409, "AlreadyExists", '%s "%s" already exists' % (req.qualified, name),
+                     {"name": name, "group": req.group, "kind": req.resource})
+
+
+def fresh_object(req, c, given, name):
+    """obj as the API server stores it when created: its metadata set, defaults filled,
+    its creator the manager of its fields."""
+    obj = copy.deepcopy(given)
+    obj["apiVersion"], obj["kind"] = req.spec[1] if not req.group else \
+        "%s/%s" % (req.group, req.spec[1]), req.kind
+    m = obj.setdefault("metadata", {})
+    for k in ("resourceVersion", "uid", "creationTimestamp", "generation",
+              "managedFields", "selfLink"):
+        m.pop(k, None)
+    if req.ns is not None:
+        m["namespace"] = req.ns
+    now = time.time()
+    m["uid"] = uid_of(c.name, req.resource, name, now)
+    m["creationTimestamp"] = ts(now)
+    if req.resource in ("statefulsets", "poddisruptionbudgets", "networkpolicies"):
+        m["generation"] = 1
+    obj = default_object(req.resource, obj, c)
+    if applying(req):
+        m["managedFields"] = apifields.created(obj, apifields.manager_of(req), "Apply", given)
+    else:
+        m["managedFields"] = apifields.created(obj, apifields.manager_of(req), "Update")
+    return obj
+
+
+def applying(req):
+    """True for a server-side apply."""
+    return (req.h.headers.get("Content-Type") or "").split(";")[0] == \
+        "application/apply-patch+yaml"
+
+
+def managed(req, current, new):
+    """new's managed fields after this write of current (409 on an apply's conflict)."""
+    manager = apifields.manager_of(req)
+    try:
+        if applying(req):
+            config = req.payload()[1] or {}
+            return apifields.applied(current, new, config, manager,
+                                     req.query.get("force") in ("true", "1"))
+        return apifields.updated(current, new, manager)
+    except apifields.Conflict as e:
+        raise api_error(409, "Conflict", e.message(), {"causes": e.causes()})
+
+
+# objects no controller reads ---------------------------------------------------------
+# PodDisruptionBudgets (read only by the API's evictions), NetworkPolicies (nothing
+# enforces them here), StorageClasses and hand-made PersistentVolumes (the claims'
+# volumes are provisioned): kept in a file of the API server's own, so that writing
+# them never waits for the cluster's lock, which the StatefulSet controller holds while
+# it brings pods up one by one (`kubectl apply -k` creates the budget after the
+# StatefulSet). The objects `up -f` seeded stay in the state and are written there.
+LOOSE = {"poddisruptionbudgets", "networkpolicies", "storageclasses", "persistentvolumes"}
+LOOSE_LOCK = threading.Lock()
+
+
+def loose_path(c):
+    return os.path.join(c.run, LOOSE_FILE)
+
+
+def loose_objects(c):
+    return read_json(loose_path(c)) or {}
+
+
+def seeded(req, key):
+    """True when key is an object of the state (seeded by up -f)."""
+    st = read_json(req.api.c.statefile) or {}
+    return key in ((st.get("api") or {}).get("objects") or {})
+
+
+def loose_write(req, change):
+    """Runs change(objects, st) on the API server's own objects under their lock and
+    stores the result."""
+    c = req.api.c
+    st = read_json(c.statefile)
+    if st is None:
+        raise api_error(503, "ServiceUnavailable", "the cluster is not up")
+    req.check_namespace(st)
+    with LOOSE_LOCK:
+        objects = loose_objects(c)
+        out = change(objects, st)
+        write_atomic(loose_path(c), json.dumps(objects, sort_keys=True))
+    return out
+
+
+def create_loose(req, obj, name, dry):
+    c = req.api.c
+
+    def add(objects, st):
+        key = key_of(st, req.resource, req.ns, name)
+        if key in objects or key in (api_state(st).get("objects") or {}):
+            raise already_exists(req, name)
+        fresh = fresh_object(req, c, obj, name)
+        if not dry:
+            objects[key] = fresh
+        return fresh
+    fresh = loose_write(req, add)
+    if dry:
+        return req.h.send_json(201, fresh)
     return answer(req, 201, name)
 
 
@@ -379,30 +472,41 @@ def update(req):
     if req.resource not in STORED:
         raise api_error(405, "MethodNotAllowed", "kubia-sim does not change %s (its "
                         "controller and kubelets do)" % req.qualified)
+    new.setdefault("metadata", {})["managedFields"] = managed(req, current, new)
+    if req.resource in LOOSE and not seeded(req, key_of(None, req.resource, req.ns,
+                                                        req.name)):
+        loose_write(req, lambda objects, st: replace_object(req, objects, new))
+        req.api.wait_rendered(lambda store: True)
+        return req.h.send_json(200, public(req.api.store.get(req.group, req.resource, ns,
+                                                             req.name)))
     with writing(req) as c:
         st = c.require_up()
         req.check_namespace(st)
         if req.resource == "statefulsets":
             update_statefulset(req, c, new)
         else:
-            objects = api_state(st).setdefault("objects", {})
-            key = key_of(st, req.resource, req.ns, req.name)
-            old = objects.get(key)
-            if old is None:
-                raise req.not_found()
-            for k in ("uid", "creationTimestamp", "generation", "namespace", "name"):
-                if k in old["metadata"]:
-                    new.setdefault("metadata", {})[k] = old["metadata"][k]
-            new["metadata"].pop("resourceVersion", None)
-            if "spec" in old and old.get("spec") != new.get("spec") and \
-                    "generation" in old["metadata"]:
-                new["metadata"]["generation"] = old["metadata"]["generation"] + 1
-            objects[key] = default_object(req.resource, new, c)
+            replace_object(req, api_state(st).setdefault("objects", {}), new)
             c.save()
     req.api.controller.wake.set()
     req.api.wait_rendered(lambda store: True)
     return req.h.send_json(200, public(req.api.store.get(req.group, req.resource, ns,
                                                          req.name)))
+
+
+def replace_object(req, objects, new):
+    """new in place of the stored object, with what the API server keeps of the old."""
+    key = key_of(None, req.resource, req.ns, req.name)
+    old = objects.get(key)
+    if old is None:
+        raise req.not_found()
+    for k in ("uid", "creationTimestamp", "generation", "namespace", "name"):
+        if k in old["metadata"]:
+            new.setdefault("metadata", {})[k] = old["metadata"][k]
+    new["metadata"].pop("resourceVersion", None)
+    if "spec" in old and old.get("spec") != new.get("spec") and \
+            "generation" in old["metadata"]:
+        new["metadata"]["generation"] = old["metadata"]["generation"] + 1
+    objects[key] = default_object(req.resource, new, req.api.c)
 
 
 def cordon(req, new):
@@ -485,23 +589,32 @@ def delete(req):
         raise api_error(405, "MethodNotAllowed", "kubia-sim does not delete %s"
                         % req.qualified)
     current = req.api.store.get(req.group, req.resource, req.ns or "", req.name)
-
-    def remove(c):
-        st = c.st
-        req.check_namespace(st)
-        objects = api_state(st).setdefault("objects", {})
-        key = key_of(st, req.resource, req.ns, req.name)
-        if key not in objects:
-            raise req.not_found()
-        del objects[key]
-        if req.resource == "statefulsets":
-            st["replicas"] = 0  # the garbage collector deletes its pods
-        c.save()
-    in_background(req, remove)
+    key = key_of(None, req.resource, req.ns, req.name)
+    if req.resource in LOOSE and not seeded(req, key):
+        def drop(objects, st):
+            if objects.pop(key, None) is None:
+                raise req.not_found()
+        loose_write(req, drop)
+    else:
+        in_background(req, lambda c: remove(req, c))
     req.api.wait_rendered(lambda s: s.get_unlocked(
         req.group, req.resource, req.ns or "", req.name) is None)
     return req.h.send_json(200, public(current) if current else {
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+
+
+def remove(req, c):
+    """Deletes a stored object of the state."""
+    st = c.st
+    req.check_namespace(st)
+    objects = api_state(st).setdefault("objects", {})
+    key = key_of(st, req.resource, req.ns, req.name)
+    if key not in objects:
+        raise req.not_found()
+    del objects[key]
+    if req.resource == "statefulsets":
+        st["replicas"] = 0  # the garbage collector deletes its pods
+    c.save()
 
 
 def delete_pod_api(req, name, force):
@@ -622,7 +735,11 @@ def scale(req):
             raise invalid("StatefulSet.apps", req.name, "spec.replicas", n, str(e))
         obj = statefulset(st)
         if st["replicas"] != n and obj is not None:
+            old = copy.deepcopy(obj)
+            old["spec"]["replicas"] = st["replicas"]
             obj["spec"]["replicas"] = n
+            obj["metadata"]["managedFields"] = apifields.updated(
+                old, obj, apifields.manager_of(req), "scale")
             obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
         st["replicas"] = n
         c.save()

@@ -169,6 +169,9 @@ def add_up(sub):
                    help="no Services and no StatefulSet: the nodes, DNS and the API server "
                    "only, for the chapter's kubectl create -f commands")
     p.add_argument("--grace-period", type=float, help="terminationGracePeriodSeconds")
+    p.add_argument("--api-watch-history", type=int, default=20000, metavar="EVENTS",
+                   help="the changes the API server keeps for watches that resume from a "
+                   "resourceVersion (its watch cache); one from before them gets 410 Gone")
     p.add_argument("--restart-backoff-ms", type=int, default=10000,
                    help="the kubelet's first restart back-off (it doubles)")
     p.add_argument("--ready-timeout", type=float, default=30.0,

@@ -122,6 +122,7 @@ def cmd_up(c, a):
     if a.empty:
         replicas = 0  # the StatefulSet comes through the API (kubectl create -f)
     version = apiseed.check_version(a.kubernetes_version)
+    apiseed.check_history(a)
     if a.node_lost_grace < 0:
         raise SimError("--node-lost-grace %g: 0 or more" % a.node_lost_grace)
     if a.pod_eviction_timeout < 0:

@@ -143,17 +143,22 @@ def delete_pod(c, name):
     pod = st["pods"][name]
     t0 = time.monotonic()
     lag = st.get("endpoint_lag_s") or 0
+
+    def stop_kubelet():
+        signal_ref(pod.get("kubelet"), signal.SIGTERM)
     if lag > 0:
         # up --endpoint-lag: as in a real cluster, the kubelet starts stopping the pod
         # (preStop hook, then SIGTERM) at once, while the endpoints, and the Service's
         # proxy that follows them as kube-proxy does, catch up a moment later.
-        signal_ref(pod.get("kubelet"), signal.SIGTERM)
+        stop_kubelet()
         delay = random.uniform(0, lag)
         time.sleep(delay)
         say("endpoints: %s removed %.2f s after its deletion began" % (name, delay))
-    # A terminating pod leaves the endpoints (at once without a lag).
+    # A terminating pod leaves the endpoints (at once without a lag): its kubelet is told
+    # once the proxy routes nothing new to it, not after the proxy's old workers have
+    # quit, which finish the requests in flight to this pod first.
     pod.update(terminating=True, deleted_at=pod.get("deleted_at") or time.time())
-    publish(c)
+    publish(c, on_routed=stop_kubelet)
     retire(c, pod, pod["grace_s"] + 5)
     del st["pods"][name]
     c.save()

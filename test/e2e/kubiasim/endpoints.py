@@ -51,9 +51,11 @@ def is_endpoint(c, p, now=None):
     return not p.get("terminating") and not node_lost(c, p, now) and kubelet_ready(c, p)
 
 
-def publish(c, force=False):
+def publish(c, force=False, on_routed=None):
     """The endpoints controller: publishes the ready pods to DNS and the proxy (at once
-    when force, else only when they changed or a server is gone)."""
+    when force, else only when they changed or a server is gone). on_routed() runs once
+    DNS and the proxy route by the new endpoints, before the proxy's old workers (which
+    finish the requests in flight) have quit."""
     st = c.st
     now = time.time()
     node_lifecycle(c, now)
@@ -68,11 +70,13 @@ def publish(c, force=False):
     prometheus_sync(c)  # its targets file, rewritten when the pods changed
     if not force and servers_up and names == st.get("endpoints") and \
             pods == st.get("proxied_pods"):
+        if on_routed is not None:
+            on_routed()
         return ready
     st["endpoints"], st["proxied_pods"] = names, pods
     c.save()
     dns_apply(c, ready)
-    nginx_apply(c, ready)
+    nginx_apply(c, ready, on_routed)
     return ready
 
 
