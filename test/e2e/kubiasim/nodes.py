@@ -149,9 +149,3 @@ def node_lifecycle(c, now=None):
     if changed:
         c.save()
     return changed
-
-
-def node_status(node):
-    """STATUS as kubectl get nodes prints it."""
-    s = "Ready" if node["ready"] else "NotReady"
-    return s + ",SchedulingDisabled" if node["unschedulable"] else s
