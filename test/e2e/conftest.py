@@ -258,6 +258,12 @@ class Sim:
         return self.kubectl("run", "-i", "srvlookup", "--image=tutum/dnsutils", "--rm",
                             "--restart=Never", "--", "dig", *args).stdout
 
+    def controller_log(self):
+        """What the API server's controller said (it prints what kubectl cannot show:
+        the endpoint lag, how long a pod took to stop)."""
+        with open(os.path.join(self.run_dir, self.name, "apiserver.log")) as f:
+            return f.read()
+
     def status(self):
         """The simulation's own record of the cluster, read from its files without the
         lock (also while a command runs): what no API object shows (processes, network
