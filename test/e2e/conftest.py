@@ -6,6 +6,7 @@ taken down afterwards and the test fails if any namespace, interface, mount or
 process of it is left behind.
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -13,7 +14,9 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -188,11 +191,11 @@ class Sim:
             for c in p["status"].get("conditions") or [])
             for p in self.get("po")["items"]}
 
-    def wait_pods(self, n, timeout=120):
-        """Until exactly the pods kubia-0 .. kubia-<n-1> exist, each ready and none being
-        deleted, and they are the endpoints: what the controller has done once a scale,
-        a deletion or a rollout is done."""
-        want = ["kubia-%d" % i for i in range(n)]
+    def wait_pods(self, n, timeout=120, names=None):
+        """Until exactly the pods kubia-0 .. kubia-<n-1> (or names) exist, each ready and
+        none being deleted, and they are the endpoints: what the controller has done
+        once a scale, a deletion or a rollout is done."""
+        want = names or ["kubia-%d" % i for i in range(n)]
 
         def done():
             pods = self.get("po")["items"]
@@ -257,6 +260,10 @@ class Sim:
         """dig in a throwaway pod of the cluster, as the chapter runs it."""
         return self.kubectl("run", "-i", "srvlookup", "--image=tutum/dnsutils", "--rm",
                             "--restart=Never", "--", "dig", *args).stdout
+
+    def watch(self):
+        """kubectl get po --watch-only, from now on (Watch)."""
+        return Watch(self)
 
     def controller_log(self):
         """What the API server's controller said (it prints what kubectl cannot show:
@@ -393,6 +400,43 @@ class Sim:
             if proc_alive(ref):
                 left.append("process %d" % ref["pid"])
         return sorted(set(left))
+
+
+class Watch:
+    """The pods' events from now on, in their order, each as (event, pod, ready): what
+    kubectl get po --watch-only --output-watch-events prints, asked from the list's
+    resourceVersion so that nothing after it is missed."""
+
+    def __init__(self, sim):
+        rv = sim.kubectl("get", "po", "-o", "jsonpath={.metadata.resourceVersion}").stdout
+        self.conn = http.client.HTTPConnection("127.0.0.1", sim.api_port, timeout=300)
+        self.conn.request("GET", "/api/v1/namespaces/%s/pods?watch=true&resourceVersion=%s"
+                          % (sim.ns, rv))
+        self.r = self.conn.getresponse()
+        assert self.r.status == 200, self.r.status
+        self.out = []
+        self.t = threading.Thread(target=self.read, daemon=True)
+        self.t.start()
+
+    def read(self):
+        with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
+            for line in self.r:
+                e = json.loads(line)
+                o = e["object"]
+                ready = [c["status"] for c in o["status"].get("conditions") or []
+                         if c["type"] == "Ready"]
+                self.out.append((e["type"], o["metadata"]["name"]) + tuple(ready))
+
+    def events(self):
+        self.conn.sock.shutdown(socket.SHUT_RDWR)
+        self.t.join(10)
+        self.conn.close()
+        return list(self.out)
+
+
+def first(events, want):
+    """The index of the first event that begins with want."""
+    return next(i for i, e in enumerate(events) if e[:len(want)] == want)
 
 
 def read_json(path):

@@ -7,35 +7,12 @@ any response changes by one byte.
 
 import os
 import re
-import subprocess
 
 import pytest
 
-from conftest import BASE, IMAGE, KUBECTL, image_available, wait_until
+from conftest import BASE, IMAGE, first, image_available
 
 GREETING = "Hey there! This greeting was submitted to kubia-0."
-
-
-class Watch:
-    """kubectl get po --watch-only, left running: the pods' events in their order, each
-    as (event, pod, ready)."""
-
-    def __init__(self, sim):
-        self.p = subprocess.Popen(
-            [KUBECTL, "get", "po", "--watch-only", "--output-watch-events", "-o",
-             'jsonpath={.type} {.object.metadata.name} '
-             '{.object.status.conditions[?(@.type=="Ready")].status}{"\\n"}'],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=dict(os.environ, KUBECONFIG=sim.kubeconfig))
-
-    def events(self):
-        self.p.terminate()
-        out, _ = self.p.communicate(timeout=10)
-        return [tuple(line.split()) for line in out.splitlines()]
-
-
-def first(events, want):
-    return next(i for i, e in enumerate(events) if e[:len(want)] == want)
 
 
 @pytest.mark.parametrize("runtime", ["process", "podman"])
@@ -53,9 +30,7 @@ def test_walkthrough(sim, runtime):
         "persistentvolume/pv-a created", "persistentvolume/pv-b created",
         "persistentvolume/pv-c created", "service/kubia created",
         "service/kubia-public created"]
-    watch = Watch(sim)
-    wait_until(lambda: sim.kubectl("get", "po").stderr == "No resources found in "
-               "default namespace.\n", 10, "kubectl get po -w to start", interval=0.2)
+    watch = sim.watch()
     r = sim.kubectl("create", "-f", os.path.join(BASE, "kubia-statefulset.yaml"))
     assert r.stdout == "statefulset.apps/kubia created\n"
     sim.wait_pods(2)
@@ -95,7 +70,7 @@ def test_walkthrough(sim, runtime):
 
     # 10.4: three replicas of the peers app (kubectl apply -f kubia-statefulset-peers.yaml):
     # kubia-2 is created, then kubia-1 and kubia-0 are replaced, highest ordinal first
-    watch = Watch(sim)
+    watch = sim.watch()
     r = sim.kubectl("apply", "-f", os.path.join(BASE, "kubia-statefulset-peers.yaml"))
     assert "statefulset.apps/kubia configured" in r.stdout
     r = sim.rollout_status()

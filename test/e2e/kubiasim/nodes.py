@@ -102,8 +102,6 @@ def schedule(c, template):
     text = "0/%d nodes are available: %s" % (len(st["nodes"]), ", ".join(parts))
     if detail:
         text += " (%s)" % detail
-    if UNSCHEDULABLE in why:
-        text += " (kubia-sim uncordon)"
     return None, text
 
 
