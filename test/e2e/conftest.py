@@ -257,9 +257,11 @@ class Sim:
         return self.kubectl("exec", pod, "--", *command, check=check)
 
     def dig(self, *args):
-        """dig in a throwaway pod of the cluster, as the chapter runs it."""
-        return self.kubectl("run", "-i", "srvlookup", "--image=tutum/dnsutils", "--rm",
-                            "--restart=Never", "--", "dig", *args).stdout
+        """dig in a throwaway pod of the cluster, as the chapter runs it: what dig printed
+        (without kubectl's line on the pod's deletion)."""
+        out = self.kubectl("run", "-i", "srvlookup", "--image=tutum/dnsutils", "--rm",
+                           "--restart=Never", "--", "dig", *args).stdout
+        return re.sub(r'pod "srvlookup" deleted.*\n\Z', "", out)
 
     def watch(self):
         """kubectl get po --watch-only, from now on (Watch)."""
