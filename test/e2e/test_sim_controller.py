@@ -9,12 +9,12 @@ import os
 import re
 
 from conftest import first, lines_of, wait_until
+from test_sim_manifest import environ
 
 
-def environ(sim, pod):
-    """The environment of the pod's kubia."""
-    with open("/proc/%d/environ" % sim.container_pid(pod), "rb") as f:
-        return f.read().decode().split("\0")
+def mode(sim, pod):
+    """KUBIA_MODE of the pod's kubia, as its process has it."""
+    return environ(sim.container_pid(pod))["KUBIA_MODE"]
 
 
 def test_scale_down_and_up_keeps_each_ordinals_data(sim):
@@ -82,8 +82,7 @@ def test_rolling_update_goes_in_reverse_order_and_keeps_data(sim, tmp_path):
     new = st["update_revision"]
     assert new != old and st["current_revision"] == old
     assert [st["pods"]["kubia-%d" % i]["revision"] for i in range(3)] == [old, old, new]
-    assert "KUBIA_MODE=peers" in environ(sim, "kubia-2")
-    assert "KUBIA_MODE=pet" in environ(sim, "kubia-0")
+    assert mode(sim, "kubia-2") == "peers" and mode(sim, "kubia-0") == "pet"
     assert sim.get_pod("kubia-1").body == (
         "You've hit kubia-1\nData stored on this pod: before update 1\n")
     data = {"kubia-%d" % i: "before update %d" % i for i in range(3)}
@@ -109,7 +108,7 @@ def test_rolling_update_goes_in_reverse_order_and_keeps_data(sim, tmp_path):
     assert st["current_revision"] == new
     assert all(p["revision"] == new for p in st["pods"].values())
     for i in range(3):
-        assert "KUBIA_MODE=peers" in environ(sim, "kubia-%d" % i)
+        assert mode(sim, "kubia-%d" % i) == "peers"
         sim.wait_view("kubia-%d" % i, data)
 
 

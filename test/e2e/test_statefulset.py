@@ -13,19 +13,20 @@ import os
 from conftest import KUBIA, first, lines_of, wait_until
 from ststest import (Background, PERIOD_S, names, pid_of, revisions, set_ready,
                      state, statefulset, stays, up, wait_pod_ready, wait_ready_count)
+from test_sim_manifest import environ
 
-V2 = "KUBIA_IMAGE_TAG=v2"  # the update's "image": a template change the process shows
+# the update's "image": a template change that the pods' processes show
+TAG, V2 = "KUBIA_IMAGE_TAG", "v2"
 
 
 def update(sim):
     """The template update (kubectl patch of the container's env)."""
-    sim.set_env(V2)
+    sim.set_env("%s=%s" % (TAG, V2))
 
 
 def on_v2(sim, pod):
     """Whether the pod's kubia runs the updated template."""
-    with open("/proc/%d/environ" % pid_of(sim, pod), "rb") as f:
-        return V2.encode() in f.read().split(b"\0")
+    return environ(pid_of(sim, pod)).get(TAG) == V2
 
 
 def test_should_provide_basic_identity(sim, tmp_path):
