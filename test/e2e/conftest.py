@@ -410,7 +410,10 @@ class Watch:
     resourceVersion so that nothing after it is missed."""
 
     def __init__(self, sim):
-        rv = sim.kubectl("get", "po", "-o", "jsonpath={.metadata.resourceVersion}").stdout
+        # the list's own resourceVersion (kubectl get prints a List of its own, without)
+        rv = json.loads(sim.kubectl("get", "--raw", "/api/v1/namespaces/%s/pods"
+                                    % sim.ns).stdout)["metadata"]["resourceVersion"]
+        assert rv, "no resourceVersion to watch from"
         self.conn = http.client.HTTPConnection("127.0.0.1", sim.api_port, timeout=300)
         self.conn.request("GET", "/api/v1/namespaces/%s/pods?watch=true&resourceVersion=%s"
                           % (sim.ns, rv))
