@@ -104,8 +104,8 @@ def test_rolling_update_goes_in_reverse_order_and_keeps_data(sim, tmp_path):
                                                                          "kubia-1"))
     assert first(events, ("MODIFIED", "kubia-1", "True")) < first(events, ("DELETED",
                                                                          "kubia-0"))
-    st = sim.status()
-    assert st["current_revision"] == new
+    st = wait_until(lambda: sim.status()["current_revision"] == new and sim.status(), 10,
+                    "the update revision to be current")
     assert all(p["revision"] == new for p in st["pods"].values())
     for i in range(3):
         assert mode(sim, "kubia-%d" % i) == "peers"

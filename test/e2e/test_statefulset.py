@@ -94,8 +94,7 @@ def rollback_test(sim, tmp_path, keep_data=False):
     out = sim.controller_log()[log:]
     replaced = [m.group(1) for m in lines_of(out, r"^rolling update: replacing (kubia-\d)")]
     assert replaced == ["kubia-2", "kubia-1", "kubia-0"], out
-    st = sim.status()
-    assert st["current_revision"] == new
+    st = current_is(sim, new)
     for pod in names(sim):
         assert st["pods"][pod]["revision"] == new
         assert on_v2(sim, pod)
@@ -110,8 +109,7 @@ def rollback_test(sim, tmp_path, keep_data=False):
     assert state(sim)["current_revision"] == new
     set_ready(pid1, True)
     sim.rollout_status()
-    st = sim.status()
-    assert st["current_revision"] == current
+    st = current_is(sim, current)
     for pod in names(sim):
         assert st["pods"][pod]["revision"] == current
         assert not on_v2(sim, pod)
@@ -129,6 +127,13 @@ def test_should_perform_rolling_updates_and_roll_backs_of_template_modifications
 def test_should_perform_rolling_updates_and_roll_backs_of_template_modifications(
         sim, tmp_path):
     rollback_test(sim, tmp_path)
+
+
+def current_is(sim, rev):
+    """Until the current revision is rev: the controller makes the update revision
+    current once its last pod is updated, a moment after rollout status has seen it."""
+    return wait_until(lambda: sim.status()["current_revision"] == rev and sim.status(), 10,
+                      "the current revision to be %s" % rev, 0.1)
 
 
 def check_partition(sim, partition, current, new):
@@ -172,7 +177,7 @@ def test_should_perform_canary_updates_and_phased_rolling_updates_of_template_mo
         sim.set_partition(partition)
         sim.rollout_status()
         check_partition(sim, partition, current, new)
-    assert sim.status()["current_revision"] == new
+    current_is(sim, new)
 
 
 def deleting_pod_for_rolling_update_partition_test(sim, tmp_path, wrapper):
@@ -205,7 +210,7 @@ def deleting_pod_for_rolling_update_partition_test(sim, tmp_path, wrapper):
     assert sim.uid("kubia-0") != uid
     st = sim.status()
     assert [st["pods"]["kubia-%d" % i]["revision"] for i in range(3)] == [current, new, new]
-    assert st["templates"][current]["binary"] == wrapper
+    assert st["templates"][current]["binary"] == os.path.abspath(wrapper)
     return st
 
 
