@@ -15,8 +15,8 @@ import time
 import pytest
 
 from conftest import wait_until
-from ststest import (PERIOD_S, apply, dns_names, names, pid_of, set_ready, statefulset,
-                     stays, up, wait_ready_count)
+from ststest import (PERIOD_S, apply, dns_names, names, pid_of, revisions, set_ready,
+                     statefulset, stays, up, wait_ready_count)
 
 
 def clustered_app(sim, tmp_path, sts, *extra, restart=True):
@@ -221,8 +221,10 @@ def test_rollout_status_of_kubectl_follows_the_statefulset(sim, tmp_path):
     r = sim.kubectl("rollout", "status", "statefulset/kubia", "--timeout", "120s")
     new = sim.status()["update_revision"]
     assert new != rev
+    # a rollingUpdate with a partition, even 0, is a partitioned roll out to kubectl
     assert r.stdout.splitlines()[-1] == \
-        "statefulset rolling update complete 3 pods at revision %s..." % new, r.stdout
+        "partitioned roll out complete: 3 new pods have been updated...", r.stdout
+    assert set(revisions(sim).values()) == {new}
     sts["spec"]["updateStrategy"] = {"type": "OnDelete"}
     apply(sim, tmp_path, sts)
     r = sim.rollout_status(check=False)
