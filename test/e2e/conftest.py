@@ -148,7 +148,7 @@ class Sim:
                 out.append("%s:\n%s" % (name, f.read()))
         return out
 
-    def kubectl(self, *args, minor=None, check=True, timeout=120, stdin=None, env=None):
+    def kubectl(self, *args, minor=None, check=True, timeout=120):
         """kubectl with the cluster's kubeconfig: the dispatcher on the PATH, or with
         minor (27, "1.33") that client itself."""
         exe = KUBECTL
@@ -156,9 +156,8 @@ class Sim:
             exe = os.path.join(os.path.dirname(os.path.realpath(KUBECTL)),
                                "kubectl.1.%s" % str(minor).split(".")[-1])
         r = subprocess.run([exe] + [str(a) for a in args], capture_output=True, text=True,
-                           timeout=timeout, input=stdin,
-                           stdin=subprocess.DEVNULL if stdin is None else None,
-                           env=dict(os.environ, KUBECONFIG=self.kubeconfig, **(env or {})))
+                           timeout=timeout, stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, KUBECONFIG=self.kubeconfig))
         if check and r.returncode != 0:
             raise AssertionError("kubectl %s failed (%d):\n%s\n%s" % (
                 " ".join(map(str, args)), r.returncode, r.stdout, r.stderr))
@@ -264,7 +263,7 @@ class Sim:
         return re.sub(r'pod "srvlookup" deleted.*\n\Z', "", out)
 
     def watch(self):
-        """kubectl get po --watch-only, from now on (Watch)."""
+        """The pods' events from now on (Watch)."""
         return Watch(self)
 
     def controller_log(self):
@@ -405,9 +404,10 @@ class Sim:
 
 
 class Watch:
-    """The pods' events from now on, in their order, each as (event, pod, ready): what
-    kubectl get po --watch-only --output-watch-events prints, asked from the list's
-    resourceVersion so that nothing after it is missed."""
+    """The pods' events from now on, in their order, each as (event, pod, ready): the
+    watch kubectl get po --watch-only makes, asked of the API server directly from the
+    resourceVersion of a list, so that nothing after it is missed (kubectl's own watch
+    starts from a list of its own, which may come after the test's next step)."""
 
     def __init__(self, sim):
         # the list's own resourceVersion (kubectl get prints a List of its own, without)
