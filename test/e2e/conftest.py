@@ -439,9 +439,9 @@ class Watch:
         return list(self.out)
 
 
-def first(events, want):
-    """The index of the first event that begins with want."""
-    return next(i for i, e in enumerate(events) if e[:len(want)] == want)
+def first(events, want, start=0):
+    """The index of the first event from start on that begins with want."""
+    return next(i for i, e in enumerate(events) if i >= start and e[:len(want)] == want)
 
 
 def read_json(path):
