@@ -52,7 +52,10 @@ def test_should_creating_a_working_cockroachdb_cluster(sim, tmp_path):
 
 
 def available(sim):
-    return sim.sts()["availableReplicas"]
+    """status.availableReplicas as the API server computes it, read from the simulation's
+    files at once: the test looks within seconds of minReadySeconds, which a kubectl
+    call on a busy machine can take."""
+    return sim.status()["status"]["availableReplicas"]
 
 
 def test_minreadyseconds_should_be_honored_when_enabled(sim, tmp_path):
