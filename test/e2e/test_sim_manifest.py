@@ -233,7 +233,7 @@ def test_a_missing_or_broken_manifest_is_refused(sim, tmp_path):
     before = sim.status()
     sts = book_statefulset()
     container(sts).pop("readinessProbe")
-    r = sim.kubectl("apply", "-f", write(tmp_path, "sts.yaml", sts), check=False)
+    r = sim.kubectl("replace", "-f", write(tmp_path, "sts.yaml", sts), check=False)
     assert r.returncode == 1 and "has no readinessProbe" in r.stderr, r.stderr
     after = sim.status()
     assert after["update_revision"] == before["update_revision"]
