@@ -229,7 +229,8 @@ def test_a_failing_init_container_keeps_the_pod_from_starting(sim, tmp_path):
     out = sim.kubectl("logs", "kubia-0", "-c", "fails").stdout
     assert out.startswith("cannot\ncannot\n"), out
     r = sim.exec("kubia-0", "true", check=False)
-    assert r.returncode == 1 and "has no running container" in r.stderr, r.stderr
+    assert r.returncode == 1 and "container kubia is not running in pod kubia-0" in r.stderr, \
+        r.stderr
     # deleted, the pod goes at once (its kubelet was waiting to try again)
     r = sim.kubectl("delete", "po", "kubia-0", timeout=30)
     assert r.stdout == 'pod "kubia-0" deleted\n', r.stdout + r.stderr
