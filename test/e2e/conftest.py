@@ -183,6 +183,17 @@ class Sim:
             s.setdefault(k, 0)
         return s
 
+    def pod_obj(self, pod):
+        """The pod as kubectl get po -o json shows it, or None while there is none (a
+        StatefulSet's replacement comes a moment after the deletion)."""
+        return next((p for p in self.get("po")["items"] if p["metadata"]["name"] == pod),
+                    None)
+
+    def restarts(self, pod):
+        """The pod's RESTARTS (its container's restartCount); -1 while there is no pod."""
+        p = self.pod_obj(pod)
+        return p["status"]["containerStatuses"][0]["restartCount"] if p else -1
+
     def pods_ready(self):
         """{pod: True/False} for every pod, as its Ready condition says."""
         return {p["metadata"]["name"]: any(

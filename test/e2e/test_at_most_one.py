@@ -33,10 +33,8 @@ def test_force_deleted_pod_blocks_its_replacement_until_it_is_gone(sim):
     st = sim.status()
     assert st["orphans"][0]["name"] == "kubia-0"
 
-    def refused(n):
-        p = sim.get("po", "kubia-0")
-        return p["status"]["containerStatuses"][0]["restartCount"] >= n and p
-    p = wait_until(lambda: refused(2), 20, "a second refused start")
+    wait_until(lambda: sim.restarts("kubia-0") >= 2, 20, "a second refused start")
+    p = sim.pod_obj("kubia-0")
     assert "at most one kubia" in p["status"]["containerStatuses"][0]["lastState"][
         "terminated"]["message"], p["status"]
     assert "at most one kubia" in sim.kubectl("logs", "kubia-0").stdout

@@ -12,10 +12,6 @@ from ststest import stays
 ERROR_LINE = r"- %s: Error: (.+)\n"
 
 
-def restarts(sim, pod):
-    return sim.get("po", pod)["status"]["containerStatuses"][0]["restartCount"]
-
-
 def nodes_of(sim):
     """(pod, node) of every pod, as the API server has scheduled them."""
     return sorted((p["metadata"]["name"], p["spec"].get("nodeName"))
@@ -48,7 +44,7 @@ def test_killed_peer_is_an_error_line_and_comes_back(sim):
     assert r.body == want.replace("REASON", reason)
     assert "connect" in reason.lower()
     # the kubelet restarts it after the back-off, with its data
-    wait_until(lambda: restarts(sim, "kubia-1") == 1 and
+    wait_until(lambda: sim.restarts("kubia-1") == 1 and
                sim.get_pod("kubia-1", "/data").body == "data of kubia-1", 15,
                "kubia-1 to be restarted")
     sim.wait_view("kubia-0", data)
@@ -187,7 +183,7 @@ def test_a_nodes_network_down_as_section_10_5_tells_it(sim):
     new = wait_until(lambda: sim.status()["pods"].get("kubia-0"), 10, "the replacement")
     assert new["netns"] != old["netns"]
     assert dict(nodes_of(sim))["kubia-0"] in ("kubia-sim-2", "kubia-sim-3")
-    wait_until(lambda: restarts(sim, "kubia-0") >= 2, 15,
+    wait_until(lambda: sim.restarts("kubia-0") >= 2, 15,
                "a second refused start of the replacement")
     log = sim.kubectl("logs", "kubia-0").stdout
     assert "data directory /var/data is locked by another process" in log
