@@ -6,6 +6,7 @@ taken down afterwards and the test fails if any namespace, interface, mount or
 process of it is left behind.
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -13,10 +14,15 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
+from kubiasim.containers import container_pid
+from kubiasim.endpoints import pod_state, sts_status
+from kubiasim.state import Cluster
 from kubiatest.ports import free_port
 from kubiatest.waits import wait_until
 
@@ -28,7 +34,11 @@ K8S = os.path.normpath(os.path.join(HERE, "..", "..", "k8s"))
 # the chapter's files, under the book's names (k8s/ itself is the default kustomization)
 BASE = os.path.join(K8S, "base")
 TOOLS = ("/usr/sbin/ip", "/usr/bin/unshare", "/usr/bin/nsenter", "/usr/sbin/dnsmasq",
-         "/usr/sbin/nginx", "/usr/bin/dig")
+         "/usr/sbin/nginx", "/usr/bin/dig", "/usr/bin/kubectl")
+# kubectl on the PATH runs the client of the server's minor; kubectl.1.<minor> beside the
+# real file is that client itself
+KUBECTL = "/usr/bin/kubectl"
+STS_NAME = "kubia"
 
 
 def pytest_configure(config):
@@ -138,9 +148,160 @@ class Sim:
                 out.append("%s:\n%s" % (name, f.read()))
         return out
 
+    def kubectl(self, *args, minor=None, check=True, timeout=120):
+        """kubectl with the cluster's kubeconfig: the dispatcher on the PATH, or with
+        minor (27, "1.33") that client itself."""
+        exe = KUBECTL
+        if minor is not None:
+            exe = os.path.join(os.path.dirname(os.path.realpath(KUBECTL)),
+                               "kubectl.1.%s" % str(minor).split(".")[-1])
+        r = subprocess.run([exe] + [str(a) for a in args], capture_output=True, text=True,
+                           timeout=timeout, stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, KUBECONFIG=self.kubeconfig))
+        if check and r.returncode != 0:
+            raise AssertionError("kubectl %s failed (%d):\n%s\n%s" % (
+                " ".join(map(str, args)), r.returncode, r.stdout, r.stderr))
+        self.remember()
+        return r
+
+    def get(self, *what):
+        """kubectl get WHAT -o json, parsed."""
+        return json.loads(self.kubectl("get", *what, "-o", "json").stdout)
+
+    def endpoints(self):
+        """The pods the Service kubia has as ready endpoints (kubectl get endpoints)."""
+        ep = self.get("endpoints", STS_NAME)
+        return sorted((a["targetRef"]["name"] for s in ep.get("subsets") or []
+                       for a in s.get("addresses") or []),
+                      key=lambda n: int(n.rsplit("-", 1)[1]))
+
+    def sts(self):
+        """The StatefulSet's status as kubectl shows it (its omitted counts as 0)."""
+        s = self.get("statefulset", STS_NAME)["status"]
+        for k in ("replicas", "readyReplicas", "availableReplicas", "updatedReplicas",
+                  "currentReplicas"):
+            s.setdefault(k, 0)
+        return s
+
+    def pod_obj(self, pod):
+        """The pod as kubectl get po -o json shows it, or None while there is none (a
+        StatefulSet's replacement comes a moment after the deletion)."""
+        return next((p for p in self.get("po")["items"] if p["metadata"]["name"] == pod),
+                    None)
+
+    def restarts(self, pod):
+        """The pod's RESTARTS (its container's restartCount); -1 while there is no pod."""
+        p = self.pod_obj(pod)
+        return p["status"]["containerStatuses"][0]["restartCount"] if p else -1
+
+    def pods_ready(self):
+        """{pod: True/False} for every pod, as its Ready condition says."""
+        return {p["metadata"]["name"]: any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p["status"].get("conditions") or [])
+            for p in self.get("po")["items"]}
+
+    def wait_pods(self, n, timeout=120, names=None):
+        """Until exactly the pods kubia-0 .. kubia-<n-1> (or names) exist, each ready and
+        none being deleted, and they are the endpoints: what the controller has done
+        once a scale, a deletion or a rollout is done."""
+        want = names or ["kubia-%d" % i for i in range(n)]
+
+        def done():
+            pods = self.get("po")["items"]
+            return sorted(p["metadata"]["name"] for p in pods) == sorted(want) and all(
+                "deletionTimestamp" not in p["metadata"] and any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in p["status"].get("conditions") or []) for p in pods) and \
+                self.endpoints() == want
+        wait_until(done, timeout, "pods %s ready" % want, interval=0.2)
+
+    def scale(self, n, timeout=120):
+        """kubectl scale statefulset kubia --replicas N, until the pods are there."""
+        r = self.kubectl("scale", "statefulset", STS_NAME, "--replicas", n)
+        self.wait_pods(n, timeout)
+        return r
+
+    def uid(self, pod):
+        r = self.kubectl("get", "po", pod, "-o", "jsonpath={.metadata.uid}", check=False)
+        return r.stdout if r.returncode == 0 else None
+
+    def delete_pod(self, pod, wait=True, timeout=120):
+        """kubectl delete po POD (it returns once the pod is gone); with wait, until the
+        StatefulSet's replacement is ready."""
+        old = self.uid(pod)
+        r = self.kubectl("delete", "po", pod, timeout=timeout)
+        if wait:
+            def back():
+                p = self.get("po")["items"]
+                return any(o["metadata"]["name"] == pod and o["metadata"]["uid"] != old and
+                           "deletionTimestamp" not in o["metadata"] and any(
+                               c["type"] == "Ready" and c["status"] == "True"
+                               for c in o["status"].get("conditions") or []) for o in p)
+            wait_until(back, timeout, "the new %s to be ready" % pod, interval=0.2)
+        return r
+
+    def patch(self, patch, check=True):
+        """kubectl patch statefulset kubia -p PATCH (a strategic merge patch)."""
+        return self.kubectl("patch", "statefulset", STS_NAME, "-p", json.dumps(patch),
+                            check=check)
+
+    def set_env(self, *pairs, check=True):
+        """A template update: NAME=VALUE pairs into the container's env (kubectl patch)."""
+        env = [dict(zip(("name", "value"), p.split("=", 1))) for p in pairs]
+        return self.patch({"spec": {"template": {"spec": {"containers": [
+            {"name": STS_NAME, "env": env}]}}}}, check=check)
+
+    def set_partition(self, n, check=True):
+        return self.patch({"spec": {"updateStrategy": {"type": "RollingUpdate",
+                                                       "rollingUpdate": {"partition": n}}}},
+                          check=check)
+
+    def rollout_status(self, timeout="120s", check=True):
+        """kubectl rollout status statefulset kubia: until the rollout is done."""
+        return self.kubectl("rollout", "status", "statefulset", STS_NAME,
+                            "--timeout", timeout, check=check, timeout=300)
+
+    def exec(self, pod, *command, check=True):
+        """kubectl exec POD -- COMMAND."""
+        return self.kubectl("exec", pod, "--", *command, check=check)
+
+    def dig(self, *args):
+        """dig in a throwaway pod of the cluster, as the chapter runs it: what dig printed
+        (without kubectl's line on the pod's deletion)."""
+        out = self.kubectl("run", "-i", "srvlookup", "--image=tutum/dnsutils", "--rm",
+                           "--restart=Never", "--", "dig", *args).stdout
+        return re.sub(r'pod "srvlookup" deleted.*\n\Z', "", out)
+
+    def watch(self):
+        """The pods' events from now on (Watch)."""
+        return Watch(self)
+
+    def controller_log(self):
+        """What the API server's controller said (it prints what kubectl cannot show:
+        the endpoint lag, how long a pod took to stop)."""
+        with open(os.path.join(self.run_dir, self.name, "apiserver.log")) as f:
+            return f.read()
+
     def status(self):
-        r = self.cli("status", "--json")
-        return json.loads(r.stdout)
+        """The simulation's own record of the cluster, read from its files without the
+        lock (also while a command runs): what no API object shows (processes, network
+        namespaces, nodes' links, orphans), for the tests that look inside. What kubectl
+        shows is read with kubectl."""
+        st = read_state(self)
+        if st is None:
+            raise AssertionError("cluster %s is not up" % self.name)
+        c = Cluster(self.name, self.run_dir, self.data_dir, SIM)
+        c.st = st
+        st["pod_status"] = {}
+        for p in st["pods"].values():
+            ps = pod_state(c, p)
+            ps["container_pid"] = container_pid(c, p, ps)
+            st["pod_status"][p["name"]] = ps
+        st["orphan_status"] = [pod_state(c, o) for o in st["orphans"]]
+        st["status"] = sts_status(c)
+        st["volumes"], st["run"] = c.volumes, c.run
+        return st
 
     def remember(self):
         st = read_state(self)
@@ -251,6 +412,47 @@ class Sim:
             if proc_alive(ref):
                 left.append("process %d" % ref["pid"])
         return sorted(set(left))
+
+
+class Watch:
+    """The pods' events from now on, in their order, each as (event, pod, ready): the
+    watch kubectl get po --watch-only makes, asked of the API server directly from the
+    resourceVersion of a list, so that nothing after it is missed (kubectl's own watch
+    starts from a list of its own, which may come after the test's next step)."""
+
+    def __init__(self, sim):
+        # the list's own resourceVersion (kubectl get prints a List of its own, without)
+        rv = json.loads(sim.kubectl("get", "--raw", "/api/v1/namespaces/%s/pods"
+                                    % sim.ns).stdout)["metadata"]["resourceVersion"]
+        assert rv, "no resourceVersion to watch from"
+        self.conn = http.client.HTTPConnection("127.0.0.1", sim.api_port, timeout=300)
+        self.conn.request("GET", "/api/v1/namespaces/%s/pods?watch=true&resourceVersion=%s"
+                          % (sim.ns, rv))
+        self.r = self.conn.getresponse()
+        assert self.r.status == 200, self.r.status
+        self.out = []
+        self.t = threading.Thread(target=self.read, daemon=True)
+        self.t.start()
+
+    def read(self):
+        with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
+            for line in self.r:
+                e = json.loads(line)
+                o = e["object"]
+                ready = [c["status"] for c in o["status"].get("conditions") or []
+                         if c["type"] == "Ready"]
+                self.out.append((e["type"], o["metadata"]["name"]) + tuple(ready))
+
+    def events(self):
+        self.conn.sock.shutdown(socket.SHUT_RDWR)
+        self.t.join(10)
+        self.conn.close()
+        return list(self.out)
+
+
+def first(events, want, start=0):
+    """The index of the first event from start on that begins with want."""
+    return next(i for i, e in enumerate(events) if i >= start and e[:len(want)] == want)
 
 
 def read_json(path):

@@ -1,6 +1,6 @@
 """What the StatefulSet scenario tests (test_statefulset*.py) share: the StatefulSet they
-start from, a readiness probe to break and restore from inside a pod, a kubia-sim
-command left running while the test acts, and looks at the cluster that need no lock.
+start from, a readiness probe to break and restore from inside a pod, a kubectl command
+left running while the test acts, and looks at the cluster that need no lock.
 
 Kubernetes' own tests break a pod's readiness by moving the file its probe asks for; a
 kubia pod's /readyz fails while its volume is read-only, so these remount it read-only
@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 
-from conftest import BASE, SIM, read_state, wait_until
+from conftest import BASE, KUBECTL, read_state, wait_until
 from kubiasim import manifests
 
 PET = os.path.join(BASE, "kubia-statefulset.yaml")
@@ -48,9 +48,10 @@ def up(sim, tmp_path, sts, *extra, check=True):
     return sim.up(None, None, *extra, manifest=write(tmp_path, sts, "up.yaml"), check=check)
 
 
-def apply(sim, tmp_path, sts, *extra, check=True):
-    """kubectl apply -f: the changed StatefulSet."""
-    return sim.cli("rollout", "-f", write(tmp_path, sts, "apply.yaml"), *extra, check=check)
+def apply(sim, tmp_path, sts, check=True):
+    """kubectl replace -f: the changed StatefulSet as a whole, as the upstream tests update
+    it (kubectl apply would keep a field the file leaves out, having not applied it)."""
+    return sim.kubectl("replace", "-f", write(tmp_path, sts, "apply.yaml"), check=check)
 
 
 def state(sim):
@@ -79,15 +80,16 @@ def set_ready(pid, ready):
 
 
 def wait_ready_count(sim, n, timeout=15):
-    """Until status.readyReplicas is n."""
-    return wait_until(lambda: sim.status()["status"]["readyReplicas"] == n, timeout,
+    """Until the StatefulSet's status.readyReplicas is n."""
+    return wait_until(lambda: sim.sts()["readyReplicas"] == n, timeout,
                       "%d ready replicas" % n, 0.1)
 
 
 def wait_pod_ready(sim, pod, ready, timeout=10):
     def ok():
-        s = sim.status()["pod_status"].get(pod, {})
-        return bool(s.get("ready")) == ready and s.get("state") == "Running"
+        p = sim.get("po")["items"]
+        return any(o["metadata"]["name"] == pod and o["status"]["phase"] == "Running" and
+                   o["status"]["containerStatuses"][0]["ready"] == ready for o in p)
     wait_until(ok, timeout, "%s to be %s" % (pod, "ready" if ready else "unready"), 0.1)
 
 
@@ -102,15 +104,15 @@ def dns_names(sim):
 
 
 class Background:
-    """A kubia-sim command left running while the test acts."""
+    """A kubectl command left running while the test acts."""
 
     def __init__(self, sim, *args):
         self.sim = sim
         self.args = args
         self.p = subprocess.Popen(
-            [SIM, "--cluster", sim.name, "--run-dir", sim.run_dir, "--data-dir",
-             sim.data_dir] + [str(a) for a in args], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+            [KUBECTL] + [str(a) for a in args], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, KUBECONFIG=sim.kubeconfig))
 
     def running(self):
         return self.p.poll() is None

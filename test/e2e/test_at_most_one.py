@@ -11,7 +11,7 @@ from conftest import KUBIA, wait_until
 def test_a_second_kubia_on_a_live_pods_volume_is_refused(sim):
     sim.up(1, "pet")
     sim.post_pod("kubia-0", "mine")
-    r = sim.cli("exec", "kubia-0", "--", KUBIA, "--port", "8081", check=False)
+    r = sim.exec("kubia-0", KUBIA, "--port", "8081", check=False)
     assert r.returncode == 1
     assert "locked by another process" in r.stdout + r.stderr
     assert sim.get_pod("kubia-0", "/data").body == "mine"
@@ -26,16 +26,19 @@ def test_force_deleted_pod_blocks_its_replacement_until_it_is_gone(sim):
     r = sim.cli("cut", "kubia-0")
     assert "cut off the network" in r.stdout
     assert sim.status()["pods"]["kubia-0"].get("cut")
-    r = sim.cli("delete", "pod", "kubia-0", "--force")
+    r = sim.kubectl("delete", "po", "kubia-0", "--force", "--grace-period", "0")
     assert 'pod "kubia-0" force deleted' in r.stdout
-    assert "CrashLoopBackOff" in r.stdout and "at most one kubia" in r.stdout
     # the old process is still alive; the replacement keeps being refused
     os.kill(old_pid, 0)
     st = sim.status()
     assert st["orphans"][0]["name"] == "kubia-0"
-    wait_until(lambda: sim.status()["pod_status"]["kubia-0"]["restarts"] >= 2, 10,
-               "a second refused start")
-    assert "kubia-0" not in sim.status()["endpoints"]
+
+    wait_until(lambda: sim.restarts("kubia-0") >= 2, 20, "a second refused start")
+    p = sim.pod_obj("kubia-0")
+    assert "at most one kubia" in p["status"]["containerStatuses"][0]["lastState"][
+        "terminated"]["message"], p["status"]
+    assert "at most one kubia" in sim.kubectl("logs", "kubia-0").stdout
+    assert "kubia-0" not in sim.endpoints()
     r = sim.get_pod("kubia-0")
     assert r.status == 502  # the replacement has the address but no process behind it
     # the node comes back: the old pod is stopped there, the replacement starts
@@ -44,4 +47,4 @@ def test_force_deleted_pod_blocks_its_replacement_until_it_is_gone(sim):
     wait_until(lambda: not os.path.exists("/proc/%d" % old_pid), 5, "the old process to end")
     assert sim.get_pod("kubia-0").body == (
         "You've hit kubia-0\nData stored on this pod: precious\n")
-    assert sim.status()["endpoints"] == ["kubia-0", "kubia-1"]
+    wait_until(lambda: sim.endpoints() == ["kubia-0", "kubia-1"], 10, "both endpoints")

@@ -105,7 +105,7 @@ def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
     assert os.path.isdir(os.path.join(home, "data", "wal"))
 
     # every ready pod is scraped, at its address in the cluster, as the annotations say
-    ready = st["endpoints"]
+    ready = sim.endpoints()
     assert ready == ["kubia-0", "kubia-1", "kubia-2"]
     wait_series(port, ready, "series of every ready pod")
     targets = active_targets(port)
@@ -134,16 +134,20 @@ def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
     assert pods_with_series(port, "up{%s} == 0" % JOB) == ["kubia-0"]
     # healed, kubia-0 is ready and scraped again; scaled down, kubia-2 leaves Prometheus
     sim.cli("heal", "kubia-0")
-    sim.cli("scale", 2)
+    sim.scale(2)
     wait_ready_label(port, "kubia-0", "true")
     wait_series(port, ["kubia-0", "kubia-1"],
                 "kubia-0's series to come back when healed, kubia-2's to end after scale 2")
 
     # scaled up, kubia-2 is back; a rolling update above a partition replaces it with a
     # pod of the new revision; deleted, kubia-1 comes back as a new pod (a new uid)
-    sim.cli("scale", 3)
-    sim.cli("rollout", "--partition", 2, "--env", "KUBIA_LOG_LEVEL=info")
-    sim.cli("delete", "pod", "kubia-1")
+    sim.scale(3)
+    sim.patch({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 2}},
+                        "template": {"spec": {"containers": [
+                            {"name": "kubia", "env": [{"name": "KUBIA_LOG_LEVEL",
+                                                       "value": "info"}]}]}}}})
+    sim.rollout_status()
+    sim.delete_pod("kubia-1")
     back = time.time()
     st = sim.status()
     new = {"kubia-1": ("__meta_kubernetes_pod_uid", st["pods"]["kubia-1"]["netns"]),
@@ -162,7 +166,7 @@ def test_prometheus_scrapes_every_ready_pod_and_follows_them(sim):
                    for p, (label, value) in new.items())
     wait_until(follows, FOLLOW_S, "Prometheus to scrape the new kubia-1 and kubia-2",
                interval=0.2)
-    wait_series(port, st["endpoints"], "series of every ready pod after the replacements")
+    wait_series(port, sim.endpoints(), "series of every ready pod after the replacements")
     # the same series, now from new processes: their request counters started again
     resets = ('resets(kubia_http_requests_total{%s,pod=~"kubia-[12]",route="/metrics",'
               'code="200"}[5m]) >= 1' % JOB)

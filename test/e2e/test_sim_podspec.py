@@ -16,6 +16,7 @@ import subprocess
 import pytest
 
 from conftest import IMAGE, image_available, wait_until
+from ststest import stays
 from test_sim_manifest import book_statefulset, container, write
 
 DOMAIN = "kubia.default.svc.cluster.local"
@@ -93,7 +94,7 @@ def test_a_pod_field_kubia_sim_does_not_honour_is_refused_and_nothing_starts(
     assert r.returncode == 1, r.stdout + r.stderr
     assert "-f %s" % path in r.stderr and field in r.stderr, r.stderr
     assert "kubia-sim does not implement" in r.stderr or "kubia-sim implements" in r.stderr
-    assert sim.cli("status", check=False).returncode == 1  # not up
+    assert sim.cli("probe", check=False).returncode == 1  # not up
     assert netns_of(sim) == [] and sim.leftovers() == []
 
 
@@ -103,15 +104,23 @@ def test_a_rollout_to_a_field_kubia_sim_does_not_honour_changes_nothing(sim, tmp
     sim.up(None, None, manifest=write(tmp_path, "sts.yaml", sts))
     before = sim.status()
     pod_spec(sts)["tolerations"] = [{"operator": "Exists"}]
-    r = sim.cli("rollout", "-f", write(tmp_path, "apply.yaml", sts), check=False)
+    r = sim.kubectl("apply", "-f", write(tmp_path, "apply.yaml", sts), check=False)
     assert r.returncode == 1 and "sets tolerations" in r.stderr, r.stderr
     after = sim.status()
     assert after["templates"] == before["templates"] and after["pods"] == before["pods"]
 
 
 def srv_targets(sim):
-    r = sim.cli("run", "--", "dig", "+short", "SRV", DOMAIN)
-    return sorted(line.split()[3].split(".")[0] for line in r.stdout.splitlines())
+    out = sim.dig("+short", "SRV", DOMAIN)
+    return sorted(line.split()[3].split(".")[0] for line in out.splitlines())
+
+
+def unschedulable(sim, pod):
+    """Why the pod is Pending, as its PodScheduled condition says."""
+    p = sim.get("po", pod)
+    assert p["status"]["phase"] == "Pending", p["status"]
+    return [c.get("message", "") for c in p["status"]["conditions"]
+            if c["type"] == "PodScheduled"][0]
 
 
 def test_a_pod_whose_node_selector_does_not_match_stays_pending_out_of_dns(sim, tmp_path):
@@ -121,29 +130,33 @@ def test_a_pod_whose_node_selector_does_not_match_stays_pending_out_of_dns(sim, 
     r = sim.up(None, None, manifest=write(tmp_path, "sts.yaml", sts))
     st = sim.status()
     assert st["pods"] == {} and st["pending"] == ["kubia-0", "kubia-1"], r.stdout
-    assert st["endpoints"] == [] and srv_targets(sim) == []
-    out = sim.cli("status").stdout
+    assert sim.endpoints() == [] and srv_targets(sim) == []
+    out = sim.kubectl("get", "po").stdout
     assert re.search(r"^kubia-0\s+0/1\s+Pending", out, re.M), out
-    assert re.search(r"^pod/kubia-0 Pending: .*didn't match Pod's node affinity/selector "
-                     r"\(nodeSelector kubernetes.io/arch=no-such-arch; node kubia-sim-1 has "
-                     r"kubernetes.io/arch=%s\)" % ARCH, out, re.M), out
+    why = unschedulable(sim, "kubia-0")
+    assert re.search(r"didn't match Pod's node affinity/selector \(nodeSelector "
+                     r"kubernetes.io/arch=no-such-arch; node kubia-sim-1 has "
+                     r"kubernetes.io/arch=%s\)" % ARCH, why), why
     # the template fixed (kubectl apply): the pods are scheduled on the one node it
     # names, and run
     pod_spec(sts)["nodeSelector"] = {"kubernetes.io/os": "linux", "kubernetes.io/arch": ARCH,
                                      "kubernetes.io/hostname": "kubia-sim-2"}
-    sim.cli("rollout", "-f", write(tmp_path, "apply.yaml", sts))
+    sim.kubectl("apply", "-f", write(tmp_path, "apply.yaml", sts))
+    sim.wait_pods(2)
     st = sim.status()
     assert sorted(st["pods"]) == ["kubia-0", "kubia-1"] and st["pending"] == []
     assert [p["node"] for p in st["pods"].values()] == ["kubia-sim-2"] * 2
-    assert st["endpoints"] == ["kubia-0", "kubia-1"]
-    assert srv_targets(sim) == ["kubia-0", "kubia-1"]
+    wait_until(lambda: srv_targets(sim) == ["kubia-0", "kubia-1"], 10, "both in DNS")
     # and a rolling update to a template no node matches stops at its first pod
     pod_spec(sts)["nodeSelector"] = {"disktype": "ssd"}
-    r = sim.cli("rollout", "-f", write(tmp_path, "apply2.yaml", sts))
-    st = sim.status()
-    assert sorted(st["pods"]) == ["kubia-0"] and st["pending"] == ["kubia-1"], r.stdout
-    assert "nodeSelector disktype=ssd; node kubia-sim-1 has no label disktype" in r.stdout
-    assert srv_targets(sim) == ["kubia-0"]
+    sim.kubectl("apply", "-f", write(tmp_path, "apply2.yaml", sts))
+    wait_until(lambda: sorted(sim.status()["pods"]) == ["kubia-0"] and
+               sim.status()["pending"] == ["kubia-1"], 30, "kubia-1 replaced, Pending")
+    stays(lambda: sorted(sim.status()["pods"]) == ["kubia-0"], 1,
+          "the update went on past its Pending pod")
+    why = unschedulable(sim, "kubia-1")
+    assert "nodeSelector disktype=ssd; node kubia-sim-1 has no label disktype" in why, why
+    wait_until(lambda: srv_targets(sim) == ["kubia-0"], 10, "kubia-1 out of DNS")
 
 
 # when (seconds since boot, as a process's start time counts), as whom
@@ -206,18 +219,21 @@ def test_a_failing_init_container_keeps_the_pod_from_starting(sim, tmp_path):
     s = wait_until(backing_off, 20, "the init container to fail twice", 0.2)
     assert s["state"] in ("Init:Error", "Init:CrashLoopBackOff"), s
     assert s["last_exit"] == "exit 1" and not s["ready"]
-    out = sim.cli("status").stdout
+    out = sim.kubectl("get", "po").stdout
     assert re.search(r"^kubia-0\s+0/1\s+Init:(Error|CrashLoopBackOff|0/1)\s", out, re.M), out
-    assert sim.status()["endpoints"] == []
+    assert sim.endpoints() == []
     # kubia never started: it has no log, exec finds no container
-    r = sim.cli("logs", "kubia-0", check=False)
-    assert r.returncode == 1 and "is waiting to start: PodInitializing" in r.stderr
-    assert sim.cli("logs", "kubia-0", "-c", "fails").stdout.startswith("cannot\ncannot\n")
-    r = sim.cli("exec", "kubia-0", "--", "true", check=False)
-    assert r.returncode == 1 and "has no running container" in r.stderr, r.stderr
+    r = sim.kubectl("logs", "kubia-0", check=False)
+    assert r.returncode == 1 and 'container "kubia" in pod "kubia-0" is waiting to start' \
+        in r.stderr, r.stderr
+    out = sim.kubectl("logs", "kubia-0", "-c", "fails").stdout
+    assert out.startswith("cannot\ncannot\n"), out
+    r = sim.exec("kubia-0", "true", check=False)
+    assert r.returncode == 1 and "container kubia is not running in pod kubia-0" in r.stderr, \
+        r.stderr
     # deleted, the pod goes at once (its kubelet was waiting to try again)
-    r = sim.cli("delete", "pod", "kubia-0", check=False)
-    assert 'pod "kubia-0" deleted' in r.stdout, r.stdout + r.stderr
+    r = sim.kubectl("delete", "po", "kubia-0", timeout=30)
+    assert r.stdout == 'pod "kubia-0" deleted\n', r.stdout + r.stderr
 
 
 def test_podman_runs_an_init_container_from_its_image_and_refuses_a_missing_one(sim,
@@ -239,4 +255,4 @@ def test_podman_runs_an_init_container_from_its_image_and_refuses_a_missing_one(
     version["image"] = IMAGE
     sim.up(None, None, manifest=write(tmp_path, "sts.yaml", sts))
     assert sim.status()["pod_status"]["kubia-0"]["state"] == "Running"
-    assert sim.cli("logs", "kubia-0", "-c", "version").stdout.startswith("kubia ")
+    assert sim.kubectl("logs", "kubia-0", "-c", "version").stdout.startswith("kubia ")

@@ -58,16 +58,20 @@ def operate(sim, n):
     """The n-th operation of the cycle; returns its name."""
     step = n % 4
     if step == 0:
-        sim.cli("delete", "pod", "kubia-2")
+        sim.delete_pod("kubia-2")
         return "delete"
     if step == 1:
-        sim.cli("scale", 2)
+        sim.scale(2)
         return "scale 2"
     if step == 2:
-        sim.cli("scale", 3)
+        sim.scale(3)
         return "scale 3"
-    sim.cli("rollout", "--partition", 2, "--env", "KUBIA_IDLE_TIMEOUT_S=%d" % (30 + n % 2),
-            *sim.template_args())
+    sim.patch({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 2}},
+                        "template": {"spec": {"containers": [
+                            {"name": "kubia", "env": [{"name": "KUBIA_IDLE_TIMEOUT_S",
+                                                       "value": str(30 + n % 2)}]}]}}}})
+    sim.rollout_status()
+    sim.wait_pods(3)
     return "rollout"
 
 
@@ -100,7 +104,7 @@ def test_soak(sim):
         if warm is None:
             warm = sample(pids, max)
         if len(ops) % 4 == 2:  # the last operation scaled down: back to three
-            sim.cli("scale", 3)
+            sim.scale(3)
         # a little more load on the cluster at rest, then the end's figures, under load
         total = load.total()
         wait_until(lambda: load.total() >= total + 50, 30, "load at the end", 0.05)

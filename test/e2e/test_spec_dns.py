@@ -15,7 +15,7 @@ from conftest import K8S, Sim
 
 
 def dig(sim, *args):
-    return sim.cli("run", "--", "dig", "+time=2", "+tries=1", *args).stdout
+    return sim.dig("+time=2", "+tries=1", *args)
 
 
 def srv_queries_from_pods(sim):

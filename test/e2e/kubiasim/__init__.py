@@ -3,13 +3,13 @@
 `test/e2e/kubia-sim` is the command; it runs cli.main. The parts, from the command
 line down:
 
-    cli          the command line, and the dispatch under the cluster's lock
-    commands     commands on the whole cluster: up, down, status, scale, probe, dns
-    rollout      rollout (kubectl apply / edit of the template), the rolling update,
-                 and rollout status
-    pod_commands commands on one pod, claim or node: delete, node-down, node-up (and
-                 cut, heal: a pod's node), cordon, nodes, exec, logs, run;
-                 pod_exec, the API server's exec in a pod
+    cli          the command line (only what kubectl cannot say), and the dispatch
+                 under the cluster's lock
+    commands     commands on the whole cluster: up, down, probe, dns
+    rollout      the rolling update of a template that came through the API
+    pod_commands commands on one node: node-down, node-up (and cut, heal: a pod's
+                 node); for the API server: a pod forgotten (forced deletion), claims
+                 deleted, pod_exec (exec in a pod)
     remotecommand  the API server's side of kubectl exec and attach (serve), and a
                  command run on a terminal or pipes for it (run_command)
     websocket    its WebSocket transport (channel subprotocols v5..v2, v4.base64)

@@ -9,7 +9,7 @@ attach asking for stdin is refused before the upgrade.
 
 A bare pod created through the API (`kubectl run -it srvlookup --image=tutum/dnsutils
 --rm --restart=Never -- dig SRV ...`, the chapter's section 10.4.1) is a throwaway
-pod, as `kubia-sim run` makes: its own network and UTS namespaces on the cluster's
+pod: its own network and UTS namespaces on the cluster's
 bridge, the cluster's DNS as its resolver. Its image is not pulled: its command runs
 from this machine's files (dig is the machine's own). It is kept in the API server's
 memory only (gone when the server stops). With stdin asked for (kubectl run -i), its

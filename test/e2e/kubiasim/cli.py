@@ -1,20 +1,19 @@
 """kubia-sim's command line: the commands and their options, and the dispatch to them
-under the cluster's lock."""
+under the cluster's lock. It has only what kubectl cannot say: the cluster up and down,
+a node's network, cluster DNS stopped and started, and the endpoints published now;
+everything else goes through the API server (kubectl)."""
 
 import argparse
 import os
-import re
 import sys
 
 from .cluster_dns import DNS_MODES
 from .apiserver import DEFAULT_VERSION, apiserver_main
-from .commands import cmd_dns, cmd_down, cmd_probe, cmd_scale, cmd_status, cmd_up
+from .commands import cmd_dns, cmd_down, cmd_probe, cmd_up
 from .endpoints import endpoints_main
 from .kubelet import kubelet_main
-from .pod_commands import (cmd_cordon, cmd_cut, cmd_delete, cmd_exec, cmd_heal, cmd_logs,
-                           cmd_node, cmd_nodes, cmd_run)
+from .pod_commands import cmd_cut, cmd_heal, cmd_node
 from .prometheus import add_options as add_prometheus_options
-from .rollout import cmd_rollout, cmd_rollout_status
 from .state import Cluster
 from .util import SimError
 
@@ -37,8 +36,6 @@ def main(argv, launcher):
         c = Cluster(a.cluster, a.run_dir, a.data_dir, launcher)
         if os.geteuid() != 0:
             raise SimError("kubia-sim needs root (network namespaces, mounts)")
-        if a.fn is cmd_rollout and a.action == "status":
-            return cmd_rollout_status(c, a)  # it takes the lock for each look
         with c.locked():
             rc = a.fn(c, a)
         return rc or 0
@@ -48,7 +45,7 @@ def main(argv, launcher):
 
 
 def parser():
-    """kubia-sim's options and commands; `up` and `rollout` have many, below."""
+    """kubia-sim's options and commands; `up` has many, below."""
     ap = argparse.ArgumentParser(
         prog="kubia-sim",
         description="Chapter 10's StatefulSet on one machine: kubia pods in namespaces, "
@@ -68,25 +65,6 @@ def parser():
     p.add_argument("--delete-volumes", action="store_true")
     p.set_defaults(fn=cmd_down)
 
-    p = sub.add_parser("status", help="pods (like kubectl get pods), endpoints, claims")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(fn=cmd_status)
-
-    p = sub.add_parser("scale", help="kubectl scale statefulset kubia --replicas N")
-    p.add_argument("replicas", type=int)
-    p.set_defaults(fn=cmd_scale)
-
-    p = sub.add_parser("delete", help="delete pod NAME [--force] | delete pvc NAME|--all")
-    p.add_argument("kind")
-    p.add_argument("names", nargs="*")
-    p.add_argument("--force", action="store_true",
-                   help="--force --grace-period 0: forget the pod without waiting for it")
-    p.add_argument("--all", action="store_true")
-    p.set_defaults(fn=cmd_delete)
-
-    p = sub.add_parser("nodes", help="kubectl get nodes: the nodes, their state and pods")
-    p.set_defaults(fn=cmd_nodes)
-
     for cmd, what in (("node-down", "a node's network goes down (section 10.5): its pods "
                        "are cut off, NotReady after --node-lost-grace, evicted after "
                        "--pod-eviction-timeout more"),
@@ -105,46 +83,13 @@ def parser():
     p.add_argument("pod")
     p.set_defaults(fn=cmd_heal)
 
-    for cmd, what in (("cordon", "no pod starts on the node (a pod no node takes stays "
-                       "Pending)"), ("uncordon", "pods start there again")):
-        p = sub.add_parser(cmd, help="kubectl %s NODE: %s; without NODE, every node"
-                           % (cmd, what))
-        p.add_argument("node", nargs="?")
-        p.set_defaults(fn=cmd_cordon)
-
-    add_rollout(sub)
-
     p = sub.add_parser("probe", help="re-probe readiness and publish the endpoints now")
     p.set_defaults(fn=cmd_probe)
 
     p = sub.add_parser("dns", help="stop or start the cluster DNS")
     p.add_argument("action", choices=("stop", "start"))
     p.set_defaults(fn=cmd_dns)
-
-    p = sub.add_parser("exec", help="run a command in a pod's namespaces")
-    p.add_argument("pod")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=cmd_exec)
-
-    p = sub.add_parser("logs", help="a pod's container log (-c: an init container's)")
-    p.add_argument("pod")
-    p.add_argument("-c", "--container", help="the name of one of the pod's init containers")
-    p.set_defaults(fn=cmd_logs)
-
-    p = sub.add_parser("run", help="run a command in a throwaway pod (kubectl run --rm)")
-    p.add_argument("--name", default="srvlookup")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=cmd_run)
     return ap
-
-
-def duration(text):
-    """A duration as kubectl's --timeout takes it (30s, 3m, 1h, 1m30s), or plain seconds."""
-    parts = re.fullmatch(r"((\d+(\.\d*)?)h)?((\d+(\.\d*)?)m)?((\d+(\.\d*)?)s?)?", text or "")
-    if not text or not parts:
-        raise argparse.ArgumentTypeError("%r is not a duration (30s, 3m, 1h)" % text)
-    h, m, sec = (float(parts.group(i) or 0) for i in (2, 5, 8))
-    return h * 3600 + m * 60 + sec
 
 
 def add_up(sub):
@@ -207,30 +152,3 @@ def add_up(sub):
     p.add_argument("--recreate", action="store_true",
                    help="take the cluster down first if it is up (its volumes stay)")
     p.set_defaults(fn=cmd_up)
-
-
-def add_rollout(sub):
-    p = sub.add_parser("rollout", help="rolling update to a new pod template; rollout "
-                       "status [statefulset kubia]: what kubectl rollout status prints")
-    p.add_argument("action", nargs="?", choices=("status",),
-                   help="status: the rollout's progress, until it is done")
-    p.add_argument("target", nargs="*", help="statefulset kubia (for rollout status)")
-    p.add_argument("--watch", type=lambda v: v.lower() not in ("false", "0", "no"),
-                   default=True, help="rollout status: wait until done (--watch false: "
-                   "print once)")
-    p.add_argument("--timeout", type=duration, default=300.0,
-                   help="rollout status: how long to wait (30s, 3m, 1h; plain: seconds)")
-    p.add_argument("-f", "--filename", dest="file", metavar="SOURCE",
-                   help="kubectl apply -f: the pod template, replicas, ordinals, update "
-                   "strategy and partition, claim retention and minReadySeconds from a "
-                   "manifest (the runtime and binary stay; podManagementPolicy cannot "
-                   "change); without it, the current template with the changes below")
-    p.add_argument("--binary")
-    p.add_argument("--image")
-    p.add_argument("--mode", choices=("peers", "pet"))
-    p.add_argument("--env", action="append")
-    p.add_argument("--arg", action="append")
-    p.add_argument("--partition", type=int, help="updateStrategy.rollingUpdate.partition "
-                   "(kubectl patch): pods at and above this index (from ordinals.start) get "
-                   "the update")
-    p.set_defaults(fn=cmd_rollout)

@@ -1,10 +1,9 @@
-"""The commands on the whole cluster: up, down, status, scale, probe and dns, and the
-table of pods that several of them print (rollout is in rollout.py)."""
+"""The commands on the whole cluster: up, down, probe and dns (kubectl says the rest,
+through the API server)."""
 
 import argparse
 import contextlib
 import ipaddress
-import json
 import os
 import re
 import shutil
@@ -15,67 +14,15 @@ import time
 
 from . import apiseed, kubeconfig, prometheus
 from .cluster_dns import dns_stop
-from .containers import PODMAN_FLAGS, container_pid
+from .containers import PODMAN_FLAGS
 from .controller import converge
-from .endpoints import kubelet_ready, pod_state, publish, sts_status
+from .endpoints import pod_state, publish
 from .network import net_up, port_free, subnet_free
-from .nodes import check_count, make_nodes, node_lifecycle, node_status, ordered, pods_on
+from .nodes import check_count, make_nodes
 from .processes import alive, signal_ref, spawn, stop_ref
 from .state import MAX_ORDINALS, PUBLIC, STS, revision_of
 from .templates import controller_of, read_manifest, template_of
 from .util import SimError, say, sh, tool, wait_for
-
-
-def age_of(now, t):
-    age = int(now - t)
-    return "%dm%ds" % divmod(age, 60) if age >= 60 else "%ds" % age
-
-
-def print_table(rows):
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        say("   ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip())
-
-
-def print_pods(c):
-    st = c.st
-    node_lifecycle(c)
-    rows = [("NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "REVISION")]
-    now = time.time()
-    for p in sorted(st["pods"].values(), key=lambda p: p["ordinal"]):
-        s = (p.get("cut") and p.get("last_reported")) or pod_state(c, p)
-        state = s.get("state", "ContainerCreating")
-        if not st["nodes"][p["node"]]["ready"]:
-            # the node controller's view: nothing is heard from the pod's kubelet
-            state, ready = "Unknown", False
-        else:
-            ready = kubelet_ready(c, p, s)
-        rows.append((p["name"], "1/1" if ready else "0/1", state, str(s.get("restarts", 0)),
-                     age_of(now, p["created"]), p["ip"], p["node"], p["revision"]))
-    for name in st.get("pending", []):  # not scheduled: cordoned, or a nodeSelector
-        rows.append((name, "0/1", "Pending", "0", "-", "<none>", "<none>", "-"))
-    print_table(rows)
-    for name in st.get("pending", []):
-        say("pod/%s Pending: %s" % (name, (st.get("pending_why") or {}).get(name, "")))
-    for p in sorted(st["pods"].values(), key=lambda p: p["ordinal"]):
-        if p.get("reason"):
-            say("pod/%s Terminating (expires %s), Reason: %s, Message: %s" % (
-                p["name"], time.strftime("%a, %d %b %Y %H:%M:%S %z", time.localtime(
-                    p["deleted_at"] + p["grace_s"])), p["reason"], p["message"]))
-
-
-def print_nodes(c):
-    """The nodes as kubectl get nodes -o wide shows them, with their pods."""
-    st = c.st
-    node_lifecycle(c)
-    now = time.time()
-    rows = [("NAME", "STATUS", "AGE", "INTERNAL-IP", "NETWORK", "PODS")]
-    for n in ordered(st):
-        rows.append((n["name"], node_status(n), age_of(now, n["created"]), n["addr"],
-                     "down" if n["cut"] else "up",
-                     ",".join(p["name"] for p in sorted(pods_on(st, n["name"]),
-                                                        key=lambda p: p["ordinal"])) or "-"))
-    print_table(rows)
 
 
 def try_next(c):
@@ -93,9 +40,10 @@ def try_next(c):
     say("  curl -X POST -d \"Hey there! This greeting was submitted to kubia-0.\" "
         "%s/pods/kubia-0/proxy/" % base)
     say("  curl %s/services/kubia-public/proxy/" % base)
-    say("  %s%s run -- dig SRV %s" % (me, cl, srv_name_to_try(c)))
-    say("  %s%s delete pod kubia-0        # it comes back with its data" % (me, cl))
-    say("  %s%s scale 4                   # and: status, rollout, logs" % (me, cl))
+    say("  kubectl run -it srvlookup --image=tutum/dnsutils --rm --restart=Never -- "
+        "dig SRV %s" % srv_name_to_try(c))
+    say("  kubectl delete po kubia-0                     # it comes back with its data")
+    say("  kubectl scale statefulset kubia --replicas 4  # and: edit, rollout status, logs")
     say("  %s%s node-down kubia-sim-1     # section 10.5; back with node-up" % (me, cl))
     prometheus.say_try(c)
     say("Take it down: %s%s down   (the volumes stay; add --delete-volumes to drop them)"
@@ -132,7 +80,7 @@ def cmd_up(c, a):
     if c.st is not None and a.recreate:
         cmd_down(c, argparse.Namespace(delete_volumes=False))
     if c.st is not None:
-        raise SimError("cluster %r is already up (kubia-sim%s status; kubia-sim down to end it)"
+        raise SimError("cluster %r is already up (kubectl get po; kubia-sim%s down to end it)"
                        % (c.name, "" if c.name == "kubia" else " --cluster " + c.name))
     if not 0 <= a.endpoint_lag <= 60:
         raise SimError("--endpoint-lag %g: 0 to 60 seconds" % a.endpoint_lag)
@@ -184,8 +132,6 @@ def cmd_up(c, a):
     say("statefulset.apps/%s created from %s (replicas %d, %s mode)"
         % (STS, source, replicas, template["env"].get("KUBIA_MODE", "peers")))
     converge(c)
-    say("")
-    print_pods(c)
     try_next(c)
 
 
@@ -288,62 +234,6 @@ def cmd_down(c, a):
     else:
         say("cluster %s was not up; nothing of it is left" % c.name)
     c.st = None
-
-
-def cmd_status(c, a):
-    st = c.require_up()
-    if a.json:
-        out = dict(st)
-        out["pod_status"] = {}
-        for p in st["pods"].values():
-            ps = pod_state(c, p)
-            ps["container_pid"] = container_pid(c, p, ps)
-            out["pod_status"][p["name"]] = ps
-        out["orphan_status"] = [pod_state(c, o) for o in st["orphans"]]
-        out["status"] = sts_status(c)
-        out["volumes"] = c.volumes
-        out["run"] = c.run
-        say(json.dumps(out, indent=1, sort_keys=True))
-        return
-    print_pods(c)
-    say("")
-    print_nodes(c)
-    say("")
-    dns = "down" if not alive(st.get("dns")) else "%s (%s records)" % (
-        c.dns_ip, st.get("dns_mode", "coredns"))
-    ctl, status = st["controller"], sts_status(c)
-    say("statefulset %s: replicas %d (from ordinal %d), %s, %s%s, current revision %s, "
-        "update revision %s" % (STS, st["replicas"], ctl["ordinals_start"],
-                                ctl["pod_management_policy"], ctl["update_strategy"],
-                                " partition %d" % st["partition"]
-                                if ctl["update_strategy"] == "RollingUpdate" else "",
-                                st["current_revision"], st["update_revision"]))
-    say("status: replicas %d, readyReplicas %d, availableReplicas %d (minReadySeconds %d), "
-        "updatedReplicas %d, currentReplicas %d"
-        % (status["replicas"], status["readyReplicas"], status["availableReplicas"],
-           ctl["min_ready_s"], status["updatedReplicas"], status["currentReplicas"]))
-    say("endpoints %s (ready, in DNS): %s" % (STS, ", ".join(st["endpoints"]) or "<none>"))
-    say("cluster DNS: %s; API server: localhost:%d (kubectl context %s)" % (
-        dns, st["api_port"], ((st.get("api") or {}).get("kubeconfig") or {}).get(
-            "context", "-")))
-    prometheus.say_status(c)
-    for o in st["orphans"]:
-        say("force-deleted %s still running on its node %s (netns %s)"
-            % (o["name"], o["node"], o["netns"]))
-    if os.path.isdir(c.volumes):
-        claims = sorted(os.listdir(c.volumes))
-        say("persistentvolumeclaims: %s" % (", ".join(claims) or "<none>"))
-
-
-def cmd_scale(c, a):
-    st = c.require_up()
-    check_ordinals(a.replicas, st["controller"]["ordinals_start"])
-    st["replicas"] = a.replicas
-    c.save()
-    say("statefulset.apps/%s scaled to %d" % (STS, a.replicas))
-    converge(c)
-    publish(c)
-    print_pods(c)
 
 
 def cmd_probe(c, a):

@@ -102,8 +102,6 @@ def schedule(c, template):
     text = "0/%d nodes are available: %s" % (len(st["nodes"]), ", ".join(parts))
     if detail:
         text += " (%s)" % detail
-    if UNSCHEDULABLE in why:
-        text += " (kubia-sim uncordon)"
     return None, text
 
 
@@ -149,9 +147,3 @@ def node_lifecycle(c, now=None):
     if changed:
         c.save()
     return changed
-
-
-def node_status(node):
-    """STATUS as kubectl get nodes prints it."""
-    s = "Ready" if node["ready"] else "NotReady"
-    return s + ",SchedulingDisabled" if node["unschedulable"] else s

@@ -1,62 +1,23 @@
-"""The commands on one pod, claim or node: delete (also --force, section 10.5's forced
-deletion), node-down and node-up (a node's network down and back; cut and heal do it
-to a pod's node), cordon and uncordon (no pod starts on the node meanwhile), nodes,
-exec (also the API server's, pod_exec), logs, and run (a throwaway pod)."""
+"""The commands on one node: node-down and node-up (a node's network down and back; cut
+and heal do it to a pod's node); and what the API server does to one pod or claim: the
+forced deletion's forgetting of a pod (section 10.5), exec in a pod (pod_exec), the
+deletion of claims."""
 
 import copy
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
-from .commands import print_nodes, print_pods
 from .containers import PODMAN_FLAGS, container_pid
-from .controller import (converge, create_pod, delete_pod, describe_wait, hold_pending,
-                         pod_log, retire, wait_ready)
-from .endpoints import kubelet_ready, pod_state, publish
-from .network import pod_net_create, pod_net_delete, set_link
-from .nodes import node_of, ordered, pods_on
-from .pod_init import init_log
+from .controller import converge, describe_wait, retire, wait_ready
+from .endpoints import pod_state, publish
+from .network import set_link
+from .nodes import node_of, pods_on
 from .processes import alive, signal_ref
 from .remotecommand import RemoteCommandError, run_command
-from .state import STS, ordinal_of
-from .util import SimError, say, tool, wait_for
-
-
-def cmd_delete(c, a):
-    if a.kind in ("pvc", "persistentvolumeclaim"):
-        return delete_claims(c, a)
-    if a.kind not in ("pod", "po", "pods"):
-        raise SimError("delete what? kubia-sim delete pod kubia-0 | delete pvc data-kubia-0")
-    st = c.require_up()
-    for name in a.names:
-        ordinal_of(name)
-        if name not in st["pods"]:
-            raise SimError("pods \"%s\" not found" % name)
-    for name in a.names:
-        if a.force:
-            force_delete(c, name)
-        elif st["nodes"][st["pods"][name]["node"]]["cut"]:
-            unconfirmed_delete(c, name)
-        else:
-            delete_pod(c, name)
-            converge(c)
-    publish(c)
-    print_pods(c)
-
-
-def unconfirmed_delete(c, name):
-    """The deletion of a pod whose node is cut off: the API server marks it terminating,
-    but only its kubelet, which does not hear of it, could confirm that it stopped."""
-    pod = c.st["pods"][name]
-    if not pod.get("terminating"):
-        pod.update(terminating=True, deleted_at=time.time())
-        c.save()
-    say('pod "%s" is terminating, but its node %s is cut off and cannot confirm it: it '
-        "stays Terminating until the node is back (kubia-sim node-up %s) or it is deleted "
-        "with --force" % (name, pod["node"], pod["node"]))
+from .state import STS
+from .util import SimError, say, tool
 
 
 def forget_pod(c, name):
@@ -72,35 +33,6 @@ def forget_pod(c, name):
     st["orphans"].append(pod)
     c.save()
     return pod
-
-
-def force_delete(c, name):
-    st = c.st
-    pod = forget_pod(c, name)
-    say("warning: Immediate deletion does not wait for confirmation that the running "
-        "resource has been terminated. The resource may continue to run on the cluster "
-        "indefinitely.")
-    say("pod \"%s\" force deleted" % name)
-    publish(c)
-    if not hold_pending(c, [pod["ordinal"]], False, more=True):
-        c.save()
-        print_pods(c)  # its replacement cannot be scheduled: Pending, and why
-        return
-    new = create_pod(c, pod["ordinal"])
-
-    def settled():
-        s = pod_state(c, new)
-        return s.get("restarts", 0) > 0 or kubelet_ready(c, new, s)
-    wait_for(settled, st["ready_timeout_s"], "pod %s to start or fail" % name)
-    s = pod_state(c, new)
-    if s.get("restarts", 0) > 0:
-        say("pod/%s keeps failing to start (CrashLoopBackOff), last %s: %s"
-            % (name, s.get("last_exit"), s.get("reason", "")))
-        say("(the old %s still holds its volume on node %s; the new one on %s is refused "
-            "until that process is gone: kubia-sim node-up %s)"
-            % (name, pod["node"], new["node"], pod["node"]))
-    else:
-        say("pod/%s is ready (1/1 Running on %s)" % (name, new["node"]))
 
 
 def cmd_cut(c, a):
@@ -183,24 +115,6 @@ def node_up(c, node):
             wait_ready(c, p, st["ready_timeout_s"] + max(0.0, nxt - time.time()),
                        quiet=p["created"] >= t0)  # converge said it
     publish(c)
-    print_pods(c)
-
-
-def cmd_cordon(c, a):
-    """kubectl cordon / uncordon NODE, or every node without one: no pod is started on a
-    cordoned node (a pod that no node takes stays Pending); uncordoned, the controller
-    goes on."""
-    st = c.require_up()
-    nodes = [node_of(c, a.node)] if a.node else ordered(st)
-    for node in nodes:
-        was, node["unschedulable"] = node["unschedulable"], a.cmd == "cordon"
-        say("node/%s %s%sed" % (node["name"], "already " if was == node["unschedulable"]
-                                else "", a.cmd))
-    c.save()
-    if a.cmd == "uncordon":
-        converge(c)
-        publish(c)
-    print_pods(c)
 
 
 def cmd_heal(c, a):
@@ -216,12 +130,6 @@ def cmd_heal(c, a):
     node_up(c, st["nodes"][down[0]])
 
 
-def cmd_nodes(c, a):
-    """kubectl get nodes."""
-    c.require_up()
-    print_nodes(c)
-
-
 def pod_pid(c, name):
     st = c.require_up()
     pod = st["pods"].get(name)
@@ -235,15 +143,6 @@ def pod_pid(c, name):
     if pid is None:
         raise SimError("pod %s has no running container (%s)" % (name, describe_wait(c, pod)))
     return pid
-
-
-def cmd_exec(c, a):
-    pid = pod_pid(c, a.pod)
-    cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
-    if not cmd:
-        raise SimError("exec: give a command after --")
-    return subprocess.call([tool("nsenter"), "-t", str(pid), "-n", "-u", "-m",
-                            "--wd=" + os.getcwd(), "--"] + cmd)
 
 
 def exec_argv(c, name, container, command, stdin=False, tty=False):
@@ -276,43 +175,6 @@ def pod_exec(c, name, session):
         except SimError as e:
             raise RemoteCommandError(str(e))
     return run_command(argv, session)
-
-
-def cmd_logs(c, a):
-    st = c.require_up()
-    pod = st["pods"].get(a.pod)
-    if pod is None:
-        raise SimError("pods \"%s\" not found" % a.pod)
-    log = pod_log(c, pod)
-    inits = [i["name"] for i in st["templates"][pod["revision"]].get("init_containers") or []]
-    if a.container in inits:
-        log = init_log({"log": log}, a.container)
-    elif a.container is not None and a.container != STS:
-        raise SimError('container %s is not valid for pod %s' % (a.container, a.pod))
-    try:
-        with open(log, "rb") as f:
-            sys.stdout.buffer.write(f.read())
-    except FileNotFoundError:
-        raise SimError('container "%s" in pod "%s" is waiting to start: PodInitializing'
-                       % (a.container or STS, a.pod))
-
-
-def cmd_run(c, a):
-    """A throwaway pod (kubectl run --rm): own namespaces and resolv.conf, then gone."""
-    c.require_up()
-    cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
-    if not cmd:
-        raise SimError("run: give a command after --, e.g. run -- dig SRV %s" % c.domain())
-    netns = "%srun-%d" % (c.prefix, os.getpid())
-    veth = "r%d" % (os.getpid() % 100000)
-    addr = c.addr(210 + os.getpid() % 40)
-    try:
-        pod_net_create(c, netns, veth, addr)
-        return subprocess.call([tool("ip"), "netns", "exec", netns, tool("unshare"), "--uts",
-                                "--", "/bin/sh", "-c", 'hostname "$0"; exec "$@"', a.name]
-                               + cmd)
-    finally:
-        pod_net_delete(c, netns, veth)
 
 
 def delete_claims(c, a):

@@ -258,7 +258,7 @@ def address(c):
 
 
 def status_line(c):
-    """The line `up` and `status` print about Prometheus, or None without it."""
+    """The line `up` prints about Prometheus, or None without it."""
     if not address(c):
         return None
     st = c.st
@@ -269,16 +269,10 @@ def status_line(c):
             % (address(c), state, n, "" if n == 1 else "s", st["prometheus_interval_s"], JOB))
 
 
-def say_status(c):
-    line = status_line(c)
-    if line:
-        say(line)
-
-
 def say_try(c):
     """For `up`: where Prometheus is, and a query to try."""
     if address(c):
-        say_status(c)
+        say(status_line(c))
         say("  curl -G %sapi/v1/query --data-urlencode 'query=up{job=\"%s\"}'"
             % (address(c), JOB))
 
