@@ -436,7 +436,7 @@ def test_watch_history_bounded(sim, tmp_path):
     exe = kubectl_of(VERSIONS[-1])
     if exe is None:
         pytest.skip("kubectl %s is not installed (beside kubectl on PATH)" % VERSIONS[-1])
-    bad = sim.cli("up", "--empty", "--api-watch-history", 0, check=False)
+    bad = sim.cli("up", "--empty", "--binary", KUBIA, "--api-watch-history", 0, check=False)
     assert bad.returncode != 0 and "--api-watch-history 0: 1 or more" in bad.stderr
     sim.cli("up", "--empty", "--nodes", 1, "--binary", KUBIA, "--subnet",
             sim.base + ".0/24", "--api-port", sim.api_port, "--api-watch-history", 5,
