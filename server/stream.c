@@ -362,7 +362,7 @@ ssize_t stream_read(struct stream_sub *s, char *buf, size_t max)
 			size_t take = HEARTBEAT_LEN - s->hb_off;
 
 			take = take < max - n ? take : max - n;
-			memcpy(buf + n, HEARTBEAT + s->hb_off, take);
+			memcpy(buf + n, &HEARTBEAT[s->hb_off], take);
 			s->hb_off += take;
 			n += take;
 			s->hb = s->hb_off < HEARTBEAT_LEN;

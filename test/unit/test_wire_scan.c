@@ -209,8 +209,8 @@ static void test_refused_framing_is_not_followed(void **state)
 	const char *raw[] = {
 		"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\nzz\r\n\1\1",
 		"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\1",
-		"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked"
-		"\r\n\r\n\1",
+		("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked"
+		 "\r\n\r\n\1"),
 	};
 
 	(void)state;
